@@ -1,0 +1,164 @@
+"""ResNet backbones returning the last feature map.
+
+Parameter names are torchvision's, so torchvision's ImageNet state dicts
+(minus ``fc``) load with ``strict=True``. Resolution is set by constructor
+arguments: ``stride`` (conv1), ``stride_lay2..4`` (first block of each stage).
+The max-pool stride is always 2. At 448 px, strides 2/2/2 give a 14x14 map,
+2/1/1 give 56x56.
+"""
+import os
+
+import torch.hub
+import torch.nn as nn
+
+
+def conv3x3(in_chan, out_chan, stride=1):
+    return nn.Conv2d(in_chan, out_chan, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_chan, out_chan, stride=1):
+    return nn.Conv2d(in_chan, out_chan, kernel_size=1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_chan, chan, stride=1, downsample=None, final_relu=True):
+        super().__init__()
+        self.conv1 = conv3x3(in_chan, chan, stride)
+        self.bn1 = nn.BatchNorm2d(chan)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(chan, chan)
+        self.bn2 = nn.BatchNorm2d(chan)
+        self.downsample = downsample
+        self.final_relu = final_relu
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out)) + identity
+        return self.relu(out) if self.final_relu else out
+
+
+class Bottleneck(nn.Module):
+    """torchvision's ResNet v1.5 bottleneck: the stride sits on the 3x3 conv."""
+    expansion = 4
+
+    def __init__(self, in_chan, chan, stride=1, downsample=None, final_relu=True):
+        super().__init__()
+        self.conv1 = conv1x1(in_chan, chan)
+        self.bn1 = nn.BatchNorm2d(chan)
+        self.conv2 = conv3x3(chan, chan, stride)
+        self.bn2 = nn.BatchNorm2d(chan)
+        self.conv3 = conv1x1(chan, chan * self.expansion)
+        self.bn3 = nn.BatchNorm2d(chan * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.final_relu = final_relu
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out)) + identity
+        return self.relu(out) if self.final_relu else out
+
+
+class ResNet(nn.Module):
+    """ResNet trunk: forward(x (B, 3, H, W)) -> feature map (B, out_chan, h, w)."""
+
+    def __init__(self, block, layer_sizes, chan=64, stride=2, stride_lay2=2, stride_lay3=2,
+                 stride_lay4=2, end_relu=True):
+        super().__init__()
+        self.in_chan = chan
+        self.conv1 = nn.Conv2d(3, chan, kernel_size=7, stride=stride, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(chan)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, chan, layer_sizes[0], stride=1)
+        self.layer2 = self._make_layer(block, chan * 2, layer_sizes[1], stride=stride_lay2)
+        self.layer3 = self._make_layer(block, chan * 4, layer_sizes[2], stride=stride_lay3)
+        self.layer4 = self._make_layer(block, chan * 8, layer_sizes[3], stride=stride_lay4, end_relu=end_relu)
+        self.out_chan = chan * 8 * block.expansion
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def _make_layer(self, block, chan, block_nb, stride, end_relu=True):
+        downsample = None
+        if stride != 1 or self.in_chan != chan * block.expansion:
+            downsample = nn.Sequential(conv1x1(self.in_chan, chan * block.expansion, stride),
+                                       nn.BatchNorm2d(chan * block.expansion))
+        blocks = [block(self.in_chan, chan, stride, downsample)]
+        self.in_chan = chan * block.expansion
+        blocks += [block(self.in_chan, chan) for _ in range(1, block_nb)]
+        blocks[-1].final_relu = end_relu
+        return nn.Sequential(*blocks)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+ARCHITECTURES = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+    "resnet101": (Bottleneck, [3, 4, 23, 3]),
+    "resnet152": (Bottleneck, [3, 8, 36, 3]),
+}
+
+
+def build_resnet(name, chan=64, stride=2, stride_lay2=2, stride_lay3=2, stride_lay4=2, end_relu=True,
+                 pretrained=False):
+    """ResNet `name` (one of ARCHITECTURES), optionally with torchvision's ImageNet weights."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"backbone must be one of {', '.join(ARCHITECTURES)}, got '{name}'")
+    block, layer_sizes = ARCHITECTURES[name]
+    net = ResNet(block, layer_sizes, chan, stride, stride_lay2, stride_lay3, stride_lay4, end_relu)
+    if pretrained:
+        net.load_state_dict(imagenet_state_dict(name, chan))
+    return net
+
+
+def imagenet_state_dict(name, chan):
+    """torchvision's ImageNet weights for `name`, without fc; a clear error when offline."""
+    import torchvision
+    if chan != 64:
+        raise ValueError(f"ImageNet weights exist for resnet_chan 64 only, got {chan}")
+    weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
+    try:
+        state_dict = weights.get_state_dict(progress=True)
+    except Exception as error:  # URLError, HTTPError, socket errors: all mean "could not download"
+        raise RuntimeError(
+            f"could not download the ImageNet weights of {name} ({weights.url}): {error}.\n"
+            f"Download the file on a machine with internet access and put it in "
+            f"{torchvision_cache_dir()}, or run with --pretrained False.") from error
+    return {key: value for key, value in state_dict.items() if not key.startswith("fc.")}
+
+
+def torchvision_cache_dir():
+    return os.path.join(torch.hub.get_dir(), "checkpoints")
+
+
+def resnet18(**kwargs):
+    return build_resnet("resnet18", **kwargs)
+
+
+def resnet34(**kwargs):
+    return build_resnet("resnet34", **kwargs)
+
+
+def resnet50(**kwargs):
+    return build_resnet("resnet50", **kwargs)
+
+
+def resnet101(**kwargs):
+    return build_resnet("resnet101", **kwargs)
+
+
+def resnet152(**kwargs):
+    return build_resnet("resnet152", **kwargs)

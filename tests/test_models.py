@@ -1,0 +1,73 @@
+import argparse
+
+import pytest
+import torch
+
+from args import build_parser
+from models.net import build_model
+from training import build_optimizer, compute_loss
+
+
+def tiny_args(**overrides):
+    args = build_parser().parse_args([])
+    values = dict(backbone="resnet18", resnet_chan=8, class_nb=5, stride_lay3=2, stride_lay4=2, img_size=32)
+    values.update(overrides)
+    return argparse.Namespace(**{**vars(args), **values})
+
+
+HEADS = {"cnn": dict(attention=False), "b_cnn": dict(attention=True, br_npa=False),
+         "br_npa": dict(attention=True, br_npa=True)}
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_head_shapes_and_one_training_step(head):
+    torch.manual_seed(0)
+    model = build_model(tiny_args(**HEADS[head]))
+    images, target = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 3])
+    result = model(images)
+    expected_maps = {"cnn": 1, "b_cnn": 4, "br_npa": 3}[head]
+    assert result["output"].shape == (4, 5)
+    assert result["att_maps"].shape == (4, expected_maps, 2, 2)
+    assert result["norm"].shape == (4, 1, 2, 2)
+    expected_dim = {"cnn": 64, "b_cnn": 3 * 64, "br_npa": 3 * 64}[head]
+    assert model.classifier.in_features == expected_dim
+    optimizer = build_optimizer(model.parameters(), "SGD", 0.01, 0.9)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = compute_loss(result, target, 1.0)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_bcnn_pooling_is_mean_of_maps_times_features():
+    torch.manual_seed(0)
+    model = build_model(tiny_args(**HEADS["b_cnn"], nb_att_maps=2)).eval()
+    features = torch.relu(torch.randn(2, 64, 3, 3))
+    pooled, maps = model.head(features)
+    for k in range(2):
+        expected = (maps[:, k:k + 1] * features).mean(dim=(2, 3))
+        assert torch.allclose(pooled[:, k * 64:(k + 1) * 64], expected, atol=1e-6)
+
+
+def test_aux_heads_add_their_losses():
+    torch.manual_seed(0)
+    model = build_model(tiny_args(**HEADS["br_npa"], aux_on_masked=True))
+    images, target = torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 2])
+    result = model(images)
+    assert set(result["aux"]) == {"0", "1", "2", "01", "12"}
+    assert result["aux"]["01"].shape == (3, 5)
+    assert model.aux["01"].in_features == 2 * 64 and model.aux["0"].in_features == 64
+    main_only = torch.nn.functional.cross_entropy(result["output"], target)
+    aux_sum = sum(torch.nn.functional.cross_entropy(v, target) for v in result["aux"].values())
+    assert torch.allclose(compute_loss(result, target, 1.0), main_only + aux_sum)
+    # the aux heads read detached vectors: their loss does not reach the backbone
+    aux_sum.backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+
+
+def test_dropout_and_bias_options():
+    model = build_model(tiny_args(dropout=0.4, lin_lay_bias=True))
+    assert model.dropout.p == 0.4 and model.classifier.bias is not None
+    assert build_model(tiny_args()).classifier.bias is None

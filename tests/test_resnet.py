@@ -1,0 +1,52 @@
+import pytest
+import torch
+import torchvision
+
+from models.resnet import build_resnet, resnet18, resnet50
+
+
+def torchvision_features(net, x):
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_same_as_torchvision(name):
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, name)(weights=None).eval()
+    ours = build_resnet(name).eval()
+    state_dict = {k: v for k, v in reference.state_dict().items() if not k.startswith("fc.")}
+    ours.load_state_dict(state_dict, strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), torchvision_features(reference, x), atol=1e-5)
+
+
+@pytest.mark.parametrize("size,strides,expected", [
+    (224, (2, 2, 2), 7), (448, (2, 2, 2), 14), (224, (2, 1, 1), 28), (448, (2, 1, 1), 56)])
+def test_feature_map_sizes(size, strides, expected):
+    net = resnet50(chan=8, stride_lay2=strides[0], stride_lay3=strides[1], stride_lay4=strides[2]).eval()
+    with torch.no_grad():
+        features = net(torch.randn(1, 3, size, size))
+    assert features.shape == (1, 8 * 8 * 4, expected, expected)
+
+
+def test_end_relu_and_width():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        with_relu = resnet18(chan=8).eval()(x)
+        without = resnet18(chan=8, end_relu=False).eval()(x)
+    assert with_relu.shape[1] == 64 and with_relu.min() >= 0
+    assert without.min() < 0
+
+
+def test_pretrained_without_internet_gives_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    import torchvision.models._api as api
+
+    def refuse(*args, **kwargs):
+        raise OSError("network unreachable")
+    monkeypatch.setattr(api.WeightsEnum, "get_state_dict", refuse)
+    with pytest.raises(RuntimeError, match="--pretrained False"):
+        build_resnet("resnet18", pretrained=True)

@@ -1,0 +1,110 @@
+import argparse
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from args import build_parser, parse_args, read_config_file
+from training import build_optimizer, distillation_loss, train_one_epoch
+
+
+class LinearModel(nn.Module):
+    """No batch-norm, no dropout: accumulated and whole-batch gradients must agree."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = nn.Linear(12, 3)
+
+    def forward(self, images):
+        return {"output": self.linear(images.flatten(1))}
+
+
+def run_one_step(single_pass, optim):
+    model = LinearModel()
+    torch.manual_seed(1)
+    images, target = torch.randn(6, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 1])
+    loader = [(images, target)]
+    args = argparse.Namespace(max_batch_size_single_pass=single_pass, amp=False, channels_last=False,
+                              nll_weight=1.0)
+    hparams = {"kl_interp": 0.5, "kl_temp": 1.0}
+    optimizer = build_optimizer(model.parameters(), optim, 0.1, momentum=0.9)
+    values = train_one_epoch(model, loader, optimizer, torch.device("cpu"), hparams, args)
+    return model, values, images, target
+
+
+@pytest.mark.parametrize("optim", ["SGD", "Adam"])
+def test_gradient_accumulation_is_one_step_per_batch(optim):
+    whole, whole_values, images, target = run_one_step(6, optim)
+    accumulated, acc_values, _, _ = run_one_step(2, optim)
+    uneven, _, _, _ = run_one_step(4, optim)  # chunks of 4 and 2
+    for a, b, c in zip(whole.parameters(), accumulated.parameters(), uneven.parameters()):
+        assert torch.allclose(a, b, atol=1e-6) and torch.allclose(a, c, atol=1e-6)
+    assert abs(whole_values["loss"] - acc_values["loss"]) < 1e-6
+    if optim == "SGD":
+        # independent computation: one SGD step on the mean loss of the whole batch
+        reference = LinearModel()
+        loss = F.cross_entropy(reference(images)["output"], target)
+        grads = torch.autograd.grad(loss, list(reference.parameters()))
+        for p, g, trained in zip(reference.parameters(), grads, whole.parameters()):
+            assert torch.allclose(p - 0.1 * g, trained, atol=1e-6)
+
+
+def test_distillation_loss_formula():
+    student = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+    teacher = torch.tensor([[1.0, 1.5, 0.0], [3.0, -1.0, 0.0]])
+    target = torch.tensor([0, 2])
+    alpha, temp = 0.3, 4.0
+    kl = 0.0
+    for s, t in zip(student, teacher):
+        p_t = torch.softmax(t / temp, 0)
+        p_s = torch.softmax(s / temp, 0)
+        kl += (p_t * (p_t.log() - p_s.log())).sum()
+    kl /= 2
+    ce = -(torch.log_softmax(student, 1)[0, 0] + torch.log_softmax(student, 1)[1, 2]) / 2
+    expected = alpha * temp ** 2 * kl + (1 - alpha) * ce
+    assert torch.allclose(distillation_loss(student, teacher, target, alpha, temp), expected, atol=1e-6)
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_config_values_and_cli_override(tmp_path):
+    config = write(tmp_path / "c.config", "[default]\n# comment\nlr = 0.5\noptim = Adam  # inline\n"
+                                          "pretrained = False\nepochs = 7\n")
+    args = parse_args(["-c", config])
+    assert args.lr == 0.5 and args.optim == "Adam" and args.pretrained is False and args.epochs == 7
+    args = parse_args(["-c", config, "--lr", "0.01", "--pretrained", "True"])
+    assert args.lr == 0.01 and args.pretrained is True and args.epochs == 7
+    assert parse_args([]).lr == 0.001  # argparse default without a config
+
+
+def test_config_unknown_key_names_file_and_line(tmp_path):
+    config = write(tmp_path / "c.config", "lr = 0.5\n\nlearning_rate = 3\n")
+    with pytest.raises(ValueError, match=r"c.config, line 3: unknown key 'learning_rate'"):
+        read_config_file(config, build_parser())
+    with pytest.raises(SystemExit):
+        parse_args(["-c", config])
+
+
+def test_config_bad_values(tmp_path):
+    with pytest.raises(ValueError, match=r"line 1: bad value for 'attention'"):
+        read_config_file(write(tmp_path / "a.config", "attention = yes\n"), build_parser())
+    with pytest.raises(ValueError, match=r"line 2: bad value for 'epochs'"):
+        read_config_file(write(tmp_path / "b.config", "lr = 1\nepochs = many\n"), build_parser())
+    with pytest.raises(ValueError, match=r"'optim' must be one of"):
+        read_config_file(write(tmp_path / "d.config", "optim = sgd\n"), build_parser())
+    with pytest.raises(SystemExit):
+        parse_args(["--attention", "maybe"])
+
+
+def test_written_config_reads_back(tmp_path):
+    from args import load_config, write_config
+    args = parse_args(["--lr", "0.02", "--m_model_id", "teacher", "--master_net", "True"])
+    write_config(args, str(tmp_path / "x.ini"))
+    back = load_config(str(tmp_path / "x.ini"))
+    assert vars(back) == {**vars(args), "config": None}
+    assert parse_args([]).m_model_id is None
