@@ -125,7 +125,10 @@ def build_parser():
     g.add_argument("--opt_data_aug", type=str2bool, default=True, help="search the augmentation too")
     g.add_argument("--optuna_storage", type=optional_str, default=None,
                    help="optuna storage URL (default: sqlite <results>/<exp_id>/<model_id>_hypSearch.db)")
-    g.add_argument("--optuna_pruner", type=str, default="median", choices=["median", "none"])
+    g.add_argument("--optuna_pruner", type=str, default="median", choices=["median", "none"],
+                   help="median: stop a trial whose validation accuracy is below the median of earlier trials")
+    g.add_argument("--optuna_heartbeat", type=int, default=30,
+                   help="seconds between heartbeats; a trial silent for twice this is marked failed")
 
     g = parser.add_argument_group("DAUC / IAUC")
     g.add_argument("--attention_metrics", type=optional_str, default=None, choices=[None, "Del", "Add"],

@@ -1,6 +1,7 @@
 """Image folders (ImageFolder layout), checks, transforms, train/val split, loaders."""
 import os
 
+import numpy as np
 import torch
 from PIL import Image
 from sklearn.model_selection import train_test_split
@@ -127,3 +128,16 @@ def make_loader(samples, transform, batch_size, shuffle, args, seed=0):
     return DataLoader(ImageList(samples, transform), batch_size=batch_size, shuffle=shuffle,
                       num_workers=args.num_workers, pin_memory=use_cuda, drop_last=False,
                       persistent_workers=args.num_workers > 0, generator=generator)
+
+
+def load_mask_array(path, args):
+    """A part mask put through the test geometry (resize, centre crop, nearest): (size, size) bool."""
+    if not os.path.exists(path):
+        raise DataError(f"part mask not found: {path}")
+    resize_side = int(round(args.img_size / args.crop_ratio))
+    geometry = transforms.Compose([
+        transforms.Resize((resize_side, resize_side) if args.sq_resizing else resize_side,
+                          interpolation=transforms.InterpolationMode.NEAREST),
+        transforms.CenterCrop(args.img_size)])
+    with Image.open(path) as mask:
+        return np.array(geometry(mask.convert("L"))) > 127

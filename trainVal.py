@@ -33,7 +33,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         if args.attention_metrics is not None:
-            from metrics.perturbation_run import run_attention_metrics
+            from metrics.evaluate_curves import run_attention_metrics
             run_attention_metrics(args)
             return
         samples = load_samples(args)  # every data check runs before anything is written

@@ -1,0 +1,120 @@
+"""Deletion / insertion curves (SPEC §6) as small tensor functions.
+
+Deletion (Del) starts from the image and sets the most salient cells to 0;
+insertion (Add) starts from a blurred image and copies the most salient cells
+back from the clean one. Both are one curve function with another substrate.
+"""
+import torch
+import torch.nn.functional as F
+
+BLUR_KERNEL = 121
+FEW_STEPS = 196
+
+
+def saliency_map(att_maps, norm, model_type):
+    """Saliency of one image, min-max scaled to [0, 1].
+
+    att_maps: (M, h, w), norm: (1, h, w) (uint8 as saved, or float).
+    BR-NPA and CNN: map 0 * norm; B-CNN: mean of its maps * norm. Returns (h, w) float32.
+    """
+    att_maps, norm = torch.as_tensor(att_maps).float(), torch.as_tensor(norm).float()
+    if model_type == "b_cnn":
+        saliency = att_maps.mean(dim=0) * norm[0]
+    elif model_type in ("br_npa", "cnn"):
+        saliency = att_maps[0] * norm[0]
+    else:
+        raise ValueError(f"model_type must be one of br_npa, b_cnn, cnn, got '{model_type}'")
+    low, high = saliency.min(), saliency.max()
+    return (saliency - low) / (high - low).clamp_min(1e-12)
+
+
+def cells_per_step(map_height, map_width, few_steps):
+    """1 (one cell per step, h*w steps), or (h*w)/196 with few_steps (196 steps)."""
+    cell_nb = map_height * map_width
+    if not few_steps:
+        return 1
+    if cell_nb % FEW_STEPS != 0:
+        raise ValueError(f"--att_metrics_few_steps True needs h*w to be a multiple of {FEW_STEPS}, "
+                         f"got {map_height}x{map_width} maps")
+    return cell_nb // FEW_STEPS
+
+
+def step_masks(saliency, cells_per_step):
+    """Cells perturbed after each step, the most salient first (ties: lower index first).
+
+    saliency: (h, w). Returns (T, h, w) bool with T = h*w / cells_per_step;
+    masks[t] holds the (t+1) * cells_per_step highest cells.
+    """
+    height, width = saliency.shape
+    order = torch.argsort(saliency.flatten(), descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=order.device)
+    step_nb = order.numel() // cells_per_step
+    limits = (torch.arange(step_nb, device=order.device) + 1) * cells_per_step
+    return (rank.unsqueeze(0) < limits.unsqueeze(1)).view(step_nb, height, width)
+
+
+def box_blur(images, kernel=BLUR_KERNEL):
+    """kernel x kernel box filter, zero padding, per channel. images: (B, 3, H, W)."""
+    return F.avg_pool2d(images, kernel, stride=1, padding=kernel // 2, count_include_pad=True)
+
+
+def substrates(image, metric):
+    """(start image, what a chosen cell becomes), each (3, H, W), for 'Del' or 'Add'."""
+    if metric == "Del":
+        return image, torch.zeros_like(image)
+    if metric == "Add":
+        return box_blur(image.unsqueeze(0))[0], image
+    raise ValueError(f"metric must be Del or Add, got '{metric}'")
+
+
+def blend(start, chosen, masks):
+    """Perturbed copies: chosen where the cell mask is set, start elsewhere.
+
+    start, chosen: (3, H, W); masks: (T, h, w) bool, each cell a block of pixels.
+    Returns (T, 3, H, W).
+    """
+    pixel_masks = F.interpolate(masks.unsqueeze(1).to(start.dtype), size=start.shape[-2:], mode="nearest")
+    return start.unsqueeze(0) * (1 - pixel_masks) + chosen.unsqueeze(0) * pixel_masks
+
+
+def perturbation_curves(forward, images, saliencies, classes, metric, cells_per_step, batch_size):
+    """Score curves of many images, filling each forward pass with up to batch_size perturbed copies,
+    across steps and images.
+
+    forward: (B, 3, H, W) -> (B, class_nb) logits. images: sequence of (3, H, W)
+    (read lazily, in order); saliencies: sequence of (h, w); classes: the class
+    predicted on each clean image. Returns a list of (T, 2) tensors: per step
+    (cells left, softmax score of the class). The clean image is not a point.
+    """
+    curves, buffer, owners = [], [], []
+    filled = 0
+
+    def flush():
+        scores = torch.softmax(forward(torch.cat(buffer)).float(), dim=1)
+        offset = 0
+        for image_index, start, stop in owners:
+            rows = scores[offset:offset + stop - start, classes[image_index]]
+            curves[image_index][start:stop, 1] = rows.to(curves[image_index].device)
+            offset += stop - start
+        buffer.clear()
+        owners.clear()
+
+    for image_index, (image, saliency) in enumerate(zip(images, saliencies)):
+        masks = step_masks(saliency.to(image.device), cells_per_step)
+        step_nb = masks.shape[0]
+        cells_left = saliency.numel() - (torch.arange(step_nb) + 1) * cells_per_step
+        curves.append(torch.stack([cells_left.float(), torch.zeros(step_nb)], dim=1))
+        start_image, chosen = substrates(image, metric)
+        step = 0
+        while step < step_nb:
+            take = min(batch_size - filled, step_nb - step)
+            buffer.append(blend(start_image, chosen, masks[step:step + take]))
+            owners.append((image_index, step, step + take))
+            filled, step = filled + take, step + take
+            if filled == batch_size:
+                flush()
+                filled = 0
+    if filled:
+        flush()
+    return curves

@@ -1,0 +1,73 @@
+"""Figure: test images with each model's saliency overlaid (and the part mask when there is one).
+
+    python3 plot_maps.py --exp_id demo --model_ids cnn b_cnn br_npa_low_res --out pics/demo_attention.png
+"""
+import argparse
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import results_io
+from args import REPO_ROOT, load_config, resolve_path
+from load_data import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb, scan_folder
+from metrics.perturbation import saliency_map
+from models.net import model_type
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp_id", default="CUB")
+    parser.add_argument("--model_ids", nargs="+", required=True, help="trained models, one row each")
+    parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"))
+    parser.add_argument("--img_nb", type=int, default=6, help="test images shown (evenly spaced in the test set)")
+    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "pics", "attention.png"), help="PNG written (relative paths from the repo root)")
+    opts = parser.parse_args(argv)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    exp_folder = os.path.join(resolve_path(opts.results_dir), opts.exp_id)
+    first_args = load_config(results_io.config_path(exp_folder, opts.model_ids[0]))
+    _, samples = scan_folder(first_args.data_dir, first_args.dataset_test)
+    shown = np.linspace(0, len(samples) - 1, opts.img_nb).round().astype(int)
+    transform = build_transform(first_args, False)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    images = [(transform(load_rgb(samples[i][0])) * std + mean).clamp(0, 1).permute(1, 2, 0).numpy() for i in shown]
+    mask_folder = os.path.join(first_args.data_dir, first_args.dataset_test + "_masks")
+    test_folder = os.path.join(first_args.data_dir, first_args.dataset_test)
+
+    rows = len(opts.model_ids) + 1
+    fig, axes = plt.subplots(rows, len(shown), figsize=(1.6 * len(shown), 1.6 * rows), squeeze=False)
+    for col, (index, image) in enumerate(zip(shown, images)):
+        axes[0, col].imshow(image)
+        if os.path.isdir(mask_folder):
+            mask = load_mask_array(os.path.join(mask_folder, os.path.relpath(samples[index][0], test_folder)),
+                                   first_args)
+            axes[0, col].contour(mask, levels=[0.5], colors="lime", linewidths=1)
+    axes[0, 0].set_ylabel("image" + (" + part" if os.path.isdir(mask_folder) else ""), fontsize=8)
+    for row, model_id in enumerate(opts.model_ids, start=1):
+        model_args = load_config(results_io.config_path(exp_folder, model_id))
+        epoch = results_io.find_test_epochs(exp_folder, model_id)[-1]
+        paths = results_io.test_paths(exp_folder, model_id, epoch)
+        att_maps, norms = np.load(paths["att_maps"]), np.load(paths["norm"])
+        for col, (index, image) in enumerate(zip(shown, images)):
+            saliency = saliency_map(att_maps[index], norms[index], model_type(model_args))
+            saliency = F.interpolate(saliency[None, None], size=image.shape[:2], mode="bilinear",
+                                     align_corners=False)[0, 0].numpy()
+            axes[row, col].imshow(image)
+            axes[row, col].imshow(saliency, cmap="jet", alpha=0.5)
+        axes[row, 0].set_ylabel(model_id, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    out = resolve_path(opts.out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    fig.savefig(out, dpi=100)
+    print(f"figure -> {out}")
+
+
+if __name__ == "__main__":
+    main()

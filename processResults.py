@@ -1,0 +1,205 @@
+"""DAUC / IAUC from the saved curves, with tests, plots and a summary table.
+
+    python3 processResults.py --exp_id CUB
+
+Reads <results_dir>/<exp_id>/attMetr<Del|Add>_<model_id>.npy and the test
+CSVs; writes attMetrics_<Del|Add>.csv (model_id,mean) and
+attMetrics_<Del|Add>_pop.csv (model_id, then every image's AUC) there, and
+the Welch t-test matrices and mean curves to vis/<exp_id>/. Lower DAUC is
+better; higher IAUC is better. Where the test set has ground-truth part masks
+(<dataset_test>_masks, the synthetic data), it also reports the share of
+saliency inside the part and the pointing game.
+"""
+import argparse
+import glob
+import os
+import re
+import sys
+
+import numpy as np
+from scipy import stats
+
+import results_io
+from args import REPO_ROOT, load_config, resolve_path
+from metrics.auc import curve_auc, curve_x, energy_in_mask, pointing_game
+from metrics.perturbation import saliency_map
+
+METRICS = ("Del", "Add")
+
+
+def load_aucs(exp_folder, metric):
+    """{model_id: (per-image AUCs (N,), curves (N, T, 2))} for every attMetr<metric>_*.npy."""
+    results = {}
+    pattern = re.compile(rf"attMetr{metric}_(.+)\.npy")
+    for path in sorted(glob.glob(os.path.join(exp_folder, f"attMetr{metric}_*.npy"))):
+        match = pattern.fullmatch(os.path.basename(path))
+        model_id = match.group(1)
+        if model_id.endswith(("_imgInds", "_preds", "_targets")):
+            continue
+        curves = np.load(path)
+        results[model_id] = (np.array([curve_auc(curve, metric) for curve in curves]), curves)
+    return results
+
+
+def mean_ci(values):
+    """Mean and half-width of the 95% t confidence interval (nan for fewer than 2 values)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return float(values.mean()) if len(values) else float("nan"), float("nan")
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean()), float(half)
+
+
+def welch_matrix(aucs):
+    """p-values of Welch's t-test between every pair of models: (model ids, (M, M) array)."""
+    model_ids = sorted(aucs)
+    p_values = np.ones((len(model_ids), len(model_ids)))
+    for i, first in enumerate(model_ids):
+        for j, second in enumerate(model_ids):
+            if i != j and len(aucs[first]) > 1 and len(aucs[second]) > 1:
+                p_values[i, j] = stats.ttest_ind(aucs[first], aucs[second], equal_var=False).pvalue
+    return model_ids, p_values
+
+
+def write_auc_csvs(exp_folder, metric, aucs):
+    rows = [[model_id, float(values.mean())] for model_id, values in sorted(aucs.items())]
+    results_io.atomic_write_csv(os.path.join(exp_folder, f"attMetrics_{metric}.csv"), ["model_id", "mean"], rows)
+    pop_path = os.path.join(exp_folder, f"attMetrics_{metric}_pop.csv")
+    width = max(len(values) for values in aucs.values())
+    pop_rows = [[model_id] + list(values) for model_id, values in sorted(aucs.items())]
+    results_io.atomic_write_csv(pop_path, ["model_id"] + [f"img_{i}" for i in range(width)], pop_rows)
+
+
+def plot_ttest(path, metric, model_ids, p_values):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(1.2 * len(model_ids) + 3, 1.0 * len(model_ids) + 2))
+    image = ax.imshow(p_values, cmap="viridis_r", vmin=0, vmax=1)
+    ax.set_xticks(range(len(model_ids)), model_ids, rotation=45, ha="right")
+    ax.set_yticks(range(len(model_ids)), model_ids)
+    for i in range(len(model_ids)):
+        for j in range(len(model_ids)):
+            ax.text(j, i, f"{p_values[i, j]:.2g}", ha="center", va="center", color="white" if p_values[i, j] < .5 else "black")
+    ax.set_title(f"Welch t-test p-values, {'DAUC' if metric == 'Del' else 'IAUC'}")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_mean_curves(path, metric, results):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model_id, (aucs, curves) in sorted(results.items()):
+        x = curve_x(curves[0, :, 0], metric)
+        ax.plot(x, curves[:, :, 1].mean(axis=0), label=f"{model_id} ({aucs.mean():.3f})")
+    ax.set_xlabel("share of the map " + ("deleted" if metric == "Del" else "inserted"))
+    ax.set_ylabel("score of the predicted class")
+    ax.set_title(f"mean {'deletion' if metric == 'Del' else 'insertion'} curve")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def test_values(exp_folder, model_id):
+    """Row of the model's test CSV as floats, or {} if it has none."""
+    epochs = results_io.find_test_epochs(exp_folder, model_id)
+    if not epochs:
+        return {}
+    row = results_io.read_csv_dicts(results_io.test_paths(exp_folder, model_id, epochs[-1])["csv"])[0]
+    return {key: float(value) for key, value in row.items()}
+
+
+def localisation(exp_folder, model_id):
+    """(energy in mask, pointing game, uniform-saliency energy) over the test set when part masks exist."""
+    from load_data import load_mask_array, scan_folder
+    from models.net import model_type
+    config_file = results_io.config_path(exp_folder, model_id)
+    epochs = results_io.find_test_epochs(exp_folder, model_id)
+    if not os.path.exists(config_file) or not epochs:
+        return None
+    args = load_config(config_file)
+    mask_folder = os.path.join(args.data_dir, args.dataset_test + "_masks")
+    if not os.path.isdir(mask_folder):
+        return None
+    paths = results_io.test_paths(exp_folder, model_id, epochs[-1])
+    att_maps, norms = np.load(paths["att_maps"]), np.load(paths["norm"])
+    _, samples = scan_folder(args.data_dir, args.dataset_test)
+    if len(samples) != len(att_maps):
+        return None
+    kind = model_type(args)
+    energies, hits, areas = [], [], []
+    test_folder = os.path.join(args.data_dir, args.dataset_test)
+    for (path, _), maps, norm in zip(samples, att_maps, norms):
+        mask = load_mask_array(os.path.join(mask_folder, os.path.relpath(path, test_folder)), args)
+        saliency = saliency_map(maps, norm, kind).numpy()
+        energies.append(energy_in_mask(saliency, mask))
+        hits.append(pointing_game(saliency, mask))
+        areas.append(mask.mean())
+    return float(np.mean(energies)), float(np.mean(hits)), float(np.mean(areas))
+
+
+def fmt(value, half=None, digits=3):
+    if value is None or np.isnan(value):
+        return "-"
+    return f"{value:.{digits}f}" + ("" if half is None or np.isnan(half) else f" ±{half:.{digits}f}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp_id", default="CUB", help="experiment whose results are read")
+    parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"), help="results root")
+    parser.add_argument("--vis_dir", default=os.path.join(REPO_ROOT, "vis"), help="plots go to <vis_dir>/<exp_id>/")
+    opts = parser.parse_args(argv)
+    exp_folder = os.path.join(resolve_path(opts.results_dir), opts.exp_id)
+    vis_folder = os.path.join(resolve_path(opts.vis_dir), opts.exp_id)
+    if not os.path.isdir(exp_folder):
+        sys.exit(f"error: no results folder {exp_folder}: train a model first (./train.sh MODEL_ID)")
+
+    results = {metric: load_aucs(exp_folder, metric) for metric in METRICS}
+    model_ids = sorted(set().union(*(results[m].keys() for m in METRICS)) |
+                       {re.fullmatch(r"model(.+)_epoch\d+_test\.csv", os.path.basename(p)).group(1)
+                        for p in glob.glob(os.path.join(exp_folder, "model*_epoch*_test.csv"))})
+    if not model_ids:
+        sys.exit(f"error: no results in {exp_folder}: run ./train.sh MODEL_ID, then ./get_dauc_scores.sh MODEL_ID "
+                 f"and ./get_iauc_scores.sh MODEL_ID")
+    for metric in METRICS:
+        if results[metric]:
+            aucs = {model_id: values for model_id, (values, _) in results[metric].items()}
+            write_auc_csvs(exp_folder, metric, aucs)
+            os.makedirs(vis_folder, exist_ok=True)
+            plot_ttest(os.path.join(vis_folder, f"ttest_{metric}.png"), metric, *welch_matrix(aucs))
+            plot_mean_curves(os.path.join(vis_folder, f"curves_{metric}.png"), metric, results[metric])
+
+    header = ["model_id", "accuracy", "sparsity", "DAUC (n, 95% CI)", "IAUC (n, 95% CI)",
+              "energy in part", "pointing game"]
+    rows, uniform_energy = [], None
+    for model_id in model_ids:
+        values = test_values(exp_folder, model_id)
+        row = [model_id, fmt(values.get("accuracy")), fmt(values.get("sparsity"))]
+        for metric in METRICS:
+            if model_id in results[metric]:
+                aucs = results[metric][model_id][0]
+                row.append(f"{fmt(*mean_ci(aucs))} (n={len(aucs)})")
+            else:
+                row.append("-")
+        local = localisation(exp_folder, model_id)
+        row += [fmt(local[0]), fmt(local[1])] if local else ["-", "-"]
+        uniform_energy = local[2] if local else uniform_energy
+        rows.append(row)
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+    print("DAUC: lower is better; IAUC: higher is better.")
+    if uniform_energy is not None:
+        print(f"energy in part of a uniform saliency map (chance): {uniform_energy:.3f}")
+    if any(results[m] for m in METRICS):
+        print(f"CSV files in {exp_folder}, plots in {vis_folder}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Hyper-parameter search with optuna (SPEC §4): resumable, several workers per study.
+
+Workers started with the same command share the study in --optuna_storage
+(default: SQLite <results>/<exp_id>/<model_id>_hypSearch.db, study name =
+model_id). Each worker runs trials until the study holds --optuna_trial_nb
+finished (complete or pruned) trials; failed trials do not count. With a
+database storage, a trial left running by a dead worker is marked failed by
+optuna's heartbeat. After the study, the best trial's best checkpoint is
+tested and written under the names of a run without search.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+import results_io
+from args import write_config
+from training import HPARAM_NAMES, default_hparams, get_device, load_teacher, test_model, train_model
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Errors that fail one trial while the study goes on (NaN loss, out of memory, bad combination).
+TRIAL_ERRORS = (FloatingPointError, RuntimeError, ValueError, torch.OutOfMemoryError)
+
+
+class SurplusTrial(Exception):
+    """Raised when other workers already hold enough trials: this one is failed without training."""
+
+
+def sample_hparams(trial, args):
+    """The hyper-parameters of one trial: the options' values, with the SPEC §4 space sampled."""
+    hparams = default_hparams(args)
+    hparams["lr"] = trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+    hparams["optim"] = trial.suggest_categorical("optim", ["Adam", "AMSGrad", "SGD"])
+    hparams["batch_size"] = trial.suggest_int("batch_size", min(12, args.max_batch_size), args.max_batch_size,
+                                              log=True)
+    hparams["dropout"] = trial.suggest_categorical("dropout", [0.0, 0.2, 0.4, 0.6])
+    hparams["weight_decay"] = trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)
+    if hparams["optim"] == "SGD":
+        hparams["momentum"] = trial.suggest_float("momentum", 0.0, 0.9, step=0.1)
+        hparams["use_scheduler"] = trial.suggest_categorical("use_scheduler", [True, False])
+    if args.opt_data_aug:
+        hparams["brightness"] = trial.suggest_float("brightness", 0.0, 0.5, step=0.05)
+        hparams["saturation"] = trial.suggest_float("saturation", 0.0, 0.9, step=0.1)
+        hparams["crop_ratio"] = trial.suggest_float("crop_ratio", 0.8, 1.0, step=0.05)
+    if args.master_net:
+        hparams["kl_temp"] = trial.suggest_int("kl_temp", 1, 21, step=5)
+        hparams["kl_interp"] = trial.suggest_float("kl_interp", 0.1, 1.0, step=0.1)
+    return hparams
+
+
+def make_storage(args):
+    """optuna storage from --optuna_storage: a database URL (heartbeat on), or journal:PATH (no heartbeat)."""
+    url = args.optuna_storage
+    if url is None:
+        url = "sqlite:///" + results_io.study_path(results_io.exp_dir(args), args.model_id)
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=args.optuna_heartbeat,
+                                      grace_period=2 * args.optuna_heartbeat)
+
+
+def count_trials(study, states, below=None):
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state in states and (below is None or t.number < below))
+
+
+def has_heartbeat(args):
+    """Database storages run a heartbeat; journal files do not (optuna has none for them)."""
+    return not (args.optuna_storage or "").startswith("journal:")
+
+
+def make_objective(args, samples, teacher):
+    exp_folder = results_io.exp_dir(args)
+
+    def objective(trial):
+        # States that still count toward the total: with a heartbeat, running trials of other workers too.
+        counted = FINISHED + ((TrialState.RUNNING,) if has_heartbeat(args) else ())
+        if count_trials(trial.study, counted, below=trial.number) >= args.optuna_trial_nb:
+            raise SurplusTrial(f"the study already holds {args.optuna_trial_nb} trials")
+        hparams = sample_hparams(trial, args)
+        checkpoint_file = results_io.checkpoint_path(exp_folder, args.model_id, trial.number)
+
+        def report(epoch, val_accuracy):
+            trial.report(val_accuracy, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+        try:
+            best_accuracy, best_epoch = train_model(
+                args, samples, hparams, checkpoint_file,
+                results_io.epoch_metrics_path(exp_folder, args.model_id, trial.number), report, teacher)
+        except TRIAL_ERRORS as error:
+            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+            remove_file(checkpoint_file)
+            raise
+        except optuna.TrialPruned:
+            remove_file(checkpoint_file)
+            raise
+        trial.set_user_attr("best_epoch", best_epoch)
+        return best_accuracy
+
+    return objective
+
+
+def remove_file(path):
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def keep_best_checkpoint(study, args):
+    """Delete the checkpoints of finished trials other than the best complete one."""
+    exp_folder = results_io.exp_dir(args)
+    best = best_trial(study)
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state != TrialState.RUNNING and (best is None or trial.number != best.number):
+            remove_file(results_io.checkpoint_path(exp_folder, args.model_id, trial.number))
+
+
+def best_trial(study):
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+
+
+def print_trial(study, trial):
+    """One line on stderr per trial: number, state, value, parameters, best so far."""
+    best = best_trial(study)
+    value = "-" if trial.value is None else f"{trial.value:.4f}"
+    reason = f" ({trial.user_attrs['fail_reason']})" if "fail_reason" in trial.user_attrs else ""
+    best_text = "none yet" if best is None else f"trial {best.number} ({best.value:.4f})"
+    print(f"[optuna] trial {trial.number} {trial.state.name.lower()}{reason}: value {value}, "
+          f"params {trial.params} | best so far: {best_text}", file=sys.stderr)
+
+
+def run_search(args, samples):
+    """Run trials until the study holds --optuna_trial_nb finished ones, then test the best trial."""
+    exp_folder = results_io.exp_dir(args)
+    teacher = load_teacher(args, get_device(args)) if args.master_net else None
+    os.makedirs(exp_folder, exist_ok=True)
+    write_config(args, results_io.config_path(exp_folder, args.model_id))
+    pruner = optuna.pruners.MedianPruner() if args.optuna_pruner == "median" else optuna.pruners.NopPruner()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=make_storage(args), study_name=args.model_id, direction="maximize",
+                                pruner=pruner, load_if_exists=True)
+    objective = make_objective(args, samples, teacher)
+    while count_trials(study, FINISHED) < args.optuna_trial_nb:
+        if has_heartbeat(args):
+            optuna.storages.fail_stale_trials(study)
+            running = count_trials(study, (TrialState.RUNNING,))
+            if count_trials(study, FINISHED) + running >= args.optuna_trial_nb:
+                time.sleep(min(args.optuna_heartbeat, 5))  # other workers are running the last trials
+                continue
+        study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS + (SurplusTrial,), callbacks=[print_trial])
+        keep_best_checkpoint(study, args)
+    finish_search(args, samples, study)
+
+
+def finish_search(args, samples, study):
+    """Test the best trial's checkpoint under the plain names; save its parameters and resolved config."""
+    exp_folder = results_io.exp_dir(args)
+    best = best_trial(study)
+    if best is None:
+        raise RuntimeError(f"no trial of study '{args.model_id}' completed: see the [optuna] lines above")
+    trial_checkpoint = results_io.checkpoint_path(exp_folder, args.model_id, best.number)
+    if not os.path.exists(trial_checkpoint):
+        raise FileNotFoundError(f"the checkpoint of the best trial ({trial_checkpoint}) is missing")
+    hparams = torch.load(trial_checkpoint, map_location="cpu", weights_only=True)["hparams"]
+    best_args = argparse.Namespace(**{**vars(args), **{name: hparams[name] for name in HPARAM_NAMES}})
+    checkpoint_file = results_io.checkpoint_path(exp_folder, args.model_id)
+    shutil.copyfile(trial_checkpoint, checkpoint_file + ".tmp")
+    os.replace(checkpoint_file + ".tmp", checkpoint_file)
+    write_config(best_args, results_io.config_path(exp_folder, args.model_id))
+    params_file = os.path.join(exp_folder, f"{args.model_id}_best_params.json")
+    with open(params_file + ".tmp", "w") as file:
+        json.dump({"trial": best.number, "val_accuracy": best.value, "params": best.params,
+                   "hparams": hparams}, file, indent=1)
+    os.replace(params_file + ".tmp", params_file)
+    test_values = test_model(best_args, samples, checkpoint_file)
+    print(f"best trial {best.number}: validation accuracy {best.value:.4f}; test accuracy "
+          f"{test_values['accuracy']:.4f}, sparsity {test_values['sparsity']:.4f} (epoch {test_values['epoch']})")

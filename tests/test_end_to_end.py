@@ -1,0 +1,108 @@
+"""The user's commands on a tiny synthetic set: ./train.sh, ./get_dauc_scores.sh, ./get_iauc_scores.sh,
+processResults.py."""
+import csv
+import glob
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, TINY_CONFIG
+
+
+
+def run(command, config, data_dir, results_dir, *extra, check=True):
+    env = {**os.environ, "CONFIG": str(config)}
+    completed = subprocess.run([os.path.join(REPO_ROOT, command), *extra, "--data_dir", data_dir,
+                                "--results_dir", str(results_dir)], env=env, capture_output=True, text=True,
+                               cwd="/")
+    if check:
+        assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_synth, tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    config = root / "tiny.config"
+    config.write_text(TINY_CONFIG)
+    results = root / "results"
+    for model_id in ("cnn", "b_cnn", "br_npa_low_res"):
+        run("train.sh", config, tiny_synth, results, model_id, "--optuna", "False")
+    return config, results
+
+
+EXPECTED_MAPS = {"cnn": 1, "b_cnn": 4, "br_npa_low_res": 3}
+
+
+@pytest.mark.parametrize("model_id", EXPECTED_MAPS)
+def test_train_writes_seed_artifacts(trained, model_id):
+    _, results = trained
+    folder = results / "e2e"
+    csvs = glob.glob(str(folder / f"model{model_id}_epoch*_test.csv"))
+    assert len(csvs) == 1
+    epoch = int(os.path.basename(csvs[0])[len(f"model{model_id}_epoch"):-len("_test.csv")])
+    with open(csvs[0]) as file:
+        rows = list(csv.reader(file))
+    assert rows[0][:3] == ["accuracy", "loss", "sparsity"] and len(rows) == 2
+    assert 0 <= float(rows[1][0]) <= 1 and 0 < float(rows[1][2]) <= 1
+    maps = np.load(folder / f"attMaps{model_id}_epoch{epoch}_test.npy")
+    norm = np.load(folder / f"norm{model_id}_epoch{epoch}_test.npy")
+    # 15 test images, 32 px, conv1 stride 1 and low-res strides: 2x2 maps
+    assert maps.dtype == np.uint8 and maps.shape == (15, EXPECTED_MAPS[model_id], 2, 2)
+    assert norm.dtype == np.uint8 and norm.shape == (15, 1, 2, 2)
+    assert (maps.reshape(15, -1).max(axis=1) == 255).all() and (maps.reshape(15, -1).min(axis=1) == 0).all()
+    assert (folder / f"{model_id}.ini").exists() and (folder / f"model{model_id}_best.pth").exists()
+    with open(folder / f"model{model_id}_metrics.csv") as file:
+        assert len(list(csv.reader(file))) == 3  # header + 2 epochs
+
+
+def test_curves_and_process_results(trained, tiny_synth, tmp_path):
+    config, results = trained
+    for model_id in EXPECTED_MAPS:
+        run("get_dauc_scores.sh", config, tiny_synth, results, model_id)
+    run("get_iauc_scores.sh", config, tiny_synth, results, "br_npa_low_res")
+    folder = results / "e2e"
+    curves = np.load(folder / "attMetrDel_br_npa_low_res.npy")
+    assert curves.shape == (4, 4, 2)
+    assert len(np.load(folder / "attMetrDel_br_npa_low_res_imgInds.npy")) == 4
+    completed = subprocess.run(["python3", os.path.join(REPO_ROOT, "processResults.py"), "--exp_id", "e2e",
+                                "--results_dir", str(results), "--vis_dir", str(tmp_path / "vis")],
+                               capture_output=True, text=True, cwd="/")
+    assert completed.returncode == 0, completed.stderr
+    assert "br_npa_low_res" in completed.stdout and "energy in part" in completed.stdout
+    for metric, model_ids in (("Del", EXPECTED_MAPS), ("Add", ["br_npa_low_res"])):
+        with open(folder / f"attMetrics_{metric}.csv") as file:
+            rows = {row["model_id"]: float(row["mean"]) for row in csv.DictReader(file)}
+        assert sorted(rows) == sorted(model_ids)
+        for model_id in model_ids:
+            curves = np.load(folder / f"attMetr{metric}_{model_id}.npy")
+            left, scores = curves[:, :, 0], curves[:, :, 1]
+            # recomputed here: x from the cells left, trapezoid rule by hand
+            x = 1 - (left - left.min(axis=1, keepdims=True)) / (left.max(axis=1, keepdims=True) - left.min(axis=1, keepdims=True))
+            if metric == "Add":
+                x = 1 - left / left.max(axis=1, keepdims=True)
+            aucs = ((x[:, 1:] - x[:, :-1]) * (scores[:, 1:] + scores[:, :-1]) / 2).sum(axis=1)
+            assert rows[model_id] == pytest.approx(aucs.mean(), abs=1e-9)
+        assert (tmp_path / "vis" / "e2e" / f"ttest_{metric}.png").exists()
+
+
+def test_curves_need_a_trained_model(trained, tiny_synth):
+    config, results = trained
+    completed = run("get_dauc_scores.sh", config, tiny_synth, results, "br_npa_high_res_no_refining", check=False)
+    assert completed.returncode != 0 and "./train.sh br_npa_high_res_no_refining" in completed.stderr
+
+
+def test_unknown_model_id_lists_ids(trained, tiny_synth):
+    config, results = trained
+    for script in ("train.sh", "get_dauc_scores.sh", "get_iauc_scores.sh"):
+        completed = run(script, config, tiny_synth, results, "resnet", check=False)
+        assert completed.returncode != 0 and "br_npa_high_res_distill" in completed.stderr
+
+
+def test_process_results_without_results(tmp_path):
+    completed = subprocess.run(["python3", os.path.join(REPO_ROOT, "processResults.py"), "--exp_id", "none",
+                                "--results_dir", str(tmp_path)], capture_output=True, text=True)
+    assert completed.returncode != 0 and "train a model first" in completed.stderr
+    assert "Traceback" not in completed.stderr

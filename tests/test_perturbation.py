@@ -1,0 +1,126 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from metrics.auc import curve_auc, curve_x, energy_in_mask, pointing_game
+from metrics.perturbation import box_blur, cells_per_step, perturbation_curves, saliency_map
+
+
+def slow_curve(model, image, saliency, metric, step_cells):
+    """One forward per step, cells painted with Python loops; blur by an explicit 121x121 window sum."""
+    _, height, width = image.shape
+    map_h, map_w = saliency.shape
+    block_h, block_w = height // map_h, width // map_w
+    if metric == "Del":
+        current = image.clone()
+    else:
+        padded = torch.zeros(3, height + 120, width + 120, dtype=image.dtype)
+        padded[:, 60:60 + height, 60:60 + width] = image
+        current = torch.zeros_like(image)
+        for y in range(height):
+            for x in range(width):
+                current[:, y, x] = padded[:, y:y + 121, x:x + 121].sum(dim=(1, 2)) / 121 ** 2
+    with torch.no_grad():
+        cls = model(image.unsqueeze(0)).argmax(dim=1).item()
+    cells = sorted(range(map_h * map_w), key=lambda c: (-float(saliency.flatten()[c]), c))
+    points = []
+    for step in range(len(cells) // step_cells):
+        for cell in cells[step * step_cells:(step + 1) * step_cells]:
+            row, col = divmod(cell, map_w)
+            block = (slice(None), slice(row * block_h, (row + 1) * block_h), slice(col * block_w, (col + 1) * block_w))
+            current[block] = 0 if metric == "Del" else image[block]
+        with torch.no_grad():
+            score = torch.softmax(model(current.unsqueeze(0)), dim=1)[0, cls].item()
+        points.append((map_h * map_w - (step + 1) * step_cells, score))
+    return torch.tensor(points, dtype=torch.float64)
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(3), nn.Flatten(),
+                         nn.Linear(36, 5)).eval()
+
+
+@pytest.mark.parametrize("metric", ["Del", "Add"])
+@pytest.mark.parametrize("map_size,step_cells", [(2, 1), (4, 1), (4, 2), (8, 4)])
+def test_batched_equals_one_forward_per_step(metric, map_size, step_cells):
+    model = tiny_model()
+    torch.manual_seed(1)
+    images = torch.randn(5, 3, 16, 16)
+    saliencies = [torch.rand(map_size, map_size) for _ in range(5)]
+    saliencies[0][0, 0] = saliencies[0][1, 1]  # a tie: the lower cell index goes first
+    with torch.no_grad():
+        classes = model(images).argmax(dim=1).tolist()
+        curves = perturbation_curves(model, list(images), saliencies, classes, metric, step_cells, batch_size=7)
+    for image, saliency, curve in zip(images, saliencies, curves):
+        expected = slow_curve(model, image, saliency, metric, step_cells)
+        assert curve.shape == expected.shape
+        assert torch.allclose(curve.double(), expected, atol=1e-5)
+
+
+def test_blur_is_zero_padded_box():
+    image = torch.ones(1, 3, 4, 4)
+    assert torch.allclose(box_blur(image), torch.full((1, 3, 4, 4), 16 / 121 ** 2))
+
+
+class RegionModel(nn.Module):
+    """logit 0 = mean of channel 0 over the left half (cells TL and BL of a 2x2 map), logit 1 = 0."""
+
+    def forward(self, images):
+        left = images[:, 0, :, :2].mean(dim=(1, 2))
+        return torch.stack([left, torch.zeros_like(left)], dim=1)
+
+
+def sigmoid(x):
+    return 1 / (1 + math.exp(-x))
+
+
+def test_hand_made_region_model():
+    image = torch.ones(3, 4, 4)
+    saliency = torch.tensor([[0.9, 0.1], [0.5, 0.2]])  # order: TL, BL, BR, TR
+    deletion = perturbation_curves(RegionModel(), [image], [saliency], [0], "Del", 1, 3)[0]
+    # TL deleted: left half mean 0.5; then BL: 0
+    assert torch.allclose(deletion, torch.tensor([[3, sigmoid(0.5)], [2, 0.5], [1, 0.5], [0, 0.5]]), atol=1e-6)
+    insertion = perturbation_curves(RegionModel(), [image], [saliency], [0], "Add", 1, 3)[0]
+    blurred = 16 / 121 ** 2  # every pixel of a 4x4 image of ones under the 121x121 box
+    expected = [[3, sigmoid((1 + blurred) / 2)], [2, sigmoid(1.0)], [1, sigmoid(1.0)], [0, sigmoid(1.0)]]
+    assert torch.allclose(insertion, torch.tensor(expected), atol=1e-6)
+
+
+def test_saliency_choice_per_model():
+    maps = torch.tensor([[[0., 2.], [4., 8.]], [[8., 4.], [2., 0.]]])
+    norm = torch.tensor([[[1., 1.], [1., 2.]]])
+    assert torch.allclose(saliency_map(maps, norm, "br_npa"), torch.tensor([[0, .125], [.25, 1.]]))
+    # b_cnn: mean map (4, 3, 3, 4) * norm -> (4, 3, 3, 8) -> minmax
+    assert torch.allclose(saliency_map(maps, norm, "b_cnn"), torch.tensor([[.2, 0.], [0., 1.]]))
+
+
+def test_cells_per_step():
+    assert cells_per_step(14, 14, False) == 1 and cells_per_step(14, 14, True) == 1
+    assert cells_per_step(56, 56, True) == 16
+    with pytest.raises(ValueError, match="multiple of 196"):
+        cells_per_step(8, 8, True)
+
+
+def test_auc_conventions():
+    curve = np.array([[3, 1.], [2, .5], [1, .5], [0, 0.]])
+    assert curve_auc(curve, "Del") == pytest.approx(0.5)
+    assert curve_auc(curve, "Add") == pytest.approx(0.5)
+    left = np.array([4, 3, 2])
+    assert np.allclose(curve_x(left, "Del"), [0, .5, 1])
+    assert np.allclose(curve_x(left, "Add"), [0, .25, .5])
+    scores = np.array([[4, 1.], [3, 1.], [2, 1.]])
+    assert curve_auc(scores, "Del") == pytest.approx(1.0)
+    assert curve_auc(scores, "Add") == pytest.approx(0.5)
+
+
+def test_localisation_scores():
+    saliency = np.array([[0., 1.], [3., 0.]])
+    mask = np.zeros((4, 4), bool)
+    mask[2:, :2] = True  # bottom-left cell
+    assert energy_in_mask(saliency, mask) == pytest.approx(0.75)
+    assert pointing_game(saliency, mask) == 1.0
+    assert pointing_game(np.array([[0., 5.], [3., 0.]]), mask) == 0.0

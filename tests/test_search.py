@@ -1,0 +1,154 @@
+"""Hyper-parameter search: storage, resume, parallel workers, failures, sampled ranges, distillation."""
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import search
+import trainVal
+from args import parse_args
+from conftest import REPO_ROOT, TINY_CONFIG
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "tiny.config"
+    path.write_text(TINY_CONFIG + "max_batch_size = 8\noptuna_heartbeat = 1\n")
+    return str(path)
+
+
+def search_argv(config, data_dir, results, trial_nb, model_id="srch", *extra):
+    return ["-c", config, "--data_dir", data_dir, "--results_dir", str(results), "--model_id", model_id,
+            "--optuna", "True", "--optuna_trial_nb", str(trial_nb), "--attention", "True", "--br_npa", "True",
+            "--optuna_pruner", "none", *extra]
+
+
+def load_study(results, model_id="srch"):
+    return optuna.load_study(study_name=model_id,
+                             storage=f"sqlite:///{results}/e2e/{model_id}_hypSearch.db")
+
+
+def states(study):
+    return [t.state for t in study.get_trials()]
+
+
+def test_search_writes_db_and_artifacts_and_resumes(config, tiny_synth, tmp_path):
+    results = tmp_path / "results"
+    trainVal.main(search_argv(config, tiny_synth, results, 2))
+    study = load_study(results)
+    assert states(study) == [TrialState.COMPLETE] * 2
+    folder = results / "e2e"
+    assert len(list(folder.glob("modelsrch_epoch*_test.csv"))) == 1
+    assert len(list(folder.glob("attMapssrch_epoch*_test.npy"))) == 1
+    assert (folder / "srch_best_params.json").exists() and (folder / "modelsrch_best.pth").exists()
+    # only the best trial's checkpoint is kept
+    best = max(study.trials, key=lambda t: t.value).number
+    assert sorted(p.name for p in folder.glob("modelsrch_trial*_best.pth")) == [f"modelsrch_trial{best}_best.pth"]
+    trainVal.main(search_argv(config, tiny_synth, results, 3))
+    assert states(load_study(results)) == [TrialState.COMPLETE] * 3
+    assert len(list(folder.glob("modelsrch_epoch*_test.csv"))) == 1
+
+
+def test_nan_trial_is_failed_and_study_goes_on(config, tiny_synth, tmp_path, monkeypatch):
+    real_train = search.train_model
+    calls = []
+
+    def first_trial_diverges(args, samples, hparams, *rest):
+        calls.append(1)
+        if len(calls) == 1:
+            hparams = {**hparams, "lr": float("inf")}  # weights become NaN, so does the loss
+        return real_train(args, samples, hparams, *rest)
+
+    monkeypatch.setattr(search, "train_model", first_trial_diverges)
+    results = tmp_path / "results"
+    trainVal.main(search_argv(config, tiny_synth, results, 1))
+    trials = load_study(results).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert "FloatingPointError" in trials[0].user_attrs["fail_reason"]
+
+
+def run_worker(config, data_dir, results, trial_nb, *extra):
+    return subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "trainVal.py"),
+                             *search_argv(config, data_dir, results, trial_nb, "srch", *extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_killed_search_resumes(config, tiny_synth, tmp_path):
+    results = tmp_path / "results"
+    worker = run_worker(config, tiny_synth, results, 2, "--epochs", "4")
+    for line in worker.stderr:  # wait until the first trial is inside its training
+        if line.startswith("epoch 1:"):
+            break
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    study = load_study(results)
+    assert states(study) == [TrialState.RUNNING]
+    time.sleep(2.5)  # past the grace period of the dead trial's heartbeat
+    trainVal.main(search_argv(config, tiny_synth, results, 2))
+    study = load_study(results)
+    assert states(study)[0] == TrialState.FAIL
+    assert states(study).count(TrialState.COMPLETE) == 2 and TrialState.RUNNING not in states(study)
+
+
+def test_two_workers_share_one_study(config, tiny_synth, tmp_path):
+    results = tmp_path / "results"
+    os.makedirs(results / "e2e")
+    optuna.create_study(storage=f"sqlite:///{results}/e2e/srch_hypSearch.db", study_name="srch",
+                        direction="maximize")  # created once, so the two workers do not race on the schema
+    workers = [run_worker(config, tiny_synth, results, 3) for _ in range(2)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-2000:]
+    trials = load_study(results).trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == 3
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
+
+
+@pytest.mark.parametrize("optim_aug_teacher", [(True, False), (False, True)])
+def test_sampled_parameters_stay_in_spec_ranges(optim_aug_teacher):
+    opt_data_aug, master_net = optim_aug_teacher
+    args = parse_args(["--max_batch_size", "32", "--opt_data_aug", str(opt_data_aug),
+                       "--master_net", str(master_net), "--m_model_id", "teacher"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    seen_optims = set()
+    for _ in range(300):
+        trial = study.ask()
+        hparams = search.sample_hparams(trial, args)
+        study.tell(trial, 0.5)
+        assert 1e-4 <= hparams["lr"] <= 1e-2 and 1e-6 <= hparams["weight_decay"] <= 1e-3
+        assert 12 <= hparams["batch_size"] <= 32 and hparams["dropout"] in (0, .2, .4, .6)
+        seen_optims.add(hparams["optim"])
+        if hparams["optim"] == "SGD":
+            assert round(hparams["momentum"] * 10, 6) in range(10)
+            assert {"momentum", "use_scheduler"} <= set(trial.params)
+        else:
+            assert "momentum" not in trial.params and "use_scheduler" not in trial.params
+        if opt_data_aug:
+            assert 0 <= hparams["brightness"] <= 0.5 and round(hparams["brightness"] * 20, 6) % 1 == 0
+            assert 0 <= hparams["saturation"] <= 0.9 and 0.8 <= hparams["crop_ratio"] <= 1.0
+        else:
+            assert "brightness" not in trial.params
+        if master_net:
+            assert hparams["kl_temp"] in (1, 6, 11, 16, 21) and 0.1 <= hparams["kl_interp"] <= 1.0
+        else:
+            assert "kl_temp" not in trial.params
+    assert seen_optims == {"SGD", "Adam", "AMSGrad"}
+
+
+def test_distillation_needs_the_teacher(tiny_synth, tmp_path, config):
+    env = {**os.environ, "CONFIG": config}
+    completed = subprocess.run([os.path.join(REPO_ROOT, "train.sh"), "br_npa_high_res_distill",
+                                "--data_dir", tiny_synth, "--results_dir", str(tmp_path / "r")],
+                               env=env, capture_output=True, text=True)
+    assert completed.returncode != 0
+    assert "teacher model 'br_npa_low_res' is not trained" in completed.stderr
+    assert "./train.sh br_npa_low_res" in completed.stderr
+    assert not (tmp_path / "r" / "e2e" / "br_npa_high_res_distill.ini").exists()
