@@ -12,7 +12,8 @@ def representative_vectors(features, nb_vec, refine=True, rand_vec=False, genera
     With x_i the N = H * W columns and n_i = ||x_i|| + 1e-5, scores s = n; for
     k = 1..K: j = argmax s (argmax of fresh uniform noise with rand_vec),
     r = x_j, c_i = <x_i, r> / (n_i n_j), a = c / sum c, v_k = sum_i a_i x_i
-    (v_k = r without refine), s <- (1 - c) * s.
+    (v_k = r without refine), s <- (1 - c) * s. Where every column is zero
+    (e.g. a fully deleted image), sum c = 0 and the maps are 0 instead of NaN.
     """
     batch_size, chan, height, width = features.shape
     x = features.float().flatten(2).transpose(1, 2)  # (B, N, C)
@@ -29,7 +30,8 @@ def representative_vectors(features, nb_vec, refine=True, rand_vec=False, genera
         ref = x[batch_index, picked]  # (B, C)
         ref_norm = norms[batch_index, picked]  # (B,)
         sim = torch.bmm(x, ref.unsqueeze(2)).squeeze(2) / (norms * ref_norm.unsqueeze(1))  # (B, N)
-        att = sim / sim.sum(dim=1, keepdim=True)
+        # an all-zero feature map gives sim = 0 everywhere: maps and vectors 0 there, not 0/0 = NaN
+        att = sim / sim.sum(dim=1, keepdim=True).clamp_min(1e-12)
         vectors.append(torch.bmm(att.unsqueeze(1), x).squeeze(1) if refine else ref)
         maps.append(att)
         scores = (1 - sim) * scores

@@ -84,3 +84,8 @@ def test_float32_under_bf16_input():
     vectors, maps = representative_vectors(features, 2)
     assert vectors.dtype == torch.float32 and maps.dtype == torch.float32
     assert torch.allclose(maps.sum(dim=(2, 3)), torch.ones(2, 2), atol=1e-5)
+
+
+def test_zero_feature_map_gives_zero_maps_not_nan():
+    vectors, maps = representative_vectors(torch.zeros(1, 3, 2, 2), 2)
+    assert torch.equal(maps, torch.zeros(1, 2, 2, 2)) and torch.equal(vectors, torch.zeros(1, 6))

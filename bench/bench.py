@@ -1,0 +1,232 @@
+"""Speed benchmark: the project's training, test pass and DAUC against bare-backbone floors.
+
+Prints one table and the ratios, all measured in this run on one device:
+  - train: images/s of a real epoch (loader, augmentation, head, loss, optimiser,
+    bookkeeping: training.train_one_epoch) over the bare backbone's train step
+    on random tensors, same resolution and batch;
+  - test: images/s of the test pass (training.evaluate with maps) over bare inference;
+  - DAUC: seconds per image, batched vs one forward per step, and over the floor
+    (steps / bare inference images/s);
+  - loader: images/s of the training loader alone (decode + augment);
+  - BR-NPA grouping time over the backbone forward at the high-res map size.
+Synthetic JPEG files (CUB-like size, 500x375) are written to a temporary folder.
+
+    python3 bench/bench.py                  # CPU: small sizes (resnet18, chan 16, 64 px)
+    python3 bench/bench.py --preset gpu     # CUDA: resnet50, 448 px, the issue's batches
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from args import parse_args  # noqa: E402
+from load_data import build_transform, make_loader  # noqa: E402
+from metrics.perturbation import perturbation_curves  # noqa: E402
+from models.br_npa import representative_vectors  # noqa: E402
+from models.net import build_model  # noqa: E402
+from models.resnet import build_resnet  # noqa: E402
+from training import autocast, build_optimizer, default_hparams, evaluate, train_one_epoch  # noqa: E402
+
+PRESETS = {
+    "cpu": dict(backbone="resnet18", chan=16, img_size=64, train_batch_low=32, train_batch_high=12,
+                infer_batch=64, images=256, dauc_images=4, workers=2),
+    "gpu": dict(backbone="resnet50", chan=64, img_size=448, train_batch_low=32, train_batch_high=12,
+                infer_batch=64, images=1024, dauc_images=8, workers=8),
+}
+MODELS = {"cnn": ("--attention False", "low"), "b_cnn": ("--attention True --br_npa False", "low"),
+          "br_npa_low": ("--attention True --br_npa True", "low"),
+          "br_npa_high": ("--attention True --br_npa True", "high")}
+STRIDES = {"low": (2, 2, 2), "high": (2, 1, 1)}
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(function, device, repeats):
+    """Seconds per call of function() after one warm-up call."""
+    function()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def make_jpegs(folder, count, class_nb=4):
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        class_folder = os.path.join(folder, f"c{i % class_nb}")
+        os.makedirs(class_folder, exist_ok=True)
+        pixels = rng.integers(0, 256, size=(375 // 5, 500 // 5, 3), dtype=np.uint8)
+        Image.fromarray(pixels).resize((500, 375)).save(os.path.join(class_folder, f"{i:05d}.jpg"), quality=90)
+    return [(os.path.join(folder, f"c{i % class_nb}", f"{i:05d}.jpg"), i % class_nb) for i in range(count)]
+
+
+def bare_backbone(opts, res, device, args):
+    net = build_resnet(opts.backbone, chan=opts.chan, stride_lay2=STRIDES[res][0], stride_lay3=STRIDES[res][1],
+                       stride_lay4=STRIDES[res][2]).to(device)
+    if args.channels_last and device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def random_batch(batch, size, device, args):
+    images = torch.randn(batch, 3, size, size, device=device)
+    if args.channels_last and device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def bare_train_rate(opts, res, batch, device, args):
+    net = bare_backbone(opts, res, device, args).train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+    images = random_batch(batch, opts.img_size, device, args)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, args.amp):
+            loss = net(images).float().mean()
+        loss.backward()
+        optimizer.step()
+    return batch / timed(step, device, opts.repeats)
+
+
+def bare_infer_rate(opts, res, batch, device, args):
+    net = bare_backbone(opts, res, device, args).eval()
+    images = random_batch(batch, opts.img_size, device, args)
+
+    @torch.no_grad()
+    def step():
+        with autocast(device, args.amp):
+            net(images)
+    return batch / timed(step, device, opts.repeats)
+
+
+def model_args(opts, name, batch, extra):
+    options, res = MODELS[name]
+    strides = STRIDES[res]
+    argv = (f"--backbone {opts.backbone} --resnet_chan {opts.chan} --img_size {opts.img_size} --class_nb 4 "
+            f"--stride_lay2 {strides[0]} --stride_lay3 {strides[1]} --stride_lay4 {strides[2]} "
+            f"--batch_size {batch} --max_batch_size_single_pass {batch} --val_batch_size {opts.infer_batch} "
+            f"--num_workers {opts.workers} --optim SGD {options} {extra}").split()
+    return parse_args(argv), res
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=PRESETS, default="gpu" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls of each bare step")
+    parser.add_argument("--extra", default="", help="more trainVal.py options, e.g. '--amp False'")
+    opts = parser.parse_args()
+    for key, value in PRESETS[opts.preset].items():
+        setattr(opts, key, value)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'} "
+          f"({torch.get_num_threads()} threads), preset {opts.preset}, torch {torch.__version__}, "
+          f"options '{opts.extra}'")
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        samples = make_jpegs(folder, opts.images)
+        for name, (_, res) in MODELS.items():
+            batch = opts.train_batch_low if res == "low" else opts.train_batch_high
+            args, _ = model_args(opts, name, batch, opts.extra)
+            model = build_model(args).to(device)
+            if args.channels_last and device.type == "cuda":
+                model = model.to(memory_format=torch.channels_last)
+            loader = make_loader(samples, build_transform(args, True), batch, True, args)
+            optimizer = build_optimizer(model.parameters(), "SGD", 1e-3, 0.9)
+            train_one_epoch(model, loader, optimizer, device, default_hparams(args), args)  # warm-up
+            sync(device)
+            start = time.perf_counter()
+            train_one_epoch(model, loader, optimizer, device, default_hparams(args), args)
+            sync(device)
+            train_rate = len(samples) / (time.perf_counter() - start)
+            bare_train = bare_train_rate(opts, res, batch, device, args)
+            test_loader = make_loader(samples, build_transform(args, False), opts.infer_batch, False, args)
+            evaluate(model, test_loader, device, args, collect_maps=True)
+            sync(device)
+            start = time.perf_counter()
+            evaluate(model, test_loader, device, args, collect_maps=True)
+            sync(device)
+            test_rate = len(samples) / (time.perf_counter() - start)
+            bare_infer = bare_infer_rate(opts, res, opts.infer_batch, device, args)
+            rows.append((f"train epoch {name} (batch {batch})", train_rate, bare_train))
+            rows.append((f"test pass {name} (batch {opts.infer_batch})", test_rate, bare_infer))
+            if name == "br_npa_low":
+                rows += dauc_row(model, samples, args, opts, device, bare_infer)
+                loader_rate = loader_only_rate(loader)
+            if name == "br_npa_high":
+                rows.append(grouping_row(model, args, opts, device))
+    print(f"\n{'workload':<44} {'measured':>12} {'reference':>12} {'ratio':>7}")
+    for label, measured, reference in rows:
+        print(f"{label:<44} {measured:>12.4g} {reference:>12.4g} {measured / reference:>7.3f}")
+    print(f"{'loader alone (img/s, ' + str(opts.workers) + ' workers)':<44} {loader_rate:>12.4g}")
+    print("train/test rows: img/s over bare backbone img/s (goal >= 0.85). DAUC: speed-up of batching "
+          "(goal >= 10) and batched time over the floor = steps / bare inference img/s (goal <= 1.3). "
+          "grouping: representative_vectors time over the backbone forward (goal <= 0.05).")
+
+
+def loader_only_rate(loader):
+    start, count = time.perf_counter(), 0
+    for images, _ in loader:
+        count += len(images)
+    return count / (time.perf_counter() - start)
+
+
+@torch.no_grad()
+def dauc_row(model, samples, args, opts, device, bare_infer):
+    """Batched vs one forward per step, same images, plus the floor."""
+    model.eval()
+    transform = build_transform(args, False)
+    from load_data import load_rgb
+    images = [transform(load_rgb(samples[i][0])).to(device) for i in range(opts.dauc_images)]
+    sample = model(images[0][None])
+    height, width = sample["att_maps"].shape[2:]
+    saliencies = [torch.rand(height, width) for _ in images]
+    classes = [0] * len(images)
+
+    def forward(batch):
+        with autocast(device, args.amp):
+            return model(batch)["output"]
+
+    def run(batch_size):
+        sync(device)
+        start = time.perf_counter()
+        perturbation_curves(forward, images, saliencies, classes, "Del", 1, batch_size)
+        sync(device)
+        return (time.perf_counter() - start) / len(images)
+    run(opts.infer_batch)
+    batched, one_by_one = run(opts.infer_batch), run(1)
+    floor = height * width / bare_infer
+    return [("DAUC s/img: one-per-step over batched", one_by_one, batched),
+            ("DAUC s/img: batched over floor", batched, floor)]
+
+
+def grouping_row(model, args, opts, device):
+    features = model.backbone(random_batch(opts.train_batch_high, opts.img_size, device, args)).detach()
+    images = random_batch(opts.train_batch_high, opts.img_size, device, args)
+
+    @torch.no_grad()
+    def backbone():
+        with autocast(device, args.amp):
+            model.backbone(images)
+
+    @torch.no_grad()
+    def grouping():
+        representative_vectors(features, 3)
+    size = "x".join(map(str, features.shape[2:]))
+    return (f"BR-NPA grouping {size} s vs backbone s", timed(grouping, device, opts.repeats),
+            timed(backbone, device, opts.repeats))
+
+
+if __name__ == "__main__":
+    main()
