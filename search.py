@@ -26,6 +26,8 @@ from training import HPARAM_NAMES, default_hparams, get_device, load_teacher, te
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Errors that fail one trial while the study goes on (NaN loss, out of memory, bad combination).
 TRIAL_ERRORS = (FloatingPointError, RuntimeError, ValueError, torch.OutOfMemoryError)
+# A worker stops after this many failed trials in a row, so a bug cannot make it loop for ever.
+MAX_FAILURES_IN_A_ROW = 3
 
 
 class SurplusTrial(Exception):
@@ -150,14 +152,26 @@ def run_search(args, samples):
     study = optuna.create_study(storage=make_storage(args), study_name=args.model_id, direction="maximize",
                                 pruner=pruner, load_if_exists=True)
     objective = make_objective(args, samples, teacher)
+    failures_in_a_row = []  # this worker's trials that failed in a row (not counting surplus ones)
+
+    def track_failures(study, trial):
+        if trial.state == TrialState.FAIL and "fail_reason" in trial.user_attrs:
+            failures_in_a_row.append(trial.user_attrs["fail_reason"])
+        elif trial.state != TrialState.FAIL:
+            failures_in_a_row.clear()
+
     while count_trials(study, FINISHED) < args.optuna_trial_nb:
+        if len(failures_in_a_row) >= MAX_FAILURES_IN_A_ROW:
+            raise RuntimeError(f"{MAX_FAILURES_IN_A_ROW} trials failed in a row, the last with "
+                               f"'{failures_in_a_row[-1]}': fix the cause, then rerun to resume the study")
         if has_heartbeat(args):
             optuna.storages.fail_stale_trials(study)
             running = count_trials(study, (TrialState.RUNNING,))
             if count_trials(study, FINISHED) + running >= args.optuna_trial_nb:
                 time.sleep(min(args.optuna_heartbeat, 5))  # other workers are running the last trials
                 continue
-        study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS + (SurplusTrial,), callbacks=[print_trial])
+        study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS + (SurplusTrial,),
+                       callbacks=[print_trial, track_failures])
         keep_best_checkpoint(study, args)
     finish_search(args, samples, study)
 

@@ -73,6 +73,17 @@ def test_nan_trial_is_failed_and_study_goes_on(config, tiny_synth, tmp_path, mon
     assert "FloatingPointError" in trials[0].user_attrs["fail_reason"]
 
 
+def test_search_stops_when_every_trial_fails(config, tiny_synth, tmp_path, monkeypatch):
+    def always_fails(*args, **kwargs):
+        raise ValueError("bad parameter combination")
+
+    monkeypatch.setattr(search, "train_model", always_fails)
+    results = tmp_path / "results"
+    with pytest.raises(RuntimeError, match="3 trials failed in a row.*bad parameter combination"):
+        trainVal.main(search_argv(config, tiny_synth, results, 2))
+    assert states(load_study(results)) == [TrialState.FAIL] * 3
+
+
 def run_worker(config, data_dir, results, trial_nb, *extra):
     return subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "trainVal.py"),
                              *search_argv(config, data_dir, results, trial_nb, "srch", *extra)],
