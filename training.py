@@ -204,9 +204,9 @@ def seed_everything(seed):
 def train_model(args, samples, hparams, checkpoint_file, metrics_file, report=None, teacher=None):
     """Train with early stopping; the best epoch's weights go to checkpoint_file (atomic).
 
-    hparams: the values of HPARAM_NAMES for this run. report(epoch, val_accuracy)
-    is called after each epoch (a search uses it to prune). Returns
-    (best validation accuracy, best epoch).
+    hparams: the values of HPARAM_NAMES for this run. report(epoch, validation metric)
+    is called after each epoch (a search uses it to prune). Returns (best value of
+    --metric_early_stop on validation, best epoch).
     """
     seed_everything(args.seed)
     device = get_device(args)
@@ -236,14 +236,14 @@ def train_model(args, samples, hparams, checkpoint_file, metrics_file, report=No
         results_io.atomic_write_csv(metrics_file, header, rows)
         print(f"epoch {epoch}: train loss {train_values['loss']:.4f} acc {train_values['accuracy']:.4f} | "
               f"val loss {val_values['loss']:.4f} acc {val_values['accuracy']:.4f}", file=sys.stderr)
-        if val_values["accuracy"] > best_accuracy:
-            best_accuracy, best_epoch, worse_epochs = val_values["accuracy"], epoch, 0
+        if val_values[args.metric_early_stop] > best_accuracy:
+            best_accuracy, best_epoch, worse_epochs = val_values[args.metric_early_stop], epoch, 0
             results_io.atomic_save_torch(checkpoint_file, {"model": model.state_dict(), "epoch": epoch,
                                                            "val_accuracy": best_accuracy, "hparams": hparams})
         else:
             worse_epochs += 1
         if report is not None:
-            report(epoch, val_values["accuracy"])
+            report(epoch, val_values[args.metric_early_stop])
         if worse_epochs >= args.max_worse_epoch_nb:
             break
     return best_accuracy, best_epoch

@@ -58,6 +58,16 @@ def test_train_writes_seed_artifacts(trained, model_id):
         assert len(list(csv.reader(file))) == 3  # header + 2 epochs
 
 
+def test_distilled_high_res_model(trained, tiny_synth):
+    config, results = trained
+    run("train.sh", config, tiny_synth, results, "br_npa_high_res_distill", "--optuna", "False")
+    folder = results / "e2e"
+    epoch = int(glob.glob(str(folder / "modelbr_npa_high_res_distill_epoch*_test.csv"))[0].split("epoch")[-1][:-9])
+    # high-res strides 2,1,1 at 32 px with conv1 stride 1: 8x8 maps
+    maps = np.load(folder / f"attMapsbr_npa_high_res_distill_epoch{epoch}_test.npy")
+    assert maps.shape == (15, 3, 8, 8)
+
+
 def test_curves_and_process_results(trained, tiny_synth, tmp_path):
     config, results = trained
     for model_id in EXPECTED_MAPS:
