@@ -10,6 +10,7 @@ import sys
 import results_io
 from args import parse_args, write_config
 from load_data import DataError, load_samples
+from models.resnet import WeightsDownloadError, imagenet_state_dict
 from training import default_hparams, get_device, load_teacher, test_model, train_model
 
 
@@ -37,12 +38,14 @@ def main(argv=None):
             run_attention_metrics(args)
             return
         samples = load_samples(args)  # every data check runs before anything is written
+        if args.pretrained:
+            imagenet_state_dict(args.backbone, args.resnet_chan)  # download (or fail) before anything is written
         if args.optuna:
             from search import run_search
             run_search(args, samples)
         else:
             train_and_test(args, samples)
-    except (DataError, FileNotFoundError) as error:
+    except (DataError, FileNotFoundError, WeightsDownloadError) as error:
         sys.exit(f"error: {error}")
 
 

@@ -124,6 +124,10 @@ def build_resnet(name, chan=64, stride=2, stride_lay2=2, stride_lay3=2, stride_l
     return net
 
 
+class WeightsDownloadError(RuntimeError):
+    """torchvision's ImageNet weights could not be downloaded."""
+
+
 def imagenet_state_dict(name, chan):
     """torchvision's ImageNet weights for `name`, without fc; a clear error when offline."""
     import torchvision
@@ -133,7 +137,7 @@ def imagenet_state_dict(name, chan):
     try:
         state_dict = weights.get_state_dict(progress=True)
     except Exception as error:  # URLError, HTTPError, socket errors: all mean "could not download"
-        raise RuntimeError(
+        raise WeightsDownloadError(
             f"could not download the ImageNet weights of {name} ({weights.url}): {error}.\n"
             f"Download the file on a machine with internet access and put it in "
             f"{torchvision_cache_dir()}, or run with --pretrained False.") from error

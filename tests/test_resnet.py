@@ -50,3 +50,12 @@ def test_pretrained_without_internet_gives_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(api.WeightsEnum, "get_state_dict", refuse)
     with pytest.raises(RuntimeError, match="--pretrained False"):
         build_resnet("resnet18", pretrained=True)
+    # through the entry point: a message, no traceback, nothing written
+    import trainVal
+    from data.synthetic import make_synthetic
+    make_synthetic(str(tmp_path), "s", class_nb=2, train_per_class=4, test_per_class=2, img_size=32)
+    with pytest.raises(SystemExit, match="could not download the ImageNet weights"):
+        trainVal.main(["--data_dir", str(tmp_path), "--results_dir", str(tmp_path / "results"),
+                       "--dataset_train", "s_train", "--dataset_val", "s_train", "--dataset_test", "s_test",
+                       "--class_nb", "2", "--backbone", "resnet18", "--pretrained", "True", "--train_prop", "0.5"])
+    assert not (tmp_path / "results").exists()
