@@ -11,7 +11,7 @@ Prints one table and the ratios, all measured in this run on one device:
   - BR-NPA grouping time over the backbone forward at the high-res map size.
 Synthetic JPEG files (CUB-like size, 500x375) are written to a temporary folder.
 
-    python3 bench/bench.py                  # CPU: small sizes (resnet18, chan 16, 64 px)
+    python3 bench/bench.py                  # CPU: small sizes (resnet18, chan 16, 64 px, conv1 stride 1)
     python3 bench/bench.py --preset gpu     # CUDA: resnet50, 448 px, the issue's batches
 """
 import argparse
@@ -27,17 +27,17 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from args import parse_args  # noqa: E402
 from load_data import build_transform, make_loader  # noqa: E402
-from metrics.perturbation import perturbation_curves  # noqa: E402
+from metrics.perturbation import FEW_STEPS, cells_per_step, perturbation_curves  # noqa: E402
 from models.br_npa import representative_vectors  # noqa: E402
 from models.net import build_model  # noqa: E402
 from models.resnet import build_resnet  # noqa: E402
 from training import autocast, build_optimizer, default_hparams, evaluate, train_one_epoch  # noqa: E402
 
 PRESETS = {
-    "cpu": dict(backbone="resnet18", chan=16, img_size=64, train_batch_low=32, train_batch_high=12,
-                infer_batch=64, images=256, dauc_images=4, workers=2),
-    "gpu": dict(backbone="resnet50", chan=64, img_size=448, train_batch_low=32, train_batch_high=12,
-                infer_batch=64, images=1024, dauc_images=8, workers=8),
+    "cpu": dict(backbone="resnet18", chan=16, img_size=64, resnet_stride=1, train_batch_low=32,
+                train_batch_high=12, infer_batch=64, images=256, dauc_images=4, workers=2),
+    "gpu": dict(backbone="resnet50", chan=64, img_size=448, resnet_stride=2, train_batch_low=32,
+                train_batch_high=12, infer_batch=64, images=1024, dauc_images=8, workers=8),
 }
 MODELS = {"cnn": ("--attention False", "low"), "b_cnn": ("--attention True --br_npa False", "low"),
           "br_npa_low": ("--attention True --br_npa True", "low"),
@@ -72,8 +72,9 @@ def make_jpegs(folder, count, class_nb=4):
 
 
 def bare_backbone(opts, res, device, args):
-    net = build_resnet(opts.backbone, chan=opts.chan, stride_lay2=STRIDES[res][0], stride_lay3=STRIDES[res][1],
-                       stride_lay4=STRIDES[res][2]).to(device)
+    strides = STRIDES[res]
+    net = build_resnet(opts.backbone, chan=opts.chan, stride=opts.resnet_stride, stride_lay2=strides[0],
+                       stride_lay3=strides[1], stride_lay4=strides[2]).to(device)
     if args.channels_last and device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     return net
@@ -114,7 +115,8 @@ def bare_infer_rate(opts, res, batch, device, args):
 def model_args(opts, name, batch, extra):
     options, res = MODELS[name]
     strides = STRIDES[res]
-    argv = (f"--backbone {opts.backbone} --resnet_chan {opts.chan} --img_size {opts.img_size} --class_nb 4 "
+    argv = (f"--backbone {opts.backbone} --resnet_chan {opts.chan} --resnet_stride {opts.resnet_stride} "
+            f"--img_size {opts.img_size} --class_nb 4 "
             f"--stride_lay2 {strides[0]} --stride_lay3 {strides[1]} --stride_lay4 {strides[2]} "
             f"--batch_size {batch} --max_batch_size_single_pass {batch} --val_batch_size {opts.infer_batch} "
             f"--num_workers {opts.workers} --optim SGD {options} {extra}").split()
@@ -161,15 +163,16 @@ def main():
             bare_infer = bare_infer_rate(opts, res, opts.infer_batch, device, args)
             rows.append((f"train epoch {name} (batch {batch})", train_rate, bare_train))
             rows.append((f"test pass {name} (batch {opts.infer_batch})", test_rate, bare_infer))
+            if name.startswith("br_npa"):
+                rows += dauc_rows(model, samples, args, opts, device, bare_infer)
             if name == "br_npa_low":
-                rows += dauc_row(model, samples, args, opts, device, bare_infer)
                 loader_rate = loader_only_rate(loader)
             if name == "br_npa_high":
                 rows.append(grouping_row(model, args, opts, device))
-    print(f"\n{'workload':<44} {'measured':>12} {'reference':>12} {'ratio':>7}")
+    print(f"\n{'workload':<54} {'measured':>12} {'reference':>12} {'ratio':>7}")
     for label, measured, reference in rows:
-        print(f"{label:<44} {measured:>12.4g} {reference:>12.4g} {measured / reference:>7.3f}")
-    print(f"{'loader alone (img/s, ' + str(opts.workers) + ' workers)':<44} {loader_rate:>12.4g}")
+        print(f"{label:<54} {measured:>12.4g} {reference:>12.4g} {measured / reference:>7.3f}")
+    print(f"{'loader alone (img/s, ' + str(opts.workers) + ' workers)':<54} {loader_rate:>12.4g}")
     print("train/test rows: img/s over bare backbone img/s (goal >= 0.85). DAUC: speed-up of batching "
           "(goal >= 10) and batched time over the floor = steps / bare inference img/s (goal <= 1.3). "
           "grouping: representative_vectors time over the backbone forward (goal <= 0.05).")
@@ -183,8 +186,9 @@ def loader_only_rate(loader):
 
 
 @torch.no_grad()
-def dauc_row(model, samples, args, opts, device, bare_infer):
-    """Batched vs one forward per step, same images, plus the floor."""
+def dauc_rows(model, samples, args, opts, device, bare_infer):
+    """Batched vs one forward per step, same images, plus the floor. Maps with a multiple of
+    196 cells above 196 use the 196 steps of --att_metrics_few_steps."""
     model.eval()
     transform = build_transform(args, False)
     from load_data import load_rgb
@@ -193,6 +197,9 @@ def dauc_row(model, samples, args, opts, device, bare_infer):
     height, width = sample["att_maps"].shape[2:]
     saliencies = [torch.rand(height, width) for _ in images]
     classes = [0] * len(images)
+    cell_nb = height * width
+    step_cells = cells_per_step(height, width, cell_nb > FEW_STEPS and cell_nb % FEW_STEPS == 0)
+    step_nb = cell_nb // step_cells
 
     def forward(batch):
         with autocast(device, args.amp):
@@ -201,14 +208,14 @@ def dauc_row(model, samples, args, opts, device, bare_infer):
     def run(batch_size):
         sync(device)
         start = time.perf_counter()
-        perturbation_curves(forward, images, saliencies, classes, "Del", 1, batch_size)
+        perturbation_curves(forward, images, saliencies, classes, "Del", step_cells, batch_size)
         sync(device)
         return (time.perf_counter() - start) / len(images)
     run(opts.infer_batch)
     batched, one_by_one = run(opts.infer_batch), run(1)
-    floor = height * width / bare_infer
-    return [("DAUC s/img: one-per-step over batched", one_by_one, batched),
-            ("DAUC s/img: batched over floor", batched, floor)]
+    floor = step_nb / bare_infer
+    label = f"DAUC {height}x{width}, {step_nb} steps, s/img:"
+    return [(f"{label} one-per-step / batched", one_by_one, batched), (f"{label} batched / floor", batched, floor)]
 
 
 def grouping_row(model, args, opts, device):

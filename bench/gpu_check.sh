@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine: the GPU tests and the benchmark, bf16 + channels_last and fp32.
-# Installs nothing: it needs torch/torchvision/optuna/scikit-learn/scipy/tqdm already there (or carried).
+# Installs nothing: it needs torch, torchvision, numpy, scikit-learn, scipy, tqdm and pillow, which the
+# lent machines' image holds; optuna is not needed by these checks.
 # Usage (from the repo root): bash bench/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
