@@ -55,7 +55,7 @@ def check_image(path):
     """Read the image header; DataError naming the file if it is not an image."""
     try:
         with Image.open(path) as image:
-            image.size
+            image.verify()
     except (OSError, SyntaxError) as error:
         raise DataError(f"unreadable image {path}: {error}") from None
 

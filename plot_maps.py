@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 import results_io
 from args import REPO_ROOT, load_config, resolve_path
-from load_data import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb, scan_folder
+from load_data import (IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb,
+                       scan_folder)
 from metrics.perturbation import saliency_map
 from models.net import model_type
 
@@ -22,7 +23,8 @@ def main(argv=None):
     parser.add_argument("--model_ids", nargs="+", required=True, help="trained models, one row each")
     parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"))
     parser.add_argument("--img_nb", type=int, default=6, help="test images shown (evenly spaced in the test set)")
-    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "pics", "attention.png"), help="PNG written (relative paths from the repo root)")
+    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "pics", "attention.png"),
+                        help="PNG written (relative paths from the repo root)")
     opts = parser.parse_args(argv)
     import matplotlib
     matplotlib.use("Agg")

@@ -80,7 +80,8 @@ def plot_ttest(path, metric, model_ids, p_values):
     ax.set_yticks(range(len(model_ids)), model_ids)
     for i in range(len(model_ids)):
         for j in range(len(model_ids)):
-            ax.text(j, i, f"{p_values[i, j]:.2g}", ha="center", va="center", color="white" if p_values[i, j] < .5 else "black")
+            color = "white" if p_values[i, j] < .5 else "black"
+            ax.text(j, i, f"{p_values[i, j]:.2g}", ha="center", va="center", color=color)
     ax.set_title(f"Welch t-test p-values, {'DAUC' if metric == 'Del' else 'IAUC'}")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()

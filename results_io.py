@@ -47,7 +47,8 @@ def test_paths(exp_folder, model_id, epoch):
 def find_test_epochs(exp_folder, model_id):
     """Best epochs E for which model<model_id>_epoch<E>_test.csv exists."""
     pattern = re.compile(rf"model{re.escape(model_id)}_epoch(\d+)_test\.csv")
-    names = (os.path.basename(p) for p in glob.glob(os.path.join(exp_folder, f"model{glob.escape(model_id)}_epoch*_test.csv")))
+    paths = glob.glob(os.path.join(exp_folder, f"model{glob.escape(model_id)}_epoch*_test.csv"))
+    names = (os.path.basename(p) for p in paths)
     return sorted(int(match.group(1)) for match in map(pattern.fullmatch, names) if match)
 
 

@@ -37,8 +37,8 @@ def cub_split(cub_dir):
     """{'train': [relative image path], 'test': [...]} from the archive's text files."""
     for name in CUB_FILES + ("images",):
         if not os.path.exists(os.path.join(cub_dir, name)):
-            raise FileNotFoundError(f"{os.path.join(cub_dir, name)} not found: --cub_dir must be the "
-                                    f"CUB_200_2011 folder of the official archive (holding {', '.join(CUB_FILES)}, images/)")
+            raise FileNotFoundError(f"{os.path.join(cub_dir, name)} not found: --cub_dir must be the CUB_200_2011 "
+                                    f"folder of the official archive (holding {', '.join(CUB_FILES)}, images/)")
     paths = read_id_file(os.path.join(cub_dir, "images.txt"))
     labels = read_id_file(os.path.join(cub_dir, "image_class_labels.txt"))
     is_train = read_id_file(os.path.join(cub_dir, "train_test_split.txt"))

@@ -1,5 +1,4 @@
 """bf16 autocast against float32 (on the CPU here, on CUDA where there is one): stated tolerances."""
-import pytest
 import torch
 
 from metrics.perturbation import perturbation_curves

@@ -90,7 +90,8 @@ def test_curves_and_process_results(trained, tiny_synth, tmp_path):
             curves = np.load(folder / f"attMetr{metric}_{model_id}.npy")
             left, scores = curves[:, :, 0], curves[:, :, 1]
             # recomputed here: x from the cells left, trapezoid rule by hand
-            x = 1 - (left - left.min(axis=1, keepdims=True)) / (left.max(axis=1, keepdims=True) - left.min(axis=1, keepdims=True))
+            low, high = left.min(axis=1, keepdims=True), left.max(axis=1, keepdims=True)
+            x = 1 - (left - low) / (high - low)
             if metric == "Add":
                 x = 1 - left / left.max(axis=1, keepdims=True)
             aucs = ((x[:, 1:] - x[:, :-1]) * (scores[:, 1:] + scores[:, :-1]) / 2).sum(axis=1)

@@ -1,5 +1,4 @@
 """Hyper-parameter search: storage, resume, parallel workers, failures, sampled ranges, distillation."""
-import argparse
 import os
 import signal
 import subprocess
