@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 
 import optuna
 import torch
@@ -24,6 +25,8 @@ from args import write_config
 from training import HPARAM_NAMES, default_hparams, get_device, load_teacher, test_model, train_model
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# optuna flags its heartbeat as experimental; it is what resumes a study after a crash, so it is used on purpose.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 # Errors that fail one trial while the study goes on (NaN loss, out of memory, bad combination).
 TRIAL_ERRORS = (FloatingPointError, RuntimeError, ValueError, torch.OutOfMemoryError)
 # A worker stops after this many failed trials in a row, so a bug cannot make it loop for ever.
