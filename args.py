@@ -211,6 +211,11 @@ def check_args(args, parser):
         parser.error("--pretrained True needs --resnet_chan 64 (ImageNet weights have the standard width)")
 
 
+def with_changes(args, **changes):
+    """A copy of the options with some values changed (the run's own args are never mutated)."""
+    return argparse.Namespace(**{**vars(args), **changes})
+
+
 def write_config(args, path):
     """Write the resolved configuration as a config file that read_config_file reads back."""
     skip = {"config"}

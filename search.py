@@ -8,7 +8,6 @@ database storage, a trial left running by a dead worker is marked failed by
 optuna's heartbeat. After the study, the best trial's best checkpoint is
 tested and written under the names of a run without search.
 """
-import argparse
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ import torch
 from optuna.trial import TrialState
 
 import results_io
-from args import write_config
+from args import with_changes, write_config
 from training import HPARAM_NAMES, default_hparams, get_device, load_teacher, test_model, train_model
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -189,7 +188,7 @@ def finish_search(args, samples, study):
     if not os.path.exists(trial_checkpoint):
         raise FileNotFoundError(f"the checkpoint of the best trial ({trial_checkpoint}) is missing")
     hparams = torch.load(trial_checkpoint, map_location="cpu", weights_only=True)["hparams"]
-    best_args = argparse.Namespace(**{**vars(args), **{name: hparams[name] for name in HPARAM_NAMES}})
+    best_args = with_changes(args, **{name: hparams[name] for name in HPARAM_NAMES})
     checkpoint_file = results_io.checkpoint_path(exp_folder, args.model_id)
     shutil.copyfile(trial_checkpoint, checkpoint_file + ".tmp")
     os.replace(checkpoint_file + ".tmp", checkpoint_file)

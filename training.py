@@ -1,5 +1,4 @@
 """Training, validation and test of one model (SPEC §3 and §5)."""
-import argparse
 import contextlib
 import math
 import os
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import results_io
-from args import load_config
+from args import load_config, with_changes
 from load_data import build_transform, make_loader
 from metrics.attention import scale_to_uint8, sparsity
 from models.net import AUX_SLICES, build_model
@@ -176,7 +175,7 @@ def load_teacher(args, device):
                 f"teacher model '{args.m_model_id}' is not trained: {path} is missing.\n"
                 f"Train it first, e.g. ./train.sh {args.m_model_id}")
     teacher_args = load_config(teacher_config)
-    teacher = build_model(argparse.Namespace(**{**vars(teacher_args), "pretrained": False}))
+    teacher = build_model(with_changes(teacher_args, pretrained=False))
     load_checkpoint(teacher, teacher_checkpoint)
     teacher = prepare_model(teacher, device, args).eval()
     for param in teacher.parameters():
@@ -210,8 +209,7 @@ def train_model(args, samples, hparams, checkpoint_file, metrics_file, report=No
     """
     seed_everything(args.seed)
     device = get_device(args)
-    model = prepare_model(build_model(argparse.Namespace(**{**vars(args), "dropout": hparams["dropout"]})),
-                          device, args)
+    model = prepare_model(build_model(with_changes(args, dropout=hparams["dropout"])), device, args)
     optimizer = build_optimizer(model.parameters(), hparams["optim"], hparams["lr"], hparams["momentum"],
                                 hparams["weight_decay"])
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.9) \
@@ -253,7 +251,7 @@ def test_model(args, samples, checkpoint_file):
     """Evaluate the best checkpoint on the test set and write the seed README's artifacts.
     Returns the test metrics (with 'epoch')."""
     device = get_device(args)
-    model = build_model(argparse.Namespace(**{**vars(args), "pretrained": False}))
+    model = build_model(with_changes(args, pretrained=False))
     checkpoint = load_checkpoint(model, checkpoint_file)
     model = prepare_model(model, device, args)
     test_loader = make_loader(samples["test"], build_transform(args, False), args.val_batch_size, False, args)

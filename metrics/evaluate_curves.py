@@ -1,12 +1,11 @@
 """Compute and save the DAUC / IAUC curves of a trained model (--attention_metrics Del|Add)."""
-import argparse
 import os
 
 import numpy as np
 import torch
 
 import results_io
-from args import load_config
+from args import load_config, with_changes
 from load_data import build_transform, make_loader, scan_folder
 from metrics.perturbation import cells_per_step, perturbation_curves, saliency_map
 from models.net import build_model, model_type
@@ -40,11 +39,11 @@ def load_test_maps(args):
 def trained_args(args):
     """The options with the hyper-parameters the model was trained with (a search may have changed them)."""
     saved = load_config(results_io.config_path(results_io.exp_dir(args), args.model_id))
-    return argparse.Namespace(**{**vars(args), **{name: getattr(saved, name) for name in HPARAM_NAMES}})
+    return with_changes(args, **{name: getattr(saved, name) for name in HPARAM_NAMES})
 
 
 def load_model_for_curves(args, device):
-    model = build_model(argparse.Namespace(**{**vars(args), "pretrained": False}))
+    model = build_model(with_changes(args, pretrained=False))
     load_checkpoint(model, results_io.checkpoint_path(results_io.exp_dir(args), args.model_id))
     return model.to(device).eval()
 
