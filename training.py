@@ -148,12 +148,12 @@ def evaluate(model, loader, device, args, collect_maps=False):
         if collect_maps:
             att_maps, norm = result["att_maps"].float(), result["norm"].float()
             sparsities.append(sparsity(att_maps, norm))
-            maps.append(scale_to_uint8(att_maps).cpu())
-            norms.append(scale_to_uint8(norm).cpu())
+            maps.append(scale_to_uint8(att_maps))  # kept on the device: one copy at the end, no sync per batch
+            norms.append(scale_to_uint8(norm))
     values = sums.means()
     if collect_maps:
         values["sparsity"] = torch.cat(sparsities).mean().item()
-        return values, torch.cat(maps).numpy(), torch.cat(norms).numpy()
+        return values, torch.cat(maps).cpu().numpy(), torch.cat(norms).cpu().numpy()
     return values
 
 
