@@ -84,6 +84,12 @@ class ImageList(Dataset):
         return self.transform(load_rgb(path)), label
 
 
+def resize_to_crop(args, crop_ratio, interpolation=transforms.InterpolationMode.BILINEAR):
+    """Resize to img_size / crop_ratio: the square side with --sq_resizing, else the shorter side."""
+    side = int(round(args.img_size / crop_ratio))
+    return transforms.Resize((side, side) if args.sq_resizing else side, interpolation=interpolation)
+
+
 def build_transform(args, train, crop_ratio=None, brightness=None, saturation=None):
     """Train: resize to size/crop_ratio, random crop, flip, colour jitter; test: resize, centre crop.
     crop_ratio / brightness / saturation default to the options (a trial passes its own)."""
@@ -91,8 +97,7 @@ def build_transform(args, train, crop_ratio=None, brightness=None, saturation=No
     brightness = args.brightness if brightness is None else brightness
     saturation = args.saturation if saturation is None else saturation
     size = args.img_size
-    resize_side = int(round(size / crop_ratio))
-    resize = transforms.Resize((resize_side, resize_side) if args.sq_resizing else resize_side)
+    resize = resize_to_crop(args, crop_ratio)
     normalize = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     if train:
         return transforms.Compose([resize, transforms.RandomCrop(size), transforms.RandomHorizontalFlip(),
@@ -104,8 +109,12 @@ def build_transform(args, train, crop_ratio=None, brightness=None, saturation=No
 def split_samples(samples, train_prop, seed):
     """Fixed seeded split of a folder, stratified by class: (train samples, val samples)."""
     labels = [label for _, label in samples]
-    train_inds, val_inds = train_test_split(list(range(len(samples))), train_size=train_prop,
-                                            random_state=seed, stratify=labels)
+    try:
+        train_inds, val_inds = train_test_split(list(range(len(samples))), train_size=train_prop,
+                                                random_state=seed, stratify=labels)
+    except ValueError as error:  # e.g. a class with one image cannot be split
+        raise DataError(f"cannot split the train folder into train and validation with --train_prop "
+                        f"{train_prop}: {error}") from None
     return [samples[i] for i in sorted(train_inds)], [samples[i] for i in sorted(val_inds)]
 
 
@@ -134,10 +143,7 @@ def load_mask_array(path, args):
     """A part mask put through the test geometry (resize, centre crop, nearest): (size, size) bool."""
     if not os.path.exists(path):
         raise DataError(f"part mask not found: {path}")
-    resize_side = int(round(args.img_size / args.crop_ratio))
-    geometry = transforms.Compose([
-        transforms.Resize((resize_side, resize_side) if args.sq_resizing else resize_side,
-                          interpolation=transforms.InterpolationMode.NEAREST),
-        transforms.CenterCrop(args.img_size)])
+    geometry = transforms.Compose([resize_to_crop(args, args.crop_ratio, transforms.InterpolationMode.NEAREST),
+                                   transforms.CenterCrop(args.img_size)])
     with Image.open(path) as mask:
         return np.array(geometry(mask.convert("L"))) > 127

@@ -110,3 +110,11 @@ def test_synthetic_masks_match_parts(tiny_synth):
     part = image[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     # class 1 = vertical stripes: columns are constant
     assert (part == part[:1]).all()
+
+
+def test_split_error_is_a_data_error(tmp_path):
+    make_tree(tmp_path / "set", {"a": ["x.png", "y.png", "z.png"], "b": ["w.png"]})
+    args = parse_args(["--data_dir", str(tmp_path), "--dataset_train", "set", "--dataset_val", "set",
+                       "--dataset_test", "set", "--class_nb", "2"])
+    with pytest.raises(DataError, match="cannot split the train folder"):
+        load_samples(args)
