@@ -51,8 +51,7 @@ def main(argv=None):
     axes[0, 0].set_ylabel("image" + (" + part" if os.path.isdir(mask_folder) else ""), fontsize=8)
     for row, model_id in enumerate(opts.model_ids, start=1):
         model_args = load_config(results_io.config_path(exp_folder, model_id))
-        epoch = results_io.find_test_epochs(exp_folder, model_id)[-1]
-        paths = results_io.test_paths(exp_folder, model_id, epoch)
+        paths = results_io.latest_test_paths(exp_folder, model_id)
         att_maps, norms = np.load(paths["att_maps"]), np.load(paths["norm"])
         for col, (index, image) in enumerate(zip(shown, images)):
             saliency = saliency_map(att_maps[index], norms[index], model_type(model_args))

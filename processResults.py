@@ -108,10 +108,10 @@ def plot_mean_curves(path, metric, results):
 
 def test_values(exp_folder, model_id):
     """Row of the model's test CSV as floats, or {} if it has none."""
-    epochs = results_io.find_test_epochs(exp_folder, model_id)
-    if not epochs:
+    paths = results_io.latest_test_paths(exp_folder, model_id)
+    if paths is None:
         return {}
-    row = results_io.read_csv_dicts(results_io.test_paths(exp_folder, model_id, epochs[-1])["csv"])[0]
+    row = results_io.read_csv_dicts(paths["csv"])[0]
     return {key: float(value) for key, value in row.items()}
 
 
@@ -120,14 +120,13 @@ def localisation(exp_folder, model_id):
     from load_data import load_mask_array, scan_folder
     from models.net import model_type
     config_file = results_io.config_path(exp_folder, model_id)
-    epochs = results_io.find_test_epochs(exp_folder, model_id)
-    if not os.path.exists(config_file) or not epochs:
+    paths = results_io.latest_test_paths(exp_folder, model_id)
+    if not os.path.exists(config_file) or paths is None:
         return None
     args = load_config(config_file)
     mask_folder = os.path.join(args.data_dir, args.dataset_test + "_masks")
     if not os.path.isdir(mask_folder):
         return None
-    paths = results_io.test_paths(exp_folder, model_id, epochs[-1])
     att_maps, norms = np.load(paths["att_maps"]), np.load(paths["norm"])
     _, samples = scan_folder(args.data_dir, args.dataset_test)
     if len(samples) != len(att_maps):

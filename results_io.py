@@ -52,6 +52,12 @@ def find_test_epochs(exp_folder, model_id):
     return sorted(int(match.group(1)) for match in map(pattern.fullmatch, names) if match)
 
 
+def latest_test_paths(exp_folder, model_id):
+    """test_paths of the model's best epoch, or None if it has no test CSV."""
+    epochs = find_test_epochs(exp_folder, model_id)
+    return test_paths(exp_folder, model_id, epochs[-1]) if epochs else None
+
+
 def remove_test_artifacts(exp_folder, model_id):
     """Delete earlier test artifacts of a model, so that exactly one set exists after a run."""
     for epoch in find_test_epochs(exp_folder, model_id):

@@ -24,12 +24,11 @@ def choose_images(image_nb, total, seed):
 def load_test_maps(args):
     """(attention maps, norms) saved by the model's test pass; a clear error if it did not run."""
     exp_folder = results_io.exp_dir(args)
-    epochs = results_io.find_test_epochs(exp_folder, args.model_id)
+    paths = results_io.latest_test_paths(exp_folder, args.model_id)
     checkpoint_file = results_io.checkpoint_path(exp_folder, args.model_id)
-    if not epochs or not os.path.exists(checkpoint_file):
+    if paths is None or not os.path.exists(checkpoint_file):
         raise FileNotFoundError(f"no trained model '{args.model_id}' in {exp_folder} (need {checkpoint_file} and "
                                 f"its test artifacts). Run ./train.sh {args.model_id} first.")
-    paths = results_io.test_paths(exp_folder, args.model_id, epochs[-1])
     for path in (paths["att_maps"], paths["norm"]):
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path} is missing. Run ./train.sh {args.model_id} again to remake it.")
