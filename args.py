@@ -11,6 +11,9 @@ import os
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+# Hyper-parameters a search may change; a plain run takes them from the options.
+HPARAM_NAMES = ("lr", "optim", "batch_size", "dropout", "weight_decay", "momentum", "use_scheduler",
+                "brightness", "saturation", "crop_ratio", "kl_temp", "kl_interp")
 
 
 def str2bool(value):
@@ -115,18 +118,23 @@ def build_parser():
 
     g = parser.add_argument_group("device")
     g.add_argument("--cuda", type=str2bool, default=True, help="use the GPU when there is one")
-    g.add_argument("--amp", type=str2bool, default=True, help="bf16 autocast (CUDA only)")
+    g.add_argument("--amp", type=str2bool, default=True, help="bf16 autocast for training (CUDA only)")
+    g.add_argument("--amp_eval", type=str2bool, default=False,
+                   help="bf16 autocast for validation, test and DAUC / IAUC (default float32, as the authors)")
     g.add_argument("--channels_last", type=str2bool, default=True, help="channels_last memory format (CUDA only)")
 
     g = parser.add_argument_group("hyper-parameter search")
     g.add_argument("--optuna", type=str2bool, default=False, help="run an optuna search")
     g.add_argument("--optuna_trial_nb", type=int, default=25, help="trials the study must complete")
-    g.add_argument("--max_batch_size", type=int, default=12, help="upper bound of the searched batch size")
+    g.add_argument("--max_batch_size", type=int, default=12,
+                   help="upper bound of the searched batch size (lower bound 12, or 4 when this is 12 or less); "
+                        "train.sh passes the authors' 130 (60 for br_npa_high_res_distill)")
     g.add_argument("--opt_data_aug", type=str2bool, default=True, help="search the augmentation too")
     g.add_argument("--optuna_storage", type=optional_str, default=None,
                    help="optuna storage URL (default: sqlite <results>/<exp_id>/<model_id>_hypSearch.db)")
-    g.add_argument("--optuna_pruner", type=str, default="median", choices=["median", "none"],
-                   help="median: stop a trial whose validation accuracy is below the median of earlier trials")
+    g.add_argument("--optuna_pruner", type=str, default="none", choices=["none", "median"],
+                   help="none: every trial runs to its end (the authors never pruned); median: stop a trial whose "
+                        "validation accuracy is below the median of earlier trials (a deviation, opt-in)")
     g.add_argument("--optuna_heartbeat", type=int, default=30,
                    help="seconds between heartbeats; a trial silent for twice this is marked failed")
 
@@ -136,6 +144,9 @@ def build_parser():
     g.add_argument("--att_metrics_img_nb", type=int, default=100, help="test images evaluated (-1: all)")
     g.add_argument("--att_metrics_few_steps", type=str2bool, default=False, help="196 steps instead of h*w")
     g.add_argument("--att_metrics_batch_size", type=int, default=64, help="perturbed images per forward pass")
+    g.add_argument("--att_metrics_saliency", type=str, default="float", choices=["float", "released"],
+                   help="float: map x norm in floating point; released: the authors' released code's uint8 "
+                        "arithmetic (the product wraps modulo 256), only to compare with numbers it produced")
     return parser
 
 

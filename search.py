@@ -1,4 +1,4 @@
-"""Hyper-parameter search with optuna (SPEC §4): resumable, several workers per study.
+"""Hyper-parameter search with optuna (docs/METHOD.md, "Search"): resumable, several workers per study.
 
 Workers started with the same command share the study in --optuna_storage
 (default: SQLite <results>/<exp_id>/<model_id>_hypSearch.db, study name =
@@ -21,7 +21,9 @@ from optuna.trial import TrialState
 
 import results_io
 from args import with_changes, write_config
-from training import HPARAM_NAMES, default_hparams, get_device, load_teacher, test_model, train_model
+from args import HPARAM_NAMES
+from runtime import get_device
+from training import default_hparams, load_teacher, test_model, train_model
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # optuna flags its heartbeat as experimental; it is what resumes a study after a crash, so it is used on purpose.
@@ -36,13 +38,18 @@ class SurplusTrial(Exception):
     """Raised when other workers already hold enough trials: this one is failed without training."""
 
 
+def batch_size_floor(max_batch_size):
+    """Lower bound of the searched batch size: 12, or 4 when the maximum is 12 or less (the authors' rule)."""
+    return 12 if max_batch_size > 12 else 4
+
+
 def sample_hparams(trial, args):
-    """The hyper-parameters of one trial: the options' values, with the SPEC §4 space sampled."""
+    """The hyper-parameters of one trial: the options' values, with the search space of docs/METHOD.md sampled."""
     hparams = default_hparams(args)
     hparams["lr"] = trial.suggest_float("lr", 1e-4, 1e-2, log=True)
     hparams["optim"] = trial.suggest_categorical("optim", ["Adam", "AMSGrad", "SGD"])
-    hparams["batch_size"] = trial.suggest_int("batch_size", min(12, args.max_batch_size), args.max_batch_size,
-                                              log=True)
+    hparams["batch_size"] = trial.suggest_int("batch_size", batch_size_floor(args.max_batch_size),
+                                              args.max_batch_size, log=True)
     hparams["dropout"] = trial.suggest_categorical("dropout", [0.0, 0.2, 0.4, 0.6])
     hparams["weight_decay"] = trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)
     if hparams["optim"] == "SGD":

@@ -11,7 +11,8 @@ import results_io
 from args import parse_args, write_config
 from load_data import DataError, load_samples
 from models.resnet import WeightsDownloadError, imagenet_state_dict
-from training import default_hparams, get_device, load_teacher, test_model, train_model
+from runtime import get_device
+from training import default_hparams, load_teacher, test_model, train_model
 
 
 def train_and_test(args, samples):
@@ -34,7 +35,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         if args.attention_metrics is not None:
-            from metrics.evaluate_curves import run_attention_metrics
+            from attention_metrics import run_attention_metrics
             run_attention_metrics(args)
             return
         samples = load_samples(args)  # every data check runs before anything is written

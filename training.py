@@ -1,45 +1,30 @@
-"""Training, validation and test of one model (SPEC §3 and §5)."""
-import contextlib
+"""Training, validation and test of one model (docs/METHOD.md, "Training" and "Test artifacts")."""
 import math
 import os
 import sys
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 import results_io
-from args import load_config, with_changes
+from args import HPARAM_NAMES, load_config, with_changes
 from load_data import build_transform, make_loader
 from metrics.attention import scale_to_uint8, sparsity
 from models.net import AUX_SLICES, build_model
-
-# Hyper-parameters a search may change; a plain run takes them from the options.
-HPARAM_NAMES = ("lr", "optim", "batch_size", "dropout", "weight_decay", "momentum", "use_scheduler",
-                "brightness", "saturation", "crop_ratio", "kl_temp", "kl_interp")
+from runtime import (autocast, get_device, load_checkpoint, memory_format, prepare_model, progress,
+                     seed_everything, train_amp)
 
 
 def default_hparams(args):
     return {name: getattr(args, name) for name in HPARAM_NAMES}
 
 
-def get_device(args):
-    """CUDA when asked for and present; --cuda True without a GPU runs on the CPU (the default works anywhere)."""
-    return torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-
-
-def autocast(device, amp):
-    """bf16 autocast on CUDA when amp is on; nothing on the CPU."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def progress(iterable, **kwargs):
-    """tqdm bar, quiet when stderr is not a terminal."""
-    return tqdm(iterable, disable=not sys.stderr.isatty(), leave=False, **kwargs)
+def lr_factor(epoch, use_scheduler):
+    """Learning-rate multiplier of a 1-based epoch: 0.9 ** floor(epoch / 2) with the scheduler
+    (1, 0.9, 0.9, 0.81, 0.81, ...: StepLR(step_size=2, gamma=0.9) stepped once before training,
+    as the authors did), 1 without."""
+    return 0.9 ** (epoch // 2) if use_scheduler else 1.0
 
 
 def build_optimizer(params, optim, lr, momentum=0.0, weight_decay=0.0):
@@ -60,22 +45,19 @@ def distillation_loss(student_logits, teacher_logits, target, kl_interp, kl_temp
 
 
 def compute_loss(result, target, nll_weight, teacher_logits=None, kl_interp=0.5, kl_temp=1.0):
-    """Classification (or distillation) loss times nll_weight, plus one CE per auxiliary head."""
+    """(Classification or distillation loss + one CE per auxiliary head) times nll_weight."""
     logits = result["output"].float()
     if teacher_logits is None:
         loss = F.cross_entropy(logits, target)
     else:
         loss = distillation_loss(logits, teacher_logits.float(), target, kl_interp, kl_temp)
-    loss = nll_weight * loss
     for aux_logits in result.get("aux", {}).values():
         loss = loss + F.cross_entropy(aux_logits.float(), target)
-    return loss
+    return nll_weight * loss
 
 
-def to_device(images, target, device, channels_last):
-    images = images.to(device, non_blocking=True)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
+def to_device(images, target, device, layout):
+    images = images.to(device, non_blocking=True).contiguous(memory_format=layout)
     return images, target.to(device, non_blocking=True)
 
 
@@ -111,13 +93,13 @@ def train_one_epoch(model, loader, optimizer, device, hparams, args, teacher=Non
     args.max_batch_size_single_pass images whose gradients accumulate into ONE optimiser step."""
     model.train()
     sums = MetricSums(device, aux_names(model))
-    channels_last = args.channels_last and device.type == "cuda"
+    layout = memory_format(args, device)
     for images, target in progress(loader, desc="train"):
-        images, target = to_device(images, target, device, channels_last)
+        images, target = to_device(images, target, device, layout)
         optimizer.zero_grad(set_to_none=True)
         for chunk_images, chunk_target in zip(images.split(args.max_batch_size_single_pass),
                                               target.split(args.max_batch_size_single_pass)):
-            with autocast(device, args.amp):
+            with autocast(device, train_amp(args, device)):
                 result = model(chunk_images)
                 teacher_logits = None
                 if teacher is not None:
@@ -134,14 +116,14 @@ def train_one_epoch(model, loader, optimizer, device, hparams, args, teacher=Non
 @torch.no_grad()
 def evaluate(model, loader, device, args, collect_maps=False):
     """Loss and accuracies on a loader; with collect_maps also the uint8 maps and norms
-    (loader order) and the mean sparsity."""
+    (loader order) and the mean sparsity. float32 unless --amp_eval True (bf16 autocast)."""
     model.eval()
     sums = MetricSums(device, aux_names(model))
-    channels_last = args.channels_last and device.type == "cuda"
+    layout = memory_format(args, device)
     maps, norms, sparsities = [], [], []
     for images, target in progress(loader, desc="eval"):
-        images, target = to_device(images, target, device, channels_last)
-        with autocast(device, args.amp):
+        images, target = to_device(images, target, device, layout)
+        with autocast(device, args.amp_eval):
             result = model(images)
             loss = compute_loss(result, target, args.nll_weight)
         sums.add(loss, result, target)
@@ -155,13 +137,6 @@ def evaluate(model, loader, device, args, collect_maps=False):
         values["sparsity"] = torch.cat(sparsities).mean().item()
         return values, torch.cat(maps).cpu().numpy(), torch.cat(norms).cpu().numpy()
     return values
-
-
-def prepare_model(model, device, args):
-    model = model.to(device)
-    if args.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
 
 
 def load_teacher(args, device):
@@ -183,21 +158,14 @@ def load_teacher(args, device):
     return teacher
 
 
-def load_checkpoint(model, path):
-    """Load a best checkpoint strictly; a mismatch names the differing keys."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    missing, unexpected = set(model.state_dict()) - set(checkpoint["model"]), \
-        set(checkpoint["model"]) - set(model.state_dict())
-    if missing or unexpected:
-        raise RuntimeError(f"checkpoint {path} does not match the model: missing keys {sorted(missing)[:10]}, "
-                           f"unexpected keys {sorted(unexpected)[:10]} (was it trained with other options?)")
-    model.load_state_dict(checkpoint["model"])
-    return checkpoint
-
-
-def seed_everything(seed):
-    torch.manual_seed(seed)
-    np.random.seed(seed)
+def build_train_loaders(args, samples, hparams):
+    """(train loader, validation loader) with the run's hyper-parameters: validation sees the
+    run's own crop ratio, like the test."""
+    train_transform = build_transform(args, True, hparams["crop_ratio"], hparams["brightness"], hparams["saturation"])
+    train_loader = make_loader(samples["train"], train_transform, hparams["batch_size"], True, args, args.seed)
+    val_loader = make_loader(samples["val"], build_transform(args, False, hparams["crop_ratio"]), args.val_batch_size,
+                             False, args)
+    return train_loader, val_loader
 
 
 def train_model(args, samples, hparams, checkpoint_file, metrics_file, report=None, teacher=None):
@@ -212,23 +180,19 @@ def train_model(args, samples, hparams, checkpoint_file, metrics_file, report=No
     model = prepare_model(build_model(with_changes(args, dropout=hparams["dropout"])), device, args)
     optimizer = build_optimizer(model.parameters(), hparams["optim"], hparams["lr"], hparams["momentum"],
                                 hparams["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.9) \
-        if hparams["use_scheduler"] else None
-    train_transform = build_transform(args, True, hparams["crop_ratio"], hparams["brightness"], hparams["saturation"])
-    train_loader = make_loader(samples["train"], train_transform, hparams["batch_size"], True, args, args.seed)
-    val_loader = make_loader(samples["val"], build_transform(args, False), args.val_batch_size, False, args)
+    train_loader, val_loader = build_train_loaders(args, samples, hparams)
 
     best_accuracy, best_epoch, worse_epochs, rows = -math.inf, None, 0, []
     header = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
     for epoch in range(1, args.epochs + 1):
         start = time.time()
+        lr = hparams["lr"] * lr_factor(epoch, hparams["use_scheduler"])
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         train_values = train_one_epoch(model, train_loader, optimizer, device, hparams, args, teacher)
         if not math.isfinite(train_values["loss"]):
             raise FloatingPointError(f"training loss is {train_values['loss']} at epoch {epoch}")
         val_values = evaluate(model, val_loader, device, args)
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
         rows.append([epoch, train_values["loss"], train_values["accuracy"], val_values["loss"],
                      val_values["accuracy"], lr, round(time.time() - start, 2)])
         results_io.atomic_write_csv(metrics_file, header, rows)

@@ -5,11 +5,11 @@ import numpy as np
 import torch
 
 import results_io
-from args import load_config, with_changes
+from args import HPARAM_NAMES, load_config, with_changes
 from load_data import build_transform, make_loader, scan_folder
 from metrics.perturbation import cells_per_step, perturbation_curves, saliency_map
 from models.net import build_model, model_type
-from training import HPARAM_NAMES, autocast, get_device, load_checkpoint, progress
+from runtime import autocast, get_device, load_checkpoint, memory_format, progress
 
 
 def choose_images(image_nb, total, seed):
@@ -59,15 +59,15 @@ def run_attention_metrics(args):
     image_inds = choose_images(args.att_metrics_img_nb, len(test_samples), args.seed)
     device = get_device(args)
     model = load_model_for_curves(args, device)
-    memory_format = torch.channels_last if args.channels_last and device.type == "cuda" else torch.preserve_format
+    layout = memory_format(args, device)
 
     def forward(images):
-        with autocast(device, args.amp):
-            return model(images.contiguous(memory_format=memory_format))["output"]
+        with autocast(device, args.amp_eval):
+            return model(images.contiguous(memory_format=layout))["output"]
 
     targets = np.array([test_samples[i][1] for i in image_inds])
     kind = model_type(args)
-    saliencies = [saliency_map(att_maps[i], norms[i], kind) for i in image_inds]
+    saliencies = [saliency_map(att_maps[i], norms[i], kind, args.att_metrics_saliency) for i in image_inds]
     step_cells = cells_per_step(*att_maps.shape[2:], args.att_metrics_few_steps)
 
     subset = [test_samples[i] for i in image_inds]
