@@ -1,14 +1,15 @@
-# Model ids of the paper and the trainVal.py options each one adds to the config file.
+# Model ids of the paper and the trainVal.py options each one adds to the config file
+# (the searched batch-size maxima are the ones the authors' scripts pass).
 # Sourced by train.sh, get_dauc_scores.sh and get_iauc_scores.sh.
 LOW_RES="--stride_lay3 2 --stride_lay4 2"
 HIGH_RES="--stride_lay3 1 --stride_lay4 1"
 
 model_options() {
   case "$1" in
-    br_npa_low_res)          echo "--attention True --br_npa True $LOW_RES --optuna True" ;;
-    br_npa_high_res_distill) echo "--attention True --br_npa True $HIGH_RES --master_net True --m_model_id br_npa_low_res --optuna True" ;;
-    b_cnn)                   echo "--attention True --br_npa False $LOW_RES --optuna True" ;;
-    cnn)                     echo "--attention False $LOW_RES --optuna True" ;;
+    br_npa_low_res)          echo "--attention True --br_npa True $LOW_RES --optuna True --max_batch_size 130" ;;
+    br_npa_high_res_distill) echo "--attention True --br_npa True $HIGH_RES --master_net True --m_model_id br_npa_low_res --optuna True --max_batch_size 60" ;;
+    b_cnn)                   echo "--attention True --br_npa False $LOW_RES --optuna True --max_batch_size 130" ;;
+    cnn)                     echo "--attention False $LOW_RES --optuna True --max_batch_size 130" ;;
     br_npa_high_res_random_vectors_no_refining)
                              echo "--attention True --br_npa True $HIGH_RES --br_npa_randvec True --br_npa_norefine True --optuna False" ;;
     br_npa_high_res_random_vectors)

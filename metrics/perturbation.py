@@ -1,4 +1,4 @@
-"""Deletion / insertion curves (SPEC §6) as small tensor functions.
+"""Deletion / insertion curves (docs/METHOD.md, "DAUC and IAUC") as small tensor functions.
 
 Deletion (Del) starts from the image and sets the most salient cells to 0;
 insertion (Add) starts from a blurred image and copies the most salient cells
@@ -11,19 +11,32 @@ BLUR_KERNEL = 121
 FEW_STEPS = 196
 
 
-def saliency_map(att_maps, norm, model_type):
+def saliency_map(att_maps, norm, model_type, arithmetic="float"):
     """Saliency of one image, min-max scaled to [0, 1].
 
     att_maps: (M, h, w), norm: (1, h, w) (uint8 as saved, or float).
     BR-NPA and CNN: map 0 * norm; B-CNN: mean of its maps * norm. Returns (h, w) float32.
+    arithmetic 'float' computes the product in floating point. 'released' repeats
+    the authors' released code on the saved uint8 arrays: the B-CNN mean is
+    truncated to uint8, and the product is taken in uint8, so it wraps modulo 256
+    (200 * 200 gives 64); only the min-max scaling is done in floating point.
     """
-    att_maps, norm = torch.as_tensor(att_maps).float(), torch.as_tensor(norm).float()
+    if arithmetic == "float":
+        att_maps, norm = torch.as_tensor(att_maps).float(), torch.as_tensor(norm).float()
+    elif arithmetic == "released":
+        att_maps, norm = torch.as_tensor(att_maps), torch.as_tensor(norm)
+        if att_maps.dtype != torch.uint8 or norm.dtype != torch.uint8:
+            raise ValueError("the 'released' saliency arithmetic needs the saved uint8 maps and norms")
+    else:
+        raise ValueError(f"saliency arithmetic must be float or released, got '{arithmetic}'")
     if model_type == "b_cnn":
-        saliency = att_maps.mean(dim=0) * norm[0]
+        mean_map = att_maps.float().mean(dim=0)
+        saliency = (mean_map if arithmetic == "float" else mean_map.to(torch.uint8)) * norm[0]
     elif model_type in ("br_npa", "cnn"):
         saliency = att_maps[0] * norm[0]
     else:
         raise ValueError(f"model_type must be one of br_npa, b_cnn, cnn, got '{model_type}'")
+    saliency = saliency.float()
     low, high = saliency.min(), saliency.max()
     return (saliency - low) / (high - low).clamp_min(1e-12)
 

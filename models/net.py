@@ -22,14 +22,14 @@ class CNNHead(nn.Module):
 
 
 class BCNNHead(nn.Module):
-    """Bilinear attention pooling (WS-DAN): BasicBlock + 1x1 conv to K+1 maps, ReLU;
+    """Bilinear attention pooling (WS-DAN): BasicBlock + bias-free 1x1 conv to K+1 maps, ReLU;
     z = concat_k(spatial mean of A_k * F) over the first K maps."""
 
     def __init__(self, chan, nb_maps):
         super().__init__()
         self.nb_maps = nb_maps
         self.att_block = BasicBlock(chan, chan)
-        self.att_conv = nn.Conv2d(chan, nb_maps + 1, kernel_size=1)
+        self.att_conv = nn.Conv2d(chan, nb_maps + 1, kernel_size=1, bias=False)  # bias-free, as the authors'
         self.out_dim = chan * nb_maps
 
     def forward(self, features):
@@ -64,15 +64,18 @@ class Net(nn.Module):
         self.aux = None
         if aux_on_masked:
             chan = backbone.out_chan
-            self.aux = nn.ModuleDict({name: nn.Linear(chan * len(inds), class_nb, bias=bias)
+            # the authors' auxiliary layers always have a bias, whatever --lin_lay_bias says
+            self.aux = nn.ModuleDict({name: nn.Linear(chan * len(inds), class_nb)
                                       for name, inds in AUX_SLICES.items()})
 
     def forward(self, images):
         features = self.backbone(images)
         pooled, maps = self.head(features)
-        result = {"output": self.classifier(self.dropout(pooled)),
+        pooled = self.dropout(pooled)
+        result = {"output": self.classifier(pooled),
                   "att_maps": maps, "norm": features.float().norm(dim=1, keepdim=True)}
         if self.aux is not None:
+            # the auxiliary heads read z after dropout, detached: they do not train the backbone
             vectors = pooled.detach().view(pooled.shape[0], -1, features.shape[1])  # (B, K, C)
             result["aux"] = {name: self.aux[name](vectors[:, list(inds)].flatten(1))
                              for name, inds in AUX_SLICES.items()}

@@ -1,0 +1,191 @@
+"""The authors' protocol: search space, schedule, heads, float32 evaluation, the released saliency arithmetic,
+and the hand-worked statistics saved with the test results."""
+import argparse
+import csv
+import os
+import subprocess
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+import search
+import training
+from args import build_parser, parse_args
+from conftest import REPO_ROOT, TINY_CONFIG
+from metrics.attention import scale_to_uint8, sparsity
+from metrics.perturbation import saliency_map
+from models.net import build_model
+
+
+def model_options(model_id):
+    completed = subprocess.run(["bash", "-c", f"source '{REPO_ROOT}/model_ids.sh'; model_options {model_id}"],
+                               capture_output=True, text=True, check=True)
+    return completed.stdout.split()
+
+
+@pytest.mark.parametrize("model_id, max_batch_size", [("br_npa_low_res", "130"), ("b_cnn", "130"), ("cnn", "130"),
+                                                      ("br_npa_high_res_distill", "60")])
+def test_model_table_passes_the_authors_max_batch_size(model_id, max_batch_size):
+    words = model_options(model_id)
+    assert words[words.index("--max_batch_size") + 1] == max_batch_size
+
+
+@pytest.mark.parametrize("max_batch_size, low", [(130, 12), (12, 4), (8, 4)])
+def test_searched_batch_size_range(max_batch_size, low):
+    args = parse_args(["--max_batch_size", str(max_batch_size)])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    sizes = []
+    for _ in range(300):
+        trial = study.ask()
+        sizes.append(search.sample_hparams(trial, args)["batch_size"])
+        study.tell(trial, 0.5)
+    assert low <= min(sizes) and max(sizes) <= max_batch_size
+    # log-uniform over the whole range: both ends are reached in 300 draws
+    assert min(sizes) <= low * 1.25 and max(sizes) >= max_batch_size * 0.8
+
+
+def test_no_pruning_by_default():
+    assert parse_args([]).optuna_pruner == "none"
+
+
+def test_bcnn_attention_conv_has_no_bias():
+    model = build_model(tiny_args(attention=True, br_npa=False))
+    assert model.head.att_conv.bias is None
+
+
+def tiny_args(**overrides):
+    args = build_parser().parse_args([])
+    values = dict(backbone="resnet18", resnet_chan=8, class_nb=5, stride_lay3=2, stride_lay4=2, img_size=32)
+    return argparse.Namespace(**{**vars(args), **values, **overrides})
+
+
+def test_aux_heads_bias_dropout_and_nll_weight():
+    torch.manual_seed(0)
+    model = build_model(tiny_args(aux_on_masked=True, lin_lay_bias=False, dropout=0.5)).train()
+    assert all(head.bias is not None for head in model.aux.values())
+    model.dropout = torch.nn.Dropout(p=1.0)  # z after dropout is all zero: each aux head outputs its bias
+    images, target = torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 2])
+    result = model(images)
+    for name, logits in result["aux"].items():
+        assert torch.allclose(logits, model.aux[name].bias.expand(3, -1))
+    main = torch.nn.functional.cross_entropy(result["output"], target)
+    aux = sum(torch.nn.functional.cross_entropy(v, target) for v in result["aux"].values())
+    assert torch.allclose(training.compute_loss(result, target, 2.0), 2.0 * (main + aux))
+
+
+@pytest.fixture(scope="module")
+def scheduled_run(tiny_synth, tmp_path_factory):
+    """A plain 4-epoch SGD run with the scheduler on, bf16 asked for training (ignored on the CPU)."""
+    import trainVal
+    root = tmp_path_factory.mktemp("protocol")
+    config = root / "tiny.config"
+    config.write_text(TINY_CONFIG)
+    argv = ["-c", str(config), "--data_dir", tiny_synth, "--results_dir", str(root / "results"),
+            "--model_id", "sched", "--optim", "SGD", "--lr", "0.01", "--use_scheduler", "True",
+            "--epochs", "4", "--max_worse_epoch_nb", "10", "--amp", "True"]
+    trainVal.main(argv)
+    return argv, root / "results" / "e2e"
+
+
+def test_lr_schedule_of_the_authors(scheduled_run):
+    _, folder = scheduled_run
+    with open(folder / "modelsched_metrics.csv") as file:
+        lrs = [float(row["lr"]) for row in csv.DictReader(file)]
+    assert np.allclose(lrs, [0.01, 0.009, 0.009, 0.0081])
+
+
+def test_validation_uses_the_trials_crop_ratio(tiny_synth, monkeypatch):
+    args = parse_args(["--data_dir", tiny_synth, "--dataset_train", "tiny_train", "--dataset_val", "tiny_train",
+                       "--dataset_test", "tiny_test", "--class_nb", "3", "--img_size", "32", "--crop_ratio", "0.875",
+                       "--num_workers", "0"])
+    seen = []
+    real_build = training.build_transform
+
+    def spy(args, train, crop_ratio=None, *rest):
+        seen.append((train, crop_ratio))
+        return real_build(args, train, crop_ratio, *rest)
+
+    monkeypatch.setattr(training, "build_transform", spy)
+    hparams = {**training.default_hparams(args), "crop_ratio": 0.5}
+    one_image = [("unused.png", 0)]  # the loaders are built, never iterated
+    training.build_train_loaders(args, {"train": one_image, "val": one_image}, hparams)
+    assert seen and all(crop_ratio == 0.5 for _, crop_ratio in seen)
+
+
+def test_evaluation_runs_in_float32_by_default(scheduled_run, monkeypatch):
+    """--amp True asks for bf16 training only: the test pass and the curves use --amp_eval (False)."""
+    import trainVal
+    argv, _ = scheduled_run
+    asked = []
+    real_autocast = training.autocast
+
+    def spy(device, enabled):
+        asked.append(enabled)
+        return real_autocast(device, enabled)
+
+    monkeypatch.setattr(training, "autocast", spy)
+    model = build_model(tiny_args())
+    args = tiny_args(amp=True, amp_eval=False)
+    loader = [(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]
+    training.evaluate(model, loader, torch.device("cpu"), args, collect_maps=True)
+    assert asked == [False]
+    import attention_metrics
+    monkeypatch.setattr(attention_metrics, "autocast", spy)
+    asked.clear()
+    trainVal.main(argv + ["--attention_metrics", "Del", "--att_metrics_img_nb", "2"])
+    assert asked and not any(asked)
+    asked.clear()
+    trainVal.main(argv + ["--attention_metrics", "Del", "--att_metrics_img_nb", "2", "--amp_eval", "True"])
+    assert asked and all(asked)
+
+
+def test_released_saliency_wraps_like_the_released_code():
+    # map 0 and norm as saved (uint8); 200 * 200 = 40000 = 64 (mod 256), 16 * 16 = 256 = 0 (mod 256)
+    maps = torch.tensor([[[200, 100], [16, 1]]], dtype=torch.uint8)
+    norm = torch.tensor([[[200, 2], [16, 255]]], dtype=torch.uint8)
+    released = saliency_map(maps, norm, "br_npa", "released")
+    assert torch.allclose(released, torch.tensor([[64., 200.], [0., 255.]]) / 255)
+    floating = saliency_map(maps, norm, "br_npa", "float")
+    assert torch.allclose(floating, (torch.tensor([[40000., 200.], [256., 255.]]) - 200) / (40000 - 200))
+    # the most salient cell differs: the wrap changes the order
+    assert released.flatten().argmax() == 3 and floating.flatten().argmax() == 0
+    # B-CNN: the mean of the maps is truncated to uint8 first (3.5 -> 3, 0.5 -> 0), then the wrapping product
+    bcnn_maps = torch.tensor([[[7, 1], [200, 90]], [[0, 0], [201, 90]]], dtype=torch.uint8)
+    bcnn_norm = torch.tensor([[[100, 255], [2, 3]]], dtype=torch.uint8)
+    # means 3.5, 0.5, 200.5, 90 -> 3, 0, 200, 90; products 300, 0, 400, 270 -> 44, 0, 144, 14
+    expected = torch.tensor([[44., 0.], [144., 14.]]) / 144
+    assert torch.allclose(saliency_map(bcnn_maps, bcnn_norm, "b_cnn", "released"), expected)
+    with pytest.raises(ValueError, match="uint8"):
+        saliency_map(maps.float(), norm, "br_npa", "released")
+
+
+def test_sparsity_hand_worked():
+    # two 1x2 maps and a norm; weighted by norm / max(norm) = (0.5, 1)
+    maps = torch.tensor([[[[2., 1.]], [[1., 3.]]]])
+    norm = torch.tensor([[[[1., 2.]]]])
+    # map 1: (2*.5, 1*1) = (1, 1) -> / (1 + 1e-5); map 2: (1*.5, 3*1) = (.5, 3) -> / (3 + 1e-5)
+    first = np.array([1, 1]) / (1 + 1e-5)
+    second = np.array([.5, 3]) / (3 + 1e-5)
+    expected = ((first + second) / 2).mean()
+    assert sparsity(maps, norm).item() == pytest.approx(expected, abs=1e-7)
+
+
+def test_uint8_scaling_rounds():
+    # one image already spanning 0..255: 42.8 -> 43 and 161.6 -> 162 when rounded (truncation: 42, 161)
+    maps = torch.tensor([[[[0., 42.8], [161.6, 255.]]]])
+    assert scale_to_uint8(maps).flatten().tolist() == [0, 43, 162, 255]
+
+
+def test_repository_points_to_no_missing_document():
+    """Nothing in the repository refers to a document that is not in it."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.split()
+    for name in tracked:
+        if name.endswith((".py", ".md", ".sh", ".config")) and os.path.isfile(os.path.join(REPO_ROOT, name)):
+            with open(os.path.join(REPO_ROOT, name)) as file:
+                text = file.read()
+            assert "SP" + "EC" not in text, name
+    with open(os.path.join(REPO_ROOT, "README.md")) as file:
+        readme = file.read()
+    assert "docs/METHOD.md" in readme and os.path.isfile(os.path.join(REPO_ROOT, "docs", "METHOD.md"))
