@@ -8,7 +8,10 @@ Prints one table and the ratios, all measured in this run on one device:
   - DAUC: seconds per image, batched vs one forward per step, and over the floor
     (steps / bare inference images/s);
   - loader: images/s of the training loader alone (decode + augment);
-  - BR-NPA grouping time over the backbone forward at the high-res map size.
+  - BR-NPA grouping time over the backbone forward at the high-res map size;
+  - float32 against --amp_eval (bf16): the largest difference of one image's DAUC and IAUC,
+    same model, images and saliency.
+Evaluation (test pass, bare inference, DAUC) runs in float32 unless --extra has '--amp_eval True'.
 Synthetic JPEG files (CUB-like size, 500x375) are written to a temporary folder.
 
     python3 bench/bench.py                  # CPU: small sizes (resnet18, chan 16, 64 px, conv1 stride 1)
@@ -26,12 +29,14 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from args import parse_args  # noqa: E402
-from load_data import build_transform, make_loader  # noqa: E402
+from load_data import build_transform, load_rgb, make_loader  # noqa: E402
+from metrics.auc import curve_auc  # noqa: E402
 from metrics.perturbation import FEW_STEPS, cells_per_step, perturbation_curves  # noqa: E402
 from models.br_npa import representative_vectors  # noqa: E402
 from models.net import build_model  # noqa: E402
 from models.resnet import build_resnet  # noqa: E402
-from training import autocast, build_optimizer, default_hparams, evaluate, train_one_epoch  # noqa: E402
+from runtime import autocast  # noqa: E402
+from training import build_optimizer, default_hparams, evaluate, train_one_epoch  # noqa: E402
 
 PRESETS = {
     "cpu": dict(backbone="resnet18", chan=16, img_size=64, resnet_stride=1, train_batch_low=32,
@@ -107,7 +112,7 @@ def bare_infer_rate(opts, res, batch, device, args):
 
     @torch.no_grad()
     def step():
-        with autocast(device, args.amp):
+        with autocast(device, args.amp_eval):
             net(images)
     return batch / timed(step, device, opts.repeats)
 
@@ -135,7 +140,7 @@ def main():
     print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'} "
           f"({torch.get_num_threads()} threads), preset {opts.preset}, torch {torch.__version__}, "
           f"options '{opts.extra}'")
-    rows = []
+    rows, amp_eval_gaps = [], []
     with tempfile.TemporaryDirectory() as folder:
         samples = make_jpegs(folder, opts.images)
         for name, (_, res) in MODELS.items():
@@ -165,6 +170,7 @@ def main():
             rows.append((f"test pass {name} (batch {opts.infer_batch})", test_rate, bare_infer))
             if name.startswith("br_npa"):
                 rows += dauc_rows(model, samples, args, opts, device, bare_infer)
+                amp_eval_gaps.append((name, amp_eval_auc_gap(model, samples, args, opts, device)))
             if name == "br_npa_low":
                 loader_rate = loader_only_rate(loader)
             if name == "br_npa_high":
@@ -173,6 +179,8 @@ def main():
     for label, measured, reference in rows:
         print(f"{label:<54} {measured:>12.4g} {reference:>12.4g} {measured / reference:>7.3f}")
     print(f"{'loader alone (img/s, ' + str(opts.workers) + ' workers)':<54} {loader_rate:>12.4g}")
+    for name, (dauc_gap, iauc_gap) in amp_eval_gaps:
+        print(f"{'float32 vs --amp_eval, largest |AUC diff| ' + name:<54} DAUC {dauc_gap:.4f}  IAUC {iauc_gap:.4f}")
     print("train/test rows: img/s over bare backbone img/s (goal >= 0.85). DAUC: speed-up of batching "
           "(goal >= 10) and batched time over the floor = steps / bare inference img/s (goal <= 1.3). "
           "grouping: representative_vectors time over the backbone forward (goal <= 0.05).")
@@ -185,25 +193,48 @@ def loader_only_rate(loader):
     return count / (time.perf_counter() - start)
 
 
-@torch.no_grad()
-def dauc_rows(model, samples, args, opts, device, bare_infer):
-    """Batched vs one forward per step, same images, plus the floor. Maps with a multiple of
+def dauc_inputs(model, samples, args, opts, device):
+    """(images, random saliencies, cells per step) for the DAUC rows. Maps with a multiple of
     196 cells above 196 use the 196 steps of --att_metrics_few_steps."""
     model.eval()
     transform = build_transform(args, False)
-    from load_data import load_rgb
     images = [transform(load_rgb(samples[i][0])).to(device) for i in range(opts.dauc_images)]
-    sample = model(images[0][None])
-    height, width = sample["att_maps"].shape[2:]
-    saliencies = [torch.rand(height, width) for _ in images]
-    classes = [0] * len(images)
+    height, width = model(images[0][None])["att_maps"].shape[2:]
+    generator = torch.Generator().manual_seed(0)
+    saliencies = [torch.rand(height, width, generator=generator) for _ in images]
     cell_nb = height * width
-    step_cells = cells_per_step(height, width, cell_nb > FEW_STEPS and cell_nb % FEW_STEPS == 0)
-    step_nb = cell_nb // step_cells
+    return images, saliencies, cells_per_step(height, width, cell_nb > FEW_STEPS and cell_nb % FEW_STEPS == 0)
 
+
+def forward_in(model, device, bf16):
     def forward(batch):
-        with autocast(device, args.amp):
+        with autocast(device, bf16):
             return model(batch)["output"]
+    return forward
+
+
+@torch.no_grad()
+def amp_eval_auc_gap(model, samples, args, opts, device):
+    """Largest |AUC float32 - AUC bf16| over the DAUC images, for Del and Add."""
+    images, saliencies, step_cells = dauc_inputs(model, samples, args, opts, device)
+    classes = [0] * len(images)
+    gaps = []
+    for metric in ("Del", "Add"):
+        curves = [perturbation_curves(forward_in(model, device, bf16), images, saliencies, classes, metric,
+                                      step_cells, opts.infer_batch) for bf16 in (False, True)]
+        gaps.append(max(abs(curve_auc(a.numpy(), metric) - curve_auc(b.numpy(), metric))
+                        for a, b in zip(*curves)))
+    return gaps
+
+
+@torch.no_grad()
+def dauc_rows(model, samples, args, opts, device, bare_infer):
+    """Batched vs one forward per step, same images, plus the floor."""
+    images, saliencies, step_cells = dauc_inputs(model, samples, args, opts, device)
+    height, width = saliencies[0].shape
+    classes = [0] * len(images)
+    step_nb = height * width // step_cells
+    forward = forward_in(model, device, args.amp_eval)
 
     def run(batch_size):
         sync(device)
