@@ -1,4 +1,4 @@
-"""Area under a deletion / insertion curve (SPEC §6), and localisation scores."""
+"""Area under a deletion / insertion curve (docs/METHOD.md, "DAUC and IAUC"), and localisation scores."""
 import numpy as np
 
 
