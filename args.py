@@ -2,12 +2,15 @@
 
 One source of defaults: the argparse defaults below, overridden by the config
 file given with ``-c``, overridden by the command line. Config files are
-``key = value`` lines (an optional ``[default]`` header and ``#`` comments);
-every value goes through the same argparse type as on the command line, and an
-unknown key is an error naming the file and the line.
+``key = value`` lines (an optional ``[default]`` header; ``#`` starts a comment
+at the start of a line or after a space, so a path may hold a ``#``); every
+value goes through the same argparse type as on the command line, and an
+unknown key is an error naming the file and the line. An option error is one
+line on stderr, without the usage block.
 """
 import argparse
 import os
+import re
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -41,9 +44,26 @@ def optional_int(value):
     return int(value)
 
 
+# Keys of a resolved .ini that describe the run rather than set an option.
+RUN_METADATA = ("run_id", "search_trial", "config")
+# Options that do not change what a run computes: a rerun that differs only in these is the same run.
+NOT_RUN_DEFINING = {"config", "results_dir", "data_dir", "num_workers", "cuda", "channels_last", "val_batch_size",
+                    "debug", "resume", "overwrite", "attention_metrics", "att_metrics_img_nb",
+                    "att_metrics_few_steps", "att_metrics_batch_size", "att_metrics_saliency",
+                    "optuna_trial_nb", "optuna_storage", "optuna_heartbeat", "optuna_pruner"}
+COMMENT = re.compile(r"(^|\s)#.*$")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports an error in one line instead of the whole usage block."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (python3 {self.prog} --help lists the options)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
-        description="Train / evaluate BR-NPA, B-CNN and CNN models (see README.md).",
+    parser = OneLineParser(
+        prog="trainVal.py", description="Train / evaluate BR-NPA, B-CNN and CNN models (see README.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("-c", "--config", type=str, default=None,
                         help="config file of 'key = value' lines; the command line overrides it")
@@ -56,6 +76,13 @@ def build_parser():
     g.add_argument("--data_dir", type=str, default=os.path.join(REPO_ROOT, "data"),
                    help="folder holding the dataset folders (relative paths are taken from the repo root)")
     g.add_argument("--seed", type=int, default=1, help="seed of weights init, split and sampling (authors: 1)")
+    g.add_argument("--resume", type=str2bool, default=True,
+                   help="continue an interrupted run of the same command from its last epoch (or image, for "
+                        "DAUC / IAUC); False starts over")
+    g.add_argument("--overwrite", type=str2bool, default=False,
+                   help="train again a model whose finished run has the same options (False: say where its "
+                        "results are and stop)")
+    g.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
 
     g = parser.add_argument_group("data")
     g.add_argument("--dataset_train", type=str, default="CUB-200-2011_train", help="train folder in data_dir")
@@ -150,8 +177,9 @@ def build_parser():
     return parser
 
 
-def read_config_file(path, parser):
-    """Read a config file into {dest: typed value}.
+def read_config_file(path, parser, metadata=None):
+    """Read a config file into {dest: typed value}. The run metadata of a resolved .ini
+    (RUN_METADATA keys) goes to the dict `metadata` when one is given, and is skipped otherwise.
 
     Raises ValueError naming the file and line for a malformed line, an
     unknown key or a value the option's type rejects.
@@ -160,12 +188,16 @@ def read_config_file(path, parser):
     values = {}
     with open(path) as file:
         for line_nb, raw_line in enumerate(file, start=1):
-            line = raw_line.split("#", 1)[0].strip()
+            line = COMMENT.sub("", raw_line).strip()
             if not line or (line.startswith("[") and line.endswith("]")):
                 continue
             if "=" not in line:
                 raise ValueError(f"{path}, line {line_nb}: expected 'key = value', got '{raw_line.strip()}'")
             key, value = (part.strip() for part in line.split("=", 1))
+            if key in RUN_METADATA:
+                if metadata is not None:
+                    metadata[key] = value
+                continue
             if key not in actions:
                 raise ValueError(f"{path}, line {line_nb}: unknown key '{key}' "
                                  f"(python trainVal.py --help lists the options)")
@@ -208,14 +240,49 @@ def parse_args(argv=None):
     return args
 
 
+# option: (test of its value, what the value must be)
+RANGES = {
+    "lr": (lambda v: v > 0, "a positive number"),
+    "nb_att_maps": (lambda v: v >= 1, "at least 1"),
+    "class_nb": (lambda v: v >= 2, "at least 2"),
+    "epochs": (lambda v: v >= 1, "at least 1"),
+    "max_worse_epoch_nb": (lambda v: v >= 1, "at least 1"),
+    "batch_size": (lambda v: v >= 1, "at least 1"),
+    "max_batch_size_single_pass": (lambda v: v >= 1, "at least 1"),
+    "val_batch_size": (lambda v: v >= 1, "at least 1"),
+    "max_batch_size": (lambda v: v >= 1, "at least 1"),
+    "optuna_trial_nb": (lambda v: v >= 1, "at least 1"),
+    "optuna_heartbeat": (lambda v: v >= 1, "at least 1 (seconds)"),
+    "num_workers": (lambda v: v >= 0, "0 or more"),
+    "img_size": (lambda v: v is None or v >= 8, "at least 8 (pixels)"),
+    "resnet_chan": (lambda v: v >= 1, "at least 1"),
+    "resnet_stride": (lambda v: v >= 1, "at least 1"),
+    "stride_lay2": (lambda v: v >= 1, "at least 1"),
+    "stride_lay3": (lambda v: v >= 1, "at least 1"),
+    "stride_lay4": (lambda v: v >= 1, "at least 1"),
+    "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "momentum": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "weight_decay": (lambda v: v >= 0, "0 or more"),
+    "crop_ratio": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "brightness": (lambda v: v >= 0, "0 or more"),
+    "saturation": (lambda v: v >= 0, "0 or more"),
+    "nll_weight": (lambda v: v > 0, "a positive number"),
+    "kl_interp": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "kl_temp": (lambda v: v > 0, "a positive number"),
+    "att_metrics_img_nb": (lambda v: v == -1 or v >= 1, "-1 (all test images) or at least 1"),
+    "att_metrics_batch_size": (lambda v: v >= 1, "at least 1"),
+}
+
+
 def check_args(args, parser):
-    """Option combinations the code cannot honour are errors, not silent fallbacks."""
+    """Out-of-range values and option combinations the code cannot honour are errors, not silent fallbacks."""
+    for name, (valid, expected) in RANGES.items():
+        if not valid(getattr(args, name)):
+            parser.error(f"--{name} must be {expected}, got {getattr(args, name)}")
     if args.aux_on_masked and not (args.attention and args.br_npa and args.nb_att_maps == 3):
         parser.error("--aux_on_masked True needs the BR-NPA head with --nb_att_maps 3")
     if args.master_net and not args.m_model_id:
         parser.error("--master_net True needs --m_model_id (the teacher's model id)")
-    if args.batch_size < 1 or args.max_batch_size_single_pass < 1:
-        parser.error("--batch_size and --max_batch_size_single_pass must be positive")
     if not 0 < args.train_prop < 1 and args.dataset_val == args.dataset_train:
         parser.error("--train_prop must be strictly between 0 and 1 when the train folder also validates")
     if args.pretrained and args.resnet_chan != 64:
@@ -227,21 +294,40 @@ def with_changes(args, **changes):
     return argparse.Namespace(**{**vars(args), **changes})
 
 
-def write_config(args, path):
-    """Write the resolved configuration as a config file that read_config_file reads back."""
-    skip = {"config"}
-    tmp_path = path + ".tmp"
-    with open(tmp_path, "w") as file:
-        file.write("[default]\n")
-        for key, value in sorted(vars(args).items()):
-            if key not in skip:
+def write_config(args, path, **metadata):
+    """Write the resolved configuration (and RUN_METADATA values, e.g. run_id) as a config file
+    that read_config_file reads back."""
+    from results_io import atomic_write
+
+    if args.config is not None:
+        metadata = {"config": args.config, **metadata}
+
+    def write(tmp_path):
+        with open(tmp_path, "w") as file:
+            file.write("[default]\n")
+            for key, value in sorted(metadata.items()):
                 file.write(f"{key} = {value}\n")
-    os.replace(tmp_path, path)
+            for key, value in sorted(vars(args).items()):
+                if key != "config":
+                    file.write(f"{key} = {value}\n")
+    atomic_write(path, write)
 
 
 def load_config(path):
     """Namespace of a resolved config written by write_config (used to rebuild a teacher)."""
+    return load_run_config(path)[0]
+
+
+def load_run_config(path):
+    """(Namespace, run metadata dict) of a resolved config written by write_config."""
     parser = build_parser()
-    parser.set_defaults(**read_config_file(path, parser))
-    args = parser.parse_args([])
-    return args
+    metadata = {}
+    parser.set_defaults(**read_config_file(path, parser, metadata))
+    return parser.parse_args([]), metadata
+
+
+def run_differences(first, second):
+    """Names of the options that make two configurations different runs (NOT_RUN_DEFINING ignored)."""
+    first, second = vars(first), vars(second)
+    return sorted(key for key in set(first) | set(second)
+                  if key not in NOT_RUN_DEFINING and first.get(key) != second.get(key))

@@ -1,87 +1,152 @@
-"""Compute and save the DAUC / IAUC curves of a trained model (--attention_metrics Del|Add)."""
+"""The DAUC / IAUC task (--attention_metrics Del|Add): curves of a trained model's saliency on test images.
+
+Reads the model's finished run (test maps and norms, .ini and checkpoint, which must share one run id),
+draws --att_metrics_img_nb test images with the seed, and computes one deletion or insertion curve per
+image (docs/METHOD.md, "DAUC and IAUC"). Progress is saved every few images, so a killed run started again
+with the same command resumes where it stopped. The curves are written as
+attMetr<Del|Add>_<model_id>.npy with _imgInds, _preds and _targets beside them and a .json of metadata
+(run id, steps, options).
+"""
+import math
 import os
+import sys
+import time
 
 import numpy as np
 import torch
 
 import results_io
-from args import HPARAM_NAMES, load_config, with_changes
-from load_data import build_transform, make_loader, scan_folder
+import runs
+from args import NOT_RUN_DEFINING, with_changes
+from load_data import build_transform, load_rgb, make_loader, scan_test_folder
 from metrics.perturbation import cells_per_step, perturbation_curves, saliency_map
 from models.net import build_model, model_type
-from runtime import autocast, get_device, load_checkpoint, memory_format, progress
+from models.resnet import feature_map_side
+from runtime import autocast, get_device, memory_format, progress
+
+# Progress is saved about this many times over a run (and never less often than every image).
+SAVES_PER_RUN = 20
 
 
 def choose_images(image_nb, total, seed):
     """Sorted indices of the evaluated test images: a seeded choice without replacement (-1: all)."""
     if image_nb == -1 or image_nb >= total:
         return np.arange(total)
-    if image_nb < 1:
-        raise ValueError(f"--att_metrics_img_nb must be -1 or positive, got {image_nb}")
     return np.sort(np.random.default_rng(seed).choice(total, size=image_nb, replace=False))
 
 
-def load_test_maps(args):
-    """(attention maps, norms) saved by the model's test pass; a clear error if it did not run."""
+def curve_args(args, landed):
+    """The options the model was trained with, but for those that do not define a run (DAUC / IAUC
+    options, device, paths) and --amp_eval, which come from this command."""
+    own = {key: getattr(args, key) for key in NOT_RUN_DEFINING | {"amp_eval"} if hasattr(args, key)}
+    return with_changes(landed.args, **own)
+
+
+def few_step_nb(args):
+    """Steps of --att_metrics_few_steps: the cell count of the low-res map (strides 2, 2, 2) of this input
+    (196 at 448 px with conv1 stride 2, 16 at 64 px with conv1 stride 1)."""
+    return feature_map_side(args.img_size, args.resnet_stride, 2, 2, 2) ** 2
+
+
+def step_plan(args, map_height, map_width):
+    """(cells per step, step count) for maps of this size."""
+    step_cells = cells_per_step(map_height, map_width, few_step_nb(args) if args.att_metrics_few_steps else None)
+    return step_cells, map_height * map_width // step_cells
+
+
+def images_per_chunk(step_nb, batch_size):
+    """Images whose curves are computed between two progress checks: enough for four full forward passes."""
+    return max(1, math.ceil(4 * batch_size / step_nb))
+
+
+def read_partial(path, signature):
+    """Curves saved by an interrupted run with the same signature, or [] (a stale file is discarded)."""
+    if not os.path.exists(path):
+        return []
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a damaged progress file only costs the work it held
+        return []
+    return list(saved["curves"]) if saved.get("signature") == signature else []
+
+
+def run_attention_metrics(args):
+    """Curves of --att_metrics_img_nb test images for the model's own saliency (see the module docstring)."""
     exp_folder = results_io.exp_dir(args)
-    paths = results_io.latest_test_paths(exp_folder, args.model_id)
-    checkpoint_file = results_io.checkpoint_path(exp_folder, args.model_id)
-    if paths is None or not os.path.exists(checkpoint_file):
-        raise FileNotFoundError(f"no trained model '{args.model_id}' in {exp_folder} (need {checkpoint_file} and "
-                                f"its test artifacts). Run ./train.sh {args.model_id} first.")
-    for path in (paths["att_maps"], paths["norm"]):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path} is missing. Run ./train.sh {args.model_id} again to remake it.")
-    return np.load(paths["att_maps"]), np.load(paths["norm"])
-
-
-def trained_args(args):
-    """The options with the hyper-parameters the model was trained with (a search may have changed them)."""
-    saved = load_config(results_io.config_path(results_io.exp_dir(args), args.model_id))
-    return with_changes(args, **{name: getattr(saved, name) for name in HPARAM_NAMES})
-
-
-def load_model_for_curves(args, device):
-    model = build_model(with_changes(args, pretrained=False))
-    load_checkpoint(model, results_io.checkpoint_path(results_io.exp_dir(args), args.model_id))
-    return model.to(device).eval()
+    landed = runs.LandedRun(exp_folder, args.model_id, args)
+    args = curve_args(args, landed)
+    test_samples = scan_test_folder(args)
+    att_maps, norms = np.load(landed.paths["att_maps"]), np.load(landed.paths["norm"])
+    if len(test_samples) != len(att_maps):
+        raise runs.NotTrainedError(f"the test folder holds {len(test_samples)} images but the saved maps cover "
+                                   f"{len(att_maps)}: the test folder changed since training; remake the model "
+                                   f"with {landed.remake}")
+    kind = model_type(args)
+    image_inds = choose_images(args.att_metrics_img_nb, len(test_samples), args.seed)
+    saliencies = [saliency_map(att_maps[i], norms[i], kind, args.att_metrics_saliency) for i in image_inds]
+    metadata = {"saliency": args.att_metrics_saliency}
+    compute_and_save_curves(args, landed, args.model_id, test_samples, image_inds, saliencies, metadata)
 
 
 @torch.no_grad()
-def run_attention_metrics(args):
-    """Curves for --att_metrics_img_nb test images, saved as attMetr<Del|Add>_<model_id>*.npy."""
-    att_maps, norms = load_test_maps(args)
-    args = trained_args(args)
-    _, test_samples = scan_folder(args.data_dir, args.dataset_test, args.class_nb)
-    if len(test_samples) != len(att_maps):
-        raise ValueError(f"the test set has {len(test_samples)} images but the saved maps cover {len(att_maps)}: "
-                         f"the test folder changed since training; run ./train.sh {args.model_id} again")
-    image_inds = choose_images(args.att_metrics_img_nb, len(test_samples), args.seed)
+def compute_and_save_curves(args, landed, source_id, test_samples, image_inds, saliencies, metadata):
+    """Curves of the chosen images for the given saliencies (each (h, w)), saved under source_id, with
+    progress saved on the way and resumed from."""
+    exp_folder = results_io.exp_dir(args)
+    metric = args.attention_metrics
+    paths = results_io.att_metrics_paths(exp_folder, source_id, metric)
     device = get_device(args)
-    model = load_model_for_curves(args, device)
+    model = build_model(with_changes(args, pretrained=False))
+    model.load_state_dict(landed.read_checkpoint()["model"])
+    model = model.to(device).eval()
     layout = memory_format(args, device)
 
     def forward(images):
         with autocast(device, args.amp_eval):
             return model(images.contiguous(memory_format=layout))["output"]
 
-    targets = np.array([test_samples[i][1] for i in image_inds])
-    kind = model_type(args)
-    saliencies = [saliency_map(att_maps[i], norms[i], kind, args.att_metrics_saliency) for i in image_inds]
-    step_cells = cells_per_step(*att_maps.shape[2:], args.att_metrics_few_steps)
-
+    step_cells, step_nb = step_plan(args, *saliencies[0].shape)
     subset = [test_samples[i] for i in image_inds]
     transform = build_transform(args, False)
-    preds = torch.cat([forward(images.to(device)).argmax(dim=1).cpu()
-                       for images, _ in make_loader(subset, transform, args.att_metrics_batch_size, False, args)])
-    one_by_one = make_loader(subset, transform, 1, False, args)
-    image_source = (images[0].to(device) for images, _ in progress(one_by_one, desc=args.attention_metrics))
-    curves = perturbation_curves(forward, image_source, saliencies, preds.tolist(), args.attention_metrics,
-                                 step_cells, args.att_metrics_batch_size)
-
-    paths = results_io.att_metrics_paths(results_io.exp_dir(args), args.model_id, args.attention_metrics)
-    results_io.atomic_save_npy(paths["curves"], torch.stack(curves).numpy().astype(np.float64))
-    results_io.atomic_save_npy(paths["img_inds"], image_inds)
-    results_io.atomic_save_npy(paths["preds"], preds.numpy())
-    results_io.atomic_save_npy(paths["targets"], targets)
-    print(f"{args.attention_metrics} curves of {len(image_inds)} images ({len(curves[0])} steps) -> {paths['curves']}")
+    with runs.lock(exp_folder, f"{source_id}.{metric}"):
+        preds = torch.cat([forward(images.to(device)).argmax(dim=1).cpu()
+                           for images, _ in make_loader(subset, transform, args.att_metrics_batch_size, args)])
+        signature = {"run_id": landed.run_id, "images": image_inds.tolist(), "step_cells": step_cells,
+                     "batch_size": args.att_metrics_batch_size, "amp_eval": args.amp_eval, **metadata}
+        curves = read_partial(paths["partial"], signature) if args.resume else []
+        if curves:
+            print(f"resuming the {metric} curves of {source_id} after {len(curves)} of {len(subset)} images",
+                  file=sys.stderr)
+        chunk = images_per_chunk(step_nb, args.att_metrics_batch_size)
+        save_every = max(chunk, len(subset) // SAVES_PER_RUN)
+        last_saved = len(curves)
+        bar = progress(range(len(subset)), desc=metric, initial=len(curves))
+        while len(curves) < len(subset):
+            start = len(curves)
+            stop = min(start + chunk, len(subset))
+            images = [transform(load_rgb(path)).to(device) for path, _ in subset[start:stop]]
+            curves += perturbation_curves(forward, images, saliencies[start:stop], preds[start:stop].tolist(),
+                                          metric, step_cells, args.att_metrics_batch_size)
+            bar.update(stop - start)
+            if len(curves) - last_saved >= save_every and len(curves) < len(subset):
+                results_io.atomic_save_torch(paths["partial"], {"signature": signature, "curves": curves})
+                print(f"[{metric}] {source_id}: progress saved, {len(curves)}/{len(subset)} images",
+                      file=sys.stderr)
+                last_saved = len(curves)
+        bar.close()
+        still = runs.read_test_csv(landed.paths["csv"]).get("run_id") if os.path.exists(landed.paths["csv"]) else None
+        if still != landed.run_id:
+            raise runs.NotTrainedError(f"'{args.model_id}' was trained again while its {metric} curves were "
+                                       f"computed: run the same command again for the new model")
+        results_io.atomic_save_npy(paths["curves"], torch.stack(curves).numpy().astype(np.float64))
+        results_io.atomic_save_npy(paths["img_inds"], image_inds)
+        results_io.atomic_save_npy(paths["preds"], preds.numpy())
+        results_io.atomic_save_npy(paths["targets"], np.array([label for _, label in subset]))
+        results_io.atomic_write_json(paths["meta"], {
+            "run_id": landed.run_id, "model_id": args.model_id, "source": source_id, "metric": metric,
+            "image_nb": len(subset), "step_nb": step_nb, "cells_per_step": step_cells,
+            "few_steps": args.att_metrics_few_steps, "amp_eval": args.amp_eval,
+            "written": time.strftime("%Y-%m-%d %H:%M:%S"), **metadata})
+        if os.path.exists(paths["partial"]):
+            os.remove(paths["partial"])
+    print(f"{metric} curves of {len(subset)} images ({step_nb} steps of {step_cells} cells) -> {paths['curves']}")

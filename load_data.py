@@ -1,42 +1,43 @@
 """Image folders (ImageFolder layout), checks, transforms, train/val split, loaders."""
+import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from PIL import Image
-from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision import transforms
+
+from runtime import UserError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-EXPECTED_LAYOUT = """expected layout (one folder per class, as torchvision's ImageFolder):
-    {data_dir}/{name}/<class_1>/<image>.jpg
-    {data_dir}/{name}/<class_2>/<image>.jpg
-    ...
-For CUB-200-2011 run: python data/prepare_cub.py --cub_dir /path/to/CUB_200_2011
-For the synthetic demo data run: python data/synthetic.py   (or ./demo.sh)"""
+EXPECTED_LAYOUT = ("expected one sub-folder per class holding its images, {folder}/<class>/<image>.jpg; "
+                   "make CUB with python3 data/prepare_cub.py --cub_dir /path/to/CUB_200_2011, "
+                   "the synthetic demo data with python3 data/synthetic.py")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset folder that does not have the expected layout or content."""
 
 
-def scan_folder(data_dir, name, class_nb=None):
+def scan_folder(data_dir, name, class_nb=None, checked_images_file=None):
     """List an ImageFolder tree: (class names sorted, [(path, label)] sorted by class then file).
 
     Raises DataError for a missing folder, no class folder, an empty class
-    folder, a class count different from class_nb or a file that is not a
-    readable image.
+    folder, a class count different from class_nb or a file that does not
+    decode as an image (each image is decoded in full; with checked_images_file,
+    images decoded before with the same size and mtime are not decoded again).
     """
     folder = os.path.join(data_dir, name)
     if not os.path.isdir(folder):
-        raise DataError(f"dataset folder not found: {folder}\n" + EXPECTED_LAYOUT.format(data_dir=data_dir, name=name))
+        raise DataError(f"dataset folder not found: {folder} ({EXPECTED_LAYOUT.format(folder=folder)})")
     classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
     if not classes:
-        raise DataError(f"no class folder in {folder}\n" + EXPECTED_LAYOUT.format(data_dir=data_dir, name=name))
+        raise DataError(f"no class folder in {folder} ({EXPECTED_LAYOUT.format(folder=folder)})")
     if class_nb is not None and len(classes) != class_nb:
         raise DataError(f"{folder} has {len(classes)} class folders but --class_nb is {class_nb}")
     samples = []
@@ -46,26 +47,61 @@ def scan_folder(data_dir, name, class_nb=None):
         if not files:
             raise DataError(f"class folder {class_folder} holds no image ({', '.join(IMG_EXTENSIONS)})")
         samples += [(os.path.join(class_folder, f), label) for f in files]
-    for path, _ in samples:
-        check_image(path)
+    check_images([path for path, _ in samples], checked_images_file)
     return classes, samples
 
 
-def check_image(path):
-    """Read the image header; DataError naming the file if it is not an image."""
+def file_signature(path):
+    stat = os.stat(path)
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def check_images(paths, checked_images_file=None):
+    """Decode every image in full (threads: Pillow decodes without the GIL); DataError naming the first
+    that fails. Images listed in checked_images_file with their current size and mtime are skipped, and the
+    file is updated with those that decoded."""
+    checked = {}
+    if checked_images_file is not None and os.path.exists(checked_images_file):
+        try:
+            with open(checked_images_file) as file:
+                checked = json.load(file)
+        except (OSError, ValueError):
+            checked = {}  # a damaged cache only costs a new check
+    todo = [path for path in paths if checked.get(path) != file_signature(path)]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        errors = [error for error in pool.map(decode_error, todo) if error is not None]
+    if errors:
+        raise DataError(f"{errors[0]}" + (f" (and {len(errors) - 1} more bad images)" if len(errors) > 1 else ""))
+    if checked_images_file is not None and todo:
+        from results_io import atomic_write_json
+        checked = {path: signature for path, signature in checked.items() if os.path.exists(path)}
+        checked.update({path: file_signature(path) for path in todo})
+        os.makedirs(os.path.dirname(checked_images_file), exist_ok=True)
+        atomic_write_json(checked_images_file, checked)
+
+
+def decode_error(path):
+    """None if the image decodes in full, else a message naming it."""
     try:
-        with Image.open(path) as image:
-            image.verify()
-    except (OSError, SyntaxError) as error:
-        raise DataError(f"unreadable image {path}: {error}") from None
+        load_rgb(path)
+    except DataError as error:
+        return str(error)
+    return None
 
 
 def load_rgb(path):
-    """The image as RGB (grayscale, palette, CMYK and alpha images converted)."""
+    """The image as 8-bit RGB. Grayscale, palette, CMYK and alpha images are converted; 16- and 32-bit
+    grayscale are scaled to 8 bits (Pillow's own conversion would clip them to white)."""
     try:
         with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+                values = np.asarray(image, dtype=np.float64)
+                if image.mode == "I" and values.max() > 65535:
+                    values = values / 2 ** 32 * 65536  # a 32-bit image: to the 16-bit range first
+                return Image.fromarray(np.round(values / 257).clip(0, 255).astype(np.uint8)).convert("RGB")
             return image.convert("RGB")
-    except (OSError, SyntaxError) as error:
+    except (OSError, SyntaxError, ValueError) as error:
         raise DataError(f"unreadable image {path}: {error}") from None
 
 
@@ -108,6 +144,7 @@ def build_transform(args, train, crop_ratio=None, brightness=None, saturation=No
 
 def split_samples(samples, train_prop, seed):
     """Fixed seeded split of a folder, stratified by class: (train samples, val samples)."""
+    from sklearn.model_selection import train_test_split  # imported here: it is slow to import
     labels = [label for _, label in samples]
     try:
         train_inds, val_inds = train_test_split(list(range(len(samples))), train_size=train_prop,
@@ -118,31 +155,73 @@ def split_samples(samples, train_prop, seed):
     return [samples[i] for i in sorted(train_inds)], [samples[i] for i in sorted(val_inds)]
 
 
+def checked_images_file(args):
+    """Where images known to decode are listed (path -> [size, mtime_ns]): a cache in the user's cache
+    folder, not a result."""
+    cache_root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache_root, "br_npa", "checked_images.json")
+
+
+def scan_test_folder(args):
+    """[(path, label)] of the test folder, checked like load_samples does."""
+    return scan_folder(args.data_dir, args.dataset_test, args.class_nb, checked_images_file(args))[1]
+
+
 def load_samples(args):
     """Scan and check every folder the run needs: {'train', 'val', 'test'} -> [(path, label)].
-    Nothing is written before this succeeds."""
-    _, train = scan_folder(args.data_dir, args.dataset_train, args.class_nb)
-    if args.dataset_val == args.dataset_train:
-        train, val = split_samples(train, args.train_prop, args.seed)
-    else:
-        _, val = scan_folder(args.data_dir, args.dataset_val, args.class_nb)
-    _, test = scan_folder(args.data_dir, args.dataset_test, args.class_nb)
-    return {"train": train, "val": val, "test": test}
+    The three folders must hold the same class names. Nothing is written before this succeeds
+    (but the cache of images found good, see checked_images_file)."""
+    cache = checked_images_file(args)
+    folders = {"train": args.dataset_train, "test": args.dataset_test}
+    if args.dataset_val != args.dataset_train:
+        folders["val"] = args.dataset_val
+    scanned = {split: scan_folder(args.data_dir, name, args.class_nb, cache) for split, name in folders.items()}
+    train_classes = scanned["train"][0]
+    for split, (classes, _) in scanned.items():
+        if classes != train_classes:
+            only_train = sorted(set(train_classes) - set(classes))
+            only_here = sorted(set(classes) - set(train_classes))
+            raise DataError(f"the class folders of {os.path.join(args.data_dir, folders[split])} differ from "
+                            f"those of {os.path.join(args.data_dir, args.dataset_train)} (only in train: "
+                            f"{only_train[:5]}, only in {split}: {only_here[:5]}): labels would not match")
+    samples = {split: found for split, (_, found) in scanned.items()}
+    if "val" not in samples:
+        samples["train"], samples["val"] = split_samples(samples["train"], args.train_prop, args.seed)
+    return samples
 
 
-def make_loader(samples, transform, batch_size, shuffle, args, seed=0):
-    """DataLoader over samples; pinned memory and persistent workers on CUDA."""
+def make_loader(samples, transform, batch_size, args):
+    """DataLoader over samples in their order (validation, test); pinned memory on CUDA."""
     use_cuda = args.cuda and torch.cuda.is_available()
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(ImageList(samples, transform), batch_size=batch_size, shuffle=shuffle,
-                      num_workers=args.num_workers, pin_memory=use_cuda, drop_last=False,
-                      persistent_workers=args.num_workers > 0, generator=generator)
+    return DataLoader(ImageList(samples, transform), batch_size=batch_size, shuffle=False,
+                      num_workers=args.num_workers, pin_memory=use_cuda, persistent_workers=args.num_workers > 0)
+
+
+def make_train_loader(samples, transform, batch_size, args, rank=0, world_size=1):
+    """Shuffling DataLoader whose order and augmentation depend only on (seed, epoch): call
+    set_loader_epoch(loader, epoch) before each epoch. The permutation is the DistributedSampler's
+    (one shard per process with world_size > 1); worker seeds come from the loader's generator,
+    reseeded every epoch, so workers are not persistent. A resumed run therefore sees the same
+    batches as an uninterrupted one."""
+    use_cuda = args.cuda and torch.cuda.is_available()
+    dataset = ImageList(samples, transform)
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=args.num_workers,
+                      pin_memory=use_cuda, generator=torch.Generator(), persistent_workers=False)
+
+
+def set_loader_epoch(loader, epoch):
+    """Fix the shuffle and the workers' augmentation seeds of a make_train_loader loader for one epoch."""
+    loader.sampler.set_epoch(epoch)
+    loader.generator.manual_seed(loader.sampler.seed * 100_003 + epoch)
 
 
 def load_mask_array(path, args):
     """A part mask put through the test geometry (resize, centre crop, nearest): (size, size) bool."""
     if not os.path.exists(path):
         raise DataError(f"part mask not found: {path}")
+    if not os.path.isfile(path):
+        raise DataError(f"part mask {path} is not a file")
     geometry = transforms.Compose([resize_to_crop(args, args.crop_ratio, transforms.InterpolationMode.NEAREST),
                                    transforms.CenterCrop(args.img_size)])
     with Image.open(path) as mask:

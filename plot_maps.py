@@ -4,15 +4,15 @@
 """
 import argparse
 import os
+import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-import results_io
-from args import REPO_ROOT, load_config, resolve_path
-from load_data import (IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb,
-                       scan_folder)
+import runs
+from args import REPO_ROOT, resolve_path
+from load_data import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb, scan_test_folder
 from metrics.perturbation import saliency_map
 from models.net import model_type
 
@@ -31,8 +31,12 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     exp_folder = os.path.join(resolve_path(opts.results_dir), opts.exp_id)
-    first_args = load_config(results_io.config_path(exp_folder, opts.model_ids[0]))
-    _, samples = scan_folder(first_args.data_dir, first_args.dataset_test)
+    try:
+        landed = {model_id: runs.LandedRun(exp_folder, model_id) for model_id in opts.model_ids}
+    except runs.NotTrainedError as error:
+        sys.exit(f"error: {error}")
+    first_args = landed[opts.model_ids[0]].args
+    samples = scan_test_folder(first_args)
     shown = np.linspace(0, len(samples) - 1, opts.img_nb).round().astype(int)
     transform = build_transform(first_args, False)
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -50,8 +54,7 @@ def main(argv=None):
             axes[0, col].contour(mask, levels=[0.5], colors="lime", linewidths=1)
     axes[0, 0].set_ylabel("image" + (" + part" if os.path.isdir(mask_folder) else ""), fontsize=8)
     for row, model_id in enumerate(opts.model_ids, start=1):
-        model_args = load_config(results_io.config_path(exp_folder, model_id))
-        paths = results_io.latest_test_paths(exp_folder, model_id)
+        model_args, paths = landed[model_id].args, landed[model_id].paths
         att_maps, norms = np.load(paths["att_maps"]), np.load(paths["norm"])
         for col, (index, image) in enumerate(zip(shown, images)):
             saliency = saliency_map(att_maps[index], norms[index], model_type(model_args))

@@ -12,6 +12,7 @@ saliency inside the part and the pointing game.
 """
 import argparse
 import glob
+import json
 import os
 import re
 import sys
@@ -20,24 +21,60 @@ import numpy as np
 from scipy import stats
 
 import results_io
-from args import REPO_ROOT, load_config, resolve_path
+import runs
+from args import REPO_ROOT, resolve_path
 from metrics.auc import curve_auc, curve_x, energy_in_mask, pointing_game
 from metrics.perturbation import saliency_map
+from runtime import UserError
 
 METRICS = ("Del", "Add")
 
 
-def load_aucs(exp_folder, metric):
-    """{model_id: (per-image AUCs (N,), curves (N, T, 2))} for every attMetr<metric>_*.npy."""
+def load_array(path, remake):
+    """np.load with one clear error for a truncated or foreign file."""
+    try:
+        return np.load(path)
+    except (OSError, ValueError, EOFError) as error:
+        raise UserError(f"cannot read {path} ({error}): remake it with {remake}") from None
+
+
+def landed_runs(exp_folder):
+    """{model_id: runs.LandedRun} of every model with a test CSV in exp_folder."""
+    model_ids = {re.fullmatch(r"model(.+)_epoch\d+_test\.csv", os.path.basename(path)).group(1)
+                 for path in glob.glob(os.path.join(exp_folder, "model*_epoch*_test.csv"))}
+    return {model_id: runs.LandedRun(exp_folder, model_id) for model_id in sorted(model_ids)}
+
+
+def load_aucs(exp_folder, metric, landed):
+    """{source id: (per-image AUCs (N,), curves (N, T, 2))} for every attMetr<metric>_<source>.npy, where
+    the source is a model id (or '<model_id>-<method>'). Every curve file must come from the run that
+    made the model's landed files (landed: {model_id: LandedRun})."""
     results = {}
     pattern = re.compile(rf"attMetr{metric}_(.+)\.npy")
     for path in sorted(glob.glob(os.path.join(exp_folder, f"attMetr{metric}_*.npy"))):
-        match = pattern.fullmatch(os.path.basename(path))
-        model_id = match.group(1)
-        if model_id.endswith(("_imgInds", "_preds", "_targets")):
+        source = pattern.fullmatch(os.path.basename(path)).group(1)
+        if source.endswith(("_imgInds", "_preds", "_targets")):
             continue
-        curves = np.load(path)
-        results[model_id] = (np.array([curve_auc(curve, metric) for curve in curves]), curves)
+        model_id = source.split("-", 1)[0]
+        if model_id not in landed:
+            raise UserError(f"{path} has no model beside it: '{model_id}' has no finished run in {exp_folder} "
+                            f"(train it with {runs.train_command(None, model_id)}, or delete the file)")
+        model = landed[model_id]
+        options = ("--att_metrics_post_hoc", source.split("-", 1)[1]) if "-" in source else ()
+        remake = model.curves_command(metric, *options)
+        meta_path = results_io.att_metrics_paths(exp_folder, source, metric)["meta"]
+        try:
+            with open(meta_path) as file:
+                run_id = json.load(file)["run_id"]
+        except (OSError, ValueError, KeyError):
+            raise UserError(f"{path} has no readable metadata ({meta_path}): remake it with {remake}") from None
+        if run_id != model.run_id:
+            raise UserError(f"{path} comes from run {run_id} of '{model_id}' but the model's files are run "
+                            f"{model.run_id}: remake the curves with {remake}")
+        curves = load_array(path, remake)
+        if curves.ndim != 3 or curves.shape[2] != 2:
+            raise UserError(f"{path} does not hold curves (shape {curves.shape}): remake it with {remake}")
+        results[source] = (np.array([curve_auc(curve, metric) for curve in curves]), curves)
     return results
 
 
@@ -106,31 +143,26 @@ def plot_mean_curves(path, metric, results):
     plt.close(fig)
 
 
-def test_values(exp_folder, model_id):
-    """Row of the model's test CSV as floats, or {} if it has none."""
-    paths = results_io.latest_test_paths(exp_folder, model_id)
-    if paths is None:
-        return {}
-    row = results_io.read_csv_dicts(paths["csv"])[0]
-    return {key: float(value) for key, value in row.items()}
+def test_values(landed):
+    """The model's test CSV row as floats (the run id left out)."""
+    return {key: float(value) for key, value in landed.test.items() if key != "run_id"}
 
 
-def localisation(exp_folder, model_id):
+def localisation(landed):
     """(energy in mask, pointing game, uniform-saliency energy) over the test set when part masks exist."""
-    from load_data import load_mask_array, scan_folder
+    from load_data import load_mask_array, scan_test_folder
     from models.net import model_type
-    config_file = results_io.config_path(exp_folder, model_id)
-    paths = results_io.latest_test_paths(exp_folder, model_id)
-    if not os.path.exists(config_file) or paths is None:
-        return None
-    args = load_config(config_file)
+    args = landed.args
     mask_folder = os.path.join(args.data_dir, args.dataset_test + "_masks")
     if not os.path.isdir(mask_folder):
         return None
-    att_maps, norms = np.load(paths["att_maps"]), np.load(paths["norm"])
-    _, samples = scan_folder(args.data_dir, args.dataset_test)
+    att_maps = load_array(landed.paths["att_maps"], landed.remake)
+    norms = load_array(landed.paths["norm"], landed.remake)
+    samples = scan_test_folder(args)
     if len(samples) != len(att_maps):
-        return None
+        raise UserError(f"the test folder {os.path.join(args.data_dir, args.dataset_test)} holds {len(samples)} "
+                        f"images but {landed.paths['att_maps']} has maps of {len(att_maps)}: remake the model "
+                        f"with {landed.remake}")
     kind = model_type(args)
     energies, hits, areas = [], [], []
     test_folder = os.path.join(args.data_dir, args.dataset_test)
@@ -150,6 +182,13 @@ def fmt(value, half=None, digits=3):
 
 
 def main(argv=None):
+    try:
+        summarise(argv)
+    except UserError as error:
+        sys.exit(f"error: {error}")
+
+
+def summarise(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp_id", default="CUB", help="experiment whose results are read")
     parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"), help="results root")
@@ -160,10 +199,9 @@ def main(argv=None):
     if not os.path.isdir(exp_folder):
         sys.exit(f"error: no results folder {exp_folder}: train a model first (./train.sh MODEL_ID)")
 
-    results = {metric: load_aucs(exp_folder, metric) for metric in METRICS}
-    model_ids = sorted(set().union(*(results[m].keys() for m in METRICS)) |
-                       {re.fullmatch(r"model(.+)_epoch\d+_test\.csv", os.path.basename(p)).group(1)
-                        for p in glob.glob(os.path.join(exp_folder, "model*_epoch*_test.csv"))})
+    landed = landed_runs(exp_folder)
+    results = {metric: load_aucs(exp_folder, metric, landed) for metric in METRICS}
+    model_ids = sorted(landed)
     if not model_ids:
         sys.exit(f"error: no results in {exp_folder}: run ./train.sh MODEL_ID, then ./get_dauc_scores.sh MODEL_ID "
                  f"and ./get_iauc_scores.sh MODEL_ID")
@@ -179,7 +217,7 @@ def main(argv=None):
               "energy in part", "pointing game"]
     rows, uniform_energy = [], None
     for model_id in model_ids:
-        values = test_values(exp_folder, model_id)
+        values = test_values(landed[model_id])
         row = [model_id, fmt(values.get("accuracy")), fmt(values.get("sparsity"))]
         for metric in METRICS:
             if model_id in results[metric]:
@@ -187,7 +225,7 @@ def main(argv=None):
                 row.append(f"{fmt(*mean_ci(aucs))} (n={len(aucs)})")
             else:
                 row.append("-")
-        local = localisation(exp_folder, model_id)
+        local = localisation(landed[model_id])
         row += [fmt(local[0]), fmt(local[1])] if local else ["-", "-"]
         uniform_energy = local[2] if local else uniform_energy
         rows.append(row)

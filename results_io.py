@@ -1,22 +1,32 @@
-"""Names of the result files (the seed README's contract) and atomic writes.
+"""Names of the result files and atomic writes.
 
 Everything lives in <results_dir>/<exp_id>/:
-    <model_id>.ini                       resolved configuration of the run
+    <model_id>.ini                       resolved configuration of the run (and its run id)
     model<model_id>_best.pth             best checkpoint (by validation accuracy)
     model<model_id>_metrics.csv          per-epoch train / validation metrics
-    model<model_id>_epoch<E>_test.csv    test accuracy, loss, sparsity (E = best epoch)
+    model<model_id>_epoch<E>_test.csv    test accuracy, loss, sparsity, run id (E = best epoch)
     attMaps<model_id>_epoch<E>_test.npy  uint8 (N, M, h, w) test attention maps
     norm<model_id>_epoch<E>_test.npy     uint8 (N, 1, h, w) test feature norms
     <model_id>_hypSearch.db              optuna study (SQLite)
-    attMetr<Del|Add>_<model_id>.npy      DAUC / IAUC curves
+    attMetr<Del|Add>_<model_id>.npy      DAUC / IAUC curves, with _imgInds, _preds, _targets
+                                         and a .json of metadata (run id, options) beside them
+    .<model_id>.staging/                 the files of a run in progress (see runs.py)
+    <model_id>.lock                      held by the process training the model
+
+Every write goes to a temporary name first and is renamed into place; a full
+disk raises DiskFullError and leaves no temporary file behind.
 """
 import csv
 import glob
+import io
+import json
 import os
 import re
 
 import numpy as np
 import torch
+
+from runtime import DiskFullError, disk_full_cause
 
 
 def exp_dir(args):
@@ -30,6 +40,11 @@ def config_path(exp_folder, model_id):
 def checkpoint_path(exp_folder, model_id, trial=None):
     suffix = "" if trial is None else f"_trial{trial}"
     return os.path.join(exp_folder, f"model{model_id}{suffix}_best.pth")
+
+
+def last_checkpoint_path(folder, model_id):
+    """The checkpoint written after every epoch, to resume from (kept in the run's staging folder)."""
+    return os.path.join(folder, f"model{model_id}_last.pth")
 
 
 def epoch_metrics_path(exp_folder, model_id, trial=None):
@@ -70,32 +85,64 @@ def study_path(exp_folder, model_id):
     return os.path.join(exp_folder, f"{model_id}_hypSearch.db")
 
 
-def att_metrics_paths(exp_folder, model_id, metric):
-    """{'curves', 'img_inds', 'preds', 'targets'} for metric 'Del' or 'Add'."""
-    base = os.path.join(exp_folder, f"attMetr{metric}_{model_id}")
+def att_metrics_paths(exp_folder, source_id, metric):
+    """{'curves', 'img_inds', 'preds', 'targets', 'meta', 'partial'} for metric 'Del' or 'Add'.
+    source_id is a model id, or '<model_id>-<method>' for a post-hoc saliency of that model."""
+    base = os.path.join(exp_folder, f"attMetr{metric}_{source_id}")
     return {"curves": base + ".npy", "img_inds": base + "_imgInds.npy",
-            "preds": base + "_preds.npy", "targets": base + "_targets.npy"}
+            "preds": base + "_preds.npy", "targets": base + "_targets.npy", "meta": base + ".json",
+            "partial": os.path.join(exp_folder, f".attMetr{metric}_{source_id}.partial.pth")}
+
+
+def atomic_write(path, write):
+    """write(temporary path) then rename to path. On any failure the temporary file is removed;
+    a full disk becomes DiskFullError naming the file. The temporary name holds the process id, so
+    two processes writing one file do not share it."""
+    tmp_path = f"{path}.{os.getpid()}.tmp"
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    except BaseException as error:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        if disk_full_cause(error) is not None:
+            raise DiskFullError(f"the disk is full: could not write {path}. Free some space and run the same "
+                                f"command again (a training resumes from its last finished epoch)") from error
+        raise
 
 
 def atomic_save_npy(path, array):
-    tmp_path = path + ".tmp.npy"
-    np.save(tmp_path, array)
-    os.replace(tmp_path, path)
+    def write(tmp_path):
+        with open(tmp_path, "wb") as file:
+            np.save(file, array)
+    atomic_write(path, write)
 
 
 def atomic_save_torch(path, obj):
-    tmp_path = path + ".tmp"
-    torch.save(obj, tmp_path)
-    os.replace(tmp_path, path)
+    """torch.save through a buffer, so that a full disk raises an OSError rather than torch's RuntimeError."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+
+    def write(tmp_path):
+        with open(tmp_path, "wb") as file:
+            file.write(buffer.getbuffer())
+    atomic_write(path, write)
 
 
 def atomic_write_csv(path, header, rows):
-    tmp_path = path + ".tmp"
-    with open(tmp_path, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp_path, path)
+    def write(tmp_path):
+        with open(tmp_path, "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(header)
+            writer.writerows(rows)
+    atomic_write(path, write)
+
+
+def atomic_write_json(path, obj):
+    def write(tmp_path):
+        with open(tmp_path, "w") as file:
+            json.dump(obj, file, indent=1)
+    atomic_write(path, write)
 
 
 def read_csv_dicts(path):

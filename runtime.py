@@ -1,11 +1,57 @@
-"""Ground-floor helpers shared by the tasks (training, search, DAUC / IAUC): device, precision,
-progress bars, seeding and strict checkpoint loading."""
+"""Ground-floor helpers shared by the tasks (training, search, DAUC / IAUC): errors a user can fix,
+device, precision, progress bars, seeding and strict checkpoint loading."""
 import contextlib
+import errno
 import sys
 
 import numpy as np
 import torch
 from tqdm import tqdm
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad option, missing or inconsistent file, full disk): the entry points
+    print it as one line, 'error: ...', without a traceback (--debug True shows it)."""
+
+
+class DiskFullError(UserError):
+    """No space left where a result file was being written."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read (truncated, not a checkpoint) or does not fit the model."""
+
+
+DISK_FULL_TEXTS = ("no space left", "disk is full", "database or disk is full", "file write failed")
+
+
+def disk_full_cause(error):
+    """The exception in error's chain (itself, its cause or its context) that says the disk is full, or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return error
+        if any(text in str(error).lower() for text in DISK_FULL_TEXTS):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+@contextlib.contextmanager
+def disk_full_as_user_error():
+    """Turn any error caused by a full disk (an OSError, torch's or SQLite's message, optuna's assertion
+    after a failed storage write) into DiskFullError."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as error:
+        cause = disk_full_cause(error)
+        if cause is None:
+            raise
+        raise DiskFullError(f"the disk is full ({type(cause).__name__}: {str(cause).splitlines()[0]}). Free some "
+                            f"space and run the same command again: it resumes") from error
 
 
 def get_device(args):
@@ -45,13 +91,28 @@ def seed_everything(seed):
     np.random.seed(seed)
 
 
-def load_checkpoint(model, path):
+def read_checkpoint(path, remake_hint=""):
+    """The dict saved in a checkpoint file; CheckpointError naming the file when it cannot be read."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} is missing{remake_hint}") from None
+    except Exception as error:  # truncated zip, not a torch file, unpickling error: all mean unreadable
+        raise CheckpointError(f"cannot read checkpoint {path} ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0] if str(error) else 'no detail'}): it is truncated "
+                              f"or not a checkpoint{remake_hint}") from None
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise CheckpointError(f"{path} is not a checkpoint of this project (no 'model' entry){remake_hint}")
+    return checkpoint
+
+
+def load_checkpoint(model, path, remake_hint=""):
     """Load a checkpoint's weights strictly; a mismatch names the differing keys. Returns the checkpoint dict."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(path, remake_hint)
     missing, unexpected = set(model.state_dict()) - set(checkpoint["model"]), \
         set(checkpoint["model"]) - set(model.state_dict())
     if missing or unexpected:
-        raise RuntimeError(f"checkpoint {path} does not match the model: missing keys {sorted(missing)[:10]}, "
-                           f"unexpected keys {sorted(unexpected)[:10]} (was it trained with other options?)")
+        raise CheckpointError(f"checkpoint {path} does not match the model: missing keys {sorted(missing)[:10]}, "
+                              f"unexpected keys {sorted(unexpected)[:10]} (was it trained with other options?)")
     model.load_state_dict(checkpoint["model"])
     return checkpoint

@@ -8,7 +8,6 @@ database storage, a trial left running by a dead worker is marked failed by
 optuna's heartbeat. After the study, the best trial's best checkpoint is
 tested and written under the names of a run without search.
 """
-import json
 import os
 import shutil
 import sys
@@ -20,10 +19,10 @@ import torch
 from optuna.trial import TrialState
 
 import results_io
-from args import with_changes, write_config
-from args import HPARAM_NAMES
-from runtime import get_device
-from training import default_hparams, load_teacher, test_model, train_model
+import runs
+from args import HPARAM_NAMES, run_differences, with_changes, write_config
+from runtime import UserError, get_device, read_checkpoint
+from training import checkpoint_bytes, default_hparams, load_teacher, test_model, train_model
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # optuna flags its heartbeat as experimental; it is what resumes a study after a crash, so it is used on purpose.
@@ -36,6 +35,10 @@ MAX_FAILURES_IN_A_ROW = 3
 
 class SurplusTrial(Exception):
     """Raised when other workers already hold enough trials: this one is failed without training."""
+
+
+class SearchError(UserError):
+    """The search cannot go on (every trial fails, none completed)."""
 
 
 def batch_size_floor(max_batch_size):
@@ -104,10 +107,11 @@ def make_objective(args, samples, teacher):
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
+        files = {"best": checkpoint_file, "last": None,
+                 "metrics": results_io.epoch_metrics_path(exp_folder, args.model_id, trial.number)}
         try:
-            best_accuracy, best_epoch = train_model(
-                args, samples, hparams, checkpoint_file,
-                results_io.epoch_metrics_path(exp_folder, args.model_id, trial.number), report, teacher)
+            best_accuracy, best_epoch = train_model(args, samples, hparams, files, runs.new_run_id(), report,
+                                                    teacher)
         except TRIAL_ERRORS as error:
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             remove_file(checkpoint_file)
@@ -154,8 +158,7 @@ def run_search(args, samples):
     """Run trials until the study holds --optuna_trial_nb finished ones, then test the best trial."""
     exp_folder = results_io.exp_dir(args)
     teacher = load_teacher(args, get_device(args)) if args.master_net else None
-    os.makedirs(exp_folder, exist_ok=True)
-    write_config(args, results_io.config_path(exp_folder, args.model_id))
+    runs.check_results_folder(exp_folder, checkpoint_bytes(args))
     pruner = optuna.pruners.MedianPruner() if args.optuna_pruner == "median" else optuna.pruners.NopPruner()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=make_storage(args), study_name=args.model_id, direction="maximize",
@@ -171,8 +174,8 @@ def run_search(args, samples):
 
     while count_trials(study, FINISHED) < args.optuna_trial_nb:
         if len(failures_in_a_row) >= MAX_FAILURES_IN_A_ROW:
-            raise RuntimeError(f"{MAX_FAILURES_IN_A_ROW} trials failed in a row, the last with "
-                               f"'{failures_in_a_row[-1]}': fix the cause, then rerun to resume the study")
+            raise SearchError(f"{MAX_FAILURES_IN_A_ROW} trials failed in a row, the last with "
+                              f"'{failures_in_a_row[-1]}': fix the cause, then rerun to resume the study")
         if has_heartbeat(args):
             optuna.storages.fail_stale_trials(study)
             running = count_trials(study, (TrialState.RUNNING,))
@@ -186,25 +189,41 @@ def run_search(args, samples):
 
 
 def finish_search(args, samples, study):
-    """Test the best trial's checkpoint under the plain names; save its parameters and resolved config."""
+    """Test the best trial's checkpoint and land it, with its per-epoch metrics, resolved config and
+    parameters, as the model's files (see runs.py). Workers finishing together take turns; the best
+    trial already landed with the same options is not tested again (unless --overwrite)."""
     exp_folder = results_io.exp_dir(args)
     best = best_trial(study)
     if best is None:
-        raise RuntimeError(f"no trial of study '{args.model_id}' completed: see the [optuna] lines above")
+        raise SearchError(f"no trial of study '{args.model_id}' completed: see the [optuna] lines above")
     trial_checkpoint = results_io.checkpoint_path(exp_folder, args.model_id, best.number)
-    if not os.path.exists(trial_checkpoint):
-        raise FileNotFoundError(f"the checkpoint of the best trial ({trial_checkpoint}) is missing")
-    hparams = torch.load(trial_checkpoint, map_location="cpu", weights_only=True)["hparams"]
+    checkpoint = read_checkpoint(trial_checkpoint, f"; the best trial's weights are gone: delete trial "
+                                                   f"{best.number} from the study, or start a new study")
+    hparams = checkpoint["hparams"]
     best_args = with_changes(args, **{name: hparams[name] for name in HPARAM_NAMES})
-    checkpoint_file = results_io.checkpoint_path(exp_folder, args.model_id)
-    shutil.copyfile(trial_checkpoint, checkpoint_file + ".tmp")
-    os.replace(checkpoint_file + ".tmp", checkpoint_file)
-    write_config(best_args, results_io.config_path(exp_folder, args.model_id))
-    params_file = os.path.join(exp_folder, f"{args.model_id}_best_params.json")
-    with open(params_file + ".tmp", "w") as file:
-        json.dump({"trial": best.number, "val_accuracy": best.value, "params": best.params,
-                   "hparams": hparams}, file, indent=1)
-    os.replace(params_file + ".tmp", params_file)
-    test_values = test_model(best_args, samples, checkpoint_file)
+    with runs.lock(exp_folder, args.model_id, wait_seconds=3600):
+        landed = None
+        try:
+            landed = runs.LandedRun(exp_folder, args.model_id, args)
+        except runs.NotTrainedError:
+            pass
+        if (landed is not None and not args.overwrite and landed.metadata.get("search_trial") == str(best.number)
+                and not run_differences(landed.args, best_args)):
+            print(f"best trial {best.number} is already tested (run {landed.run_id}): {landed.paths['csv']}")
+            return
+        staging = runs.staging_folder(exp_folder, args.model_id)
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        checkpoint_file = results_io.checkpoint_path(staging, args.model_id)
+        shutil.copyfile(trial_checkpoint, checkpoint_file)
+        shutil.copyfile(results_io.epoch_metrics_path(exp_folder, args.model_id, best.number),
+                        results_io.epoch_metrics_path(staging, args.model_id))
+        write_config(best_args, results_io.config_path(staging, args.model_id), run_id=checkpoint["run_id"],
+                     search_trial=best.number)
+        results_io.atomic_write_json(os.path.join(staging, f"{args.model_id}_best_params.json"),
+                                     {"trial": best.number, "val_accuracy": best.value, "params": best.params,
+                                      "hparams": hparams})
+        test_values = test_model(best_args, samples, checkpoint_file, staging)
+        runs.land(exp_folder, args.model_id, staging)
     print(f"best trial {best.number}: validation accuracy {best.value:.4f}; test accuracy "
           f"{test_values['accuracy']:.4f}, sparsity {test_values['sparsity']:.4f} (epoch {test_values['epoch']})")

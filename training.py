@@ -1,6 +1,7 @@
 """Training, validation and test of one model (docs/METHOD.md, "Training" and "Test artifacts")."""
 import math
 import os
+import shutil
 import sys
 import time
 
@@ -8,12 +9,15 @@ import torch
 import torch.nn.functional as F
 
 import results_io
-from args import HPARAM_NAMES, load_config, with_changes
-from load_data import build_transform, make_loader
+import runs
+from args import HPARAM_NAMES, load_run_config, run_differences, with_changes, write_config
+from load_data import build_transform, make_loader, make_train_loader, set_loader_epoch
 from metrics.attention import scale_to_uint8, sparsity
 from models.net import AUX_SLICES, build_model
-from runtime import (autocast, get_device, load_checkpoint, memory_format, prepare_model, progress,
-                     seed_everything, train_amp)
+from runtime import (CheckpointError, UserError, autocast, get_device, load_checkpoint, memory_format,
+                     prepare_model, progress, read_checkpoint, seed_everything, train_amp)
+
+METRICS_HEADER = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 
 
 def default_hparams(args):
@@ -140,18 +144,16 @@ def evaluate(model, loader, device, args, collect_maps=False):
 
 
 def load_teacher(args, device):
-    """The frozen teacher --m_model_id, rebuilt from its resolved config and best checkpoint."""
+    """The frozen teacher --m_model_id: its finished run, rebuilt from its resolved config and best
+    checkpoint, which must carry one run id."""
     exp_folder = results_io.exp_dir(args)
-    teacher_config = results_io.config_path(exp_folder, args.m_model_id)
-    teacher_checkpoint = results_io.checkpoint_path(exp_folder, args.m_model_id)
-    for path in (teacher_config, teacher_checkpoint):
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                f"teacher model '{args.m_model_id}' is not trained: {path} is missing.\n"
-                f"Train it first, e.g. ./train.sh {args.m_model_id}")
-    teacher_args = load_config(teacher_config)
-    teacher = build_model(with_changes(teacher_args, pretrained=False))
-    load_checkpoint(teacher, teacher_checkpoint)
+    try:
+        landed = runs.LandedRun(exp_folder, args.m_model_id, args)
+        checkpoint = landed.read_checkpoint()
+    except UserError as error:
+        raise type(error)(f"teacher model '{args.m_model_id}' is not ready: {error}") from None
+    teacher = build_model(with_changes(landed.args, pretrained=False))
+    teacher.load_state_dict(checkpoint["model"])
     teacher = prepare_model(teacher, device, args).eval()
     for param in teacher.parameters():
         param.requires_grad_(False)
@@ -162,18 +164,21 @@ def build_train_loaders(args, samples, hparams):
     """(train loader, validation loader) with the run's hyper-parameters: validation sees the
     run's own crop ratio, like the test."""
     train_transform = build_transform(args, True, hparams["crop_ratio"], hparams["brightness"], hparams["saturation"])
-    train_loader = make_loader(samples["train"], train_transform, hparams["batch_size"], True, args, args.seed)
+    train_loader = make_train_loader(samples["train"], train_transform, hparams["batch_size"], args)
     val_loader = make_loader(samples["val"], build_transform(args, False, hparams["crop_ratio"]), args.val_batch_size,
-                             False, args)
+                             args)
     return train_loader, val_loader
 
 
-def train_model(args, samples, hparams, checkpoint_file, metrics_file, report=None, teacher=None):
-    """Train with early stopping; the best epoch's weights go to checkpoint_file (atomic).
+def train_model(args, samples, hparams, files, run_id, report=None, teacher=None, resume=False):
+    """Train with early stopping. Returns (best value of --metric_early_stop on validation, best epoch).
 
-    hparams: the values of HPARAM_NAMES for this run. report(epoch, validation metric)
-    is called after each epoch (a search uses it to prune). Returns (best value of
-    --metric_early_stop on validation, best epoch).
+    hparams: the values of HPARAM_NAMES for this run. files: {'best': checkpoint of the best epoch,
+    'metrics': per-epoch CSV, 'last': resume state written after every epoch, or None}. All writes
+    are atomic and carry run_id. With resume and an existing files['last'], training continues
+    after its epoch with the saved weights, optimiser, random state and early-stopping counters,
+    so the result equals an uninterrupted run's. report(epoch, validation metric) is called after
+    each epoch (a search uses it to prune).
     """
     seed_everything(args.seed)
     device = get_device(args)
@@ -181,50 +186,151 @@ def train_model(args, samples, hparams, checkpoint_file, metrics_file, report=No
     optimizer = build_optimizer(model.parameters(), hparams["optim"], hparams["lr"], hparams["momentum"],
                                 hparams["weight_decay"])
     train_loader, val_loader = build_train_loaders(args, samples, hparams)
-
-    best_accuracy, best_epoch, worse_epochs, rows = -math.inf, None, 0, []
-    header = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
-    for epoch in range(1, args.epochs + 1):
+    state = {"epoch": 0, "best_value": -math.inf, "best_epoch": None, "worse_epochs": 0, "rows": [],
+             "finished": False}
+    if resume and files["last"] is not None and os.path.exists(files["last"]):
+        state = restore_last(files["last"], model, optimizer, run_id)
+    for epoch in range(state["epoch"] + 1, args.epochs + 1):
+        if state["finished"]:
+            break
         start = time.time()
         lr = hparams["lr"] * lr_factor(epoch, hparams["use_scheduler"])
         for group in optimizer.param_groups:
             group["lr"] = lr
+        set_loader_epoch(train_loader, epoch)
         train_values = train_one_epoch(model, train_loader, optimizer, device, hparams, args, teacher)
         if not math.isfinite(train_values["loss"]):
             raise FloatingPointError(f"training loss is {train_values['loss']} at epoch {epoch}")
         val_values = evaluate(model, val_loader, device, args)
-        rows.append([epoch, train_values["loss"], train_values["accuracy"], val_values["loss"],
-                     val_values["accuracy"], lr, round(time.time() - start, 2)])
-        results_io.atomic_write_csv(metrics_file, header, rows)
+        value = val_values[args.metric_early_stop]
+        if value > state["best_value"]:
+            state.update(best_value=value, best_epoch=epoch, worse_epochs=0)
+            results_io.atomic_save_torch(files["best"], {"model": model.state_dict(), "epoch": epoch,
+                                                         "val_accuracy": value, "hparams": hparams,
+                                                         "run_id": run_id})
+        else:
+            state["worse_epochs"] += 1
+        state["rows"].append([epoch, train_values["loss"], train_values["accuracy"], val_values["loss"],
+                              val_values["accuracy"], lr, round(time.time() - start, 2)])
+        state.update(epoch=epoch, finished=state["worse_epochs"] >= args.max_worse_epoch_nb or epoch == args.epochs)
+        results_io.atomic_write_csv(files["metrics"], METRICS_HEADER, state["rows"])
+        if files["last"] is not None:
+            save_last(files["last"], model, optimizer, state, run_id)
         print(f"epoch {epoch}: train loss {train_values['loss']:.4f} acc {train_values['accuracy']:.4f} | "
               f"val loss {val_values['loss']:.4f} acc {val_values['accuracy']:.4f}", file=sys.stderr)
-        if val_values[args.metric_early_stop] > best_accuracy:
-            best_accuracy, best_epoch, worse_epochs = val_values[args.metric_early_stop], epoch, 0
-            results_io.atomic_save_torch(checkpoint_file, {"model": model.state_dict(), "epoch": epoch,
-                                                           "val_accuracy": best_accuracy, "hparams": hparams})
-        else:
-            worse_epochs += 1
         if report is not None:
-            report(epoch, val_values[args.metric_early_stop])
-        if worse_epochs >= args.max_worse_epoch_nb:
-            break
-    return best_accuracy, best_epoch
+            report(epoch, value)
+    return state["best_value"], state["best_epoch"]
 
 
-def test_model(args, samples, checkpoint_file):
-    """Evaluate the best checkpoint on the test set and write the seed README's artifacts.
-    Returns the test metrics (with 'epoch')."""
+def save_last(path, model, optimizer, state, run_id):
+    """Everything a resumed run needs after this epoch, random states included."""
+    results_io.atomic_save_torch(path, {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "run_id": run_id, **state,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
+
+
+def restore_last(path, model, optimizer, run_id):
+    """Load a save_last checkpoint into model and optimiser, restore the random states; returns the state."""
+    checkpoint = read_checkpoint(path, "; run with --resume False to start over")
+    if checkpoint.get("run_id") != run_id:
+        raise CheckpointError(f"{path} belongs to run {checkpoint.get('run_id')}, not {run_id}: run with "
+                              f"--resume False to start over")
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    torch.set_rng_state(checkpoint["torch_rng"])
+    if checkpoint["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+    return {key: checkpoint[key] for key in ("epoch", "best_value", "best_epoch", "worse_epochs", "rows",
+                                             "finished")}
+
+
+def test_model(args, samples, checkpoint_file, out_folder):
+    """Evaluate a best checkpoint on the test set and write the test CSV (with the checkpoint's run id),
+    maps and norms into out_folder. Returns the test metrics (with 'epoch')."""
     device = get_device(args)
     model = build_model(with_changes(args, pretrained=False))
     checkpoint = load_checkpoint(model, checkpoint_file)
     model = prepare_model(model, device, args)
-    test_loader = make_loader(samples["test"], build_transform(args, False), args.val_batch_size, False, args)
+    test_loader = make_loader(samples["test"], build_transform(args, False), args.val_batch_size, args)
     values, att_maps, norms = evaluate(model, test_loader, device, args, collect_maps=True)
-    exp_folder = results_io.exp_dir(args)
-    results_io.remove_test_artifacts(exp_folder, args.model_id)
-    paths = results_io.test_paths(exp_folder, args.model_id, checkpoint["epoch"])
+    paths = results_io.test_paths(out_folder, args.model_id, checkpoint["epoch"])
     results_io.atomic_save_npy(paths["att_maps"], att_maps)
     results_io.atomic_save_npy(paths["norm"], norms)
     header = ["accuracy", "loss", "sparsity"] + [f"accuracy_{name}" for name in aux_names(model)]
-    results_io.atomic_write_csv(paths["csv"], header, [[values[name] for name in header]])
+    results_io.atomic_write_csv(paths["csv"], header + ["run_id"],
+                                [[values[name] for name in header] + [checkpoint["run_id"]]])
     return {**values, "epoch": checkpoint["epoch"]}
+
+
+def checkpoint_bytes(args):
+    """Disk a run needs for its checkpoints: the best weights and the resume state (weights and up to
+    two optimiser moments), each written beside its previous version, plus a margin."""
+    with torch.device("meta"):
+        param_nb = sum(p.numel() for p in build_model(with_changes(args, pretrained=False)).parameters())
+    return 4 * param_nb * 8 + 16 * 2 ** 20
+
+
+def already_trained(exp_folder, args):
+    """The model's landed run if it was a plain run with the same run-defining options, else None."""
+    try:
+        landed = runs.LandedRun(exp_folder, args.model_id, args)
+    except runs.NotTrainedError:
+        return None
+    if "search_trial" in landed.metadata or run_differences(landed.args, args):
+        return None
+    return landed
+
+
+def open_staging(staging, args):
+    """(run id, resume) for a plain run in the staging folder: the staged run of the same command when it
+    can resume, else a fresh folder with a new run id and the resolved options written first."""
+    staged_config = results_io.config_path(staging, args.model_id)
+    last_file = results_io.last_checkpoint_path(staging, args.model_id)
+    if os.path.exists(last_file) and os.path.exists(staged_config):
+        staged_args, metadata = load_run_config(staged_config)
+        differences = run_differences(staged_args, args)
+        if args.resume and not differences:
+            epoch = read_checkpoint(last_file, "; run with --resume False to start over")["epoch"]
+            print(f"resuming '{args.model_id}' after epoch {epoch} (run {metadata['run_id']}, {staging}); "
+                  f"--resume False starts over", file=sys.stderr)
+            return metadata["run_id"], True
+        reason = "--resume False" if not differences else f"other values of {', '.join(differences)}"
+        print(f"starting '{args.model_id}' over: the unfinished run in {staging} is discarded ({reason})",
+              file=sys.stderr)
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    run_id = runs.new_run_id()
+    write_config(args, staged_config, run_id=run_id)
+    return run_id, False
+
+
+def train_and_test(args, samples):
+    """A plain run (--optuna False): train with the configured hyper-parameters in the model's staging
+    folder, test, and land the files as the model's. Resumes an interrupted run of the same command;
+    does nothing when the model already has a finished run with the same options (unless --overwrite)."""
+    exp_folder = results_io.exp_dir(args)
+    teacher = load_teacher(args, get_device(args)) if args.master_net else None
+    runs.check_results_folder(exp_folder, checkpoint_bytes(args))
+    with runs.lock(exp_folder, args.model_id):
+        staging = runs.staging_folder(exp_folder, args.model_id)
+        if runs.interrupted_landing(exp_folder, args.model_id):
+            runs.finish_landing(exp_folder, args.model_id, staging)
+            print(f"finished replacing the files of '{args.model_id}' by its last run", file=sys.stderr)
+        done = already_trained(exp_folder, args)
+        if done is not None and not args.overwrite:
+            print(f"'{args.model_id}' already has a finished run with these options (run {done.run_id}): "
+                  f"{done.paths['csv']}. --overwrite True trains it again.")
+            return
+        run_id, resume = open_staging(staging, args)
+        files = {"best": results_io.checkpoint_path(staging, args.model_id),
+                 "metrics": results_io.epoch_metrics_path(staging, args.model_id),
+                 "last": results_io.last_checkpoint_path(staging, args.model_id)}
+        best_accuracy, best_epoch = train_model(args, samples, default_hparams(args), files, run_id,
+                                                teacher=teacher, resume=resume)
+        print(f"best validation accuracy {best_accuracy:.4f} at epoch {best_epoch}")
+        test_values = test_model(args, samples, files["best"], staging)
+        runs.land(exp_folder, args.model_id, staging)
+        print(f"test accuracy {test_values['accuracy']:.4f}, sparsity {test_values['sparsity']:.4f} "
+              f"-> {results_io.test_paths(exp_folder, args.model_id, best_epoch)['csv']}")

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 BLUR_KERNEL = 121
-FEW_STEPS = 196
 
 
 def saliency_map(att_maps, norm, model_type, arithmetic="float"):
@@ -41,15 +40,14 @@ def saliency_map(att_maps, norm, model_type, arithmetic="float"):
     return (saliency - low) / (high - low).clamp_min(1e-12)
 
 
-def cells_per_step(map_height, map_width, few_steps):
-    """1 (one cell per step, h*w steps), or (h*w)/196 with few_steps (196 steps)."""
-    cell_nb = map_height * map_width
-    if not few_steps:
+def cells_per_step(map_height, map_width, step_nb=None):
+    """Cells perturbed per step: 1 (h*w steps), or (h*w) / step_nb to make step_nb steps."""
+    if step_nb is None:
         return 1
-    if cell_nb % FEW_STEPS != 0:
-        raise ValueError(f"--att_metrics_few_steps True needs h*w to be a multiple of {FEW_STEPS}, "
-                         f"got {map_height}x{map_width} maps")
-    return cell_nb // FEW_STEPS
+    cell_nb = map_height * map_width
+    if cell_nb % step_nb != 0:
+        raise ValueError(f"{step_nb} steps need h*w to be a multiple of {step_nb}, got {map_height}x{map_width} maps")
+    return cell_nb // step_nb
 
 
 def step_masks(saliency, cells_per_step):

@@ -124,6 +124,16 @@ def build_resnet(name, chan=64, stride=2, stride_lay2=2, stride_lay3=2, stride_l
     return net
 
 
+def feature_map_side(img_size, stride=2, stride_lay2=2, stride_lay3=2, stride_lay4=2):
+    """Side of the feature map of a square img_size input: conv1 (7x7, padding 3), max-pool (3x3, stride 2,
+    padding 1), then the first 3x3 convolution (padding 1) of stages 2 to 4."""
+    side = (img_size + 2 * 3 - 7) // stride + 1
+    side = (side + 2 - 3) // 2 + 1
+    for stage_stride in (stride_lay2, stride_lay3, stride_lay4):
+        side = (side + 2 - 3) // stage_stride + 1
+    return side
+
+
 class WeightsDownloadError(RuntimeError):
     """torchvision's ImageNet weights could not be downloaded."""
 
@@ -138,7 +148,7 @@ def imagenet_state_dict(name, chan):
         state_dict = weights.get_state_dict(progress=True)
     except Exception as error:  # URLError, HTTPError, socket errors: all mean "could not download"
         raise WeightsDownloadError(
-            f"could not download the ImageNet weights of {name} ({weights.url}): {error}.\n"
+            f"could not download the ImageNet weights of {name} ({weights.url}): {error}. "
             f"Download the file on a machine with internet access and put it in "
             f"{torchvision_cache_dir()}, or run with --pretrained False.") from error
     return {key: value for key, value in state_dict.items() if not key.startswith("fc.")}

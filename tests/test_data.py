@@ -30,7 +30,7 @@ def test_order_and_extensions(tmp_path):
 
 
 def test_missing_folder_prints_layout(tmp_path):
-    with pytest.raises(DataError, match=r"(?s)not found.*one folder per class.*data/synthetic.py"):
+    with pytest.raises(DataError, match=r"not found.*one sub-folder per class.*data/synthetic.py"):
         scan_folder(str(tmp_path), "nothing")
 
 

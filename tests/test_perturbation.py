@@ -99,10 +99,10 @@ def test_saliency_choice_per_model():
 
 
 def test_cells_per_step():
-    assert cells_per_step(14, 14, False) == 1 and cells_per_step(14, 14, True) == 1
-    assert cells_per_step(56, 56, True) == 16
+    assert cells_per_step(14, 14) == 1 and cells_per_step(14, 14, 196) == 1
+    assert cells_per_step(56, 56, 196) == 16 and cells_per_step(16, 16, 16) == 16
     with pytest.raises(ValueError, match="multiple of 196"):
-        cells_per_step(8, 8, True)
+        cells_per_step(8, 8, 196)
 
 
 def test_auc_conventions():

@@ -78,7 +78,7 @@ def test_search_stops_when_every_trial_fails(config, tiny_synth, tmp_path, monke
 
     monkeypatch.setattr(search, "train_model", always_fails)
     results = tmp_path / "results"
-    with pytest.raises(RuntimeError, match="3 trials failed in a row.*bad parameter combination"):
+    with pytest.raises(SystemExit, match="3 trials failed in a row.*bad parameter combination"):
         trainVal.main(search_argv(config, tiny_synth, results, 2))
     assert states(load_study(results)) == [TrialState.FAIL] * 3
 
@@ -159,6 +159,6 @@ def test_distillation_needs_the_teacher(tiny_synth, tmp_path, config):
                                 "--data_dir", tiny_synth, "--results_dir", str(tmp_path / "r")],
                                env=env, capture_output=True, text=True)
     assert completed.returncode != 0
-    assert "teacher model 'br_npa_low_res' is not trained" in completed.stderr
-    assert "./train.sh br_npa_low_res" in completed.stderr
+    assert "teacher model 'br_npa_low_res' is not ready" in completed.stderr
+    assert f"CONFIG={config} ./train.sh br_npa_low_res" in completed.stderr
     assert not (tmp_path / "r" / "e2e" / "br_npa_high_res_distill.ini").exists()
