@@ -44,12 +44,15 @@ def optional_int(value):
     return int(value)
 
 
+# Post-hoc saliency methods of --att_metrics_post_hoc (metrics/saliency.py).
+POST_HOC_METHODS = ("gradcam", "gradcampp", "xgradcam", "scorecam", "ablationcam", "eigencam", "rise")
 # Keys of a resolved .ini that describe the run rather than set an option.
 RUN_METADATA = ("run_id", "search_trial", "config")
 # Options that do not change what a run computes: a rerun that differs only in these is the same run.
 NOT_RUN_DEFINING = {"config", "results_dir", "data_dir", "num_workers", "cuda", "channels_last", "val_batch_size",
                     "debug", "resume", "overwrite", "attention_metrics", "att_metrics_img_nb",
                     "att_metrics_few_steps", "att_metrics_batch_size", "att_metrics_saliency",
+                    "att_metrics_post_hoc", "rise_masks", "rise_grid", "rise_keep_prob",
                     "optuna_trial_nb", "optuna_storage", "optuna_heartbeat", "optuna_pruner"}
 COMMENT = re.compile(r"(^|\s)#.*$")
 
@@ -171,6 +174,13 @@ def build_parser():
     g.add_argument("--att_metrics_img_nb", type=int, default=100, help="test images evaluated (-1: all)")
     g.add_argument("--att_metrics_few_steps", type=str2bool, default=False, help="196 steps instead of h*w")
     g.add_argument("--att_metrics_batch_size", type=int, default=64, help="perturbed images per forward pass")
+    g.add_argument("--att_metrics_post_hoc", type=optional_str, default=None,
+                   choices=[None, *POST_HOC_METHODS],
+                   help="curves of a post-hoc saliency of the model (pytorch-grad-cam's CAMs on the last stage, or "
+                        "RISE) instead of its own maps; files attMetr<Del|Add>_<model_id>-<method>.npy")
+    g.add_argument("--rise_masks", type=int, default=4000, help="RISE: number of random masks")
+    g.add_argument("--rise_grid", type=int, default=7, help="RISE: side of the coarse grid of a mask")
+    g.add_argument("--rise_keep_prob", type=float, default=0.5, help="RISE: probability of keeping a grid cell")
     g.add_argument("--att_metrics_saliency", type=str, default="float", choices=["float", "released"],
                    help="float: map x norm in floating point; released: the authors' released code's uint8 "
                         "arithmetic (the product wraps modulo 256), only to compare with numbers it produced")
@@ -271,6 +281,9 @@ RANGES = {
     "kl_temp": (lambda v: v > 0, "a positive number"),
     "att_metrics_img_nb": (lambda v: v == -1 or v >= 1, "-1 (all test images) or at least 1"),
     "att_metrics_batch_size": (lambda v: v >= 1, "at least 1"),
+    "rise_masks": (lambda v: v >= 1, "at least 1"),
+    "rise_grid": (lambda v: v >= 1, "at least 1"),
+    "rise_keep_prob": (lambda v: 0 < v <= 1, "in (0, 1]"),
 }
 
 

@@ -2,11 +2,14 @@
 
 Reads the model's finished run (test maps and norms, .ini and checkpoint, which must share one run id),
 draws --att_metrics_img_nb test images with the seed, and computes one deletion or insertion curve per
-image (docs/METHOD.md, "DAUC and IAUC"). Progress is saved every few images, so a killed run started again
-with the same command resumes where it stopped. The curves are written as
-attMetr<Del|Add>_<model_id>.npy with _imgInds, _preds and _targets beside them and a .json of metadata
-(run id, steps, options).
+image (docs/METHOD.md, "DAUC and IAUC"). The saliency comes from a source of metrics/saliency.py: the
+model's own saved maps, or a post-hoc method (--att_metrics_post_hoc), whose maps are saved as
+attMaps<model_id>-<method>_test.npy and reused by the other metric. Progress is saved every few images,
+so a killed run started again with the same command resumes where it stopped. The curves are written as
+attMetr<Del|Add>_<source>.npy (source: <model_id> or <model_id>-<method>) with _imgInds, _preds and
+_targets beside them and a .json of metadata (run id, steps, options).
 """
+import json
 import math
 import os
 import sys
@@ -19,7 +22,8 @@ import results_io
 import runs
 from args import NOT_RUN_DEFINING, with_changes
 from load_data import build_transform, load_rgb, make_loader, scan_test_folder
-from metrics.perturbation import cells_per_step, perturbation_curves, saliency_map
+from metrics.perturbation import cells_per_step, perturbation_curves
+from metrics.saliency import own_maps, post_hoc_source
 from models.net import build_model, model_type
 from models.resnet import feature_map_side
 from runtime import autocast, get_device, memory_format, progress
@@ -70,8 +74,20 @@ def read_partial(path, signature):
     return list(saved["curves"]) if saved.get("signature") == signature else []
 
 
+def saved_signature(paths):
+    """The signature of finished curves (None if they are missing or unreadable)."""
+    if not all(os.path.exists(paths[name]) for name in ("curves", "img_inds", "preds", "targets", "meta")):
+        return None
+    try:
+        with open(paths["meta"]) as file:
+            return json.load(file).get("signature")
+    except (OSError, ValueError):
+        return None
+
+
 def run_attention_metrics(args):
-    """Curves of --att_metrics_img_nb test images for the model's own saliency (see the module docstring)."""
+    """Curves of --att_metrics_img_nb test images for the model's own maps, or for a post-hoc saliency of it
+    with --att_metrics_post_hoc (see the module docstring)."""
     exp_folder = results_io.exp_dir(args)
     landed = runs.LandedRun(exp_folder, args.model_id, args)
     args = curve_args(args, landed)
@@ -81,17 +97,45 @@ def run_attention_metrics(args):
         raise runs.NotTrainedError(f"the test folder holds {len(test_samples)} images but the saved maps cover "
                                    f"{len(att_maps)}: the test folder changed since training; remake the model "
                                    f"with {landed.remake}")
-    kind = model_type(args)
     image_inds = choose_images(args.att_metrics_img_nb, len(test_samples), args.seed)
-    saliencies = [saliency_map(att_maps[i], norms[i], kind, args.att_metrics_saliency) for i in image_inds]
-    metadata = {"saliency": args.att_metrics_saliency}
-    compute_and_save_curves(args, landed, args.model_id, test_samples, image_inds, saliencies, metadata)
+    method = args.att_metrics_post_hoc
+    if method is None:
+        source_id, options = args.model_id, {"saliency": args.att_metrics_saliency}
+        source = own_maps(att_maps, norms, model_type(args), args.att_metrics_saliency)
+    else:
+        source_id, options = f"{args.model_id}-{method}", {"post_hoc": method}
+        if method == "rise":
+            options.update(rise_masks=args.rise_masks, rise_grid=args.rise_grid, rise_keep_prob=args.rise_keep_prob,
+                           seed=args.seed)
+        source = post_hoc_source(method, args)
+    compute_and_save_curves(args, landed, source_id, source, test_samples, image_inds, att_maps.shape[2:], options)
+
+
+def saved_post_hoc_maps(paths, signature):
+    """The saved post-hoc maps if they were computed with this signature, else None."""
+    try:
+        with open(paths["meta"]) as file:
+            if json.load(file) != signature:
+                return None
+        return list(torch.from_numpy(np.load(paths["maps"])))
+    except (OSError, ValueError):
+        return None
+
+
+def compute_saliencies(source, model, forward_images, subset, preds, image_inds, batch_size):
+    """source(model, images, classes, indices) over the chosen images, in batches: a list of (h, w)."""
+    saliencies = []
+    for start in progress(range(0, len(subset), batch_size), desc="saliency"):
+        images = forward_images(subset[start:start + batch_size])
+        saliencies += list(source(model, images, preds[start:start + batch_size],
+                                  image_inds[start:start + batch_size]))
+    return saliencies
 
 
 @torch.no_grad()
-def compute_and_save_curves(args, landed, source_id, test_samples, image_inds, saliencies, metadata):
-    """Curves of the chosen images for the given saliencies (each (h, w)), saved under source_id, with
-    progress saved on the way and resumed from."""
+def compute_and_save_curves(args, landed, source_id, source, test_samples, image_inds, map_size, options):
+    """Curves of the chosen images for the saliencies a source gives, saved under source_id, with progress
+    saved on the way and resumed from. A post-hoc source's maps are saved too, and reused by the other metric."""
     exp_folder = results_io.exp_dir(args)
     metric = args.attention_metrics
     paths = results_io.att_metrics_paths(exp_folder, source_id, metric)
@@ -105,14 +149,36 @@ def compute_and_save_curves(args, landed, source_id, test_samples, image_inds, s
         with autocast(device, args.amp_eval):
             return model(images.contiguous(memory_format=layout))["output"]
 
-    step_cells, step_nb = step_plan(args, *saliencies[0].shape)
-    subset = [test_samples[i] for i in image_inds]
     transform = build_transform(args, False)
+
+    def load_images(samples):
+        return torch.stack([transform(load_rgb(path)) for path, _ in samples]).to(device)
+
+    step_cells, step_nb = step_plan(args, *map_size)
+    subset = [test_samples[i] for i in image_inds]
+    signature = {"run_id": landed.run_id, "images": image_inds.tolist(), "step_cells": step_cells,
+                 "batch_size": args.att_metrics_batch_size, "amp_eval": args.amp_eval, **options}
     with runs.lock(exp_folder, f"{source_id}.{metric}"):
+        if not args.overwrite and saved_signature(paths) == signature:
+            print(f"the {metric} curves of {source_id} are already computed from run {landed.run_id} with these "
+                  f"options: {paths['curves']} (--overwrite True computes them again)")
+            return
         preds = torch.cat([forward(images.to(device)).argmax(dim=1).cpu()
                            for images, _ in make_loader(subset, transform, args.att_metrics_batch_size, args)])
-        signature = {"run_id": landed.run_id, "images": image_inds.tolist(), "step_cells": step_cells,
-                     "batch_size": args.att_metrics_batch_size, "amp_eval": args.amp_eval, **metadata}
+        saliencies = None
+        if "post_hoc" in options:
+            maps_paths = results_io.post_hoc_maps_paths(exp_folder, source_id)
+            maps_signature = {key: value for key, value in signature.items() if key not in ("step_cells", "batch_size")}
+            saliencies = saved_post_hoc_maps(maps_paths, maps_signature)
+        if saliencies is None:
+            saliencies = compute_saliencies(source, model, load_images, subset, preds.tolist(), image_inds,
+                                            args.att_metrics_batch_size)
+            if "post_hoc" in options:
+                results_io.atomic_save_npy(maps_paths["maps"], torch.stack(saliencies).numpy())
+                results_io.atomic_write_json(maps_paths["meta"], maps_signature)
+        if tuple(saliencies[0].shape) != tuple(map_size):
+            raise ValueError(f"the {source_id} saliency is {tuple(saliencies[0].shape)}, the model's maps "
+                             f"{tuple(map_size)}")
         curves = read_partial(paths["partial"], signature) if args.resume else []
         if curves:
             print(f"resuming the {metric} curves of {source_id} after {len(curves)} of {len(subset)} images",
@@ -124,14 +190,11 @@ def compute_and_save_curves(args, landed, source_id, test_samples, image_inds, s
         while len(curves) < len(subset):
             start = len(curves)
             stop = min(start + chunk, len(subset))
-            images = [transform(load_rgb(path)).to(device) for path, _ in subset[start:stop]]
-            curves += perturbation_curves(forward, images, saliencies[start:stop], preds[start:stop].tolist(),
-                                          metric, step_cells, args.att_metrics_batch_size)
+            curves += perturbation_curves(forward, list(load_images(subset[start:stop])), saliencies[start:stop],
+                                          preds[start:stop].tolist(), metric, step_cells, args.att_metrics_batch_size)
             bar.update(stop - start)
             if len(curves) - last_saved >= save_every and len(curves) < len(subset):
                 results_io.atomic_save_torch(paths["partial"], {"signature": signature, "curves": curves})
-                print(f"[{metric}] {source_id}: progress saved, {len(curves)}/{len(subset)} images",
-                      file=sys.stderr)
                 last_saved = len(curves)
         bar.close()
         still = runs.read_test_csv(landed.paths["csv"]).get("run_id") if os.path.exists(landed.paths["csv"]) else None
@@ -146,7 +209,7 @@ def compute_and_save_curves(args, landed, source_id, test_samples, image_inds, s
             "run_id": landed.run_id, "model_id": args.model_id, "source": source_id, "metric": metric,
             "image_nb": len(subset), "step_nb": step_nb, "cells_per_step": step_cells,
             "few_steps": args.att_metrics_few_steps, "amp_eval": args.amp_eval,
-            "written": time.strftime("%Y-%m-%d %H:%M:%S"), **metadata})
+            "written": time.strftime("%Y-%m-%d %H:%M:%S"), **options, "signature": signature})
         if os.path.exists(paths["partial"]):
             os.remove(paths["partial"])
     print(f"{metric} curves of {len(subset)} images ({step_nb} steps of {step_cells} cells) -> {paths['curves']}")

@@ -1,26 +1,15 @@
 #!/usr/bin/env bash
-# The whole pipeline on the synthetic dataset, on CPU, in a few minutes:
-# make the data (if missing), train cnn, b_cnn and br_npa_low_res, compute their
-# DAUC / IAUC curves, draw their attention maps to pics/demo_attention.png and
+# The whole pipeline on the synthetic dataset, on the CPU, in a few minutes: make the data if it is
+# missing, train cnn, b_cnn, br_npa_low_res and br_npa_high_res_distill (distilled from
+# br_npa_low_res), compute their DAUC and IAUC on every test image (the high-res model with
+# --att_metrics_few_steps: 16 steps of 16 cells), draw their maps to pics/demo_attention.png and
 # print the processResults table. Extra arguments go to every trainVal.py call.
+# A rerun does only what is missing.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export CONFIG=config_demo.config
-MODELS="cnn b_cnn br_npa_low_res"
-IMG_NB=60  # of the 120 test images, for DAUC and IAUC
-
+export CONFIG="${CONFIG:-config_demo.config}"
 if [ ! -d "$ROOT/data/synth_train" ] || [ ! -d "$ROOT/data/synth_test" ]; then
   python3 "$ROOT/data/synthetic.py"
 fi
-for model_id in $MODELS; do
-  echo "== training $model_id"
-  "$ROOT/train.sh" "$model_id" --optuna False --cuda False "$@"
-done
-for model_id in $MODELS; do
-  echo "== DAUC / IAUC of $model_id ($IMG_NB test images)"
-  "$ROOT/get_dauc_scores.sh" "$model_id" --att_metrics_img_nb "$IMG_NB" --cuda False "$@"
-  "$ROOT/get_iauc_scores.sh" "$model_id" --att_metrics_img_nb "$IMG_NB" --cuda False "$@"
-done
-python3 "$ROOT/plot_maps.py" --exp_id demo --model_ids $MODELS --out pics/demo_attention.png
-echo "== results"
-python3 "$ROOT/processResults.py" --exp_id demo
+exec python3 "$ROOT/run_models.py" --models br_npa_low_res br_npa_high_res_distill b_cnn cnn --seeds 1 \
+  --exp_id demo --figure pics/demo_attention.png --cuda False "$@"

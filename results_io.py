@@ -10,6 +10,8 @@ Everything lives in <results_dir>/<exp_id>/:
     <model_id>_hypSearch.db              optuna study (SQLite)
     attMetr<Del|Add>_<model_id>.npy      DAUC / IAUC curves, with _imgInds, _preds, _targets
                                          and a .json of metadata (run id, options) beside them
+    attMetr<Del|Add>_<model_id>-<method>.npy   the same for a post-hoc saliency of the model, whose
+    attMaps<model_id>-<method>_test.npy        float maps (and .json) of the evaluated images are kept
     .<model_id>.staging/                 the files of a run in progress (see runs.py)
     <model_id>.lock                      held by the process training the model
 
@@ -92,6 +94,13 @@ def att_metrics_paths(exp_folder, source_id, metric):
     return {"curves": base + ".npy", "img_inds": base + "_imgInds.npy",
             "preds": base + "_preds.npy", "targets": base + "_targets.npy", "meta": base + ".json",
             "partial": os.path.join(exp_folder, f".attMetr{metric}_{source_id}.partial.pth")}
+
+
+def post_hoc_maps_paths(exp_folder, source_id):
+    """Maps of a post-hoc source '<model_id>-<method>': float (N, h, w) for the evaluated images, and a .json
+    with the run id, method options and test indices of the images they were computed for."""
+    base = os.path.join(exp_folder, f"attMaps{source_id}_test")
+    return {"maps": base + ".npy", "meta": base + ".json"}
 
 
 def atomic_write(path, write):

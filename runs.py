@@ -68,7 +68,7 @@ def model_file_paths(exp_folder, model_id):
               os.path.basename(results_io.config_path(exp_folder, model_id)), f"{model_id}_best_params.json"]
     derived = re.compile(rf"attMetr(Del|Add)_{re.escape(model_id)}(-[a-z0-9]+)?"
                          rf"(\.npy|_imgInds\.npy|_preds\.npy|_targets\.npy|\.json)"
-                         rf"|attMaps{re.escape(model_id)}-[a-z0-9]+_test\.npy")
+                         rf"|attMaps{re.escape(model_id)}-[a-z0-9]+_test\.(npy|json)")
     names += [name for name in os.listdir(exp_folder) if derived.fullmatch(name)]
     return [os.path.join(exp_folder, name) for name in names if os.path.exists(os.path.join(exp_folder, name))]
 

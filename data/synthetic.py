@@ -92,7 +92,7 @@ def write_split(folder, mask_folder, rng, class_nb, per_class, img_size, part_ar
             Image.fromarray(mask.astype(np.uint8) * 255).save(os.path.join(mask_folder, class_name, file_name))
 
 
-def make_synthetic(data_dir, name="synth", class_nb=6, train_per_class=80, test_per_class=20, img_size=64,
+def make_synthetic(data_dir, name="synth", class_nb=6, train_per_class=200, test_per_class=20, img_size=64,
                    part_area=0.07, seed=0, overwrite=False):
     """Write the four folders of the dataset `name` in data_dir; returns their paths.
 
@@ -127,7 +127,7 @@ def main(argv=None):
     parser.add_argument("--data_dir", default=os.path.join(REPO_ROOT, "data"), help="where the folders go")
     parser.add_argument("--name", default="synth", help="dataset name (folders <name>_train, <name>_test, ...)")
     parser.add_argument("--class_nb", type=int, default=6, help=f"number of classes (at most {MAX_CLASSES})")
-    parser.add_argument("--train_per_class", type=int, default=80, help="train images per class")
+    parser.add_argument("--train_per_class", type=int, default=200, help="train images per class")
     parser.add_argument("--test_per_class", type=int, default=20, help="test images per class")
     parser.add_argument("--img_size", type=int, default=64, help="image side in pixels")
     parser.add_argument("--part_area", type=float, default=0.07, help="area of the part / image area")

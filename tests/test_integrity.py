@@ -9,7 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
+import time
 
 import numpy as np
 import pytest
@@ -320,7 +320,11 @@ def test_killed_curves_resume_exactly(setup):
     straight = np.load(results / "e2e" / "attMetrDel_br_npa_low_res.npy")
     os.remove(results / "e2e" / "attMetrDel_br_npa_low_res.npy")
     killed = start("get_dauc_scores.sh", config, data, results, *dauc)
-    kill_after_line(killed, "[Del] br_npa_low_res: progress saved")
+    partial = results / "e2e" / ".attMetrDel_br_npa_low_res.partial.pth"
+    while not partial.exists() and killed.poll() is None:  # kill once the first progress is saved
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
     assert not (results / "e2e" / "attMetrDel_br_npa_low_res.npy").exists()
     resumed = ok(run("get_dauc_scores.sh", config, data, results, *dauc))
     assert "resuming the Del curves of br_npa_low_res after" in resumed.stderr

@@ -1,0 +1,146 @@
+"""Saliency sources behind one signature, chosen by name (docs/METHOD.md, "Post-hoc saliency").
+
+Every source is a callable
+
+    saliency(model, images, classes, indices) -> (B, h, w) float tensor on the CPU
+
+for a batch of images (B, 3, H, W) on the model's device, the class to explain for each image, and
+the images' indices in the test set; h x w is the model's feature-map size. The curve code gets
+saliencies and never asks which source made them:
+- own_maps: the model's own saved maps (map 0 times the norm, or the B-CNN mean times the norm);
+- the CAMs of pytorch-grad-cam (Grad-CAM, Grad-CAM++, XGrad-CAM, Score-CAM, Ablation-CAM,
+  Eigen-CAM) on the last backbone stage, kept at the feature-map resolution;
+- RISE (Petsiuk et al. 2018), batched here.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from args import POST_HOC_METHODS
+from metrics.perturbation import saliency_map
+
+
+def own_maps(att_maps, norms, model_type, arithmetic="float"):
+    """Source reading the saved uint8 arrays: att_maps (N, M, h, w), norms (N, 1, h, w), indexed by test index."""
+    def saliency(model, images, classes, indices):
+        return torch.stack([saliency_map(att_maps[i], norms[i], model_type, arithmetic) for i in indices])
+    return saliency
+
+
+class LogitsOnly(nn.Module):
+    """The model seen by pytorch-grad-cam: images -> logits."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        return self.model(images)["output"]
+
+
+def at_feature_resolution(cam_class):
+    """A pytorch-grad-cam class whose maps stay at the target layer's size: the library resizes each map to
+    the size get_target_width_height returns, which here is the feature map's own (so no resizing)."""
+    class AtFeatureResolution(cam_class):
+        def get_target_width_height(self, input_tensor):
+            height, width = self.activations_and_grads.activations[0].shape[-2:]
+            return width, height
+    AtFeatureResolution.__name__ = f"{cam_class.__name__}AtFeatureResolution"
+    return AtFeatureResolution
+
+
+def cam_source(name, batch_size=64):
+    """Source computing the pytorch-grad-cam method `name` (a key of CAM_CLASSES) on the last backbone stage,
+    for the given classes; each map is ReLU'd and min-max scaled by the library. batch_size: forward passes of
+    Score-CAM and Ablation-CAM (which loop over images inside the library)."""
+    def saliency(model, images, classes, indices):
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        cam_class = at_feature_resolution(cam_classes()[name])
+        with cam_class(model=LogitsOnly(model), target_layers=[model.backbone.layer4]) as cam:
+            cam.batch_size = batch_size
+            with torch.enable_grad():
+                maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in classes])
+        model.eval()
+        return torch.from_numpy(maps).float()
+    return saliency
+
+
+def cam_classes():
+    """pytorch-grad-cam's classes by our method names (imported when used: the library is slow to import)."""
+    from pytorch_grad_cam import AblationCAM, EigenCAM, GradCAM, GradCAMPlusPlus, ScoreCAM, XGradCAM
+    return {"gradcam": GradCAM, "gradcampp": GradCAMPlusPlus, "xgradcam": XGradCAM, "scorecam": ScoreCAM,
+            "ablationcam": AblationCAM, "eigencam": EigenCAM}
+
+
+def rise_masks(mask_nb, grid, keep_prob, height, width, generator):
+    """The random part of RISE, drawn at once so that it does not depend on batching: binary grids
+    (mask_nb, 1, grid, grid) (a cell is kept with probability keep_prob) and the shifts (mask_nb,) in y and x."""
+    grids = (torch.rand(mask_nb, 1, grid, grid, generator=generator) < keep_prob).float()
+    cell_h, cell_w = math.ceil(height / grid), math.ceil(width / grid)
+    shift_y = torch.randint(0, cell_h, (mask_nb,), generator=generator)
+    shift_x = torch.randint(0, cell_w, (mask_nb,), generator=generator)
+    return grids, shift_y, shift_x
+
+
+def upsample_masks(grids, shift_y, shift_x, height, width):
+    """RISE masks (n, height, width) in [0, 1]: each grid upsampled bilinearly to (grid + 1) cells, then
+    cropped at its shift."""
+    grid = grids.shape[-1]
+    cell_h, cell_w = math.ceil(height / grid), math.ceil(width / grid)
+    large = F.interpolate(grids, size=((grid + 1) * cell_h, (grid + 1) * cell_w), mode="bilinear",
+                          align_corners=False)[:, 0]  # (n, (grid+1) cell_h, (grid+1) cell_w)
+    rows = shift_y[:, None] + torch.arange(height, device=grids.device)[None]  # (n, height)
+    cols = shift_x[:, None] + torch.arange(width, device=grids.device)[None]  # (n, width)
+    index = torch.arange(len(grids), device=grids.device)[:, None, None]
+    return large[index, rows[:, :, None], cols[:, None, :]]
+
+
+def rise_saliency(scores_of, images, classes, grids, shift_y, shift_x, keep_prob, batch_size):
+    """RISE: sum over masks of score(image * mask) * mask / (mask_nb * keep_prob), at pixel resolution.
+
+    scores_of: (n, 3, H, W) -> (n, class_nb) softmax scores. images (B, 3, H, W); classes (B,);
+    grids, shifts from rise_masks. Every forward pass holds batch_size masked copies (at least one mask
+    per image), across masks and images. Returns (B, H, W).
+    """
+    image_nb, _, height, width = images.shape
+    mask_nb = len(grids)
+    total = torch.zeros(image_nb, height * width, device=images.device)
+    masks_per_pass = max(1, batch_size // image_nb)
+    class_index = torch.as_tensor(classes, device=images.device)
+    for start in range(0, mask_nb, masks_per_pass):
+        stop = min(start + masks_per_pass, mask_nb)
+        masks = upsample_masks(grids[start:stop], shift_y[start:stop], shift_x[start:stop], height, width)
+        masked = images[:, None] * masks[None, :, None]  # (B, n, 3, H, W)
+        scores = scores_of(masked.flatten(0, 1)).view(image_nb, stop - start, -1)
+        chosen = scores.gather(2, class_index.view(-1, 1, 1).expand(-1, stop - start, 1))[:, :, 0]  # (B, n)
+        total += chosen @ masks.flatten(1)
+    return (total / (mask_nb * keep_prob)).view(image_nb, height, width)
+
+
+def rise_source(mask_nb=4000, grid=7, keep_prob=0.5, seed=0, batch_size=64):
+    """Source computing RISE with a seeded generator (the same masks for every image and every run), then
+    averaged over each feature-map cell's block of pixels to the model's map size."""
+    def saliency(model, images, classes, indices):
+        height, width = images.shape[-2:]
+        grids, shift_y, shift_x = rise_masks(mask_nb, grid, keep_prob, height, width,
+                                             torch.Generator().manual_seed(seed))
+        grids, shift_y, shift_x = (t.to(images.device) for t in (grids, shift_y, shift_x))
+
+        def scores_of(batch):
+            return torch.softmax(model(batch)["output"].float(), dim=1)
+        pixels = rise_saliency(scores_of, images, classes, grids, shift_y, shift_x, keep_prob, batch_size)
+        map_size = model(images[:1])["att_maps"].shape[-2:]
+        return F.adaptive_avg_pool2d(pixels[:, None], map_size)[:, 0].cpu()
+    return saliency
+
+
+def post_hoc_source(name, args):
+    """The source of a post-hoc method by name (one of args.POST_HOC_METHODS), with its options from args."""
+    if name == "rise":
+        return rise_source(args.rise_masks, args.rise_grid, args.rise_keep_prob, args.seed,
+                           args.att_metrics_batch_size)
+    if name in cam_classes():
+        return cam_source(name, args.att_metrics_batch_size)
+    raise ValueError(f"--att_metrics_post_hoc must be one of {', '.join(POST_HOC_METHODS)}, got '{name}'")

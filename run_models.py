@@ -1,0 +1,103 @@
+"""Train several model ids and compute their DAUC / IAUC curves, for one or more seeds, in one process.
+
+    python3 run_models.py --models cnn b_cnn br_npa_low_res --seeds 3 [trainVal.py options...]
+
+For each seed s (1..N) and each model id, in the order given, this does what
+`./train.sh ID --optuna False --seed s --exp_id <exp_id with s>` then
+`./get_dauc_scores.sh ID` and `./get_iauc_scores.sh ID` would do, with the
+options of the model id table (model_ids.sh) and the config file in CONFIG
+(default config_demo.config). Everything resumes: a model whose finished
+run has the same options is not trained again, and curves already computed
+from it with the same options are not computed again. A teacher must come
+before its student in --models (br_npa_low_res before br_npa_high_res_distill).
+With --post_hoc_of ID --post_hoc METHOD..., the curves of those post-hoc saliencies of model ID are
+computed too (--att_metrics_post_hoc).
+At the end it prints the processResults table of the experiments (averaged
+over seeds when there are several). demo.sh and paper_table.sh are built on it.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from args import POST_HOC_METHODS, REPO_ROOT
+
+
+def table_options(model_id):
+    """The trainVal.py options model_ids.sh gives a model id (the table the shell scripts use)."""
+    completed = subprocess.run(["bash", "-c", 'source "$0"; model_options "$1"', os.path.join(REPO_ROOT, "model_ids.sh"),
+                                model_id], capture_output=True, text=True)
+    if completed.returncode != 0:
+        listing = subprocess.run(["bash", "-c", 'source "$0"; echo $MODEL_IDS', os.path.join(REPO_ROOT, "model_ids.sh")],
+                                 capture_output=True, text=True).stdout.split()
+        sys.exit(f"error: unknown model id '{model_id}'; valid ids: {', '.join(listing)}")
+    return completed.stdout.split()
+
+
+def call_trainval(argv):
+    """trainVal.main in this process; an error stops the whole pipeline with its message."""
+    import trainVal
+    try:
+        trainVal.main(argv)
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            sys.exit(exit_.code if isinstance(exit_.code, str) else f"error: trainVal.py {' '.join(argv)} failed")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", required=True, help="model ids, a teacher before its student")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N, one experiment each")
+    parser.add_argument("--exp_id", default="synth_s{seed}", help="experiment of each seed ({seed} is replaced)")
+    parser.add_argument("--att_metrics_img_nb", type=int, default=-1, help="test images of the curves (-1: all)")
+    parser.add_argument("--few_steps", default="True", choices=["True", "False"],
+                        help="--att_metrics_few_steps of the curves (as many steps as a low-res map has cells)")
+    parser.add_argument("--results_dir", default=None, help="results root (default results/)")
+    parser.add_argument("--vis_dir", default=None, help="where processResults puts its plots (default vis/)")
+    parser.add_argument("--post_hoc_of", default=None, help="model id whose post-hoc saliencies get curves too")
+    parser.add_argument("--post_hoc", nargs="*", default=[], choices=POST_HOC_METHODS,
+                        help="post-hoc methods computed for --post_hoc_of (--att_metrics_post_hoc of each)")
+    parser.add_argument("--figure", default=None,
+                        help="also draw the models' maps on test images of the first seed to this PNG (plot_maps.py)")
+    opts, extra = parser.parse_known_args(argv)
+    if opts.seeds < 1:
+        sys.exit("error: --seeds must be at least 1")
+    if opts.post_hoc and opts.post_hoc_of not in opts.models:
+        sys.exit("error: --post_hoc needs --post_hoc_of, one of the --models")
+    if opts.seeds > 1 and "{seed}" not in opts.exp_id:
+        sys.exit("error: with several seeds, --exp_id must hold {seed} (one experiment per seed)")
+    config = os.environ.get("CONFIG", "config_demo.config")
+    table = {model_id: table_options(model_id) for model_id in opts.models}
+    if opts.results_dir is not None:
+        extra = ["--results_dir", opts.results_dir] + extra
+    start = time.time()
+    exp_ids = []
+    for seed in range(1, opts.seeds + 1):
+        exp_id = opts.exp_id.format(seed=seed)
+        exp_ids.append(exp_id)
+        for model_id in opts.models:
+            common = ["-c", config, "--model_id", model_id, *table[model_id], "--optuna", "False",
+                      "--seed", str(seed), "--exp_id", exp_id]
+            print(f"== {exp_id}: {model_id} ({time.time() - start:.0f} s so far)", flush=True)
+            call_trainval(common + extra)
+            sources = [[]] + ([["--att_metrics_post_hoc", method] for method in opts.post_hoc]
+                              if model_id == opts.post_hoc_of else [])
+            for source in sources:
+                for metric in ("Del", "Add"):
+                    call_trainval(common + ["--attention_metrics", metric, "--att_metrics_img_nb",
+                                            str(opts.att_metrics_img_nb), "--att_metrics_few_steps", opts.few_steps]
+                                  + source + extra)
+    print(f"== all done in {time.time() - start:.0f} s", flush=True)
+    if opts.figure is not None:
+        import plot_maps
+        plot_maps.main(["--exp_id", exp_ids[0], "--model_ids", *opts.models, "--out", opts.figure]
+                       + (["--results_dir", opts.results_dir] if opts.results_dir else []))
+    import processResults
+    summary_argv = ["--exp_id", *exp_ids] + (["--results_dir", opts.results_dir] if opts.results_dir else []) \
+        + (["--vis_dir", opts.vis_dir] if opts.vis_dir else [])
+    processResults.main(summary_argv)
+
+
+if __name__ == "__main__":
+    main()
