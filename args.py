@@ -103,6 +103,7 @@ def build_parser():
     g.add_argument("--crop_ratio", type=float, default=0.875, help="crop size / resize size")
     g.add_argument("--brightness", type=float, default=0.126, help="ColorJitter brightness (train)")
     g.add_argument("--saturation", type=float, default=0.5, help="ColorJitter saturation (train)")
+    g.add_argument("--hflip", type=str2bool, default=True, help="random horizontal flip (train)")
     g.add_argument("--num_workers", type=int, default=4, help="data loader worker processes")
 
     g = parser.add_argument_group("model")
@@ -152,6 +153,9 @@ def build_parser():
     g.add_argument("--amp_eval", type=str2bool, default=False,
                    help="bf16 autocast for validation, test and DAUC / IAUC (default float32, as the authors)")
     g.add_argument("--channels_last", type=str2bool, default=True, help="channels_last memory format (CUDA only)")
+    g.add_argument("--sync_bn", type=str2bool, default=False,
+                   help="with several processes (torchrun), BatchNorm statistics over the global batch "
+                        "(SyncBatchNorm) instead of each process's share")
 
     g = parser.add_argument_group("hyper-parameter search")
     g.add_argument("--optuna", type=str2bool, default=False, help="run an optuna search")

@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+import distributed
 import results_io
 import runs
 from args import NOT_RUN_DEFINING, with_changes
@@ -123,7 +124,7 @@ def saved_post_hoc_maps(paths, signature):
 
 
 def compute_saliencies(source, model, forward_images, subset, preds, image_inds, batch_size):
-    """source(model, images, classes, indices) over the chosen images, in batches: a list of (h, w)."""
+    """source(model, images, classes, indices) over the given images, in batches: a list of (h, w)."""
     saliencies = []
     for start in progress(range(0, len(subset), batch_size), desc="saliency"):
         images = forward_images(subset[start:start + batch_size])
@@ -158,58 +159,72 @@ def compute_and_save_curves(args, landed, source_id, source, test_samples, image
     subset = [test_samples[i] for i in image_inds]
     signature = {"run_id": landed.run_id, "images": image_inds.tolist(), "step_cells": step_cells,
                  "batch_size": args.att_metrics_batch_size, "amp_eval": args.amp_eval, **options}
-    with runs.lock(exp_folder, f"{source_id}.{metric}"):
-        if not args.overwrite and saved_signature(paths) == signature:
-            print(f"the {metric} curves of {source_id} are already computed from run {landed.run_id} with these "
-                  f"options: {paths['curves']} (--overwrite True computes them again)")
+    with distributed.main_only(runs.lock(exp_folder, f"{source_id}.{metric}")):
+        done = distributed.broadcast(not args.overwrite and saved_signature(paths) == signature)
+        if done:
+            if distributed.is_main():
+                print(f"the {metric} curves of {source_id} are already computed from run {landed.run_id} with "
+                      f"these options: {paths['curves']} (--overwrite True computes them again)")
             return
-        preds = torch.cat([forward(images.to(device)).argmax(dim=1).cpu()
-                           for images, _ in make_loader(subset, transform, args.att_metrics_batch_size, args)])
+        # each process takes a contiguous share of the images; rank 0 gathers and writes
+        first, last = distributed.shard_bounds(len(subset))
+        mine, my_inds = subset[first:last], image_inds[first:last]
+        preds = [int(pred) for images, _ in make_loader(mine, transform, args.att_metrics_batch_size, args)
+                 for pred in forward(images.to(device)).argmax(dim=1).cpu()]
         saliencies = None
         if "post_hoc" in options:
             maps_paths = results_io.post_hoc_maps_paths(exp_folder, source_id)
             maps_signature = {key: value for key, value in signature.items() if key not in ("step_cells", "batch_size")}
             saliencies = saved_post_hoc_maps(maps_paths, maps_signature)
+            saliencies = None if saliencies is None else saliencies[first:last]
         if saliencies is None:
-            saliencies = compute_saliencies(source, model, load_images, subset, preds.tolist(), image_inds,
+            saliencies = compute_saliencies(source, model, load_images, mine, preds, my_inds,
                                             args.att_metrics_batch_size)
-            if "post_hoc" in options:
-                results_io.atomic_save_npy(maps_paths["maps"], torch.stack(saliencies).numpy())
+            all_saliencies = distributed.gather_in_order(saliencies)
+            if "post_hoc" in options and distributed.is_main():
+                results_io.atomic_save_npy(maps_paths["maps"], torch.stack(all_saliencies).numpy())
                 results_io.atomic_write_json(maps_paths["meta"], maps_signature)
-        if tuple(saliencies[0].shape) != tuple(map_size):
+        if saliencies and tuple(saliencies[0].shape) != tuple(map_size):
             raise ValueError(f"the {source_id} saliency is {tuple(saliencies[0].shape)}, the model's maps "
                              f"{tuple(map_size)}")
-        curves = read_partial(paths["partial"], signature) if args.resume else []
+        partial = paths["partial"] if distributed.world_size() == 1 else \
+            paths["partial"].replace(".pth", f".rank{distributed.rank()}of{distributed.world_size()}.pth")
+        curves = read_partial(partial, signature) if args.resume else []
         if curves:
-            print(f"resuming the {metric} curves of {source_id} after {len(curves)} of {len(subset)} images",
+            print(f"resuming the {metric} curves of {source_id} after {len(curves)} of {len(mine)} images",
                   file=sys.stderr)
         chunk = images_per_chunk(step_nb, args.att_metrics_batch_size)
-        save_every = max(chunk, len(subset) // SAVES_PER_RUN)
+        save_every = max(chunk, len(mine) // SAVES_PER_RUN)
         last_saved = len(curves)
-        bar = progress(range(len(subset)), desc=metric, initial=len(curves))
-        while len(curves) < len(subset):
+        bar = progress(range(len(mine)), desc=metric, initial=len(curves))
+        while len(curves) < len(mine):
             start = len(curves)
-            stop = min(start + chunk, len(subset))
-            curves += perturbation_curves(forward, list(load_images(subset[start:stop])), saliencies[start:stop],
-                                          preds[start:stop].tolist(), metric, step_cells, args.att_metrics_batch_size)
+            stop = min(start + chunk, len(mine))
+            curves += perturbation_curves(forward, list(load_images(mine[start:stop])), saliencies[start:stop],
+                                          preds[start:stop], metric, step_cells, args.att_metrics_batch_size)
             bar.update(stop - start)
-            if len(curves) - last_saved >= save_every and len(curves) < len(subset):
-                results_io.atomic_save_torch(paths["partial"], {"signature": signature, "curves": curves})
+            if len(curves) - last_saved >= save_every and len(curves) < len(mine):
+                results_io.atomic_save_torch(partial, {"signature": signature, "curves": curves})
                 last_saved = len(curves)
         bar.close()
-        still = runs.read_test_csv(landed.paths["csv"]).get("run_id") if os.path.exists(landed.paths["csv"]) else None
-        if still != landed.run_id:
-            raise runs.NotTrainedError(f"'{args.model_id}' was trained again while its {metric} curves were "
-                                       f"computed: run the same command again for the new model")
-        results_io.atomic_save_npy(paths["curves"], torch.stack(curves).numpy().astype(np.float64))
-        results_io.atomic_save_npy(paths["img_inds"], image_inds)
-        results_io.atomic_save_npy(paths["preds"], preds.numpy())
-        results_io.atomic_save_npy(paths["targets"], np.array([label for _, label in subset]))
-        results_io.atomic_write_json(paths["meta"], {
-            "run_id": landed.run_id, "model_id": args.model_id, "source": source_id, "metric": metric,
-            "image_nb": len(subset), "step_nb": step_nb, "cells_per_step": step_cells,
-            "few_steps": args.att_metrics_few_steps, "amp_eval": args.amp_eval,
-            "written": time.strftime("%Y-%m-%d %H:%M:%S"), **options, "signature": signature})
-        if os.path.exists(paths["partial"]):
-            os.remove(paths["partial"])
+        curves, preds = distributed.gather_in_order(curves), distributed.gather_in_order(preds)
+        if distributed.is_main():
+            still = runs.read_test_csv(landed.paths["csv"]).get("run_id") \
+                if os.path.exists(landed.paths["csv"]) else None
+            if still != landed.run_id:
+                raise runs.NotTrainedError(f"'{args.model_id}' was trained again while its {metric} curves were "
+                                           f"computed: run the same command again for the new model")
+            results_io.atomic_save_npy(paths["curves"], torch.stack(curves).numpy().astype(np.float64))
+            results_io.atomic_save_npy(paths["img_inds"], image_inds)
+            results_io.atomic_save_npy(paths["preds"], np.array(preds))
+            results_io.atomic_save_npy(paths["targets"], np.array([label for _, label in subset]))
+            results_io.atomic_write_json(paths["meta"], {
+                "run_id": landed.run_id, "model_id": args.model_id, "source": source_id, "metric": metric,
+                "image_nb": len(subset), "step_nb": step_nb, "cells_per_step": step_cells,
+                "few_steps": args.att_metrics_few_steps, "amp_eval": args.amp_eval,
+                "written": time.strftime("%Y-%m-%d %H:%M:%S"), **options, "signature": signature})
+        if os.path.exists(partial):
+            os.remove(partial)
+    if not distributed.is_main():
+        return
     print(f"{metric} curves of {len(subset)} images ({step_nb} steps of {step_cells} cells) -> {paths['curves']}")

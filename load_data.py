@@ -127,7 +127,7 @@ def resize_to_crop(args, crop_ratio, interpolation=transforms.InterpolationMode.
 
 
 def build_transform(args, train, crop_ratio=None, brightness=None, saturation=None):
-    """Train: resize to size/crop_ratio, random crop, flip, colour jitter; test: resize, centre crop.
+    """Train: resize to size/crop_ratio, random crop, flip (--hflip), colour jitter; test: resize, centre crop.
     crop_ratio / brightness / saturation default to the options (a trial passes its own)."""
     crop_ratio = args.crop_ratio if crop_ratio is None else crop_ratio
     brightness = args.brightness if brightness is None else brightness
@@ -136,7 +136,8 @@ def build_transform(args, train, crop_ratio=None, brightness=None, saturation=No
     resize = resize_to_crop(args, crop_ratio)
     normalize = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     if train:
-        return transforms.Compose([resize, transforms.RandomCrop(size), transforms.RandomHorizontalFlip(),
+        flip = [transforms.RandomHorizontalFlip()] if args.hflip else []
+        return transforms.Compose([resize, transforms.RandomCrop(size), *flip,
                                    transforms.ColorJitter(brightness=brightness, saturation=saturation)]
                                   + normalize)
     return transforms.Compose([resize, transforms.CenterCrop(size)] + normalize)

@@ -35,6 +35,11 @@ run_model() {
     for id in $MODEL_IDS; do echo "  $id" >&2; done
     exit 2
   fi
+  # NPROC=N: N processes with torchrun (DistributedDataParallel), one per GPU; one process by default
+  local launcher=(python3)
+  if [ "${NPROC:-1}" != 1 ]; then
+    launcher=(torchrun --standalone --nproc_per_node "$NPROC")
+  fi
   # shellcheck disable=SC2086  # options are words on purpose
-  exec python3 "$ROOT/trainVal.py" -c "${CONFIG:-config_cub.config}" --model_id "$model_id" $options "$@"
+  exec "${launcher[@]}" "$ROOT/trainVal.py" -c "${CONFIG:-config_cub.config}" --model_id "$model_id" $options "$@"
 }

@@ -55,8 +55,12 @@ def disk_full_as_user_error():
 
 
 def get_device(args):
-    """CUDA when asked for and present; --cuda True without a GPU runs on the CPU (the default works anywhere)."""
-    return torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    """CUDA when asked for and present (this process's GPU under torchrun); --cuda True without a GPU runs on
+    the CPU (the default works anywhere)."""
+    if args.cuda and torch.cuda.is_available():
+        import distributed
+        return distributed.cuda_device()
+    return torch.device("cpu")
 
 
 def autocast(device, enabled):

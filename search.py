@@ -18,6 +18,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+import distributed
 import results_io
 import runs
 from args import HPARAM_NAMES, run_differences, with_changes, write_config
@@ -104,14 +105,15 @@ def make_objective(args, samples, teacher):
 
         def report(epoch, val_accuracy):
             trial.report(val_accuracy, epoch)
-            if trial.should_prune():
+            if distributed.broadcast(trial.should_prune()):  # the other processes stop the trial too
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         files = {"best": checkpoint_file, "last": None,
                  "metrics": results_io.epoch_metrics_path(exp_folder, args.model_id, trial.number)}
+        run_id = runs.new_run_id()
+        distributed.broadcast({"do": "trial", "hparams": hparams, "files": files, "run_id": run_id})
         try:
-            best_accuracy, best_epoch = train_model(args, samples, hparams, files, runs.new_run_id(), report,
-                                                    teacher)
+            best_accuracy, best_epoch = train_model(args, samples, hparams, files, run_id, report, teacher)
         except TRIAL_ERRORS as error:
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             remove_file(checkpoint_file)
@@ -154,10 +156,34 @@ def print_trial(study, trial):
           f"params {trial.params} | best so far: {best_text}", file=sys.stderr)
 
 
+def follow_search(args, samples, teacher):
+    """The search seen from a process other than rank 0 (torchrun): train the trials and run the test
+    that rank 0 sends, until it says stop."""
+    def report(epoch, val_accuracy):
+        if distributed.broadcast():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+    while True:
+        order = distributed.broadcast()
+        if order["do"] == "stop":
+            return
+        if order["do"] == "trial":
+            try:  # rank 0 sees the same failure (the metrics are reduced over the processes) and records it
+                train_model(args, samples, order["hparams"], order["files"], order["run_id"], report, teacher)
+            except TRIAL_ERRORS + (optuna.TrialPruned,):
+                pass
+        elif order["do"] == "test":
+            test_model(order["args"], samples, order["checkpoint"], order["out"])
+
+
 def run_search(args, samples):
-    """Run trials until the study holds --optuna_trial_nb finished ones, then test the best trial."""
+    """Run trials until the study holds --optuna_trial_nb finished ones, then test the best trial.
+    With several processes, rank 0 runs the study and the others follow it."""
     exp_folder = results_io.exp_dir(args)
     teacher = load_teacher(args, get_device(args)) if args.master_net else None
+    if not distributed.is_main():
+        follow_search(args, samples, teacher)
+        return
     runs.check_results_folder(exp_folder, checkpoint_bytes(args))
     pruner = optuna.pruners.MedianPruner() if args.optuna_pruner == "median" else optuna.pruners.NopPruner()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -186,6 +212,7 @@ def run_search(args, samples):
                        callbacks=[print_trial, track_failures])
         keep_best_checkpoint(study, args)
     finish_search(args, samples, study)
+    distributed.broadcast({"do": "stop"})
 
 
 def finish_search(args, samples, study):
@@ -223,6 +250,7 @@ def finish_search(args, samples, study):
         results_io.atomic_write_json(os.path.join(staging, f"{args.model_id}_best_params.json"),
                                      {"trial": best.number, "val_accuracy": best.value, "params": best.params,
                                       "hparams": hparams})
+        distributed.broadcast({"do": "test", "args": best_args, "checkpoint": checkpoint_file, "out": staging})
         test_values = test_model(best_args, samples, checkpoint_file, staging)
         runs.land(exp_folder, args.model_id, staging)
     print(f"best trial {best.number}: validation accuracy {best.value:.4f}; test accuracy "

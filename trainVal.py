@@ -4,6 +4,8 @@ or compute its DAUC / IAUC curves.
     python3 trainVal.py -c config_cub.config --model_id br_npa_low_res --stride_lay3 2 --stride_lay4 2
     python3 trainVal.py -c config_cub.config --model_id br_npa_low_res --attention_metrics Del
 
+    torchrun --nproc_per_node 2 trainVal.py -c config_cub.config --model_id cnn ...   (several processes)
+
 A problem the user can fix (an option, a data folder, a missing or inconsistent result file, a full
 disk) ends the run with one line, 'error: ...', and exit status 1; --debug True shows the traceback.
 """
@@ -33,8 +35,10 @@ def run(args):
 
 def main(argv=None):
     args = parse_args(argv)  # before the heavy imports: an option error is reported at once
+    import distributed
     from models.resnet import WeightsDownloadError
     from runtime import UserError, disk_full_as_user_error
+    distributed.setup(args.cuda)  # several processes when started by torchrun
     try:
         with disk_full_as_user_error():
             run(args)
@@ -42,6 +46,8 @@ def main(argv=None):
         if args.debug:
             raise
         sys.exit(f"error: {error}")
+    finally:
+        distributed.teardown()
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 """Training, validation and test of one model (docs/METHOD.md, "Training" and "Test artifacts")."""
+import contextlib
 import math
 import os
 import shutil
 import sys
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
+import distributed
 import results_io
 import runs
 from args import HPARAM_NAMES, load_run_config, run_differences, with_changes, write_config
@@ -69,27 +73,38 @@ class MetricSums:
     """Sums of loss and correct predictions kept on the device: no host sync per batch."""
 
     def __init__(self, device, aux_names=()):
-        self.loss = torch.zeros((), device=device)
-        self.correct = {name: torch.zeros((), device=device, dtype=torch.long) for name in ("",) + tuple(aux_names)}
-        self.count = 0
+        self.names = ("",) + tuple(aux_names)
+        self.sums = torch.zeros(2 + len(self.names), device=device, dtype=torch.float64)  # loss, count, corrects
 
     def add(self, loss, result, target):
-        self.loss += loss.detach().float() * len(target)
-        self.correct[""] += (result["output"].argmax(dim=1) == target).sum()
-        for name, logits in result.get("aux", {}).items():
-            self.correct[name] += (logits.argmax(dim=1) == target).sum()
-        self.count += len(target)
+        self.sums[0] += loss.detach().double() * len(target)
+        self.sums[1] += len(target)
+        self.sums[2] += (result["output"].argmax(dim=1) == target).sum()
+        for index, name in enumerate(self.names[1:], start=3):
+            self.sums[index] += (result["aux"][name].argmax(dim=1) == target).sum()
 
     def means(self):
-        """{'loss', 'accuracy', 'accuracy_<aux>'} as floats (one host sync)."""
-        values = {"loss": self.loss.item() / max(self.count, 1)}
-        for name, correct in self.correct.items():
-            values["accuracy" + (f"_{name}" if name else "")] = correct.item() / max(self.count, 1)
+        """{'loss', 'accuracy', 'accuracy_<aux>'} as floats over every process's images (one host sync)."""
+        loss, count, *correct = distributed.all_reduce_sum(self.sums).tolist()
+        values = {"loss": loss / max(count, 1)}
+        for name, correct_nb in zip(self.names, correct):
+            values["accuracy" + (f"_{name}" if name else "")] = correct_nb / max(count, 1)
         return values
 
 
 def aux_names(model):
-    return tuple(AUX_SLICES) if getattr(model, "aux", None) is not None else ()
+    return tuple(AUX_SLICES) if getattr(unwrap(model), "aux", None) is not None else ()
+
+
+def unwrap(model):
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def local_share(samples):
+    """This process's contiguous share of a list (all of it with one process)."""
+    start, stop = distributed.shard_bounds(len(samples))
+    return samples[start:stop]
 
 
 def train_one_epoch(model, loader, optimizer, device, hparams, args, teacher=None):
@@ -101,9 +116,13 @@ def train_one_epoch(model, loader, optimizer, device, hparams, args, teacher=Non
     for images, target in progress(loader, desc="train"):
         images, target = to_device(images, target, device, layout)
         optimizer.zero_grad(set_to_none=True)
-        for chunk_images, chunk_target in zip(images.split(args.max_batch_size_single_pass),
-                                              target.split(args.max_batch_size_single_pass)):
-            with autocast(device, train_amp(args, device)):
+        chunks = list(zip(images.split(args.max_batch_size_single_pass), target.split(args.max_batch_size_single_pass)))
+        for chunk_index, (chunk_images, chunk_target) in enumerate(chunks):
+            # several processes: gradients are averaged across them once, after the last chunk
+            last_chunk = chunk_index == len(chunks) - 1
+            sync = model.no_sync() if isinstance(model, DistributedDataParallel) and not last_chunk \
+                else contextlib.nullcontext()
+            with sync, autocast(device, train_amp(args, device)):
                 result = model(chunk_images)
                 teacher_logits = None
                 if teacher is not None:
@@ -120,7 +139,9 @@ def train_one_epoch(model, loader, optimizer, device, hparams, args, teacher=Non
 @torch.no_grad()
 def evaluate(model, loader, device, args, collect_maps=False):
     """Loss and accuracies on a loader; with collect_maps also the uint8 maps and norms
-    (loader order) and the mean sparsity. float32 unless --amp_eval True (bf16 autocast)."""
+    (loader order) and the mean sparsity. float32 unless --amp_eval True (bf16 autocast).
+    With several processes, each passes the loader of its share of the images: the metrics are
+    reduced over all of them, and the maps and norms gathered in order."""
     model.eval()
     sums = MetricSums(device, aux_names(model))
     layout = memory_format(args, device)
@@ -138,8 +159,11 @@ def evaluate(model, loader, device, args, collect_maps=False):
             norms.append(scale_to_uint8(norm))
     values = sums.means()
     if collect_maps:
-        values["sparsity"] = torch.cat(sparsities).mean().item()
-        return values, torch.cat(maps).cpu().numpy(), torch.cat(norms).cpu().numpy()
+        local = [(torch.cat(parts).cpu().numpy() if parts else None) for parts in (sparsities, maps, norms)]
+        gathered = [[part for part in distributed.gather_in_order([array]) if part is not None] for array in local]
+        sparsity_values, all_maps, all_norms = (np.concatenate(parts) for parts in gathered)
+        values["sparsity"] = float(sparsity_values.mean())
+        return values, all_maps, all_norms
     return values
 
 
@@ -164,9 +188,12 @@ def build_train_loaders(args, samples, hparams):
     """(train loader, validation loader) with the run's hyper-parameters: validation sees the
     run's own crop ratio, like the test."""
     train_transform = build_transform(args, True, hparams["crop_ratio"], hparams["brightness"], hparams["saturation"])
-    train_loader = make_train_loader(samples["train"], train_transform, hparams["batch_size"], args)
-    val_loader = make_loader(samples["val"], build_transform(args, False, hparams["crop_ratio"]), args.val_batch_size,
-                             args)
+    # several processes share the global batch: each takes its part of every batch (rounded up)
+    process_batch = math.ceil(hparams["batch_size"] / distributed.world_size())
+    train_loader = make_train_loader(samples["train"], train_transform, process_batch, args, distributed.rank(),
+                                     distributed.world_size())
+    val_loader = make_loader(local_share(samples["val"]), build_transform(args, False, hparams["crop_ratio"]),
+                             args.val_batch_size, args)
     return train_loader, val_loader
 
 
@@ -183,6 +210,10 @@ def train_model(args, samples, hparams, files, run_id, report=None, teacher=None
     seed_everything(args.seed)
     device = get_device(args)
     model = prepare_model(build_model(with_changes(args, dropout=hparams["dropout"])), device, args)
+    if distributed.world_size() > 1:
+        if args.sync_bn:
+            model = distributed.sync_batchnorm(model, device)
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = build_optimizer(model.parameters(), hparams["optim"], hparams["lr"], hparams["momentum"],
                                 hparams["weight_decay"])
     train_loader, val_loader = build_train_loaders(args, samples, hparams)
@@ -203,21 +234,24 @@ def train_model(args, samples, hparams, files, run_id, report=None, teacher=None
             raise FloatingPointError(f"training loss is {train_values['loss']} at epoch {epoch}")
         val_values = evaluate(model, val_loader, device, args)
         value = val_values[args.metric_early_stop]
-        if value > state["best_value"]:
+        improved = value > state["best_value"]
+        if improved:
             state.update(best_value=value, best_epoch=epoch, worse_epochs=0)
-            results_io.atomic_save_torch(files["best"], {"model": model.state_dict(), "epoch": epoch,
-                                                         "val_accuracy": value, "hparams": hparams,
-                                                         "run_id": run_id})
         else:
             state["worse_epochs"] += 1
         state["rows"].append([epoch, train_values["loss"], train_values["accuracy"], val_values["loss"],
                               val_values["accuracy"], lr, round(time.time() - start, 2)])
         state.update(epoch=epoch, finished=state["worse_epochs"] >= args.max_worse_epoch_nb or epoch == args.epochs)
-        results_io.atomic_write_csv(files["metrics"], METRICS_HEADER, state["rows"])
-        if files["last"] is not None:
-            save_last(files["last"], model, optimizer, state, run_id)
-        print(f"epoch {epoch}: train loss {train_values['loss']:.4f} acc {train_values['accuracy']:.4f} | "
-              f"val loss {val_values['loss']:.4f} acc {val_values['accuracy']:.4f}", file=sys.stderr)
+        if distributed.is_main():  # every process holds the same weights and values; one writes them
+            if improved:
+                results_io.atomic_save_torch(files["best"], {"model": unwrap(model).state_dict(), "epoch": epoch,
+                                                             "val_accuracy": value, "hparams": hparams,
+                                                             "run_id": run_id})
+            results_io.atomic_write_csv(files["metrics"], METRICS_HEADER, state["rows"])
+            if files["last"] is not None:
+                save_last(files["last"], model, optimizer, state, run_id)
+            print(f"epoch {epoch}: train loss {train_values['loss']:.4f} acc {train_values['accuracy']:.4f} | "
+                  f"val loss {val_values['loss']:.4f} acc {val_values['accuracy']:.4f}", file=sys.stderr)
         if report is not None:
             report(epoch, value)
     return state["best_value"], state["best_epoch"]
@@ -226,7 +260,7 @@ def train_model(args, samples, hparams, files, run_id, report=None, teacher=None
 def save_last(path, model, optimizer, state, run_id):
     """Everything a resumed run needs after this epoch, random states included."""
     results_io.atomic_save_torch(path, {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "run_id": run_id, **state,
+        "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "run_id": run_id, **state,
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
 
@@ -237,7 +271,7 @@ def restore_last(path, model, optimizer, run_id):
     if checkpoint.get("run_id") != run_id:
         raise CheckpointError(f"{path} belongs to run {checkpoint.get('run_id')}, not {run_id}: run with "
                               f"--resume False to start over")
-    model.load_state_dict(checkpoint["model"])
+    unwrap(model).load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     torch.set_rng_state(checkpoint["torch_rng"])
     if checkpoint["cuda_rng"] and torch.cuda.is_available():
@@ -248,13 +282,17 @@ def restore_last(path, model, optimizer, run_id):
 
 def test_model(args, samples, checkpoint_file, out_folder):
     """Evaluate a best checkpoint on the test set and write the test CSV (with the checkpoint's run id),
-    maps and norms into out_folder. Returns the test metrics (with 'epoch')."""
+    maps and norms into out_folder (rank 0; each process evaluates its share of the images).
+    Returns the test metrics (with 'epoch')."""
+    distributed.barrier()  # the checkpoint is complete on disk for every process
     device = get_device(args)
     model = build_model(with_changes(args, pretrained=False))
     checkpoint = load_checkpoint(model, checkpoint_file)
     model = prepare_model(model, device, args)
-    test_loader = make_loader(samples["test"], build_transform(args, False), args.val_batch_size, args)
+    test_loader = make_loader(local_share(samples["test"]), build_transform(args, False), args.val_batch_size, args)
     values, att_maps, norms = evaluate(model, test_loader, device, args, collect_maps=True)
+    if not distributed.is_main():
+        return {**values, "epoch": checkpoint["epoch"]}
     paths = results_io.test_paths(out_folder, args.model_id, checkpoint["epoch"])
     results_io.atomic_save_npy(paths["att_maps"], att_maps)
     results_io.atomic_save_npy(paths["norm"], norms)
@@ -309,28 +347,41 @@ def open_staging(staging, args):
 def train_and_test(args, samples):
     """A plain run (--optuna False): train with the configured hyper-parameters in the model's staging
     folder, test, and land the files as the model's. Resumes an interrupted run of the same command;
-    does nothing when the model already has a finished run with the same options (unless --overwrite)."""
+    does nothing when the model already has a finished run with the same options (unless --overwrite).
+    With several processes, rank 0 holds the lock and decides; all of them train and test."""
     exp_folder = results_io.exp_dir(args)
     teacher = load_teacher(args, get_device(args)) if args.master_net else None
-    runs.check_results_folder(exp_folder, checkpoint_bytes(args))
-    with runs.lock(exp_folder, args.model_id):
-        staging = runs.staging_folder(exp_folder, args.model_id)
-        if runs.interrupted_landing(exp_folder, args.model_id):
-            runs.finish_landing(exp_folder, args.model_id, staging)
-            print(f"finished replacing the files of '{args.model_id}' by its last run", file=sys.stderr)
-        done = already_trained(exp_folder, args)
-        if done is not None and not args.overwrite:
-            print(f"'{args.model_id}' already has a finished run with these options (run {done.run_id}): "
-                  f"{done.paths['csv']}. --overwrite True trains it again.")
+    if distributed.is_main():
+        runs.check_results_folder(exp_folder, checkpoint_bytes(args))
+    staging = runs.staging_folder(exp_folder, args.model_id)
+    with distributed.main_only(runs.lock(exp_folder, args.model_id)):
+        plan = distributed.broadcast(plan_plain_run(exp_folder, staging, args) if distributed.is_main() else None)
+        if plan["done"] is not None:
+            if distributed.is_main():
+                print(f"'{args.model_id}' already has a finished run with these options (run {plan['done'][0]}): "
+                      f"{plan['done'][1]}. --overwrite True trains it again.")
             return
-        run_id, resume = open_staging(staging, args)
         files = {"best": results_io.checkpoint_path(staging, args.model_id),
                  "metrics": results_io.epoch_metrics_path(staging, args.model_id),
                  "last": results_io.last_checkpoint_path(staging, args.model_id)}
-        best_accuracy, best_epoch = train_model(args, samples, default_hparams(args), files, run_id,
-                                                teacher=teacher, resume=resume)
-        print(f"best validation accuracy {best_accuracy:.4f} at epoch {best_epoch}")
+        best_accuracy, best_epoch = train_model(args, samples, default_hparams(args), files, plan["run_id"],
+                                                teacher=teacher, resume=plan["resume"])
         test_values = test_model(args, samples, files["best"], staging)
-        runs.land(exp_folder, args.model_id, staging)
-        print(f"test accuracy {test_values['accuracy']:.4f}, sparsity {test_values['sparsity']:.4f} "
-              f"-> {results_io.test_paths(exp_folder, args.model_id, best_epoch)['csv']}")
+        if distributed.is_main():
+            runs.land(exp_folder, args.model_id, staging)
+            print(f"best validation accuracy {best_accuracy:.4f} at epoch {best_epoch}")
+            print(f"test accuracy {test_values['accuracy']:.4f}, sparsity {test_values['sparsity']:.4f} "
+                  f"-> {results_io.test_paths(exp_folder, args.model_id, best_epoch)['csv']}")
+
+
+def plan_plain_run(exp_folder, staging, args):
+    """Rank 0's decisions before a plain run: {'done': (run id, test CSV) of a finished run with the same
+    options or None, 'run_id', 'resume'}. Finishes an interrupted landing first."""
+    if runs.interrupted_landing(exp_folder, args.model_id):
+        runs.finish_landing(exp_folder, args.model_id, staging)
+        print(f"finished replacing the files of '{args.model_id}' by its last run", file=sys.stderr)
+    done = already_trained(exp_folder, args)
+    if done is not None and not args.overwrite:
+        return {"done": (done.run_id, done.paths["csv"])}
+    run_id, resume = open_staging(staging, args)
+    return {"done": None, "run_id": run_id, "resume": resume}

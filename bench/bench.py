@@ -10,7 +10,8 @@ Prints one table and the ratios, all measured in this run on one device:
   - loader: images/s of the training loader alone (decode + augment);
   - BR-NPA grouping time over the backbone forward at the high-res map size;
   - float32 against --amp_eval (bf16): the largest difference of one image's DAUC and IAUC,
-    same model, images and saliency.
+    same model, images and saliency;
+  - seconds per image of each post-hoc saliency (metrics/saliency.py) of the cnn model.
 Evaluation (test pass, bare inference, DAUC) runs in float32 unless --extra has '--amp_eval True'.
 Synthetic JPEG files (CUB-like size, 500x375) are written to a temporary folder.
 
@@ -29,7 +30,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from args import parse_args  # noqa: E402
-from load_data import build_transform, load_rgb, make_loader  # noqa: E402
+from load_data import build_transform, load_rgb, make_loader, make_train_loader  # noqa: E402
 from metrics.auc import curve_auc  # noqa: E402
 from metrics.perturbation import FEW_STEPS, cells_per_step, perturbation_curves  # noqa: E402
 from models.br_npa import representative_vectors  # noqa: E402
@@ -149,7 +150,7 @@ def main():
             model = build_model(args).to(device)
             if args.channels_last and device.type == "cuda":
                 model = model.to(memory_format=torch.channels_last)
-            loader = make_loader(samples, build_transform(args, True), batch, True, args)
+            loader = make_train_loader(samples, build_transform(args, True), batch, args)
             optimizer = build_optimizer(model.parameters(), "SGD", 1e-3, 0.9)
             train_one_epoch(model, loader, optimizer, device, default_hparams(args), args)  # warm-up
             sync(device)
@@ -158,7 +159,7 @@ def main():
             sync(device)
             train_rate = len(samples) / (time.perf_counter() - start)
             bare_train = bare_train_rate(opts, res, batch, device, args)
-            test_loader = make_loader(samples, build_transform(args, False), opts.infer_batch, False, args)
+            test_loader = make_loader(samples, build_transform(args, False), opts.infer_batch, args)
             evaluate(model, test_loader, device, args, collect_maps=True)
             sync(device)
             start = time.perf_counter()
@@ -173,12 +174,16 @@ def main():
                 amp_eval_gaps.append((name, amp_eval_auc_gap(model, samples, args, opts, device)))
             if name == "br_npa_low":
                 loader_rate = loader_only_rate(loader)
+            if name == "cnn":
+                post_hoc_rows = post_hoc_seconds(model, samples, args, opts, device)
             if name == "br_npa_high":
                 rows.append(grouping_row(model, args, opts, device))
     print(f"\n{'workload':<54} {'measured':>12} {'reference':>12} {'ratio':>7}")
     for label, measured, reference in rows:
         print(f"{label:<54} {measured:>12.4g} {reference:>12.4g} {measured / reference:>7.3f}")
     print(f"{'loader alone (img/s, ' + str(opts.workers) + ' workers)':<54} {loader_rate:>12.4g}")
+    for method, seconds in post_hoc_rows:
+        print(f"{'post-hoc saliency of cnn, ' + method + ' (s/img)':<54} {seconds:>12.4g}")
     for name, (dauc_gap, iauc_gap) in amp_eval_gaps:
         print(f"{'float32 vs --amp_eval, largest |AUC diff| ' + name:<54} DAUC {dauc_gap:.4f}  IAUC {iauc_gap:.4f}")
     print("train/test rows: img/s over bare backbone img/s (goal >= 0.85). DAUC: speed-up of batching "
@@ -204,6 +209,21 @@ def dauc_inputs(model, samples, args, opts, device):
     saliencies = [torch.rand(height, width, generator=generator) for _ in images]
     cell_nb = height * width
     return images, saliencies, cells_per_step(height, width, cell_nb > FEW_STEPS and cell_nb % FEW_STEPS == 0)
+
+
+def post_hoc_seconds(model, samples, args, opts, device):
+    """[(method, seconds per image)] of every post-hoc source on the DAUC images, one batch (RISE: 4000 masks)."""
+    from args import POST_HOC_METHODS, with_changes
+    from metrics.saliency import post_hoc_source
+    images, _, _ = dauc_inputs(model, samples, args, opts, device)
+    images = torch.stack(images)
+    classes = model(images)["output"].argmax(dim=1).tolist()
+    source_args = with_changes(args, att_metrics_batch_size=opts.infer_batch)
+    rows = []
+    for method in POST_HOC_METHODS:
+        source = post_hoc_source(method, source_args)
+        rows.append((method, timed(lambda: source(model, images, classes, None), device, 1) / len(images)))
+    return rows
 
 
 def forward_in(model, device, bf16):

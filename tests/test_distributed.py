@@ -1,0 +1,90 @@
+"""torchrun with the gloo backend on the CPU: two processes train like one with the same global batch, and
+write the same test artifacts and DAUC curves."""
+import csv
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import trainVal
+from conftest import REPO_ROOT, TINY_CONFIG
+
+# No randomness that depends on the process: no dropout, flip, colour jitter or random crop (crop ratio 1).
+# 36 training-folder images, 2/3 train: 24 = 3 global batches of 8 (4 per process).
+DETERMINISTIC = ["--model_id", "br_npa_low_res", "--attention", "True", "--br_npa", "True", "--stride_lay3", "2",
+                 "--stride_lay4", "2", "--dropout", "0", "--hflip", "False", "--brightness", "0", "--saturation", "0",
+                 "--crop_ratio", "1", "--train_prop", "0.6667", "--epochs", "2", "--batch_size", "8",
+                 "--max_batch_size_single_pass", "8", "--cuda", "False"]
+
+
+def torchrun(nproc, argv):
+    completed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                                str(nproc), os.path.join(REPO_ROOT, "trainVal.py"), *argv],
+                               capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return completed
+
+
+@pytest.fixture(scope="module")
+def two_runs(tiny_synth, tmp_path_factory):
+    """The same training, once in this process and once with torchrun and 2 processes (SyncBatchNorm)."""
+    root = tmp_path_factory.mktemp("ddp")
+    config = root / "tiny.config"
+    config.write_text(TINY_CONFIG)
+    common = ["-c", str(config), "--data_dir", tiny_synth, *DETERMINISTIC, "--sync_bn", "True"]
+    trainVal.main(common + ["--results_dir", str(root / "one")])
+    completed = torchrun(2, common + ["--results_dir", str(root / "two")])
+    return common, root, completed
+
+
+def test_rank_0_announces_the_processes(two_runs):
+    _, _, completed = two_runs
+    assert "distributed: 2 processes, backend gloo" in completed.stderr
+    assert completed.stderr.count("distributed:") == 1 and completed.stderr.count("epoch 1:") == 1
+
+
+def test_two_processes_train_like_one(two_runs):
+    """BatchNorm: with --sync_bn True, each layer normalises with the statistics of the global batch, as the
+    one process does, and updates its running statistics with them; so weights and buffers agree."""
+    _, root, _ = two_runs
+    one = torch.load(root / "one" / "e2e" / "modelbr_npa_low_res_best.pth", weights_only=True)
+    two = torch.load(root / "two" / "e2e" / "modelbr_npa_low_res_best.pth", weights_only=True)
+    assert one["epoch"] == two["epoch"] and one["model"].keys() == two["model"].keys()
+    for name, tensor in one["model"].items():
+        if tensor.is_floating_point():
+            scale = tensor.abs().max().clamp_min(1e-8)
+            assert (tensor - two["model"][name]).abs().max() / scale <= 1e-4, name
+        else:
+            assert torch.equal(tensor, two["model"][name]), name
+
+
+def test_two_processes_write_the_same_test_artifacts(two_runs):
+    _, root, _ = two_runs
+    for pattern in ("attMapsbr_npa_low_res_epoch*_test.npy", "normbr_npa_low_res_epoch*_test.npy"):
+        one = np.load(glob.glob(str(root / "one" / "e2e" / pattern))[0]).astype(int)
+        two = np.load(glob.glob(str(root / "two" / "e2e" / pattern))[0]).astype(int)
+        assert one.shape == two.shape and np.abs(one - two).max() <= 1  # uint8 levels: rounding may differ by one
+    rows = []
+    for run in ("one", "two"):
+        with open(glob.glob(str(root / run / "e2e" / "modelbr_npa_low_res_epoch*_test.csv"))[0]) as file:
+            rows.append(next(csv.DictReader(file)))
+    for key in ("accuracy", "loss", "sparsity"):
+        assert float(rows[0][key]) == pytest.approx(float(rows[1][key]), rel=1e-4, abs=1e-6)
+
+
+def test_curves_with_two_ranks_equal_one_rank(two_runs):
+    common, root, _ = two_runs
+    shutil.copytree(root / "two", root / "two_ranks")
+    dauc = ["--attention_metrics", "Del", "--att_metrics_img_nb", "-1", "--att_metrics_batch_size", "5"]
+    trainVal.main(common + ["--results_dir", str(root / "two")] + dauc)
+    torchrun(2, common + ["--results_dir", str(root / "two_ranks")] + dauc)
+    for name in ("attMetrDel_br_npa_low_res.npy", "attMetrDel_br_npa_low_res_preds.npy",
+                 "attMetrDel_br_npa_low_res_imgInds.npy"):
+        one, two = np.load(root / "two" / "e2e" / name), np.load(root / "two_ranks" / "e2e" / name)
+        assert one.shape == two.shape and np.allclose(one, two, atol=1e-6), name
+    assert np.load(root / "two" / "e2e" / "attMetrDel_br_npa_low_res.npy").shape[0] == 15
