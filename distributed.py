@@ -7,6 +7,7 @@ contiguous shards, one per rank, and gathered back in the original order.
 """
 import contextlib
 import datetime
+import gc
 import os
 import sys
 
@@ -35,8 +36,14 @@ def setup(use_cuda):
     return world_size
 
 
-def teardown():
-    if dist.is_initialized():
+def teardown(succeeded=True):
+    """Leave the process group. After a normal end: free what still holds pending work (a DDP model kept
+    by reference cycles, say), wait for the others, and destroy the group while the interpreter is whole
+    (otherwise gloo's threads can abort the process at exit). After an error, the group is left to torchrun,
+    which stops the other processes: a collective cleanup could wait for them for ever."""
+    if dist.is_initialized() and succeeded:
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
     STATE.update(rank=0, world_size=1, local_rank=0)
 
@@ -107,16 +114,32 @@ def main_only(context):
     barrier()
 
 
+class SumOverProcesses(torch.autograd.Function):
+    """Sum of a tensor over the processes, with its gradient: the sum of the gradients over the processes."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        total = tensor.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        total = grad.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+
 class AllReduceBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are those of the global batch: per-channel sums are added
-    over the processes with torch's differentiable all_reduce, so autograd gives each process the
+    over the processes with a differentiable all-reduce (SumOverProcesses), so autograd gives each process the
     gradient of the global-batch normalisation. PyTorch's SyncBatchNorm does this on GPUs only; this
     module is what --sync_bn uses on the CPU (gloo). Same parameters and buffers as BatchNorm2d."""
 
     def forward(self, x):
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
+        all_reduce = SumOverProcesses.apply
         dims = (0, 2, 3)
         count = torch.full((1,), x.numel() / x.shape[1], dtype=x.dtype, device=x.device)
         totals = all_reduce(torch.cat([x.sum(dims), count]))

@@ -43,11 +43,14 @@ def main(argv=None):
         with disk_full_as_user_error():
             run(args)
     except (UserError, WeightsDownloadError) as error:
+        distributed.teardown(succeeded=False)
         if args.debug:
             raise
         sys.exit(f"error: {error}")
-    finally:
-        distributed.teardown()
+    except BaseException:
+        distributed.teardown(succeeded=False)
+        raise
+    distributed.teardown()
 
 
 if __name__ == "__main__":

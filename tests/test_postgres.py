@@ -56,8 +56,7 @@ def postgres_url():
     run(os.path.join(bin_dir, "pg_ctl"), "-D", data, "-l", os.path.join(folder, "log"), "-w", "-o",
         f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
     try:
-        run(os.path.join(bin_dir, "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "brnpa", "studies")
-        yield f"postgresql://brnpa@127.0.0.1:{port}/studies"
+        yield f"postgresql://brnpa@127.0.0.1:{port}/postgres"  # the database every new cluster has
     finally:
         run(os.path.join(bin_dir, "pg_ctl"), "-D", data, "-m", "immediate", "stop")
         shutil.rmtree(folder, ignore_errors=True)
