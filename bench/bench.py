@@ -29,10 +29,11 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from args import parse_args  # noqa: E402
+from args import parse_args, with_changes  # noqa: E402
 from load_data import build_transform, load_rgb, make_loader, make_train_loader  # noqa: E402
 from metrics.auc import curve_auc  # noqa: E402
-from metrics.perturbation import FEW_STEPS, cells_per_step, perturbation_curves  # noqa: E402
+from attention_metrics import step_plan  # noqa: E402
+from metrics.perturbation import perturbation_curves  # noqa: E402
 from models.br_npa import representative_vectors  # noqa: E402
 from models.net import build_model  # noqa: E402
 from models.resnet import build_resnet  # noqa: E402
@@ -199,28 +200,34 @@ def loader_only_rate(loader):
 
 
 def dauc_inputs(model, samples, args, opts, device):
-    """(images, random saliencies, cells per step) for the DAUC rows. Maps with a multiple of
-    196 cells above 196 use the 196 steps of --att_metrics_few_steps."""
+    """(images, random saliencies, cells per step) for the DAUC rows, with --att_metrics_few_steps (as many
+    steps as a low-res map of the input has cells: one cell per step for low-res maps, 16 for high-res)."""
     model.eval()
     transform = build_transform(args, False)
     images = [transform(load_rgb(samples[i][0])).to(device) for i in range(opts.dauc_images)]
     height, width = model(images[0][None])["att_maps"].shape[2:]
     generator = torch.Generator().manual_seed(0)
     saliencies = [torch.rand(height, width, generator=generator) for _ in images]
-    cell_nb = height * width
-    return images, saliencies, cells_per_step(height, width, cell_nb > FEW_STEPS and cell_nb % FEW_STEPS == 0)
+    step_cells, _ = step_plan(with_changes(args, att_metrics_few_steps=True), height, width)
+    return images, saliencies, step_cells
 
 
 def post_hoc_seconds(model, samples, args, opts, device):
     """[(method, seconds per image)] of every post-hoc source on the DAUC images, one batch (RISE: 4000 masks)."""
-    from args import POST_HOC_METHODS, with_changes
+    from args import POST_HOC_METHODS
     from metrics.saliency import post_hoc_source
     images, _, _ = dauc_inputs(model, samples, args, opts, device)
     images = torch.stack(images)
     classes = model(images)["output"].argmax(dim=1).tolist()
     source_args = with_changes(args, att_metrics_batch_size=opts.infer_batch)
+    try:
+        import pytorch_grad_cam  # noqa: F401
+        methods = POST_HOC_METHODS
+    except ImportError:  # a machine without grad-cam (gpu_check.sh installs nothing): RISE only
+        methods = ("rise",)
+        print("post-hoc CAM rows skipped: pytorch-grad-cam (pip package grad-cam) is not installed")
     rows = []
-    for method in POST_HOC_METHODS:
+    for method in methods:
         source = post_hoc_source(method, source_args)
         rows.append((method, timed(lambda: source(model, images, classes, None), device, 1) / len(images)))
     return rows

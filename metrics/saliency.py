@@ -12,6 +12,8 @@ saliencies and never asks which source made them:
   Eigen-CAM) on the last backbone stage, kept at the feature-map resolution;
 - RISE (Petsiuk et al. 2018), batched here.
 """
+import contextlib
+import io
 import math
 
 import torch
@@ -60,7 +62,8 @@ def cam_source(name, batch_size=64):
         cam_class = at_feature_resolution(cam_classes()[name])
         with cam_class(model=LogitsOnly(model), target_layers=[model.backbone.layer4]) as cam:
             cam.batch_size = batch_size
-            with torch.enable_grad():
+            # Score-CAM draws a progress bar per image on stderr: kept out of the run's own output
+            with torch.enable_grad(), contextlib.redirect_stderr(io.StringIO()):
                 maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in classes])
         model.eval()
         return torch.from_numpy(maps).float()
@@ -122,6 +125,7 @@ def rise_saliency(scores_of, images, classes, grids, shift_y, shift_x, keep_prob
 def rise_source(mask_nb=4000, grid=7, keep_prob=0.5, seed=0, batch_size=64):
     """Source computing RISE with a seeded generator (the same masks for every image and every run), then
     averaged over each feature-map cell's block of pixels to the model's map size."""
+    @torch.no_grad()  # RISE needs no gradient; without this, every masked batch's graph would be kept
     def saliency(model, images, classes, indices):
         height, width = images.shape[-2:]
         grids, shift_y, shift_x = rise_masks(mask_nb, grid, keep_prob, height, width,

@@ -88,3 +88,16 @@ def test_curves_with_two_ranks_equal_one_rank(two_runs):
         one, two = np.load(root / "two" / "e2e" / name), np.load(root / "two_ranks" / "e2e" / name)
         assert one.shape == two.shape and np.allclose(one, two, atol=1e-6), name
     assert np.load(root / "two" / "e2e" / "attMetrDel_br_npa_low_res.npy").shape[0] == 15
+
+
+def test_search_with_two_processes_has_one_optuna_client(tiny_synth, tmp_path):
+    """Rank 0 alone samples and records the trials (the other rank receives them): 2 trials, not 4."""
+    import optuna
+    config = tmp_path / "tiny.config"
+    config.write_text(TINY_CONFIG + "max_batch_size = 8\n")
+    results = tmp_path / "results"
+    torchrun(2, ["-c", str(config), "--data_dir", tiny_synth, "--results_dir", str(results), "--model_id", "srch",
+                 "--attention", "False", "--optuna", "True", "--optuna_trial_nb", "2", "--cuda", "False"])
+    study = optuna.load_study(study_name="srch", storage=f"sqlite:///{results}/e2e/srch_hypSearch.db")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert len(glob.glob(str(results / "e2e" / "modelsrch_epoch*_test.csv"))) == 1
