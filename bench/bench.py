@@ -19,6 +19,7 @@ Synthetic JPEG files (CUB-like size, 500x375) are written to a temporary folder.
     python3 bench/bench.py --preset gpu     # CUDA: resnet50, 448 px, the issue's batches
 """
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -220,10 +221,8 @@ def post_hoc_seconds(model, samples, args, opts, device):
     images = torch.stack(images)
     classes = model(images)["output"].argmax(dim=1).tolist()
     source_args = with_changes(args, att_metrics_batch_size=opts.infer_batch)
-    try:
-        import pytorch_grad_cam  # noqa: F401
-        methods = POST_HOC_METHODS
-    except ImportError:  # a machine without grad-cam (gpu_check.sh installs nothing): RISE only
+    methods = POST_HOC_METHODS
+    if importlib.util.find_spec("pytorch_grad_cam") is None:  # gpu_check.sh installs nothing: RISE only
         methods = ("rise",)
         print("post-hoc CAM rows skipped: pytorch-grad-cam (pip package grad-cam) is not installed")
     rows = []
