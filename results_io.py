@@ -75,14 +75,6 @@ def latest_test_paths(exp_folder, model_id):
     return test_paths(exp_folder, model_id, epochs[-1]) if epochs else None
 
 
-def remove_test_artifacts(exp_folder, model_id):
-    """Delete earlier test artifacts of a model, so that exactly one set exists after a run."""
-    for epoch in find_test_epochs(exp_folder, model_id):
-        for path in test_paths(exp_folder, model_id, epoch).values():
-            if os.path.exists(path):
-                os.remove(path)
-
-
 def study_path(exp_folder, model_id):
     return os.path.join(exp_folder, f"{model_id}_hypSearch.db")
 
@@ -152,8 +144,3 @@ def atomic_write_json(path, obj):
         with open(tmp_path, "w") as file:
             json.dump(obj, file, indent=1)
     atomic_write(path, write)
-
-
-def read_csv_dicts(path):
-    with open(path, newline="") as file:
-        return list(csv.DictReader(file))

@@ -179,7 +179,7 @@ def read_test_csv(path):
 
 
 class LandedRun:
-    """A model's finished run, read from its files: run_id, epoch, args (the resolved options),
+    """A model's finished run, read from its files: run_id, args (the resolved options),
     metadata (of the .ini), test (the test CSV row), paths (test artifact paths), checkpoint_file,
     and remake, the command that trains the model again. args, when given, is the command at hand
     (for the CONFIG= of the hints)."""
@@ -194,7 +194,6 @@ class LandedRun:
                                   f"model{model_id}_epoch<E>_test.csv): train it first with "
                                   f"{train_command(args, model_id)}")
         self.model_id, self.paths = model_id, paths
-        self.epoch = results_io.find_test_epochs(exp_folder, model_id)[-1]
         self.config_file = results_io.config_path(exp_folder, model_id)
         self.checkpoint_file = results_io.checkpoint_path(exp_folder, model_id)
         self.remake = train_command(args, model_id, "--overwrite True")
@@ -220,14 +219,11 @@ class LandedRun:
         script = "get_dauc_scores.sh" if metric == "Del" else "get_iauc_scores.sh"
         return train_command(None, self.model_id, *options, script=script, config=self.config)
 
-    def check_checkpoint(self, checkpoint):
-        """The checkpoint dict read from self.checkpoint_file must carry this run's id."""
+    def read_checkpoint(self):
+        """The checkpoint dict, which must carry this run's id."""
+        checkpoint = read_checkpoint(self.checkpoint_file, f"; remake it with {self.remake}")
         if checkpoint.get("run_id") != self.run_id:
             raise NotTrainedError(f"{self.checkpoint_file} (run {checkpoint.get('run_id')}) and "
                                   f"{self.paths['csv']} (run {self.run_id}) come from different runs: remake the "
                                   f"model with {self.remake}")
-
-    def read_checkpoint(self):
-        checkpoint = read_checkpoint(self.checkpoint_file, f"; remake it with {self.remake}")
-        self.check_checkpoint(checkpoint)
         return checkpoint
