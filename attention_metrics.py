@@ -180,10 +180,11 @@ def compute_and_save_curves(args, landed, source_id, source, test_samples, image
         if saliencies is None:
             saliencies = compute_saliencies(source, model, load_images, mine, preds, my_inds,
                                             args.att_metrics_batch_size)
-            all_saliencies = distributed.gather_in_order(saliencies)
-            if "post_hoc" in options and distributed.is_main():
-                results_io.atomic_save_npy(maps_paths["maps"], torch.stack(all_saliencies).numpy())
-                results_io.atomic_write_json(maps_paths["meta"], maps_signature)
+            if "post_hoc" in options:  # the same on every process: the gather is collective
+                all_saliencies = distributed.gather_in_order(saliencies)
+                if distributed.is_main():
+                    results_io.atomic_save_npy(maps_paths["maps"], torch.stack(all_saliencies).numpy())
+                    results_io.atomic_write_json(maps_paths["meta"], maps_signature)
         if saliencies and tuple(saliencies[0].shape) != tuple(map_size):
             raise ValueError(f"the {source_id} saliency is {tuple(saliencies[0].shape)}, the model's maps "
                              f"{tuple(map_size)}")

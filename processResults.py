@@ -159,14 +159,13 @@ def test_values(landed):
     return {key: float(value) for key, value in landed.test.items() if key != "run_id"}
 
 
-def localisation(args, saliencies, indices):
-    """(energy in mask, pointing game, uniform-saliency energy) of saliencies (h, w) of the test images at
-    `indices`, when the test set has part masks (None otherwise)."""
-    from load_data import load_mask_array, scan_test_folder
+def localisation(args, samples, saliencies, indices):
+    """(energy in mask, pointing game, uniform-saliency energy) of saliencies (h, w) of the test images
+    samples[i] for i in `indices`, when the test set has part masks (None otherwise)."""
+    from load_data import load_mask_array
     mask_folder = os.path.join(args.data_dir, args.dataset_test + "_masks")
     if not os.path.isdir(mask_folder):
         return None
-    samples = scan_test_folder(args)
     test_folder = os.path.join(args.data_dir, args.dataset_test)
     energies, hits, areas = [], [], []
     for index, saliency in zip(indices, saliencies):
@@ -183,16 +182,16 @@ def own_map_row(landed):
     from models.net import model_type
     att_maps = load_array(landed.paths["att_maps"], landed.remake)
     norms = load_array(landed.paths["norm"], landed.remake)
-    test_count = len(scan_test_folder(landed.args))
-    if test_count != len(att_maps):
+    samples = scan_test_folder(landed.args)
+    if len(samples) != len(att_maps):
         raise UserError(f"the test folder {os.path.join(landed.args.data_dir, landed.args.dataset_test)} holds "
-                        f"{test_count} images but {landed.paths['att_maps']} has maps of {len(att_maps)}: remake "
+                        f"{len(samples)} images but {landed.paths['att_maps']} has maps of {len(att_maps)}: remake "
                         f"the model with {landed.remake}")
     kind = model_type(landed.args)
     saliencies = [saliency_map(maps, norm, kind).numpy() for maps, norm in zip(att_maps, norms)]
     values = test_values(landed)
     return {"accuracy": values.get("accuracy"), "sparsity": values.get("sparsity"),
-            "local": localisation(landed.args, saliencies, range(len(saliencies)))}
+            "local": localisation(landed.args, samples, saliencies, range(len(saliencies)))}
 
 
 def post_hoc_row(exp_folder, landed, source):
@@ -213,10 +212,11 @@ def post_hoc_row(exp_folder, landed, source):
     maps = load_array(paths["maps"], remake)
     if maps.ndim != 3 or len(maps) != len(meta["images"]):
         raise UserError(f"{paths['maps']} does not hold one map per evaluated image: remake it with {remake}")
+    from load_data import scan_test_folder
     scaled = torch.from_numpy(maps).float()[:, None]
     return {"accuracy": test_values(landed).get("accuracy"),
             "sparsity": float(sparsity(scaled, torch.ones_like(scaled)).mean()),
-            "local": localisation(landed.args, maps, meta["images"])}
+            "local": localisation(landed.args, scan_test_folder(landed.args), maps, meta["images"])}
 
 
 def fmt(value, half=None, digits=3):

@@ -221,6 +221,9 @@ def train_model(args, samples, hparams, files, run_id, report=None, teacher=None
              "finished": False}
     if resume and files["last"] is not None and os.path.exists(files["last"]):
         state = restore_last(files["last"], model, optimizer, run_id)
+        if distributed.is_main():
+            print(f"resuming '{args.model_id}' after epoch {state['epoch']} (run {run_id}, {files['last']}); "
+                  f"--resume False starts over", file=sys.stderr)
     for epoch in range(state["epoch"] + 1, args.epochs + 1):
         if state["finished"]:
             break
@@ -330,10 +333,7 @@ def open_staging(staging, args):
         staged_args, metadata = load_run_config(staged_config)
         differences = run_differences(staged_args, args)
         if args.resume and not differences:
-            epoch = read_checkpoint(last_file, "; run with --resume False to start over")["epoch"]
-            print(f"resuming '{args.model_id}' after epoch {epoch} (run {metadata['run_id']}, {staging}); "
-                  f"--resume False starts over", file=sys.stderr)
-            return metadata["run_id"], True
+            return metadata["run_id"], True  # train_model reads the resume state and says from which epoch
         reason = "--resume False" if not differences else f"other values of {', '.join(differences)}"
         print(f"starting '{args.model_id}' over: the unfinished run in {staging} is discarded ({reason})",
               file=sys.stderr)
