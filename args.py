@@ -13,48 +13,153 @@ import os
 import re
 import sys
 
+from metrics.curves import CURVE_METRICS
+from metrics.saliency import POST_HOC_NAMES, SOURCES
+from models.heads import HEADS
+from options import Option, at_least, non_negative, optional_int, optional_str, positive, str2bool, within
+
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
-# Hyper-parameters a search may change; a plain run takes them from the options.
-HPARAM_NAMES = ("lr", "optim", "batch_size", "dropout", "weight_decay", "momentum", "use_scheduler",
-                "brightness", "saturation", "crop_ratio", "kl_temp", "kl_interp")
-
-
-def str2bool(value):
-    """Parse the booleans written in the configs and scripts: True / False."""
-    if isinstance(value, bool):
-        return value
-    if value in ("True", "true"):
-        return True
-    if value in ("False", "false"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected True or False, got '{value}'")
-
-
-def optional_str(value):
-    """A string, or None written as 'None'."""
-    if value in (None, "None", ""):
-        return None
-    return value
-
-
-def optional_int(value):
-    """An int, or None written as 'None'."""
-    if value in (None, "None", ""):
-        return None
-    return int(value)
-
-
-# Post-hoc saliency methods of --att_metrics_post_hoc (metrics/saliency.py).
-POST_HOC_METHODS = ("gradcam", "gradcampp", "xgradcam", "scorecam", "ablationcam", "eigencam", "rise")
 # Keys of a resolved .ini that describe the run rather than set an option.
 RUN_METADATA = ("run_id", "search_trial", "config")
-# Options that do not change what a run computes: a rerun that differs only in these is the same run.
-NOT_RUN_DEFINING = {"config", "results_dir", "data_dir", "num_workers", "cuda", "channels_last", "val_batch_size",
-                    "debug", "resume", "overwrite", "attention_metrics", "att_metrics_img_nb",
-                    "att_metrics_few_steps", "att_metrics_batch_size", "att_metrics_saliency",
-                    "att_metrics_post_hoc", "rise_masks", "rise_grid", "rise_keep_prob",
-                    "optuna_trial_nb", "optuna_storage", "optuna_heartbeat", "optuna_pruner"}
 COMMENT = re.compile(r"(^|\s)#.*$")
+# The legacy encoding of the built-in heads by --attention / --br_npa: head -> (attention, br_npa).
+LEGACY_HEAD_FLAGS = {"cnn": (False, True), "b_cnn": (True, False), "br_npa": (True, True)}
+MODEL_ID = re.compile(r"[A-Za-z0-9_.]+")
+
+
+def run_option(name, type, default, help="", **more):
+    """An option that defines the run (the default)."""
+    return Option(name, type, default, help, **more)
+
+
+def setting(name, type, default, help="", **more):
+    """An option that does not change what a run computes (paths, device, workers, DAUC / IAUC)."""
+    return Option(name, type, default, help, run_defining=False, **more)
+
+
+def searched(name, type, default, help="", **more):
+    """A run-defining option a search trial may replace (search.py samples it)."""
+    return Option(name, type, default, help, searchable=True, **more)
+
+
+# (group title, options): every option of trainVal.py, stated once.
+OPTION_GROUPS = [
+    ("experiment and paths", [
+        run_option("exp_id", str, "CUB", "results go to <results_dir>/<exp_id>/"),
+        run_option("model_id", str, "base", "name of the model in every result file (letters, digits, '_', '.')"),
+        setting("results_dir", str, os.path.join(REPO_ROOT, "results"),
+                "results root (relative paths are taken from the repo root)"),
+        setting("data_dir", str, os.path.join(REPO_ROOT, "data"),
+                "folder holding the dataset folders (relative paths are taken from the repo root)"),
+        run_option("seed", int, 1, "seed of weights init, split and sampling (authors: 1)"),
+        setting("resume", str2bool, True, "continue an interrupted run of the same command from its last epoch "
+                                          "(or image, for DAUC / IAUC); False starts over"),
+        setting("overwrite", str2bool, False, "train again a model whose finished run has the same options "
+                                              "(False: say where its results are and stop)"),
+        setting("debug", str2bool, False, "show the traceback of an error"),
+    ]),
+    ("data", [
+        run_option("dataset_train", str, "CUB-200-2011_train", "train folder in data_dir"),
+        run_option("dataset_val", str, "CUB-200-2011_train",
+                   "validation folder; equal to dataset_train means a seeded split of it"),
+        run_option("dataset_test", str, "CUB-200-2011_test", "test folder in data_dir"),
+        run_option("class_nb", int, 200, "number of classes (must match the folders)", **at_least(2)),
+        run_option("train_prop", float, 0.9, "share of the train folder used for training when it also validates"),
+        run_option("big_images", str2bool, True, "448 px input (True) or 224 px (False)"),
+        run_option("img_size", optional_int, None, "input side in pixels; None means 448 or 224 from --big_images",
+                   valid=lambda v: v is None or v >= 8, expected="at least 8 (pixels)"),
+        run_option("sq_resizing", str2bool, True, "resize to a square before cropping (False: keep the aspect ratio)"),
+        searched("crop_ratio", float, 0.875, "crop size / resize size", **within(0, 1, low_open=True)),
+        searched("brightness", float, 0.126, "ColorJitter brightness (train)", **non_negative()),
+        searched("saturation", float, 0.5, "ColorJitter saturation (train)", **non_negative()),
+        run_option("hflip", str2bool, True, "random horizontal flip (train)"),
+        setting("num_workers", int, 4, "data loader worker processes", **non_negative()),
+    ]),
+    ("model", [
+        run_option("backbone", str, "resnet50", choices=("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")),
+        run_option("pretrained", str2bool, False, "start from torchvision's ImageNet weights"),
+        run_option("resnet_chan", int, 64, "width of the first stage (64 = standard)", **at_least(1)),
+        run_option("resnet_stride", int, 2, "stride of conv1", **at_least(1)),
+        run_option("stride_lay2", int, 2, "stride of the first block of layer2", **at_least(1)),
+        run_option("stride_lay3", int, 1, "stride of the first block of layer3", **at_least(1)),
+        run_option("stride_lay4", int, 1, "stride of the first block of layer4", **at_least(1)),
+        run_option("end_relu", str2bool, True, "keep the ReLU ending the last block"),
+        run_option("head", optional_str, None, choices=(None, *HEADS),
+                   help="attention head (models/heads.py); None: the head that --attention and --br_npa describe"),
+        run_option("attention", str2bool, True, "attention head (False: plain CNN); --head wins when given"),
+        run_option("br_npa", str2bool, True, "BR-NPA head (False: B-CNN head); --head wins when given"),
+        run_option("nb_att_maps", int, 3, "number K of attention maps / vectors", **at_least(1)),
+        run_option("br_npa_randvec", str2bool, False, "ablation: random picks"),
+        run_option("br_npa_norefine", str2bool, False, "ablation: no refining"),
+        run_option("aux_on_masked", str2bool, False,
+                   "five auxiliary classifiers on v1, v2, v3, v1v2, v2v3 (K=3 only)"),
+        searched("dropout", float, 0.0, "dropout before the last layer", **within(0, 1, high_open=True)),
+        run_option("lin_lay_bias", str2bool, False, "bias in the last layer"),
+    ]),
+    ("training", [
+        searched("optim", str, "SGD", choices=("SGD", "Adam", "AMSGrad")),
+        searched("lr", float, 0.001, **positive()),
+        searched("momentum", float, 0.9, "SGD momentum", **within(0, 1)),
+        searched("weight_decay", float, 0.0, **non_negative()),
+        searched("use_scheduler", str2bool, True, "StepLR(step_size=2, gamma=0.9)"),
+        searched("batch_size", int, 12, "images per optimiser step", **at_least(1)),
+        run_option("max_batch_size_single_pass", int, 12,
+                   "images per forward pass; larger batches use gradient accumulation", **at_least(1)),
+        setting("val_batch_size", int, 32, "batch size of validation / test", **at_least(1)),
+        run_option("epochs", int, 50, "maximum number of epochs", **at_least(1)),
+        run_option("max_worse_epoch_nb", int, 10, "stop after this many epochs without validation gain",
+                   **at_least(1)),
+        run_option("metric_early_stop", str, "accuracy", "validation metric selecting the best epoch (maximised)",
+                   choices=("accuracy",)),
+        run_option("nll_weight", float, 1.0, "weight of the classification loss", **positive()),
+        run_option("master_net", str2bool, False, "distil from the teacher --m_model_id"),
+        run_option("m_model_id", optional_str, None, "teacher model id (same exp_id)"),
+        searched("kl_interp", float, 0.5, "weight alpha of the KL term", **within(0, 1)),
+        searched("kl_temp", float, 1.0, "distillation temperature T", **positive()),
+    ]),
+    ("device", [
+        setting("cuda", str2bool, True, "use the GPU when there is one"),
+        run_option("amp", str2bool, True, "bf16 autocast for training (CUDA only)"),
+        run_option("amp_eval", str2bool, False,
+                   "bf16 autocast for validation, test and DAUC / IAUC (default float32, as the authors)"),
+        setting("channels_last", str2bool, True, "channels_last memory format (CUDA only)"),
+        run_option("sync_bn", str2bool, False, "with several processes (torchrun), BatchNorm statistics over the "
+                                               "global batch (SyncBatchNorm) instead of each process's share"),
+    ]),
+    ("hyper-parameter search", [
+        run_option("optuna", str2bool, False, "run an optuna search"),
+        setting("optuna_trial_nb", int, 25, "trials the study must complete", **at_least(1)),
+        run_option("max_batch_size", int, 12,
+                   "upper bound of the searched batch size (lower bound 12, or 4 when this is 12 or less); "
+                   "train.sh passes the authors' 130 (60 for br_npa_high_res_distill)", **at_least(1)),
+        run_option("opt_data_aug", str2bool, True, "search the augmentation too"),
+        setting("optuna_storage", optional_str, None,
+                "optuna storage URL (default: sqlite <results>/<exp_id>/<model_id>_hypSearch.db)"),
+        setting("optuna_pruner", str, "none", choices=("none", "median"),
+                help="none: every trial runs to its end (the authors never pruned); median: stop a trial whose "
+                     "validation accuracy is below the median of earlier trials (a deviation, opt-in)"),
+        setting("optuna_heartbeat", int, 30, "seconds between heartbeats; a trial silent for twice this is marked "
+                                             "failed", **at_least(1, " (seconds)")),
+    ]),
+    ("DAUC / IAUC", [
+        setting("attention_metrics", optional_str, None, choices=(None, *CURVE_METRICS),
+                help="compute the curves of a curve metric instead of training: "
+                     + ", ".join(f"{key} ({metric.name})" for key, metric in CURVE_METRICS.items())),
+        setting("att_metrics_img_nb", int, 100, "test images evaluated (-1: all)",
+                valid=lambda v: v == -1 or v >= 1, expected="-1 (all test images) or at least 1"),
+        setting("att_metrics_few_steps", str2bool, False, "196 steps instead of h*w"),
+        setting("att_metrics_batch_size", int, 64, "perturbed images per forward pass", **at_least(1)),
+        setting("att_metrics_post_hoc", optional_str, None, choices=(None, *POST_HOC_NAMES),
+                help="curves of a post-hoc saliency of the model (pytorch-grad-cam's CAMs on the last stage, or "
+                     "RISE) instead of its own maps; files attMetr<Del|Add>_<model_id>-<method>.npy"),
+    ]),
+    ("saliency sources", [option for source in SOURCES.values() for option in source.options]),
+]
+OPTIONS = {option.name: option for _, group in OPTION_GROUPS for option in group}
+# Hyper-parameters a search may change; a plain run takes them from the options.
+SEARCHABLE = tuple(name for name, option in OPTIONS.items() if option.searchable)
+# Options that do not change what a run computes: a rerun that differs only in these is the same run.
+NOT_RUN_DEFINING = {"config"} | {name for name, option in OPTIONS.items() if not option.run_defining}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -67,127 +172,15 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser():
     parser = OneLineParser(
         prog="trainVal.py", description="Train / evaluate BR-NPA, B-CNN and CNN models (see README.md).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     parser.add_argument("-c", "--config", type=str, default=None,
                         help="config file of 'key = value' lines; the command line overrides it")
-
-    g = parser.add_argument_group("experiment and paths")
-    g.add_argument("--exp_id", type=str, default="CUB", help="results go to <results_dir>/<exp_id>/")
-    g.add_argument("--model_id", type=str, default="base", help="name of the model in every result file")
-    g.add_argument("--results_dir", type=str, default=os.path.join(REPO_ROOT, "results"),
-                   help="results root (relative paths are taken from the repo root)")
-    g.add_argument("--data_dir", type=str, default=os.path.join(REPO_ROOT, "data"),
-                   help="folder holding the dataset folders (relative paths are taken from the repo root)")
-    g.add_argument("--seed", type=int, default=1, help="seed of weights init, split and sampling (authors: 1)")
-    g.add_argument("--resume", type=str2bool, default=True,
-                   help="continue an interrupted run of the same command from its last epoch (or image, for "
-                        "DAUC / IAUC); False starts over")
-    g.add_argument("--overwrite", type=str2bool, default=False,
-                   help="train again a model whose finished run has the same options (False: say where its "
-                        "results are and stop)")
-    g.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
-
-    g = parser.add_argument_group("data")
-    g.add_argument("--dataset_train", type=str, default="CUB-200-2011_train", help="train folder in data_dir")
-    g.add_argument("--dataset_val", type=str, default="CUB-200-2011_train",
-                   help="validation folder; equal to dataset_train means a seeded split of it")
-    g.add_argument("--dataset_test", type=str, default="CUB-200-2011_test", help="test folder in data_dir")
-    g.add_argument("--class_nb", type=int, default=200, help="number of classes (must match the folders)")
-    g.add_argument("--train_prop", type=float, default=0.9,
-                   help="share of the train folder used for training when it also validates")
-    g.add_argument("--big_images", type=str2bool, default=True, help="448 px input (True) or 224 px (False)")
-    g.add_argument("--img_size", type=optional_int, default=None,
-                   help="input side in pixels; None means 448 or 224 from --big_images")
-    g.add_argument("--sq_resizing", type=str2bool, default=True,
-                   help="resize to a square before cropping (False: keep the aspect ratio)")
-    g.add_argument("--crop_ratio", type=float, default=0.875, help="crop size / resize size")
-    g.add_argument("--brightness", type=float, default=0.126, help="ColorJitter brightness (train)")
-    g.add_argument("--saturation", type=float, default=0.5, help="ColorJitter saturation (train)")
-    g.add_argument("--hflip", type=str2bool, default=True, help="random horizontal flip (train)")
-    g.add_argument("--num_workers", type=int, default=4, help="data loader worker processes")
-
-    g = parser.add_argument_group("model")
-    g.add_argument("--backbone", type=str, default="resnet50",
-                   choices=["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
-    g.add_argument("--pretrained", type=str2bool, default=False, help="start from torchvision's ImageNet weights")
-    g.add_argument("--resnet_chan", type=int, default=64, help="width of the first stage (64 = standard)")
-    g.add_argument("--resnet_stride", type=int, default=2, help="stride of conv1")
-    g.add_argument("--stride_lay2", type=int, default=2, help="stride of the first block of layer2")
-    g.add_argument("--stride_lay3", type=int, default=1, help="stride of the first block of layer3")
-    g.add_argument("--stride_lay4", type=int, default=1, help="stride of the first block of layer4")
-    g.add_argument("--end_relu", type=str2bool, default=True, help="keep the ReLU ending the last block")
-    g.add_argument("--attention", type=str2bool, default=True, help="attention head (False: plain CNN)")
-    g.add_argument("--br_npa", type=str2bool, default=True, help="BR-NPA head (False: B-CNN head)")
-    g.add_argument("--nb_att_maps", type=int, default=3, help="number K of attention maps / vectors")
-    g.add_argument("--br_npa_randvec", type=str2bool, default=False, help="ablation: random picks")
-    g.add_argument("--br_npa_norefine", type=str2bool, default=False, help="ablation: no refining")
-    g.add_argument("--aux_on_masked", type=str2bool, default=False,
-                   help="five auxiliary classifiers on v1, v2, v3, v1v2, v2v3 (K=3 only)")
-    g.add_argument("--dropout", type=float, default=0.0, help="dropout before the last layer")
-    g.add_argument("--lin_lay_bias", type=str2bool, default=False, help="bias in the last layer")
-
-    g = parser.add_argument_group("training")
-    g.add_argument("--optim", type=str, default="SGD", choices=["SGD", "Adam", "AMSGrad"])
-    g.add_argument("--lr", type=float, default=0.001)
-    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    g.add_argument("--weight_decay", type=float, default=0.0)
-    g.add_argument("--use_scheduler", type=str2bool, default=True, help="StepLR(step_size=2, gamma=0.9)")
-    g.add_argument("--batch_size", type=int, default=12, help="images per optimiser step")
-    g.add_argument("--max_batch_size_single_pass", type=int, default=12,
-                   help="images per forward pass; larger batches use gradient accumulation")
-    g.add_argument("--val_batch_size", type=int, default=32, help="batch size of validation / test")
-    g.add_argument("--epochs", type=int, default=50, help="maximum number of epochs")
-    g.add_argument("--max_worse_epoch_nb", type=int, default=10,
-                   help="stop after this many epochs without validation gain")
-    g.add_argument("--metric_early_stop", type=str, default="accuracy", choices=["accuracy"],
-                   help="validation metric selecting the best epoch (maximised)")
-    g.add_argument("--nll_weight", type=float, default=1.0, help="weight of the classification loss")
-    g.add_argument("--master_net", type=str2bool, default=False, help="distil from the teacher --m_model_id")
-    g.add_argument("--m_model_id", type=optional_str, default=None, help="teacher model id (same exp_id)")
-    g.add_argument("--kl_interp", type=float, default=0.5, help="weight alpha of the KL term")
-    g.add_argument("--kl_temp", type=float, default=1.0, help="distillation temperature T")
-
-    g = parser.add_argument_group("device")
-    g.add_argument("--cuda", type=str2bool, default=True, help="use the GPU when there is one")
-    g.add_argument("--amp", type=str2bool, default=True, help="bf16 autocast for training (CUDA only)")
-    g.add_argument("--amp_eval", type=str2bool, default=False,
-                   help="bf16 autocast for validation, test and DAUC / IAUC (default float32, as the authors)")
-    g.add_argument("--channels_last", type=str2bool, default=True, help="channels_last memory format (CUDA only)")
-    g.add_argument("--sync_bn", type=str2bool, default=False,
-                   help="with several processes (torchrun), BatchNorm statistics over the global batch "
-                        "(SyncBatchNorm) instead of each process's share")
-
-    g = parser.add_argument_group("hyper-parameter search")
-    g.add_argument("--optuna", type=str2bool, default=False, help="run an optuna search")
-    g.add_argument("--optuna_trial_nb", type=int, default=25, help="trials the study must complete")
-    g.add_argument("--max_batch_size", type=int, default=12,
-                   help="upper bound of the searched batch size (lower bound 12, or 4 when this is 12 or less); "
-                        "train.sh passes the authors' 130 (60 for br_npa_high_res_distill)")
-    g.add_argument("--opt_data_aug", type=str2bool, default=True, help="search the augmentation too")
-    g.add_argument("--optuna_storage", type=optional_str, default=None,
-                   help="optuna storage URL (default: sqlite <results>/<exp_id>/<model_id>_hypSearch.db)")
-    g.add_argument("--optuna_pruner", type=str, default="none", choices=["none", "median"],
-                   help="none: every trial runs to its end (the authors never pruned); median: stop a trial whose "
-                        "validation accuracy is below the median of earlier trials (a deviation, opt-in)")
-    g.add_argument("--optuna_heartbeat", type=int, default=30,
-                   help="seconds between heartbeats; a trial silent for twice this is marked failed")
-
-    g = parser.add_argument_group("DAUC / IAUC")
-    g.add_argument("--attention_metrics", type=optional_str, default=None, choices=[None, "Del", "Add"],
-                   help="compute the deletion (Del) or insertion (Add) curves instead of training")
-    g.add_argument("--att_metrics_img_nb", type=int, default=100, help="test images evaluated (-1: all)")
-    g.add_argument("--att_metrics_few_steps", type=str2bool, default=False, help="196 steps instead of h*w")
-    g.add_argument("--att_metrics_batch_size", type=int, default=64, help="perturbed images per forward pass")
-    g.add_argument("--att_metrics_post_hoc", type=optional_str, default=None,
-                   choices=[None, *POST_HOC_METHODS],
-                   help="curves of a post-hoc saliency of the model (pytorch-grad-cam's CAMs on the last stage, or "
-                        "RISE) instead of its own maps; files attMetr<Del|Add>_<model_id>-<method>.npy")
-    g.add_argument("--rise_masks", type=int, default=4000, help="RISE: number of random masks")
-    g.add_argument("--rise_grid", type=int, default=7, help="RISE: side of the coarse grid of a mask")
-    g.add_argument("--rise_keep_prob", type=float, default=0.5, help="RISE: probability of keeping a grid cell")
-    g.add_argument("--att_metrics_saliency", type=str, default="float", choices=["float", "released"],
-                   help="float: map x norm in floating point; released: the authors' released code's uint8 "
-                        "arithmetic (the product wraps modulo 256), only to compare with numbers it produced")
+    for title, group_options in OPTION_GROUPS:
+        group = parser.add_argument_group(title)
+        for option in group_options:
+            group.add_argument(f"--{option.name}", type=option.type, default=option.default,
+                               choices=list(option.choices) if option.choices is not None else None,
+                               help=option.help)
     return parser
 
 
@@ -248,55 +241,34 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     args.results_dir = resolve_path(args.results_dir)
     args.data_dir = resolve_path(args.data_dir)
-    if args.img_size is None:
-        args.img_size = 448 if args.big_images else 224
+    resolve_derived(args)
     check_args(args, parser)
     return args
 
 
-# option: (test of its value, what the value must be)
-RANGES = {
-    "lr": (lambda v: v > 0, "a positive number"),
-    "nb_att_maps": (lambda v: v >= 1, "at least 1"),
-    "class_nb": (lambda v: v >= 2, "at least 2"),
-    "epochs": (lambda v: v >= 1, "at least 1"),
-    "max_worse_epoch_nb": (lambda v: v >= 1, "at least 1"),
-    "batch_size": (lambda v: v >= 1, "at least 1"),
-    "max_batch_size_single_pass": (lambda v: v >= 1, "at least 1"),
-    "val_batch_size": (lambda v: v >= 1, "at least 1"),
-    "max_batch_size": (lambda v: v >= 1, "at least 1"),
-    "optuna_trial_nb": (lambda v: v >= 1, "at least 1"),
-    "optuna_heartbeat": (lambda v: v >= 1, "at least 1 (seconds)"),
-    "num_workers": (lambda v: v >= 0, "0 or more"),
-    "img_size": (lambda v: v is None or v >= 8, "at least 8 (pixels)"),
-    "resnet_chan": (lambda v: v >= 1, "at least 1"),
-    "resnet_stride": (lambda v: v >= 1, "at least 1"),
-    "stride_lay2": (lambda v: v >= 1, "at least 1"),
-    "stride_lay3": (lambda v: v >= 1, "at least 1"),
-    "stride_lay4": (lambda v: v >= 1, "at least 1"),
-    "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "momentum": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "weight_decay": (lambda v: v >= 0, "0 or more"),
-    "crop_ratio": (lambda v: 0 < v <= 1, "in (0, 1]"),
-    "brightness": (lambda v: v >= 0, "0 or more"),
-    "saturation": (lambda v: v >= 0, "0 or more"),
-    "nll_weight": (lambda v: v > 0, "a positive number"),
-    "kl_interp": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "kl_temp": (lambda v: v > 0, "a positive number"),
-    "att_metrics_img_nb": (lambda v: v == -1 or v >= 1, "-1 (all test images) or at least 1"),
-    "att_metrics_batch_size": (lambda v: v >= 1, "at least 1"),
-    "rise_masks": (lambda v: v >= 1, "at least 1"),
-    "rise_grid": (lambda v: v >= 1, "at least 1"),
-    "rise_keep_prob": (lambda v: 0 < v <= 1, "in (0, 1]"),
-}
+def resolve_derived(args):
+    """Fill the options whose default depends on others: img_size from big_images, and head from the legacy
+    --attention / --br_npa (or, when --head is given, those two from the head, so that the .ini is one
+    consistent description)."""
+    if args.img_size is None:
+        args.img_size = 448 if args.big_images else 224
+    if args.head is None:
+        args.head = "br_npa" if args.attention and args.br_npa else "b_cnn" if args.attention else "cnn"
+    elif args.head in LEGACY_HEAD_FLAGS:
+        args.attention, args.br_npa = LEGACY_HEAD_FLAGS[args.head]
+    return args
 
 
 def check_args(args, parser):
     """Out-of-range values and option combinations the code cannot honour are errors, not silent fallbacks."""
-    for name, (valid, expected) in RANGES.items():
-        if not valid(getattr(args, name)):
-            parser.error(f"--{name} must be {expected}, got {getattr(args, name)}")
-    if args.aux_on_masked and not (args.attention and args.br_npa and args.nb_att_maps == 3):
+    for option in OPTIONS.values():
+        message = option.check(getattr(args, option.name))
+        if message is not None:
+            parser.error(message)
+    if not MODEL_ID.fullmatch(args.model_id) or args.model_id.startswith("."):
+        parser.error(f"--model_id may hold letters, digits, '_' and '.' (not first), got '{args.model_id}': "
+                     f"'-' separates a model id from a post-hoc method in the result file names")
+    if args.aux_on_masked and not (args.head == "br_npa" and args.nb_att_maps == 3):
         parser.error("--aux_on_masked True needs the BR-NPA head with --nb_att_maps 3")
     if args.master_net and not args.m_model_id:
         parser.error("--master_net True needs --m_model_id (the teacher's model id)")
@@ -340,7 +312,13 @@ def load_run_config(path):
     parser = build_parser()
     metadata = {}
     parser.set_defaults(**read_config_file(path, parser, metadata))
-    return parser.parse_args([]), metadata
+    return resolve_derived(parser.parse_args([])), metadata
+
+
+def run_signature(options):
+    """{name: value} of the options that define a run (NOT_RUN_DEFINING left out): two runs are the same run
+    when their signatures are equal."""
+    return {key: value for key, value in sorted(vars(options).items()) if key not in NOT_RUN_DEFINING}
 
 
 def run_differences(first, second):

@@ -7,7 +7,8 @@ model's own saved maps, or a post-hoc method (--att_metrics_post_hoc), whose map
 attMaps<model_id>-<method>_test.npy and reused by the other metric. Progress is saved every few images,
 so a killed run started again with the same command resumes where it stopped. The curves are written as
 attMetr<Del|Add>_<source>.npy (source: <model_id> or <model_id>-<method>) with _imgInds, _preds and
-_targets beside them and a .json of metadata (run id, steps, options).
+_targets beside them and a .json of metadata (run id, steps, options). The five files are staged and
+land together, the .json last (runs.Stage): a killed run leaves the previous set or none, never a mix.
 """
 import json
 import math
@@ -23,14 +24,20 @@ import results_io
 import runs
 from args import NOT_RUN_DEFINING, with_changes
 from load_data import build_transform, load_rgb, make_loader, scan_test_folder
+from metrics.curves import curve_metric
 from metrics.perturbation import cells_per_step, perturbation_curves
-from metrics.saliency import own_maps, post_hoc_source
-from models.net import build_model, model_type
+from metrics.saliency import OWN_MAPS, SourceInputs, saliency_source
+from models.heads import head_class
 from models.resnet import feature_map_side
-from runtime import autocast, get_device, memory_format, progress
+from runtime import autocast, data_config, get_device, memory_format, pin_memory, prepare_model, progress
 
 # Progress is saved about this many times over a run (and never less often than every image).
 SAVES_PER_RUN = 20
+
+
+def partial_name(rank, world_size):
+    """The progress file of one process, in the curve set's staging folder."""
+    return "partial.pth" if world_size == 1 else f"partial.rank{rank}of{world_size}.pth"
 
 
 def choose_images(image_nb, total, seed):
@@ -47,15 +54,15 @@ def curve_args(args, landed):
     return with_changes(landed.args, **own)
 
 
-def few_step_nb(args):
+def few_step_nb(config):
     """Steps of --att_metrics_few_steps: the cell count of the low-res map (strides 2, 2, 2) of this input
     (196 at 448 px with conv1 stride 2, 16 at 64 px with conv1 stride 1)."""
-    return feature_map_side(args.img_size, args.resnet_stride, 2, 2, 2) ** 2
+    return feature_map_side(config.img_size, config.resnet_stride, 2, 2, 2) ** 2
 
 
-def step_plan(args, map_height, map_width):
+def step_plan(config, map_height, map_width):
     """(cells per step, step count) for maps of this size."""
-    step_cells = cells_per_step(map_height, map_width, few_step_nb(args) if args.att_metrics_few_steps else None)
+    step_cells = cells_per_step(map_height, map_width, few_step_nb(config) if config.att_metrics_few_steps else None)
     return step_cells, map_height * map_width // step_cells
 
 
@@ -64,20 +71,20 @@ def images_per_chunk(step_nb, batch_size):
     return max(1, math.ceil(4 * batch_size / step_nb))
 
 
-def read_partial(path, signature):
-    """Curves saved by an interrupted run with the same signature, or [] (a stale file is discarded)."""
+def read_partial(path):
+    """(signature, curves) saved by an interrupted run, or (None, []) (a damaged file only costs its work)."""
     if not os.path.exists(path):
-        return []
+        return None, []
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a damaged progress file only costs the work it held
-        return []
-    return list(saved["curves"]) if saved.get("signature") == signature else []
+        return saved["signature"], list(saved["curves"])
+    except Exception:
+        return None, []
 
 
 def saved_signature(paths):
-    """The signature of finished curves (None if they are missing or unreadable)."""
-    if not all(os.path.exists(paths[name]) for name in ("curves", "img_inds", "preds", "targets", "meta")):
+    """The signature of finished curves (None if the set is incomplete or unreadable)."""
+    if not all(os.path.exists(paths[name]) for name in results_io.CURVE_FILE_SUFFIXES):
         return None
     try:
         with open(paths["meta"]) as file:
@@ -89,27 +96,21 @@ def saved_signature(paths):
 def run_attention_metrics(args):
     """Curves of --att_metrics_img_nb test images for the model's own maps, or for a post-hoc saliency of it
     with --att_metrics_post_hoc (see the module docstring)."""
-    exp_folder = results_io.exp_dir(args)
+    exp_folder = results_io.exp_dir(args.results_dir, args.exp_id)
     landed = runs.LandedRun(exp_folder, args.model_id, args)
-    args = curve_args(args, landed)
-    test_samples = scan_test_folder(args)
+    config = curve_args(args, landed)
+    test_samples = scan_test_folder(config.data_dir, config.dataset_test, config.class_nb)
     att_maps, norms = np.load(landed.paths["att_maps"]), np.load(landed.paths["norm"])
     if len(test_samples) != len(att_maps):
         raise runs.NotTrainedError(f"the test folder holds {len(test_samples)} images but the saved maps cover "
                                    f"{len(att_maps)}: the test folder changed since training; remake the model "
                                    f"with {landed.remake}")
-    image_inds = choose_images(args.att_metrics_img_nb, len(test_samples), args.seed)
-    method = args.att_metrics_post_hoc
-    if method is None:
-        source_id, options = args.model_id, {"saliency": args.att_metrics_saliency}
-        source = own_maps(att_maps, norms, model_type(args), args.att_metrics_saliency)
-    else:
-        source_id, options = f"{args.model_id}-{method}", {"post_hoc": method}
-        if method == "rise":
-            options.update(rise_masks=args.rise_masks, rise_grid=args.rise_grid, rise_keep_prob=args.rise_keep_prob,
-                           seed=args.seed)
-        source = post_hoc_source(method, args)
-    compute_and_save_curves(args, landed, source_id, source, test_samples, image_inds, att_maps.shape[2:], options)
+    image_inds = choose_images(config.att_metrics_img_nb, len(test_samples), config.seed)
+    source = saliency_source(config.att_metrics_post_hoc or OWN_MAPS)
+    values = {option.name: getattr(config, option.name) for option in source.options}
+    values.update(seed=config.seed, batch_size=config.att_metrics_batch_size)
+    inputs = SourceInputs(values, att_maps, norms, head_class(config.head).combine_maps)
+    compute_and_save_curves(config, landed, source, inputs, test_samples, image_inds, att_maps.shape[2:])
 
 
 def saved_post_hoc_maps(paths, signature):
@@ -123,64 +124,78 @@ def saved_post_hoc_maps(paths, signature):
         return None
 
 
-def compute_saliencies(source, model, forward_images, subset, preds, image_inds, batch_size):
-    """source(model, images, classes, indices) over the given images, in batches: a list of (h, w)."""
+def compute_saliencies(saliency, model, forward_images, subset, preds, image_inds, batch_size):
+    """saliency(model, images, classes, indices) over the given images, in batches: a list of (h, w)."""
     saliencies = []
     for start in progress(range(0, len(subset), batch_size), desc="saliency"):
         images = forward_images(subset[start:start + batch_size])
-        saliencies += list(source(model, images, preds[start:start + batch_size],
-                                  image_inds[start:start + batch_size]))
+        saliencies += list(saliency(model, images, preds[start:start + batch_size],
+                                    image_inds[start:start + batch_size]))
     return saliencies
 
 
 @torch.no_grad()
-def compute_and_save_curves(args, landed, source_id, source, test_samples, image_inds, map_size, options):
-    """Curves of the chosen images for the saliencies a source gives, saved under source_id, with progress
-    saved on the way and resumed from. A post-hoc source's maps are saved too, and reused by the other metric."""
-    exp_folder = results_io.exp_dir(args)
-    metric = args.attention_metrics
-    paths = results_io.att_metrics_paths(exp_folder, source_id, metric)
-    device = get_device(args)
-    model = build_model(with_changes(args, pretrained=False))
-    model.load_state_dict(landed.read_checkpoint()["model"])
-    model = model.to(device).eval()
-    layout = memory_format(args, device)
+def compute_and_save_curves(config, landed, source, inputs, test_samples, image_inds, map_size):
+    """Curves of the chosen images for the saliencies a source gives (metrics/saliency.py), staged and landed
+    as one set (runs.curve_stage), with progress saved on the way and resumed from. A post-hoc source's maps
+    are saved too, and reused by the other metrics."""
+    exp_folder = results_io.exp_dir(config.results_dir, config.exp_id)
+    metric = curve_metric(config.attention_metrics)
+    source_id = results_io.source_id(config.model_id, source.name if source.post_hoc else None)
+    paths = results_io.att_metrics_paths(exp_folder, source_id, metric.key)
+    device = get_device(config.cuda)
+    layout = memory_format(config.channels_last, device)
+    model = prepare_model(landed.load_model()[0], device, layout)
 
     def forward(images):
-        with autocast(device, args.amp_eval):
+        with autocast(device, config.amp_eval):
             return model(images.contiguous(memory_format=layout))["output"]
 
-    transform = build_transform(args, False)
+    _, geometry, _ = data_config(config)
+    transform = build_transform(geometry)
 
     def load_images(samples):
         return torch.stack([transform(load_rgb(path)) for path, _ in samples]).to(device)
 
-    step_cells, step_nb = step_plan(args, *map_size)
+    step_cells, step_nb = step_plan(config, *map_size)
     subset = [test_samples[i] for i in image_inds]
+    identity = {"post_hoc": source.name} if source.post_hoc else {}
+    identity.update(source.identify(inputs.values))
     signature = {"run_id": landed.run_id, "images": image_inds.tolist(), "step_cells": step_cells,
-                 "batch_size": args.att_metrics_batch_size, "amp_eval": args.amp_eval, **options}
-    with distributed.main_only(runs.lock(exp_folder, f"{source_id}.{metric}")):
-        done = distributed.broadcast(not args.overwrite and saved_signature(paths) == signature)
-        if done:
+                 "batch_size": config.att_metrics_batch_size, "amp_eval": config.amp_eval, **identity}
+    stage = runs.curve_stage(exp_folder, source_id, metric.key)
+    partial = os.path.join(stage.folder, partial_name(distributed.rank(), distributed.world_size()))
+    with distributed.main_only(stage.opened()):
+        decision = None
+        if distributed.is_main():
+            staged_signature = read_partial(partial)[0]
+            decision = runs.plan(saved_signature(paths), signature, staged_signature, config.overwrite, config.resume)
+            if decision == "fresh":
+                stage.fresh()
+        decision = distributed.broadcast(decision)
+        if decision == "done":
             if distributed.is_main():
-                print(f"the {metric} curves of {source_id} are already computed from run {landed.run_id} with "
+                print(f"the {metric.key} curves of {source_id} are already computed from run {landed.run_id} with "
                       f"these options: {paths['curves']} (--overwrite True computes them again)")
             return
+        distributed.barrier()  # the staging folder exists for every process
         # each process takes a contiguous share of the images; rank 0 gathers and writes
         first, last = distributed.shard_bounds(len(subset))
         mine, my_inds = subset[first:last], image_inds[first:last]
-        preds = [int(pred) for images, _ in make_loader(mine, transform, args.att_metrics_batch_size, args)
+        preds = [int(pred) for images, _ in make_loader(mine, transform, config.att_metrics_batch_size,
+                                                         config.num_workers, pin_memory(config))
                  for pred in forward(images.to(device)).argmax(dim=1).cpu()]
+        saliency = source.build(inputs)
         saliencies = None
-        if "post_hoc" in options:
+        if source.post_hoc:
             maps_paths = results_io.post_hoc_maps_paths(exp_folder, source_id)
             maps_signature = {key: value for key, value in signature.items() if key not in ("step_cells", "batch_size")}
             saliencies = saved_post_hoc_maps(maps_paths, maps_signature)
             saliencies = None if saliencies is None else saliencies[first:last]
         if saliencies is None:
-            saliencies = compute_saliencies(source, model, load_images, mine, preds, my_inds,
-                                            args.att_metrics_batch_size)
-            if "post_hoc" in options:  # the same on every process: the gather is collective
+            saliencies = compute_saliencies(saliency, model, load_images, mine, preds, my_inds,
+                                            config.att_metrics_batch_size)
+            if source.post_hoc:  # the same on every process: the gather is collective
                 all_saliencies = distributed.gather_in_order(saliencies)
                 if distributed.is_main():
                     results_io.atomic_save_npy(maps_paths["maps"], torch.stack(all_saliencies).numpy())
@@ -188,21 +203,21 @@ def compute_and_save_curves(args, landed, source_id, source, test_samples, image
         if saliencies and tuple(saliencies[0].shape) != tuple(map_size):
             raise ValueError(f"the {source_id} saliency is {tuple(saliencies[0].shape)}, the model's maps "
                              f"{tuple(map_size)}")
-        partial = paths["partial"] if distributed.world_size() == 1 else \
-            paths["partial"].replace(".pth", f".rank{distributed.rank()}of{distributed.world_size()}.pth")
-        curves = read_partial(partial, signature) if args.resume else []
+        saved, curves = read_partial(partial) if config.resume else (None, [])
+        curves = curves if saved == signature else []
         if curves:
-            print(f"resuming the {metric} curves of {source_id} after {len(curves)} of {len(mine)} images",
+            print(f"resuming the {metric.key} curves of {source_id} after {len(curves)} of {len(mine)} images",
                   file=sys.stderr)
-        chunk = images_per_chunk(step_nb, args.att_metrics_batch_size)
+        chunk = images_per_chunk(step_nb, config.att_metrics_batch_size)
         save_every = max(chunk, len(mine) // SAVES_PER_RUN)
         last_saved = len(curves)
-        bar = progress(range(len(mine)), desc=metric, initial=len(curves))
+        bar = progress(range(len(mine)), desc=metric.key, initial=len(curves))
         while len(curves) < len(mine):
             start = len(curves)
             stop = min(start + chunk, len(mine))
             curves += perturbation_curves(forward, list(load_images(mine[start:stop])), saliencies[start:stop],
-                                          preds[start:stop], metric, step_cells, args.att_metrics_batch_size)
+                                          preds[start:stop], metric.substrate, step_cells,
+                                          config.att_metrics_batch_size)
             bar.update(stop - start)
             if len(curves) - last_saved >= save_every and len(curves) < len(mine):
                 results_io.atomic_save_torch(partial, {"signature": signature, "curves": curves})
@@ -210,22 +225,23 @@ def compute_and_save_curves(args, landed, source_id, source, test_samples, image
         bar.close()
         curves, preds = distributed.gather_in_order(curves), distributed.gather_in_order(preds)
         if distributed.is_main():
-            still = runs.read_test_csv(landed.paths["csv"]).get("run_id") \
-                if os.path.exists(landed.paths["csv"]) else None
-            if still != landed.run_id:
-                raise runs.NotTrainedError(f"'{args.model_id}' was trained again while its {metric} curves were "
-                                           f"computed: run the same command again for the new model")
-            results_io.atomic_save_npy(paths["curves"], torch.stack(curves).numpy().astype(np.float64))
-            results_io.atomic_save_npy(paths["img_inds"], image_inds)
-            results_io.atomic_save_npy(paths["preds"], np.array(preds))
-            results_io.atomic_save_npy(paths["targets"], np.array([label for _, label in subset]))
-            results_io.atomic_write_json(paths["meta"], {
-                "run_id": landed.run_id, "model_id": args.model_id, "source": source_id, "metric": metric,
+            if not landed.still_landed():
+                raise runs.NotTrainedError(f"'{config.model_id}' was trained again while its {metric.key} curves "
+                                           f"were computed: run the same command again for the new model")
+            staged = results_io.att_metrics_paths(stage.folder, source_id, metric.key)
+            results_io.atomic_save_npy(staged["curves"], torch.stack(curves).numpy().astype(np.float64))
+            results_io.atomic_save_npy(staged["img_inds"], image_inds)
+            results_io.atomic_save_npy(staged["preds"], np.array(preds))
+            results_io.atomic_save_npy(staged["targets"], np.array([label for _, label in subset]))
+            results_io.atomic_write_json(staged["meta"], {
+                "run_id": landed.run_id, "model_id": config.model_id, "source": source_id, "metric": metric.key,
                 "image_nb": len(subset), "step_nb": step_nb, "cells_per_step": step_cells,
-                "few_steps": args.att_metrics_few_steps, "amp_eval": args.amp_eval,
-                "written": time.strftime("%Y-%m-%d %H:%M:%S"), **options, "signature": signature})
-        if os.path.exists(partial):
-            os.remove(partial)
+                "few_steps": config.att_metrics_few_steps, "amp_eval": config.amp_eval,
+                "written": time.strftime("%Y-%m-%d %H:%M:%S"), **identity, "signature": signature})
+            distributed.barrier()  # every process is done with its progress file
+            stage.land(keep=[name for name in os.listdir(stage.folder) if name.startswith("partial")])
+        else:
+            distributed.barrier()
     if not distributed.is_main():
         return
-    print(f"{metric} curves of {len(subset)} images ({step_nb} steps of {step_cells} cells) -> {paths['curves']}")
+    print(f"{metric.key} curves of {len(subset)} images ({step_nb} steps of {step_cells} cells) -> {paths['curves']}")

@@ -9,7 +9,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export CONFIG="${CONFIG:-config_demo.config}"
 if [ ! -d "$ROOT/data/synth_train" ] || [ ! -d "$ROOT/data/synth_test" ]; then
-  python3 "$ROOT/data/synthetic.py"
+  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -m data.synthetic
 fi
 exec python3 "$ROOT/run_models.py" --models br_npa_low_res br_npa_high_res_distill b_cnn cnn --seeds 1 \
   --exp_id demo --figure pics/demo_attention.png --cuda False "$@"

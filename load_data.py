@@ -1,4 +1,8 @@
-"""Image folders (ImageFolder layout), checks, transforms, train/val split, loaders."""
+"""Image folders (ImageFolder layout), checks, transforms, train/val split, loaders.
+
+These functions take explicit arguments (a Geometry for the image size and crop, an Augmentation for the
+train transform), never the command-line options."""
+import dataclasses
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -9,19 +13,44 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision import transforms
 
-from runtime import UserError
+from errors import DataError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 EXPECTED_LAYOUT = ("expected one sub-folder per class holding its images, {folder}/<class>/<image>.jpg; "
-                   "make CUB with python3 data/prepare_cub.py --cub_dir /path/to/CUB_200_2011, "
-                   "the synthetic demo data with python3 data/synthetic.py")
+                   "make CUB with python3 -m data.prepare_cub --cub_dir /path/to/CUB_200_2011, "
+                   "the synthetic demo data with python3 -m data.synthetic (from the repository root)")
 
 
-class DataError(UserError, ValueError):
-    """A dataset folder that does not have the expected layout or content."""
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """Image size and crop: resize to img_size / crop_ratio (a square with sq_resizing, else the shorter
+    side), then crop img_size."""
+    img_size: int
+    crop_ratio: float
+    sq_resizing: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """The train transform's random parts: flip and colour jitter (the crop is random too)."""
+    hflip: bool
+    brightness: float
+    saturation: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Folders:
+    """The dataset folders of a run in data_dir, and how the validation split is made."""
+    data_dir: str
+    dataset_train: str
+    dataset_val: str
+    dataset_test: str
+    class_nb: int
+    train_prop: float
+    seed: int
 
 
 def scan_folder(data_dir, name, class_nb=None, checked_images_file=None):
@@ -120,27 +149,23 @@ class ImageList(Dataset):
         return self.transform(load_rgb(path)), label
 
 
-def resize_to_crop(args, crop_ratio, interpolation=transforms.InterpolationMode.BILINEAR):
-    """Resize to img_size / crop_ratio: the square side with --sq_resizing, else the shorter side."""
-    side = int(round(args.img_size / crop_ratio))
-    return transforms.Resize((side, side) if args.sq_resizing else side, interpolation=interpolation)
+def resize_to_crop(geometry, interpolation=transforms.InterpolationMode.BILINEAR):
+    """Resize to img_size / crop_ratio: the square side with sq_resizing, else the shorter side."""
+    side = int(round(geometry.img_size / geometry.crop_ratio))
+    return transforms.Resize((side, side) if geometry.sq_resizing else side, interpolation=interpolation)
 
 
-def build_transform(args, train, crop_ratio=None, brightness=None, saturation=None):
-    """Train: resize to size/crop_ratio, random crop, flip (--hflip), colour jitter; test: resize, centre crop.
-    crop_ratio / brightness / saturation default to the options (a trial passes its own)."""
-    crop_ratio = args.crop_ratio if crop_ratio is None else crop_ratio
-    brightness = args.brightness if brightness is None else brightness
-    saturation = args.saturation if saturation is None else saturation
-    size = args.img_size
-    resize = resize_to_crop(args, crop_ratio)
+def build_transform(geometry, augmentation=None):
+    """Train (with an Augmentation): resize, random crop, flip, colour jitter; test / validation (None):
+    resize, centre crop. Both end with ImageNet normalisation."""
+    resize = resize_to_crop(geometry)
     normalize = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    if train:
-        flip = [transforms.RandomHorizontalFlip()] if args.hflip else []
-        return transforms.Compose([resize, transforms.RandomCrop(size), *flip,
-                                   transforms.ColorJitter(brightness=brightness, saturation=saturation)]
-                                  + normalize)
-    return transforms.Compose([resize, transforms.CenterCrop(size)] + normalize)
+    if augmentation is not None:
+        flip = [transforms.RandomHorizontalFlip()] if augmentation.hflip else []
+        return transforms.Compose([resize, transforms.RandomCrop(geometry.img_size), *flip,
+                                   transforms.ColorJitter(brightness=augmentation.brightness,
+                                                          saturation=augmentation.saturation)] + normalize)
+    return transforms.Compose([resize, transforms.CenterCrop(geometry.img_size)] + normalize)
 
 
 def split_samples(samples, train_prop, seed):
@@ -156,59 +181,57 @@ def split_samples(samples, train_prop, seed):
     return [samples[i] for i in sorted(train_inds)], [samples[i] for i in sorted(val_inds)]
 
 
-def checked_images_file(args):
+def checked_images_file():
     """Where images known to decode are listed (path -> [size, mtime_ns]): a cache in the user's cache
     folder, not a result."""
     cache_root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(cache_root, "br_npa", "checked_images.json")
 
 
-def scan_test_folder(args):
+def scan_test_folder(data_dir, dataset_test, class_nb):
     """[(path, label)] of the test folder, checked like load_samples does."""
-    return scan_folder(args.data_dir, args.dataset_test, args.class_nb, checked_images_file(args))[1]
+    return scan_folder(data_dir, dataset_test, class_nb, checked_images_file())[1]
 
 
-def load_samples(args):
-    """Scan and check every folder the run needs: {'train', 'val', 'test'} -> [(path, label)].
+def load_samples(folders):
+    """Scan and check every folder of a Folders: {'train', 'val', 'test'} -> [(path, label)].
     The three folders must hold the same class names. Nothing is written before this succeeds
     (but the cache of images found good, see checked_images_file)."""
-    cache = checked_images_file(args)
-    folders = {"train": args.dataset_train, "test": args.dataset_test}
-    if args.dataset_val != args.dataset_train:
-        folders["val"] = args.dataset_val
-    scanned = {split: scan_folder(args.data_dir, name, args.class_nb, cache) for split, name in folders.items()}
+    cache = checked_images_file()
+    names = {"train": folders.dataset_train, "test": folders.dataset_test}
+    if folders.dataset_val != folders.dataset_train:
+        names["val"] = folders.dataset_val
+    scanned = {split: scan_folder(folders.data_dir, name, folders.class_nb, cache) for split, name in names.items()}
     train_classes = scanned["train"][0]
     for split, (classes, _) in scanned.items():
         if classes != train_classes:
             only_train = sorted(set(train_classes) - set(classes))
             only_here = sorted(set(classes) - set(train_classes))
-            raise DataError(f"the class folders of {os.path.join(args.data_dir, folders[split])} differ from "
-                            f"those of {os.path.join(args.data_dir, args.dataset_train)} (only in train: "
+            raise DataError(f"the class folders of {os.path.join(folders.data_dir, names[split])} differ from "
+                            f"those of {os.path.join(folders.data_dir, folders.dataset_train)} (only in train: "
                             f"{only_train[:5]}, only in {split}: {only_here[:5]}): labels would not match")
     samples = {split: found for split, (_, found) in scanned.items()}
     if "val" not in samples:
-        samples["train"], samples["val"] = split_samples(samples["train"], args.train_prop, args.seed)
+        samples["train"], samples["val"] = split_samples(samples["train"], folders.train_prop, folders.seed)
     return samples
 
 
-def make_loader(samples, transform, batch_size, args):
-    """DataLoader over samples in their order (validation, test); pinned memory on CUDA."""
-    use_cuda = args.cuda and torch.cuda.is_available()
+def make_loader(samples, transform, batch_size, num_workers, pin_memory=False):
+    """DataLoader over samples in their order (validation, test); pin_memory on CUDA."""
     return DataLoader(ImageList(samples, transform), batch_size=batch_size, shuffle=False,
-                      num_workers=args.num_workers, pin_memory=use_cuda, persistent_workers=args.num_workers > 0)
+                      num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0)
 
 
-def make_train_loader(samples, transform, batch_size, args, rank=0, world_size=1):
+def make_train_loader(samples, transform, batch_size, seed, num_workers, pin_memory=False, rank=0, world_size=1):
     """Shuffling DataLoader whose order and augmentation depend only on (seed, epoch): call
     set_loader_epoch(loader, epoch) before each epoch. The permutation is the DistributedSampler's
     (one shard per process with world_size > 1); worker seeds come from the loader's generator,
     reseeded every epoch, so workers are not persistent. A resumed run therefore sees the same
     batches as an uninterrupted one."""
-    use_cuda = args.cuda and torch.cuda.is_available()
     dataset = ImageList(samples, transform)
-    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=args.num_workers,
-                      pin_memory=use_cuda, generator=torch.Generator(), persistent_workers=False)
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      pin_memory=pin_memory, generator=torch.Generator(), persistent_workers=False)
 
 
 def set_loader_epoch(loader, epoch):
@@ -217,13 +240,13 @@ def set_loader_epoch(loader, epoch):
     loader.generator.manual_seed(loader.sampler.seed * 100_003 + epoch)
 
 
-def load_mask_array(path, args):
+def load_mask_array(path, geometry):
     """A part mask put through the test geometry (resize, centre crop, nearest): (size, size) bool."""
     if not os.path.exists(path):
         raise DataError(f"part mask not found: {path}")
     if not os.path.isfile(path):
         raise DataError(f"part mask {path} is not a file")
-    geometry = transforms.Compose([resize_to_crop(args, args.crop_ratio, transforms.InterpolationMode.NEAREST),
-                                   transforms.CenterCrop(args.img_size)])
+    to_test_geometry = transforms.Compose([resize_to_crop(geometry, transforms.InterpolationMode.NEAREST),
+                                           transforms.CenterCrop(geometry.img_size)])
     with Image.open(path) as mask:
-        return np.array(geometry(mask.convert("L"))) > 127
+        return np.array(to_test_geometry(mask.convert("L"))) > 127

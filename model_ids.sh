@@ -1,28 +1,12 @@
-# Model ids of the paper and the trainVal.py options each one adds to the config file
-# (the searched batch-size maxima are the ones the authors' scripts pass).
-# Sourced by train.sh, get_dauc_scores.sh and get_iauc_scores.sh.
-LOW_RES="--stride_lay3 2 --stride_lay4 2"
-HIGH_RES="--stride_lay3 1 --stride_lay4 1"
+# The shell face of model_ids.py, the table of model ids and the trainVal.py options each one adds to the
+# config file. Sourced by train.sh, get_dauc_scores.sh, get_iauc_scores.sh and paper_table.sh ($ROOT set).
 
+# model_options MODEL_ID: its options (status 1 for an unknown id)
 model_options() {
-  case "$1" in
-    br_npa_low_res)          echo "--attention True --br_npa True $LOW_RES --optuna True --max_batch_size 130" ;;
-    br_npa_high_res_distill) echo "--attention True --br_npa True $HIGH_RES --master_net True --m_model_id br_npa_low_res --optuna True --max_batch_size 60" ;;
-    b_cnn)                   echo "--attention True --br_npa False $LOW_RES --optuna True --max_batch_size 130" ;;
-    cnn)                     echo "--attention False $LOW_RES --optuna True --max_batch_size 130" ;;
-    br_npa_high_res_random_vectors_no_refining)
-                             echo "--attention True --br_npa True $HIGH_RES --br_npa_randvec True --br_npa_norefine True --optuna False" ;;
-    br_npa_high_res_random_vectors)
-                             echo "--attention True --br_npa True $HIGH_RES --br_npa_randvec True --optuna False" ;;
-    br_npa_high_res_no_refining)
-                             echo "--attention True --br_npa True $HIGH_RES --br_npa_norefine True --optuna False" ;;
-    br_npa_high_res_auxiliary_heads)
-                             echo "--attention True --br_npa True $HIGH_RES --aux_on_masked True --optuna False" ;;
-    *) return 1 ;;
-  esac
+  python3 "$ROOT/model_ids.py" "$1"
 }
 
-MODEL_IDS="br_npa_low_res br_npa_high_res_distill b_cnn cnn br_npa_high_res_random_vectors_no_refining br_npa_high_res_random_vectors br_npa_high_res_no_refining br_npa_high_res_auxiliary_heads"
+MODEL_IDS="$(python3 "$ROOT/model_ids.py" | tr '\n' ' ')"
 
 # run_model SCRIPT_NAME MODEL_ID [EXTRA OPTIONS...]: run trainVal.py for a model id, or list the ids.
 run_model() {

@@ -10,7 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$ROOT/model_ids.sh"
 export CONFIG="${CONFIG:-config_demo.config}"
 if [ ! -d "$ROOT/data/synth_train" ] || [ ! -d "$ROOT/data/synth_test" ]; then
-  python3 "$ROOT/data/synthetic.py"
+  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -m data.synthetic
 fi
 # shellcheck disable=SC2086  # the ids are words on purpose
 exec python3 "$ROOT/run_models.py" --models $MODEL_IDS --seeds 3 --exp_id "synth_s{seed}" \

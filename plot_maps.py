@@ -4,7 +4,6 @@
 """
 import argparse
 import os
-import sys
 
 import numpy as np
 import torch
@@ -12,33 +11,40 @@ import torch.nn.functional as F
 
 import runs
 from args import REPO_ROOT, resolve_path
+from errors import run_main
 from load_data import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb, scan_test_folder
 from metrics.perturbation import saliency_map
-from models.net import model_type
+from models.heads import head_class
+from options import str2bool
+from runtime import data_config
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run_main(draw, argv)
+
+
+def draw(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--exp_id", default="CUB")
     parser.add_argument("--model_ids", nargs="+", required=True, help="trained models, one row each")
     parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"))
     parser.add_argument("--img_nb", type=int, default=6, help="test images shown (evenly spaced in the test set)")
     parser.add_argument("--out", default=os.path.join(REPO_ROOT, "pics", "attention.png"),
                         help="PNG written (relative paths from the repo root)")
+    parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
     opts = parser.parse_args(argv)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     exp_folder = os.path.join(resolve_path(opts.results_dir), opts.exp_id)
-    try:
-        landed = {model_id: runs.LandedRun(exp_folder, model_id) for model_id in opts.model_ids}
-    except runs.NotTrainedError as error:
-        sys.exit(f"error: {error}")
+    landed = {model_id: runs.LandedRun(exp_folder, model_id) for model_id in opts.model_ids}
     first_args = landed[opts.model_ids[0]].args
-    samples = scan_test_folder(first_args)
+    samples = scan_test_folder(first_args.data_dir, first_args.dataset_test, first_args.class_nb)
     shown = np.linspace(0, len(samples) - 1, opts.img_nb).round().astype(int)
-    transform = build_transform(first_args, False)
+    geometry = data_config(first_args)[1]
+    transform = build_transform(geometry)
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     images = [(transform(load_rgb(samples[i][0])) * std + mean).clamp(0, 1).permute(1, 2, 0).numpy() for i in shown]
     mask_folder = os.path.join(first_args.data_dir, first_args.dataset_test + "_masks")
@@ -50,14 +56,14 @@ def main(argv=None):
         axes[0, col].imshow(image)
         if os.path.isdir(mask_folder):
             mask = load_mask_array(os.path.join(mask_folder, os.path.relpath(samples[index][0], test_folder)),
-                                   first_args)
+                                   geometry)
             axes[0, col].contour(mask, levels=[0.5], colors="lime", linewidths=1)
     axes[0, 0].set_ylabel("image" + (" + part" if os.path.isdir(mask_folder) else ""), fontsize=8)
     for row, model_id in enumerate(opts.model_ids, start=1):
         model_args, paths = landed[model_id].args, landed[model_id].paths
         att_maps, norms = np.load(paths["att_maps"]), np.load(paths["norm"])
         for col, (index, image) in enumerate(zip(shown, images)):
-            saliency = saliency_map(att_maps[index], norms[index], model_type(model_args))
+            saliency = saliency_map(att_maps[index], norms[index], head_class(model_args.head).combine_maps)
             saliency = F.interpolate(saliency[None, None], size=image.shape[:2], mode="bilinear",
                                      align_corners=False)[0, 0].numpy()
             axes[row, col].imshow(image)

@@ -20,11 +20,8 @@ mean curves carry a band (the same interval, step by step). Written to
 Lower DAUC is better; higher IAUC is better.
 """
 import argparse
-import glob
 import json
 import os
-import re
-import sys
 
 import numpy as np
 import torch
@@ -33,12 +30,13 @@ from scipy import stats
 import results_io
 import runs
 from args import REPO_ROOT, resolve_path
+from errors import UserError, run_main
 from metrics.attention import sparsity
-from metrics.auc import curve_auc, curve_x, energy_in_mask, pointing_game
+from metrics.curves import CURVE_METRICS
+from metrics.localisation import LOCALISATION_SCORES, localisation_scores
 from metrics.perturbation import saliency_map
-from runtime import UserError
-
-METRICS = ("Del", "Add")
+from metrics.saliency import POST_HOC_NAMES
+from options import str2bool
 
 
 def load_array(path, remake):
@@ -51,41 +49,35 @@ def load_array(path, remake):
 
 def landed_runs(exp_folder):
     """{model_id: runs.LandedRun} of every model with a test CSV in exp_folder."""
-    model_ids = {re.fullmatch(r"model(.+)_epoch\d+_test\.csv", os.path.basename(path)).group(1)
-                 for path in glob.glob(os.path.join(exp_folder, "model*_epoch*_test.csv"))}
-    return {model_id: runs.LandedRun(exp_folder, model_id) for model_id in sorted(model_ids)}
+    return {model_id: runs.LandedRun(exp_folder, model_id) for model_id in results_io.tested_model_ids(exp_folder)}
 
 
 def load_aucs(exp_folder, metric, landed):
-    """{source id: (per-image AUCs (N,), curves (N, T, 2))} for every attMetr<metric>_<source>.npy, where
-    the source is a model id (or '<model_id>-<method>'). Every curve file must come from the run that
-    made the model's landed files (landed: {model_id: LandedRun})."""
+    """{source id: (per-image AUCs (N,), curves (N, T, 2))} for every curve file of a curve metric
+    (metrics/curves.py), where the source is a model id (or '<model_id>-<method>'). Every curve file must
+    come from the run that made the model's landed files (landed: {model_id: LandedRun})."""
     results = {}
-    pattern = re.compile(rf"attMetr{metric}_(.+)\.npy")
-    for path in sorted(glob.glob(os.path.join(exp_folder, f"attMetr{metric}_*.npy"))):
-        source = pattern.fullmatch(os.path.basename(path)).group(1)
-        if source.endswith(("_imgInds", "_preds", "_targets")):
-            continue
-        model_id = source.split("-", 1)[0]
+    for source, path in results_io.curve_file_names(exp_folder, metric.key).items():
+        model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
         if model_id not in landed:
             raise UserError(f"{path} has no model beside it: '{model_id}' has no finished run in {exp_folder} "
                             f"(train it with {runs.train_command(None, model_id)}, or delete the file)")
         model = landed[model_id]
-        options = ("--att_metrics_post_hoc", source.split("-", 1)[1]) if "-" in source else ()
-        remake = model.curves_command(metric, *options)
-        meta_path = results_io.att_metrics_paths(exp_folder, source, metric)["meta"]
+        remake = model.curves_command(metric.key, *(("--att_metrics_post_hoc", method) if method else ()))
+        meta_path = results_io.att_metrics_paths(exp_folder, source, metric.key)["meta"]
+        if not os.path.exists(meta_path):
+            raise UserError(f"the {metric.name} curves of {source} are incomplete ({meta_path} is missing: their "
+                            f"files were being replaced when the run stopped): finish them with {remake}")
         try:
             with open(meta_path) as file:
                 run_id = json.load(file)["run_id"]
         except (OSError, ValueError, KeyError):
             raise UserError(f"{path} has no readable metadata ({meta_path}): remake it with {remake}") from None
-        if run_id != model.run_id:
-            raise UserError(f"{path} comes from run {run_id} of '{model_id}' but the model's files are run "
-                            f"{model.run_id}: remake the curves with {remake}")
+        model.check_run_id(path, run_id, remake)
         curves = load_array(path, remake)
         if curves.ndim != 3 or curves.shape[2] != 2:
             raise UserError(f"{path} does not hold curves (shape {curves.shape}): remake it with {remake}")
-        results[source] = (np.array([curve_auc(curve, metric) for curve in curves]), curves)
+        results[source] = (np.array([metric.auc(curve) for curve in curves]), curves)
     return results
 
 
@@ -110,12 +102,12 @@ def welch_matrix(aucs):
 
 
 def write_auc_csvs(exp_folder, metric, aucs):
+    paths = results_io.summary_paths(exp_folder, metric.key)
     rows = [[model_id, float(values.mean())] for model_id, values in sorted(aucs.items())]
-    results_io.atomic_write_csv(os.path.join(exp_folder, f"attMetrics_{metric}.csv"), ["model_id", "mean"], rows)
-    pop_path = os.path.join(exp_folder, f"attMetrics_{metric}_pop.csv")
+    results_io.atomic_write_csv(paths["mean"], ["model_id", "mean"], rows)
     width = max(len(values) for values in aucs.values())
     pop_rows = [[model_id] + list(values) for model_id, values in sorted(aucs.items())]
-    results_io.atomic_write_csv(pop_path, ["model_id"] + [f"img_{i}" for i in range(width)], pop_rows)
+    results_io.atomic_write_csv(paths["pop"], ["model_id"] + [f"img_{i}" for i in range(width)], pop_rows)
 
 
 def plot_ttest(path, metric, model_ids, p_values):
@@ -130,7 +122,7 @@ def plot_ttest(path, metric, model_ids, p_values):
         for j in range(len(model_ids)):
             color = "white" if p_values[i, j] < .5 else "black"
             ax.text(j, i, f"{p_values[i, j]:.2g}", ha="center", va="center", color=color)
-    ax.set_title(f"Welch t-test p-values, {'DAUC' if metric == 'Del' else 'IAUC'}")
+    ax.set_title(f"Welch t-test p-values, {metric.name}")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(path)
@@ -143,11 +135,11 @@ def plot_mean_curves(path, metric, results):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     for model_id, (aucs, curves) in sorted(results.items()):
-        x = curve_x(curves[0, :, 0], metric)
+        x = metric.x_axis(curves[0, :, 0])
         ax.plot(x, curves[:, :, 1].mean(axis=0), label=f"{model_id} ({aucs.mean():.3f})")
-    ax.set_xlabel("share of the map " + ("deleted" if metric == "Del" else "inserted"))
+    ax.set_xlabel(f"share of the map {metric.perturbed}")
     ax.set_ylabel("score of the predicted class")
-    ax.set_title(f"mean {'deletion' if metric == 'Del' else 'insertion'} curve")
+    ax.set_title(f"mean {metric.name} curve")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
@@ -159,46 +151,51 @@ def test_values(landed):
     return {key: float(value) for key, value in landed.test.items() if key != "run_id"}
 
 
-def localisation(args, samples, saliencies, indices):
-    """(energy in mask, pointing game, uniform-saliency energy) of saliencies (h, w) of the test images
-    samples[i] for i in `indices`, when the test set has part masks (None otherwise)."""
+def localisation(config, samples, saliencies, indices):
+    """({score name: mean over the images} of metrics/localisation.py, uniform-saliency energy) of saliencies
+    (h, w) of the test images samples[i] for i in `indices`, when the test set has part masks (None otherwise)."""
     from load_data import load_mask_array
-    mask_folder = os.path.join(args.data_dir, args.dataset_test + "_masks")
+    from runtime import data_config
+    mask_folder = os.path.join(config.data_dir, config.dataset_test + "_masks")
     if not os.path.isdir(mask_folder):
         return None
-    test_folder = os.path.join(args.data_dir, args.dataset_test)
-    energies, hits, areas = [], [], []
+    geometry = data_config(config)[1]
+    test_folder = os.path.join(config.data_dir, config.dataset_test)
+    scores, areas = {name: [] for name in LOCALISATION_SCORES}, []
     for index, saliency in zip(indices, saliencies):
-        mask = load_mask_array(os.path.join(mask_folder, os.path.relpath(samples[index][0], test_folder)), args)
-        energies.append(energy_in_mask(saliency, mask))
-        hits.append(pointing_game(saliency, mask))
+        mask = load_mask_array(os.path.join(mask_folder, os.path.relpath(samples[index][0], test_folder)), geometry)
+        for name, value in localisation_scores(saliency, mask).items():
+            scores[name].append(value)
         areas.append(mask.mean())
-    return float(np.mean(energies)), float(np.mean(hits)), float(np.mean(areas))
+    return {name: float(np.mean(values)) for name, values in scores.items()}, float(np.mean(areas))
+
+
+def test_samples(config):
+    from load_data import scan_test_folder
+    return scan_test_folder(config.data_dir, config.dataset_test, config.class_nb)
 
 
 def own_map_row(landed):
     """A model's row from its test CSV and saved maps (all test images)."""
-    from load_data import scan_test_folder
-    from models.net import model_type
+    from models.heads import head_class
     att_maps = load_array(landed.paths["att_maps"], landed.remake)
     norms = load_array(landed.paths["norm"], landed.remake)
-    samples = scan_test_folder(landed.args)
+    samples = test_samples(landed.args)
     if len(samples) != len(att_maps):
         raise UserError(f"the test folder {os.path.join(landed.args.data_dir, landed.args.dataset_test)} holds "
                         f"{len(samples)} images but {landed.paths['att_maps']} has maps of {len(att_maps)}: remake "
                         f"the model with {landed.remake}")
-    kind = model_type(landed.args)
-    saliencies = [saliency_map(maps, norm, kind).numpy() for maps, norm in zip(att_maps, norms)]
+    combine_maps = head_class(landed.args.head).combine_maps
+    saliencies = [saliency_map(maps, norm, combine_maps).numpy() for maps, norm in zip(att_maps, norms)]
     values = test_values(landed)
     return {"accuracy": values.get("accuracy"), "sparsity": values.get("sparsity"),
             "local": localisation(landed.args, samples, saliencies, range(len(saliencies)))}
 
 
-def post_hoc_row(exp_folder, landed, source):
-    """The row of a post-hoc saliency '<model_id>-<method>': the model's accuracy; sparsity, energy in part and
-    pointing game of the saved post-hoc maps of the evaluated images (each map its own weight, norm 1)."""
-    method = source.split("-", 1)[1]
-    remake = landed.curves_command("Del", "--att_metrics_post_hoc", method)
+def post_hoc_row(exp_folder, landed, source, method):
+    """The row of a post-hoc saliency '<model_id>-<method>': the model's accuracy; sparsity and localisation
+    scores of the saved post-hoc maps of the evaluated images (each map its own weight, norm 1)."""
+    remake = landed.curves_command(next(iter(CURVE_METRICS)), "--att_metrics_post_hoc", method)
     paths = results_io.post_hoc_maps_paths(exp_folder, source)
     try:
         with open(paths["meta"]) as file:
@@ -206,17 +203,14 @@ def post_hoc_row(exp_folder, landed, source):
     except (OSError, ValueError):
         raise UserError(f"the maps of {source} ({paths['maps']}) or their metadata are missing or unreadable: "
                         f"remake them with {remake}") from None
-    if meta.get("run_id") != landed.run_id:
-        raise UserError(f"{paths['maps']} comes from run {meta.get('run_id')} of '{landed.model_id}' but the "
-                        f"model's files are run {landed.run_id}: remake them with {remake}")
+    landed.check_run_id(paths["maps"], meta.get("run_id"), remake)
     maps = load_array(paths["maps"], remake)
     if maps.ndim != 3 or len(maps) != len(meta["images"]):
         raise UserError(f"{paths['maps']} does not hold one map per evaluated image: remake it with {remake}")
-    from load_data import scan_test_folder
     scaled = torch.from_numpy(maps).float()[:, None]
     return {"accuracy": test_values(landed).get("accuracy"),
             "sparsity": float(sparsity(scaled, torch.ones_like(scaled)).mean()),
-            "local": localisation(landed.args, scan_test_folder(landed.args), maps, meta["images"])}
+            "local": localisation(landed.args, test_samples(landed.args), maps, meta["images"])}
 
 
 def fmt(value, half=None, digits=3):
@@ -231,26 +225,31 @@ def experiment_rows(exp_folder):
     None). DAUC and IAUC are arrays of per-image AUCs (absent without curves); energy in part and pointing game
     are present where the test set has part masks."""
     landed = landed_runs(exp_folder)
-    results = {metric: load_aucs(exp_folder, metric, landed) for metric in METRICS}
-    sources = sorted(set(landed) | {source for metric in METRICS for source in results[metric]})
+    results = {key: load_aucs(exp_folder, metric, landed) for key, metric in CURVE_METRICS.items()}
+    sources = sorted(set(landed) | {source for key in CURVE_METRICS for source in results[key]})
     rows, uniform_energy = {}, None
     for source in sources:
-        model_id = source.split("-", 1)[0]
-        base = own_map_row(landed[model_id]) if source == model_id else post_hoc_row(exp_folder, landed[model_id],
-                                                                                     source)
+        model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
+        base = own_map_row(landed[model_id]) if method is None else post_hoc_row(exp_folder, landed[model_id],
+                                                                                  source, method)
         row = {"accuracy": base["accuracy"], "sparsity": base["sparsity"]}
-        for metric in METRICS:
-            if source in results[metric]:
-                row[METRIC_NAMES[metric]] = results[metric][source][0]
+        for key, metric in CURVE_METRICS.items():
+            if source in results[key]:
+                row[metric.name] = results[key][source][0]
         if base["local"] is not None:
-            row["energy in part"], row["pointing game"], uniform_energy = base["local"]
+            scores, uniform_energy = base["local"]
+            row.update(scores)
         rows[source] = row
-    curves = {metric: {source: curves for source, (_, curves) in results[metric].items()} for metric in METRICS}
+    curves = {key: {source: curves for source, (_, curves) in results[key].items()} for key in CURVE_METRICS}
     return rows, curves, uniform_energy
 
 
-METRIC_NAMES = {"Del": "DAUC", "Add": "IAUC"}
-COLUMNS = ("accuracy", "sparsity", "DAUC", "IAUC", "energy in part", "pointing game")
+COLUMNS = ("accuracy", "sparsity", *(metric.name for metric in CURVE_METRICS.values()), *LOCALISATION_SCORES)
+
+
+def directions():
+    """'DAUC: lower is better; IAUC: higher is better.' from the table of curve metrics."""
+    return "; ".join(f"{metric.name}: {metric.direction}" for metric in CURVE_METRICS.values()) + "."
 
 
 def print_table(header, rows):
@@ -260,25 +259,24 @@ def print_table(header, rows):
 
 
 def main(argv=None):
-    try:
-        summarise(argv)
-    except UserError as error:
-        sys.exit(f"error: {error}")
+    run_main(summarise, argv)
 
 
 def summarise(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--exp_id", nargs="+", default=["CUB"],
                         help="experiment(s) whose results are read; several are aggregated (e.g. one per seed)")
     parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"), help="results root")
     parser.add_argument("--vis_dir", default=os.path.join(REPO_ROOT, "vis"), help="plots go to <vis_dir>/<exp_id>/")
+    parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
     opts = parser.parse_args(argv)
     results_dir, vis_dir = resolve_path(opts.results_dir), resolve_path(opts.vis_dir)
     for exp_id in opts.exp_id:
         exp_folder = os.path.join(results_dir, exp_id)
         if not os.path.isdir(exp_folder):
             raise UserError(f"no results folder {exp_folder}: train a model first (./train.sh MODEL_ID)")
-        if not glob.glob(os.path.join(exp_folder, "model*_epoch*_test.csv")):
+        if not results_io.tested_model_ids(exp_folder):
             raise UserError(f"no results in {exp_folder}: run ./train.sh MODEL_ID, then ./get_dauc_scores.sh "
                             f"MODEL_ID and ./get_iauc_scores.sh MODEL_ID")
     if len(opts.exp_id) == 1:
@@ -291,11 +289,11 @@ def write_experiment_csvs(exp_folder, rows):
     """attMetrics_<Del|Add>.csv and _pop.csv of one experiment; returns {metric: {model_id: per-image AUCs}}
     for the metrics that have curves."""
     written = {}
-    for metric in METRICS:
-        aucs = {model_id: row[METRIC_NAMES[metric]] for model_id, row in rows.items() if METRIC_NAMES[metric] in row}
+    for key, metric in CURVE_METRICS.items():
+        aucs = {model_id: row[metric.name] for model_id, row in rows.items() if metric.name in row}
         if aucs:
             write_auc_csvs(exp_folder, metric, aucs)
-            written[metric] = aucs
+            written[key] = aucs
     return written
 
 
@@ -303,22 +301,24 @@ def summarise_experiment(results_dir, vis_dir, exp_id):
     """One experiment: CSVs, plots and a table with 95% intervals over the test images."""
     exp_folder, vis_folder = os.path.join(results_dir, exp_id), os.path.join(vis_dir, exp_id)
     rows, curves, uniform_energy = experiment_rows(exp_folder)
-    for metric, aucs in write_experiment_csvs(exp_folder, rows).items():
+    for key, aucs in write_experiment_csvs(exp_folder, rows).items():
+        metric = CURVE_METRICS[key]
         os.makedirs(vis_folder, exist_ok=True)
-        plot_ttest(os.path.join(vis_folder, f"ttest_{metric}.png"), metric, *welch_matrix(aucs))
-        plot_mean_curves(os.path.join(vis_folder, f"curves_{metric}.png"), metric,
-                         {model_id: (aucs[model_id], model_curves) for model_id, model_curves in curves[metric].items()})
-    header = ["model_id", "accuracy", "sparsity", "DAUC (n, 95% CI)", "IAUC (n, 95% CI)",
-              "energy in part", "pointing game"]
+        plot_ttest(os.path.join(vis_folder, f"ttest_{key}.png"), metric, *welch_matrix(aucs))
+        plot_mean_curves(os.path.join(vis_folder, f"curves_{key}.png"), metric,
+                         {model_id: (aucs[model_id], model_curves) for model_id, model_curves in curves[key].items()})
+    curve_names = [metric.name for metric in CURVE_METRICS.values()]
+    header = ["model_id", "accuracy", "sparsity", *(f"{name} (n, 95% CI)" for name in curve_names),
+              *LOCALISATION_SCORES]
     table = []
     for model_id, row in sorted(rows.items()):
         cells = [model_id, fmt(row["accuracy"]), fmt(row["sparsity"])]
-        for name in ("DAUC", "IAUC"):
+        for name in curve_names:
             cells.append(f"{fmt(*mean_ci(row[name]))} (n={len(row[name])})" if name in row else "-")
-        cells += [fmt(row.get("energy in part")), fmt(row.get("pointing game"))]
+        cells += [fmt(row.get(name)) for name in LOCALISATION_SCORES]
         table.append(cells)
     print_table(header, table)
-    print("DAUC: lower is better; IAUC: higher is better.")
+    print(directions())
     if uniform_energy is not None:
         print(f"energy in part of a uniform saliency map (chance): {uniform_energy:.3f}")
     if any(curves.values()):
@@ -358,25 +358,24 @@ def summarise_seeds(results_dir, vis_dir, exp_ids):
     header = ["model_id"] + [f"{column.replace(' ', '_')}_{part}" for column in COLUMNS
                              for part in ("mean", "ci95", "n")]
     results_io.atomic_write_csv(os.path.join(summary_folder, "summary.csv"), header, csv_rows)
-    for metric in METRICS:
-        name = METRIC_NAMES[metric]
-        means = {model_id: np.array(model_values[name]) for model_id, model_values in values.items()
-                 if model_values[name]}
+    for key, metric in CURVE_METRICS.items():
+        means = {model_id: np.array(model_values[metric.name]) for model_id, model_values in values.items()
+                 if model_values[metric.name]}
         if not means:
             continue
-        results_io.atomic_write_csv(os.path.join(summary_folder, f"attMetrics_{metric}_seeds.csv"),
+        results_io.atomic_write_csv(os.path.join(summary_folder, f"attMetrics_{key}_seeds.csv"),
                                     ["model_id"] + list(exp_ids),
                                     [[model_id] + list(model_means) for model_id, model_means in sorted(means.items())])
         os.makedirs(vis_folder, exist_ok=True)
-        plot_ttest(os.path.join(vis_folder, f"ttest_{metric}.png"), metric, *welch_matrix(means))
-        plot_band_curves(os.path.join(vis_folder, f"curves_{metric}.png"), metric,
-                         [curves[metric] for _, curves, _ in per_experiment])
+        plot_ttest(os.path.join(vis_folder, f"ttest_{key}.png"), metric, *welch_matrix(means))
+        plot_band_curves(os.path.join(vis_folder, f"curves_{key}.png"), metric,
+                         [curves[key] for _, curves, _ in per_experiment])
     table = [[model_id] + [f"{fmt(*mean_ci(model_values[column]))}" if model_values[column] else "-"
                            for column in COLUMNS] + [str(max(len(v) for v in model_values.values()))]
              for model_id, model_values in sorted(values.items())]
     print(f"mean and 95% interval over {len(exp_ids)} experiments ({', '.join(exp_ids)})")
     print_table(["model_id", *COLUMNS, "n"], table)
-    print("DAUC: lower is better; IAUC: higher is better.")
+    print(directions())
     uniform = [uniform for _, _, uniform in per_experiment if uniform is not None]
     if uniform:
         print(f"energy in part of a uniform saliency map (chance): {np.mean(uniform):.3f}")
@@ -397,15 +396,15 @@ def plot_band_curves(path, metric, curves_per_experiment):
             raise UserError(f"the curves of '{model_id}' have different step counts across experiments ({steps}): "
                             f"compute them with the same options")
         means = np.stack([curves[:, :, 1].mean(axis=0) for curves in experiment_curves])  # (experiments, T)
-        x = curve_x(experiment_curves[0][0, :, 0], metric)
+        x = metric.x_axis(experiment_curves[0][0, :, 0])
         center = means.mean(axis=0)
         line, = ax.plot(x, center, label=f"{model_id} (n={len(means)})")
         if len(means) > 1:
             half = stats.t.ppf(0.975, len(means) - 1) * means.std(axis=0, ddof=1) / np.sqrt(len(means))
             ax.fill_between(x, center - half, center + half, color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("share of the map " + ("deleted" if metric == "Del" else "inserted"))
+    ax.set_xlabel(f"share of the map {metric.perturbed}")
     ax.set_ylabel("score of the predicted class")
-    ax.set_title(f"mean {'deletion' if metric == 'Del' else 'insertion'} curve, 95% band over experiments")
+    ax.set_title(f"mean {metric.name} curve, 95% band over experiments")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)

@@ -14,6 +14,10 @@ Everything lives in <results_dir>/<exp_id>/:
     attMaps<model_id>-<method>_test.npy        float maps (and .json) of the evaluated images are kept
     .<model_id>.staging/                 the files of a run in progress (see runs.py)
     <model_id>.lock                      held by the process training the model
+    attMetrics_<Del|Add>.csv, _pop.csv   summaries written by processResults.py
+
+A model id holds no '-' (args.py refuses it), so '<model_id>-<method>' reads back without ambiguity.
+This module is the one place that spells these names and parses them back.
 
 Every write goes to a temporary name first and is renamed into place; a full
 disk raises DiskFullError and leaves no temporary file behind.
@@ -28,11 +32,29 @@ import re
 import numpy as np
 import torch
 
-from runtime import DiskFullError, disk_full_cause
+from errors import DiskFullError, disk_full_cause
+
+CURVE_FILE_SUFFIXES = {"curves": ".npy", "img_inds": "_imgInds.npy", "preds": "_preds.npy",
+                       "targets": "_targets.npy", "meta": ".json"}
 
 
-def exp_dir(args):
-    return os.path.join(args.results_dir, args.exp_id)
+def exp_dir(results_dir, exp_id):
+    return os.path.join(results_dir, exp_id)
+
+
+def source_id(model_id, method=None):
+    """The name of a saliency source's results: the model id for its own maps, '<model_id>-<method>' for a
+    post-hoc method."""
+    return model_id if method is None else f"{model_id}-{method}"
+
+
+def parse_source_id(source, post_hoc_names):
+    """(model id, method or None) of a source id; a suffix after the last '-' that is not one of
+    post_hoc_names belongs to the model id."""
+    model_id, _, method = source.rpartition("-")
+    if model_id and method in post_hoc_names:
+        return model_id, method
+    return source, None
 
 
 def config_path(exp_folder, model_id):
@@ -61,12 +83,60 @@ def test_paths(exp_folder, model_id, epoch):
             "norm": os.path.join(exp_folder, f"norm{model_id}_epoch{epoch}_test.npy")}
 
 
+TEST_CSV = re.compile(r"model(?P<model_id>[^/]+)_epoch(?P<epoch>\d+)_test\.csv")
+
+
+def parse_test_csv_name(name):
+    """(model id, best epoch) of a test CSV's file name, or None for another file."""
+    match = TEST_CSV.fullmatch(name)
+    return (match.group("model_id"), int(match.group("epoch"))) if match else None
+
+
+def tested_model_ids(exp_folder):
+    """Model ids with a test CSV in exp_folder, sorted."""
+    names = os.listdir(exp_folder) if os.path.isdir(exp_folder) else []
+    return sorted({parsed[0] for parsed in map(parse_test_csv_name, names) if parsed is not None})
+
+
 def find_test_epochs(exp_folder, model_id):
     """Best epochs E for which model<model_id>_epoch<E>_test.csv exists."""
-    pattern = re.compile(rf"model{re.escape(model_id)}_epoch(\d+)_test\.csv")
     paths = glob.glob(os.path.join(exp_folder, f"model{glob.escape(model_id)}_epoch*_test.csv"))
-    names = (os.path.basename(p) for p in paths)
-    return sorted(int(match.group(1)) for match in map(pattern.fullmatch, names) if match)
+    parsed = [parse_test_csv_name(os.path.basename(p)) for p in paths]
+    return sorted(epoch for found in parsed if found is not None and found[0] == model_id for epoch in [found[1]])
+
+
+def is_test_csv(name, model_id):
+    parsed = parse_test_csv_name(name)
+    return parsed is not None and parsed[0] == model_id
+
+
+def model_file_pattern(model_id):
+    """Every file name that belongs to a model's run in its experiment folder: test artifacts of any epoch,
+    checkpoint, per-epoch metrics, .ini, best search parameters, and the curves and post-hoc maps computed
+    from it (of any source '<model_id>' or '<model_id>-<method>')."""
+    model = re.escape(model_id)
+    curve_suffixes = "|".join(re.escape(suffix) for suffix in CURVE_FILE_SUFFIXES.values())
+    return re.compile(rf"model{model}_epoch\d+_test\.csv|(attMaps|norm){model}_epoch\d+_test\.npy"
+                      rf"|model{model}_best\.pth|model{model}_metrics\.csv|{model}\.ini|{model}_best_params\.json"
+                      rf"|attMetr[A-Za-z]+_{model}(-[a-z0-9]+)?({curve_suffixes})"
+                      rf"|attMaps{model}-[a-z0-9]+_test\.(npy|json)")
+
+
+def curve_file_names(exp_folder, metric_key):
+    """{source id: path of its curves} for every attMetr<metric_key>_<source>.npy in exp_folder."""
+    pattern = re.compile(rf"attMetr{re.escape(metric_key)}_(?P<source>.+)\.npy")
+    found = {}
+    for name in sorted(os.listdir(exp_folder)):
+        match = pattern.fullmatch(name)
+        if match and not match.group("source").endswith(("_imgInds", "_preds", "_targets")):
+            found[match.group("source")] = os.path.join(exp_folder, name)
+    return found
+
+
+def summary_paths(folder, metric_key):
+    """{'mean', 'pop'}: processResults' per-experiment summary CSVs of a curve metric."""
+    return {"mean": os.path.join(folder, f"attMetrics_{metric_key}.csv"),
+            "pop": os.path.join(folder, f"attMetrics_{metric_key}_pop.csv")}
 
 
 def latest_test_paths(exp_folder, model_id):
@@ -79,20 +149,32 @@ def study_path(exp_folder, model_id):
     return os.path.join(exp_folder, f"{model_id}_hypSearch.db")
 
 
-def att_metrics_paths(exp_folder, source_id, metric):
-    """{'curves', 'img_inds', 'preds', 'targets', 'meta', 'partial'} for metric 'Del' or 'Add'.
-    source_id is a model id, or '<model_id>-<method>' for a post-hoc saliency of that model."""
-    base = os.path.join(exp_folder, f"attMetr{metric}_{source_id}")
-    return {"curves": base + ".npy", "img_inds": base + "_imgInds.npy",
-            "preds": base + "_preds.npy", "targets": base + "_targets.npy", "meta": base + ".json",
-            "partial": os.path.join(exp_folder, f".attMetr{metric}_{source_id}.partial.pth")}
+def att_metrics_paths(exp_folder, source, metric_key):
+    """{'curves', 'img_inds', 'preds', 'targets', 'meta'}: the files of a curve metric (metrics/curves.py key)
+    for a source id (source_id()). The .json (meta) is written last and says the set is complete."""
+    base = os.path.join(exp_folder, f"attMetr{metric_key}_{source}")
+    return {name: base + suffix for name, suffix in CURVE_FILE_SUFFIXES.items()}
 
 
-def post_hoc_maps_paths(exp_folder, source_id):
+def curve_stage_name(source, metric_key):
+    """The name of a curve set's lock and staging folder."""
+    return f"attMetr{metric_key}_{source}"
+
+
+def post_hoc_maps_paths(exp_folder, source):
     """Maps of a post-hoc source '<model_id>-<method>': float (N, h, w) for the evaluated images, and a .json
     with the run id, method options and test indices of the images they were computed for."""
-    base = os.path.join(exp_folder, f"attMaps{source_id}_test")
+    base = os.path.join(exp_folder, f"attMaps{source}_test")
     return {"maps": base + ".npy", "meta": base + ".json"}
+
+
+def write_test_artifacts(folder, model_id, epoch, values, header, att_maps, norms, run_id):
+    """The test CSV (the values of header, then run_id), maps and norms of a best epoch, into folder."""
+    paths = test_paths(folder, model_id, epoch)
+    atomic_save_npy(paths["att_maps"], att_maps)
+    atomic_save_npy(paths["norm"], norms)
+    atomic_write_csv(paths["csv"], header + ["run_id"], [[values[name] for name in header] + [run_id]])
+    return paths
 
 
 def atomic_write(path, write):

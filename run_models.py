@@ -17,22 +17,21 @@ over seeds when there are several). demo.sh and paper_table.sh are built on it.
 """
 import argparse
 import os
-import subprocess
 import sys
 import time
 
-from args import POST_HOC_METHODS, REPO_ROOT
+from errors import UserError, run_main
+from metrics.curves import CURVE_METRICS
+from metrics.saliency import POST_HOC_NAMES
+from model_ids import MODEL_IDS, model_options
+from options import str2bool
 
 
 def table_options(model_id):
-    """The trainVal.py options model_ids.sh gives a model id (the table the shell scripts use)."""
-    completed = subprocess.run(["bash", "-c", 'source "$0"; model_options "$1"', os.path.join(REPO_ROOT, "model_ids.sh"),
-                                model_id], capture_output=True, text=True)
-    if completed.returncode != 0:
-        listing = subprocess.run(["bash", "-c", 'source "$0"; echo $MODEL_IDS', os.path.join(REPO_ROOT, "model_ids.sh")],
-                                 capture_output=True, text=True).stdout.split()
-        sys.exit(f"error: unknown model id '{model_id}'; valid ids: {', '.join(listing)}")
-    return completed.stdout.split()
+    """The trainVal.py options the model id table (model_ids.py) gives a model id."""
+    if model_id not in MODEL_IDS:
+        raise UserError(f"unknown model id '{model_id}'; valid ids: {', '.join(MODEL_IDS)}")
+    return model_options(model_id)
 
 
 def call_trainval(argv):
@@ -46,7 +45,13 @@ def call_trainval(argv):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run_main(run_all, argv)
+
+
+def run_all(argv=None):
+    # no abbreviations: an unknown option goes to trainVal.py whole (--seed is not --seeds)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--models", nargs="+", required=True, help="model ids, a teacher before its student")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N, one experiment each")
     parser.add_argument("--exp_id", default="synth_s{seed}", help="experiment of each seed ({seed} is replaced)")
@@ -56,17 +61,20 @@ def main(argv=None):
     parser.add_argument("--results_dir", default=None, help="results root (default results/)")
     parser.add_argument("--vis_dir", default=None, help="where processResults puts its plots (default vis/)")
     parser.add_argument("--post_hoc_of", default=None, help="model id whose post-hoc saliencies get curves too")
-    parser.add_argument("--post_hoc", nargs="*", default=[], choices=POST_HOC_METHODS,
+    parser.add_argument("--post_hoc", nargs="*", default=[], choices=POST_HOC_NAMES,
                         help="post-hoc methods computed for --post_hoc_of (--att_metrics_post_hoc of each)")
     parser.add_argument("--figure", default=None,
                         help="also draw the models' maps on test images of the first seed to this PNG (plot_maps.py)")
+    parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
     opts, extra = parser.parse_known_args(argv)
     if opts.seeds < 1:
-        sys.exit("error: --seeds must be at least 1")
+        raise UserError("--seeds must be at least 1")
     if opts.post_hoc and opts.post_hoc_of not in opts.models:
-        sys.exit("error: --post_hoc needs --post_hoc_of, one of the --models")
+        raise UserError("--post_hoc needs --post_hoc_of, one of the --models")
     if opts.seeds > 1 and "{seed}" not in opts.exp_id:
-        sys.exit("error: with several seeds, --exp_id must hold {seed} (one experiment per seed)")
+        raise UserError("with several seeds, --exp_id must hold {seed} (one experiment per seed)")
+    if opts.debug:
+        extra = ["--debug", "True"] + extra
     config = os.environ.get("CONFIG", "config_demo.config")
     table = {model_id: table_options(model_id) for model_id in opts.models}
     if opts.results_dir is not None:
@@ -84,7 +92,7 @@ def main(argv=None):
             sources = [[]] + ([["--att_metrics_post_hoc", method] for method in opts.post_hoc]
                               if model_id == opts.post_hoc_of else [])
             for source in sources:
-                for metric in ("Del", "Add"):
+                for metric in CURVE_METRICS:
                     call_trainval(common + ["--attention_metrics", metric, "--att_metrics_img_nb",
                                             str(opts.att_metrics_img_nb), "--att_metrics_few_steps", opts.few_steps]
                                   + source + extra)

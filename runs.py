@@ -17,29 +17,23 @@ Readers check that the test CSV, the .ini and the checkpoint carry one run id.
 """
 import contextlib
 import csv
+import dataclasses
 import fcntl
 import json
 import os
-import re
 import shutil
 import socket
 import sys
 import time
 import uuid
+from typing import Callable
 
 import results_io
 from args import load_run_config
-from runtime import DiskFullError, UserError, read_checkpoint
+from checkpoints import load_weights, read_checkpoint
+from errors import DiskFullError, LockedError, NotTrainedError, UserError
 
 LANDING = "LANDING"
-
-
-class NotTrainedError(UserError):
-    """The model has no finished run, or its files do not belong to one run."""
-
-
-class LockedError(UserError):
-    """Another live process holds the model's lock."""
 
 
 def new_run_id():
@@ -54,57 +48,108 @@ def train_command(args, model_id, *options, script="train.sh", config=None):
     return " ".join([f"{prefix}./{script} {model_id}", *options])
 
 
-def staging_folder(exp_folder, model_id):
-    return os.path.join(exp_folder, f".{model_id}.staging")
+def check_same_run(what, found_run_id, expected_run_id, reference, remake):
+    """NotTrainedError unless `what` (a file) carries the run id of `reference` (the file that says which
+    run is the model's): the one message for files of different runs, with the command that remakes them."""
+    if found_run_id != expected_run_id:
+        raise NotTrainedError(f"{what} (run {found_run_id}) and {reference} (run {expected_run_id}) come from "
+                              f"different runs: remake it with {remake}")
 
 
-def model_file_paths(exp_folder, model_id):
-    """Existing files of the model in exp_folder: test artifacts of any epoch, checkpoint, per-epoch
-    metrics, .ini, best search parameters, and the curves (and post-hoc maps) computed from it."""
-    names = [os.path.basename(path) for epoch in results_io.find_test_epochs(exp_folder, model_id)
-             for path in results_io.test_paths(exp_folder, model_id, epoch).values()]
-    names += [os.path.basename(results_io.checkpoint_path(exp_folder, model_id)),
-              os.path.basename(results_io.epoch_metrics_path(exp_folder, model_id)),
-              os.path.basename(results_io.config_path(exp_folder, model_id)), f"{model_id}_best_params.json"]
-    derived = re.compile(rf"attMetr(Del|Add)_{re.escape(model_id)}(-[a-z0-9]+)?"
-                         rf"(\.npy|_imgInds\.npy|_preds\.npy|_targets\.npy|\.json)"
-                         rf"|attMaps{re.escape(model_id)}-[a-z0-9]+_test\.(npy|json)")
-    names += [name for name in os.listdir(exp_folder) if derived.fullmatch(name)]
-    return [os.path.join(exp_folder, name) for name in names if os.path.exists(os.path.join(exp_folder, name))]
+@dataclasses.dataclass
+class Stage:
+    """A set of result files that land together in exp_folder. A run writes them into the staging folder
+    <exp_folder>/.<name>.staging/, then land() replaces the set's old files by them:
+
+    1. a LANDING file listing the staged names is written in the staging folder;
+    2. the old marker files go first (a marker is the file that says "this set is complete": a model's
+       test CSV, a curve set's .json), then the set's other old files;
+    3. the staged files are moved in, markers last, and the staging folder is removed.
+
+    A crash anywhere leaves the old set (before 1), a set without marker that the next run finishes landing
+    (1 to 3), or the new set: never a mix that a reader accepts. owned() lists the set's existing files
+    in exp_folder; is_marker(name) tells a marker. The set's lock is <exp_folder>/<name>.lock.
+    """
+    exp_folder: str
+    name: str
+    owned: Callable[[], list]
+    is_marker: Callable[[str], bool]
+
+    @property
+    def folder(self):
+        return os.path.join(self.exp_folder, f".{self.name}.staging")
+
+    def interrupted(self):
+        """Whether a landing was started and did not finish."""
+        return os.path.exists(os.path.join(self.folder, LANDING))
+
+    def fresh(self):
+        """An empty staging folder."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        os.makedirs(self.folder)
+
+    def land(self, keep=()):
+        """Replace the set's files by the staged ones (the staged names in keep stay behind, and go with the
+        staging folder)."""
+        staged = sorted(name for name in os.listdir(self.folder) if name != LANDING and name not in keep)
+        results_io.atomic_write_json(os.path.join(self.folder, LANDING), {"names": staged})
+        self.finish_landing()
+
+    def finish_landing(self):
+        """Carry out (or finish, after a crash) the landing recorded in the staging folder's LANDING file."""
+        with open(os.path.join(self.folder, LANDING)) as file:
+            new_names = set(json.load(file)["names"])
+        still_staged = [name for name in os.listdir(self.folder) if name in new_names]
+        old_files = self.owned()
+        if any(self.is_marker(name) for name in still_staged):
+            # the new marker moves last: while it is staged, every marker in exp_folder is the old set's, and it
+            # goes first, so that the set reads as "not complete" until the new marker lands
+            for path in old_files:
+                if self.is_marker(os.path.basename(path)) and os.path.exists(path):
+                    os.remove(path)
+        for path in old_files:
+            if os.path.basename(path) not in new_names and os.path.exists(path):
+                os.remove(path)
+        for name in sorted(still_staged, key=self.is_marker):
+            os.replace(os.path.join(self.folder, name), os.path.join(self.exp_folder, name))
+        shutil.rmtree(self.folder)
+
+    @contextlib.contextmanager
+    def opened(self, wait_seconds=0.0):
+        """Hold the set's lock for the block, after finishing an interrupted landing."""
+        with lock(self.exp_folder, self.name, wait_seconds):
+            if self.interrupted():
+                self.finish_landing()
+                print(f"finished replacing the files of {self.name} by its last run", file=sys.stderr)
+            yield self
 
 
-def land(exp_folder, model_id, staging):
-    """Replace the model's files in exp_folder by the staged ones (see the module docstring).
-    The resume state (model<ID>_last.pth) stays behind and goes with the staging folder."""
-    staged = sorted(name for name in os.listdir(staging) if name != LANDING and not name.endswith("_last.pth"))
-    results_io.atomic_write_json(os.path.join(staging, LANDING), {"names": staged})
-    finish_landing(exp_folder, model_id, staging)
+def model_stage(exp_folder, model_id):
+    """The Stage of a model's run: every file of results_io.model_file_pattern; marker: its test CSV."""
+    pattern = results_io.model_file_pattern(model_id)
+
+    def owned():
+        return [os.path.join(exp_folder, name) for name in sorted(os.listdir(exp_folder)) if pattern.fullmatch(name)]
+    return Stage(exp_folder, model_id, owned, lambda name: results_io.is_test_csv(name, model_id))
 
 
-def finish_landing(exp_folder, model_id, staging):
-    """Carry out (or finish, after a crash) the landing recorded in staging/LANDING."""
-    with open(os.path.join(staging, LANDING)) as file:
-        new_names = set(json.load(file)["names"])
-    still_staged = [name for name in os.listdir(staging) if name in new_names]
-    if any(is_test_csv(name, model_id) for name in still_staged):
-        # the new test CSV moves last: while it is staged, every test CSV in exp_folder is the old run's,
-        # and it goes first, so that the model reads as "no finished run" until the new CSV lands
-        for epoch in results_io.find_test_epochs(exp_folder, model_id):
-            os.remove(results_io.test_paths(exp_folder, model_id, epoch)["csv"])
-    for path in model_file_paths(exp_folder, model_id):
-        if os.path.basename(path) not in new_names:
-            os.remove(path)
-    for name in sorted(still_staged, key=lambda name: is_test_csv(name, model_id)):
-        os.replace(os.path.join(staging, name), os.path.join(exp_folder, name))
-    shutil.rmtree(staging)
+def curve_stage(exp_folder, source, metric_key):
+    """The Stage of a source's curves for one metric: its five files; marker: the .json."""
+    paths = results_io.att_metrics_paths(exp_folder, source, metric_key)
+    meta_name = os.path.basename(paths["meta"])
+    return Stage(exp_folder, results_io.curve_stage_name(source, metric_key),
+                 lambda: [path for path in paths.values() if os.path.exists(path)], lambda name: name == meta_name)
 
 
-def is_test_csv(name, model_id):
-    return re.fullmatch(rf"model{re.escape(model_id)}_epoch\d+_test\.csv", name) is not None
-
-
-def interrupted_landing(exp_folder, model_id):
-    return os.path.exists(os.path.join(staging_folder(exp_folder, model_id), LANDING))
+def plan(done_signature, wanted_signature, staged_signature, overwrite, resume):
+    """What a run does: 'done' when the landed set was made with the wanted signature (and no --overwrite),
+    'resume' when the staging folder holds an unfinished run of the same signature (and --resume), else
+    'fresh'. A signature is a dict of what defines the run, or None where there is no such set."""
+    if done_signature is not None and done_signature == wanted_signature and not overwrite:
+        return "done"
+    if staged_signature is not None and staged_signature == wanted_signature and resume:
+        return "resume"
+    return "fresh"
 
 
 def check_results_folder(exp_folder, needed_bytes):
@@ -178,6 +223,19 @@ def read_test_csv(path):
     return rows[0]
 
 
+def load_model_for_inference(config, checkpoint_file, run_id, reference, remake):
+    """The model a run's options describe (config: the resolved options), with the weights of its checkpoint,
+    which must carry run_id; on the CPU, in eval mode. The one place a trained model is loaded: the test pass,
+    a teacher, the curves and the benchmarks all go through it."""
+    from models.net import build_model  # torch models: imported when a model is needed
+    from runtime import model_config
+    checkpoint = read_checkpoint(checkpoint_file, f"; remake it with {remake}")
+    check_same_run(checkpoint_file, checkpoint.get("run_id"), run_id, reference, remake)
+    model = build_model(model_config(config, pretrained=False))
+    load_weights(model, checkpoint, checkpoint_file)
+    return model.eval(), checkpoint
+
+
 class LandedRun:
     """A model's finished run, read from its files: run_id, args (the resolved options),
     metadata (of the .ini), test (the test CSV row), paths (test artifact paths), checkpoint_file,
@@ -187,13 +245,13 @@ class LandedRun:
     def __init__(self, exp_folder, model_id, args=None):
         paths = results_io.latest_test_paths(exp_folder, model_id)
         if paths is None:
-            if interrupted_landing(exp_folder, model_id):
+            if model_stage(exp_folder, model_id).interrupted():
                 raise NotTrainedError(f"the last run of '{model_id}' stopped while its files were being replaced "
                                       f"in {exp_folder}: run {train_command(args, model_id)} to finish it")
             raise NotTrainedError(f"'{model_id}' has no finished run in {exp_folder} (no "
                                   f"model{model_id}_epoch<E>_test.csv): train it first with "
                                   f"{train_command(args, model_id)}")
-        self.model_id, self.paths = model_id, paths
+        self.exp_folder, self.model_id, self.paths = exp_folder, model_id, paths
         self.config_file = results_io.config_path(exp_folder, model_id)
         self.checkpoint_file = results_io.checkpoint_path(exp_folder, model_id)
         self.remake = train_command(args, model_id, "--overwrite True")
@@ -209,21 +267,26 @@ class LandedRun:
         self.args, self.metadata = load_run_config(self.config_file)
         self.config = getattr(args, "config", None) or self.metadata.get("config")
         self.remake = train_command(args, model_id, "--overwrite True", config=self.config)
-        if self.metadata.get("run_id") != self.run_id:
-            raise NotTrainedError(f"{self.config_file} (run {self.metadata.get('run_id')}) and {paths['csv']} "
-                                  f"(run {self.run_id}) come from different runs: remake the model with "
-                                  f"{self.remake}")
+        self.check_run_id(self.config_file, self.metadata.get("run_id"), self.remake)
 
-    def curves_command(self, metric, *options):
-        """The command that remakes this model's curves for metric 'Del' or 'Add'."""
-        script = "get_dauc_scores.sh" if metric == "Del" else "get_iauc_scores.sh"
-        return train_command(None, self.model_id, *options, script=script, config=self.config)
+    def check_run_id(self, path, run_id, remake):
+        """NotTrainedError unless the file at path, which says it is of run_id, is of this run."""
+        check_same_run(path, run_id, self.run_id, self.paths["csv"], remake)
 
-    def read_checkpoint(self):
-        """The checkpoint dict, which must carry this run's id."""
-        checkpoint = read_checkpoint(self.checkpoint_file, f"; remake it with {self.remake}")
-        if checkpoint.get("run_id") != self.run_id:
-            raise NotTrainedError(f"{self.checkpoint_file} (run {checkpoint.get('run_id')}) and "
-                                  f"{self.paths['csv']} (run {self.run_id}) come from different runs: remake the "
-                                  f"model with {self.remake}")
-        return checkpoint
+    def still_landed(self):
+        """Whether the model's test CSV is still this run's (it was not trained again meanwhile)."""
+        try:
+            return read_test_csv(self.paths["csv"]).get("run_id") == self.run_id
+        except (OSError, NotTrainedError):
+            return False
+
+    def curves_command(self, metric_key, *options):
+        """The command that remakes this model's curves of a curve metric (metrics/curves.py key)."""
+        from metrics.curves import curve_metric
+        return train_command(None, self.model_id, *options, script=curve_metric(metric_key).script,
+                             config=self.config)
+
+    def load_model(self):
+        """(model on the CPU in eval mode with the run's best weights, checkpoint dict)."""
+        return load_model_for_inference(self.args, self.checkpoint_file, self.run_id, self.paths["csv"],
+                                        self.remake)

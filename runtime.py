@@ -1,7 +1,7 @@
-"""Ground-floor helpers shared by the tasks (training, search, DAUC / IAUC): errors a user can fix,
-device, precision, progress bars, seeding and strict checkpoint loading."""
+"""Helpers shared by the tasks (training, search, DAUC / IAUC): device, precision, memory layout, progress
+bars, seeding, and the model configuration of a run's options."""
 import contextlib
-import errno
+import dataclasses
 import sys
 
 import numpy as np
@@ -9,55 +9,10 @@ import torch
 from tqdm import tqdm
 
 
-class UserError(Exception):
-    """A problem the user can fix (bad option, missing or inconsistent file, full disk): the entry points
-    print it as one line, 'error: ...', without a traceback (--debug True shows it)."""
-
-
-class DiskFullError(UserError):
-    """No space left where a result file was being written."""
-
-
-class CheckpointError(UserError):
-    """A checkpoint that cannot be read (truncated, not a checkpoint) or does not fit the model."""
-
-
-DISK_FULL_TEXTS = ("no space left", "disk is full", "database or disk is full", "file write failed")
-
-
-def disk_full_cause(error):
-    """The exception in error's chain (itself, its cause or its context) that says the disk is full, or None."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return error
-        if any(text in str(error).lower() for text in DISK_FULL_TEXTS):
-            return error
-        error = error.__cause__ or error.__context__
-    return None
-
-
-@contextlib.contextmanager
-def disk_full_as_user_error():
-    """Turn any error caused by a full disk (an OSError, torch's or SQLite's message, optuna's assertion
-    after a failed storage write) into DiskFullError."""
-    try:
-        yield
-    except UserError:
-        raise
-    except Exception as error:
-        cause = disk_full_cause(error)
-        if cause is None:
-            raise
-        raise DiskFullError(f"the disk is full ({type(cause).__name__}: {str(cause).splitlines()[0]}). Free some "
-                            f"space and run the same command again: it resumes") from error
-
-
-def get_device(args):
+def get_device(use_cuda):
     """CUDA when asked for and present (this process's GPU under torchrun); --cuda True without a GPU runs on
     the CPU (the default works anywhere)."""
-    if args.cuda and torch.cuda.is_available():
+    if use_cuda and torch.cuda.is_available():
         import distributed
         return distributed.cuda_device()
     return torch.device("cpu")
@@ -70,19 +25,19 @@ def autocast(device, enabled):
     return contextlib.nullcontext()
 
 
-def train_amp(args, device):
+def train_amp(amp, device):
     """Training runs in bf16 on CUDA with --amp (the default); always float32 on the CPU."""
-    return args.amp and device.type == "cuda"
+    return amp and device.type == "cuda"
 
 
-def memory_format(args, device):
+def memory_format(channels_last, device):
     """channels_last on CUDA with --channels_last (the default), the tensor's own layout elsewhere."""
-    return torch.channels_last if args.channels_last and device.type == "cuda" else torch.preserve_format
+    return torch.channels_last if channels_last and device.type == "cuda" else torch.preserve_format
 
 
-def prepare_model(model, device, args):
-    """The model on the device, in channels_last where that is asked for and supported."""
-    return model.to(device).to(memory_format=memory_format(args, device))
+def prepare_model(model, device, layout):
+    """The model on the device, in the memory layout of memory_format."""
+    return model.to(device).to(memory_format=layout)
 
 
 def progress(iterable, **kwargs):
@@ -95,28 +50,24 @@ def seed_everything(seed):
     np.random.seed(seed)
 
 
-def read_checkpoint(path, remake_hint=""):
-    """The dict saved in a checkpoint file; CheckpointError naming the file when it cannot be read."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} is missing{remake_hint}") from None
-    except Exception as error:  # truncated zip, not a torch file, unpickling error: all mean unreadable
-        raise CheckpointError(f"cannot read checkpoint {path} ({type(error).__name__}: "
-                              f"{str(error).splitlines()[0] if str(error) else 'no detail'}): it is truncated "
-                              f"or not a checkpoint{remake_hint}") from None
-    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
-        raise CheckpointError(f"{path} is not a checkpoint of this project (no 'model' entry){remake_hint}")
-    return checkpoint
+def pick(config_class, options, **changes):
+    """A small typed config (a dataclass) from the run's resolved options of the same names, with changes:
+    the tasks hand these, not the options, to models/, metrics/ and the data functions."""
+    values = {field.name: getattr(options, field.name) for field in dataclasses.fields(config_class)}
+    return config_class(**{**values, **changes})
 
 
-def load_checkpoint(model, path, remake_hint=""):
-    """Load a checkpoint's weights strictly; a mismatch names the differing keys. Returns the checkpoint dict."""
-    checkpoint = read_checkpoint(path, remake_hint)
-    missing, unexpected = set(model.state_dict()) - set(checkpoint["model"]), \
-        set(checkpoint["model"]) - set(model.state_dict())
-    if missing or unexpected:
-        raise CheckpointError(f"checkpoint {path} does not match the model: missing keys {sorted(missing)[:10]}, "
-                              f"unexpected keys {sorted(unexpected)[:10]} (was it trained with other options?)")
-    model.load_state_dict(checkpoint["model"])
-    return checkpoint
+def model_config(options, **changes):
+    """The models.net.ModelConfig of a run's options."""
+    from models.net import ModelConfig
+    return pick(ModelConfig, options, **changes)
+
+
+def data_config(options):
+    """(load_data.Folders, load_data.Geometry, load_data.Augmentation) of a run's options."""
+    from load_data import Augmentation, Folders, Geometry
+    return pick(Folders, options), pick(Geometry, options), pick(Augmentation, options)
+
+
+def pin_memory(options):
+    return options.cuda and torch.cuda.is_available()

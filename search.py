@@ -21,9 +21,12 @@ from optuna.trial import TrialState
 import distributed
 import results_io
 import runs
-from args import HPARAM_NAMES, run_differences, with_changes, write_config
-from runtime import UserError, get_device, read_checkpoint
-from training import checkpoint_bytes, default_hparams, load_teacher, test_model, train_model
+from args import run_signature, with_changes, write_config
+from checkpoints import Checkpoints, read_checkpoint
+from errors import SearchError
+from runtime import get_device
+from train_task import load_teacher
+from training import checkpoint_bytes, test_model, train_model
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # optuna flags its heartbeat as experimental; it is what resumes a study after a crash, so it is used on purpose.
@@ -38,42 +41,37 @@ class SurplusTrial(Exception):
     """Raised when other workers already hold enough trials: this one is failed without training."""
 
 
-class SearchError(UserError):
-    """The search cannot go on (every trial fails, none completed)."""
-
-
 def batch_size_floor(max_batch_size):
     """Lower bound of the searched batch size: 12, or 4 when the maximum is 12 or less (the authors' rule)."""
     return 12 if max_batch_size > 12 else 4
 
 
-def sample_hparams(trial, args):
-    """The hyper-parameters of one trial: the options' values, with the search space of docs/METHOD.md sampled."""
-    hparams = default_hparams(args)
-    hparams["lr"] = trial.suggest_float("lr", 1e-4, 1e-2, log=True)
-    hparams["optim"] = trial.suggest_categorical("optim", ["Adam", "AMSGrad", "SGD"])
-    hparams["batch_size"] = trial.suggest_int("batch_size", batch_size_floor(args.max_batch_size),
-                                              args.max_batch_size, log=True)
-    hparams["dropout"] = trial.suggest_categorical("dropout", [0.0, 0.2, 0.4, 0.6])
-    hparams["weight_decay"] = trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)
-    if hparams["optim"] == "SGD":
-        hparams["momentum"] = trial.suggest_float("momentum", 0.0, 0.9, step=0.1)
-        hparams["use_scheduler"] = trial.suggest_categorical("use_scheduler", [True, False])
-    if args.opt_data_aug:
-        hparams["brightness"] = trial.suggest_float("brightness", 0.0, 0.5, step=0.05)
-        hparams["saturation"] = trial.suggest_float("saturation", 0.0, 0.9, step=0.1)
-        hparams["crop_ratio"] = trial.suggest_float("crop_ratio", 0.8, 1.0, step=0.05)
-    if args.master_net:
-        hparams["kl_temp"] = trial.suggest_int("kl_temp", 1, 21, step=5)
-        hparams["kl_interp"] = trial.suggest_float("kl_interp", 0.1, 1.0, step=0.1)
-    return hparams
+def trial_config(trial, config):
+    """The configuration of one trial: the run's, with the search space of docs/METHOD.md sampled."""
+    sampled = {"lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+               "optim": trial.suggest_categorical("optim", ["Adam", "AMSGrad", "SGD"]),
+               "batch_size": trial.suggest_int("batch_size", batch_size_floor(config.max_batch_size),
+                                               config.max_batch_size, log=True),
+               "dropout": trial.suggest_categorical("dropout", [0.0, 0.2, 0.4, 0.6]),
+               "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)}
+    if sampled["optim"] == "SGD":
+        sampled["momentum"] = trial.suggest_float("momentum", 0.0, 0.9, step=0.1)
+        sampled["use_scheduler"] = trial.suggest_categorical("use_scheduler", [True, False])
+    if config.opt_data_aug:
+        sampled["brightness"] = trial.suggest_float("brightness", 0.0, 0.5, step=0.05)
+        sampled["saturation"] = trial.suggest_float("saturation", 0.0, 0.9, step=0.1)
+        sampled["crop_ratio"] = trial.suggest_float("crop_ratio", 0.8, 1.0, step=0.05)
+    if config.master_net:
+        sampled["kl_temp"] = trial.suggest_int("kl_temp", 1, 21, step=5)
+        sampled["kl_interp"] = trial.suggest_float("kl_interp", 0.1, 1.0, step=0.1)
+    return with_changes(config, **sampled)
 
 
 def make_storage(args):
     """optuna storage from --optuna_storage: a database URL (heartbeat on), or journal:PATH (no heartbeat)."""
     url = args.optuna_storage
     if url is None:
-        url = "sqlite:///" + results_io.study_path(results_io.exp_dir(args), args.model_id)
+        url = "sqlite:///" + results_io.study_path(results_io.exp_dir(args.results_dir, args.exp_id), args.model_id)
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
         return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
@@ -93,14 +91,14 @@ def has_heartbeat(args):
 
 
 def make_objective(args, samples, teacher):
-    exp_folder = results_io.exp_dir(args)
+    exp_folder = results_io.exp_dir(args.results_dir, args.exp_id)
 
     def objective(trial):
         # States that still count toward the total: with a heartbeat, running trials of other workers too.
         counted = FINISHED + ((TrialState.RUNNING,) if has_heartbeat(args) else ())
         if count_trials(trial.study, counted, below=trial.number) >= args.optuna_trial_nb:
             raise SurplusTrial(f"the study already holds {args.optuna_trial_nb} trials")
-        hparams = sample_hparams(trial, args)
+        config = trial_config(trial, args)
         checkpoint_file = results_io.checkpoint_path(exp_folder, args.model_id, trial.number)
 
         def report(epoch, val_accuracy):
@@ -108,12 +106,13 @@ def make_objective(args, samples, teacher):
             if distributed.broadcast(trial.should_prune()):  # the other processes stop the trial too
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-        files = {"best": checkpoint_file, "last": None,
-                 "metrics": results_io.epoch_metrics_path(exp_folder, args.model_id, trial.number)}
+        metrics_file = results_io.epoch_metrics_path(exp_folder, args.model_id, trial.number)
         run_id = runs.new_run_id()
-        distributed.broadcast({"do": "trial", "hparams": hparams, "files": files, "run_id": run_id})
+        distributed.broadcast({"do": "trial", "config": config, "checkpoint": checkpoint_file,
+                               "metrics": metrics_file, "run_id": run_id})
         try:
-            best_accuracy, best_epoch = train_model(args, samples, hparams, files, run_id, report, teacher)
+            best_accuracy, best_epoch = train_model(config, samples, Checkpoints(checkpoint_file, None, run_id),
+                                                    metrics_file, report, teacher)
         except TRIAL_ERRORS as error:
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             remove_file(checkpoint_file)
@@ -134,7 +133,7 @@ def remove_file(path):
 
 def keep_best_checkpoint(study, args):
     """Delete the checkpoints of finished trials other than the best complete one."""
-    exp_folder = results_io.exp_dir(args)
+    exp_folder = results_io.exp_dir(args.results_dir, args.exp_id)
     best = best_trial(study)
     for trial in study.get_trials(deepcopy=False):
         if trial.state != TrialState.RUNNING and (best is None or trial.number != best.number):
@@ -169,18 +168,20 @@ def follow_search(args, samples, teacher):
             return
         if order["do"] == "trial":
             try:  # rank 0 sees the same failure (the metrics are reduced over the processes) and records it
-                train_model(args, samples, order["hparams"], order["files"], order["run_id"], report, teacher)
+                train_model(order["config"], samples, Checkpoints(order["checkpoint"], None, order["run_id"]),
+                            order["metrics"], report, teacher)
             except TRIAL_ERRORS + (optuna.TrialPruned,):
                 pass
         elif order["do"] == "test":
-            test_model(order["args"], samples, order["checkpoint"], order["out"])
+            test_model(order["config"], samples, order["checkpoint_file"], order["run_id"], order["reference"],
+                       order["remake"])
 
 
 def run_search(args, samples):
     """Run trials until the study holds --optuna_trial_nb finished ones, then test the best trial.
     With several processes, rank 0 runs the study and the others follow it."""
-    exp_folder = results_io.exp_dir(args)
-    teacher = load_teacher(args, get_device(args)) if args.master_net else None
+    exp_folder = results_io.exp_dir(args.results_dir, args.exp_id)
+    teacher = load_teacher(args, get_device(args.cuda)) if args.master_net else None
     if not distributed.is_main():
         follow_search(args, samples, teacher)
         return
@@ -217,41 +218,45 @@ def run_search(args, samples):
 
 def finish_search(args, samples, study):
     """Test the best trial's checkpoint and land it, with its per-epoch metrics, resolved config and
-    parameters, as the model's files (see runs.py). Workers finishing together take turns; the best
+    parameters, as the model's files (runs.Stage). Workers finishing together take turns; the best
     trial already landed with the same options is not tested again (unless --overwrite)."""
-    exp_folder = results_io.exp_dir(args)
+    exp_folder = results_io.exp_dir(args.results_dir, args.exp_id)
+    model_id = args.model_id
     best = best_trial(study)
     if best is None:
-        raise SearchError(f"no trial of study '{args.model_id}' completed: see the [optuna] lines above")
-    trial_checkpoint = results_io.checkpoint_path(exp_folder, args.model_id, best.number)
+        raise SearchError(f"no trial of study '{model_id}' completed: see the [optuna] lines above")
+    trial_checkpoint = results_io.checkpoint_path(exp_folder, model_id, best.number)
     checkpoint = read_checkpoint(trial_checkpoint, f"; the best trial's weights are gone: delete trial "
                                                    f"{best.number} from the study, or start a new study")
-    hparams = checkpoint["hparams"]
-    best_args = with_changes(args, **{name: hparams[name] for name in HPARAM_NAMES})
-    with runs.lock(exp_folder, args.model_id, wait_seconds=3600):
-        landed = None
+    best_config = with_changes(args, **checkpoint["searched"])
+    stage = runs.model_stage(exp_folder, model_id)
+    with stage.opened(wait_seconds=3600):
         try:
-            landed = runs.LandedRun(exp_folder, args.model_id, args)
+            landed = runs.LandedRun(exp_folder, model_id, args)
         except runs.NotTrainedError:
-            pass
-        if (landed is not None and not args.overwrite and landed.metadata.get("search_trial") == str(best.number)
-                and not run_differences(landed.args, best_args)):
+            landed = None
+        done_signature = None
+        if landed is not None and landed.metadata.get("search_trial") == str(best.number):
+            done_signature = run_signature(landed.args)
+        if runs.plan(done_signature, run_signature(best_config), None, args.overwrite, False) == "done":
             print(f"best trial {best.number} is already tested (run {landed.run_id}): {landed.paths['csv']}")
             return
-        staging = runs.staging_folder(exp_folder, args.model_id)
-        shutil.rmtree(staging, ignore_errors=True)
-        os.makedirs(staging)
-        checkpoint_file = results_io.checkpoint_path(staging, args.model_id)
+        stage.fresh()
+        checkpoint_file = results_io.checkpoint_path(stage.folder, model_id)
         shutil.copyfile(trial_checkpoint, checkpoint_file)
-        shutil.copyfile(results_io.epoch_metrics_path(exp_folder, args.model_id, best.number),
-                        results_io.epoch_metrics_path(staging, args.model_id))
-        write_config(best_args, results_io.config_path(staging, args.model_id), run_id=checkpoint["run_id"],
-                     search_trial=best.number)
-        results_io.atomic_write_json(os.path.join(staging, f"{args.model_id}_best_params.json"),
+        shutil.copyfile(results_io.epoch_metrics_path(exp_folder, model_id, best.number),
+                        results_io.epoch_metrics_path(stage.folder, model_id))
+        staged_config = results_io.config_path(stage.folder, model_id)
+        write_config(best_config, staged_config, run_id=checkpoint["run_id"], search_trial=best.number)
+        results_io.atomic_write_json(os.path.join(stage.folder, f"{model_id}_best_params.json"),
                                      {"trial": best.number, "val_accuracy": best.value, "params": best.params,
-                                      "hparams": hparams})
-        distributed.broadcast({"do": "test", "args": best_args, "checkpoint": checkpoint_file, "out": staging})
-        test_values = test_model(best_args, samples, checkpoint_file, staging)
-        runs.land(exp_folder, args.model_id, staging)
+                                      "searched": checkpoint["searched"]})
+        test_order = {"config": best_config, "checkpoint_file": checkpoint_file, "run_id": checkpoint["run_id"],
+                      "reference": staged_config, "remake": runs.train_command(args, model_id, "--overwrite True")}
+        distributed.broadcast({"do": "test", **test_order})
+        test_values, att_maps, norms, header = test_model(samples=samples, **test_order)
+        results_io.write_test_artifacts(stage.folder, model_id, test_values["epoch"], test_values, header, att_maps,
+                                        norms, checkpoint["run_id"])
+        stage.land()
     print(f"best trial {best.number}: validation accuracy {best.value:.4f}; test accuracy "
           f"{test_values['accuracy']:.4f}, sparsity {test_values['sparsity']:.4f} (epoch {test_values['epoch']})")

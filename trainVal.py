@@ -9,47 +9,36 @@ or compute its DAUC / IAUC curves.
 A problem the user can fix (an option, a data folder, a missing or inconsistent result file, a full
 disk) ends the run with one line, 'error: ...', and exit status 1; --debug True shows the traceback.
 """
-import sys
-
 from args import parse_args
+from errors import run_main
 
 
 def run(args):
+    """The task the options ask for: DAUC / IAUC curves, a search, or a plain training run."""
     from load_data import load_samples
     from models.resnet import imagenet_state_dict
+    from runtime import data_config
 
     if args.attention_metrics is not None:
         from attention_metrics import run_attention_metrics
         run_attention_metrics(args)
         return
-    samples = load_samples(args)  # every data check runs before anything is written
+    samples = load_samples(data_config(args)[0])  # every data check runs before anything is written
     if args.pretrained:
         imagenet_state_dict(args.backbone, args.resnet_chan)  # download (or fail) before anything is written
     if args.optuna:
         from search import run_search
         run_search(args, samples)
     else:
-        from training import train_and_test
+        from train_task import train_and_test
         train_and_test(args, samples)
 
 
 def main(argv=None):
-    args = parse_args(argv)  # before the heavy imports: an option error is reported at once
+    args = parse_args(argv)
     import distributed
-    from models.resnet import WeightsDownloadError
-    from runtime import UserError, disk_full_as_user_error
     distributed.setup(args.cuda)  # several processes when started by torchrun
-    try:
-        with disk_full_as_user_error():
-            run(args)
-    except (UserError, WeightsDownloadError) as error:
-        distributed.teardown(succeeded=False)
-        if args.debug:
-            raise
-        sys.exit(f"error: {error}")
-    except BaseException:
-        distributed.teardown(succeeded=False)
-        raise
+    run_main(lambda _: run(args), argv, debug=args.debug, on_error=lambda: distributed.teardown(succeeded=False))
     distributed.teardown()
 
 

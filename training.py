@@ -1,8 +1,14 @@
-"""Training, validation and test of one model (docs/METHOD.md, "Training" and "Test artifacts")."""
+"""The training loop, validation and the test pass of one model (docs/METHOD.md, "Training" and "Test
+artifacts"). No bookkeeping here: where the files go, run ids, staging and landing are train_task.py's
+and search.py's; checkpoints go through checkpoints.Checkpoints.
+
+train_model and test_model take the run's configuration (the resolved options; for a search trial, the
+same with the sampled values replaced). train_one_epoch and evaluate take explicit arguments.
+"""
 import contextlib
+import dataclasses
 import math
 import os
-import shutil
 import sys
 import time
 
@@ -14,18 +20,26 @@ from torch.nn.parallel import DistributedDataParallel
 import distributed
 import results_io
 import runs
-from args import HPARAM_NAMES, load_run_config, run_differences, with_changes, write_config
+from args import SEARCHABLE
 from load_data import build_transform, make_loader, make_train_loader, set_loader_epoch
 from metrics.attention import scale_to_uint8, sparsity
 from models.net import AUX_SLICES, build_model
-from runtime import (CheckpointError, UserError, autocast, get_device, load_checkpoint, memory_format,
-                     prepare_model, progress, read_checkpoint, seed_everything, train_amp)
+from runtime import (autocast, data_config, get_device, memory_format, model_config, pin_memory, prepare_model,
+                     progress, seed_everything, train_amp)
 
 METRICS_HEADER = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 
 
-def default_hparams(args):
-    return {name: getattr(args, name) for name in HPARAM_NAMES}
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """How a training step runs: chunks of at most chunk_size images per forward pass, the loss weights and
+    the distillation values, bf16 autocast or not, the memory layout of the batches."""
+    chunk_size: int
+    nll_weight: float = 1.0
+    kl_interp: float = 0.5
+    kl_temp: float = 1.0
+    amp: bool = False
+    layout: torch.memory_format = torch.preserve_format
 
 
 def lr_factor(epoch, use_scheduler):
@@ -107,29 +121,28 @@ def local_share(samples):
     return samples[start:stop]
 
 
-def train_one_epoch(model, loader, optimizer, device, hparams, args, teacher=None):
-    """One epoch. Each loader batch (hparams['batch_size'] images) is split into chunks of at most
-    args.max_batch_size_single_pass images whose gradients accumulate into ONE optimiser step."""
+def train_one_epoch(model, loader, optimizer, device, step, teacher=None):
+    """One epoch. Each loader batch is split into chunks of at most step.chunk_size images whose gradients
+    accumulate into ONE optimiser step. step: a StepConfig."""
     model.train()
     sums = MetricSums(device, aux_names(model))
-    layout = memory_format(args, device)
     for images, target in progress(loader, desc="train"):
-        images, target = to_device(images, target, device, layout)
+        images, target = to_device(images, target, device, step.layout)
         optimizer.zero_grad(set_to_none=True)
-        chunks = list(zip(images.split(args.max_batch_size_single_pass), target.split(args.max_batch_size_single_pass)))
+        chunks = list(zip(images.split(step.chunk_size), target.split(step.chunk_size)))
         for chunk_index, (chunk_images, chunk_target) in enumerate(chunks):
             # several processes: gradients are averaged across them once, after the last chunk
             last_chunk = chunk_index == len(chunks) - 1
             sync = model.no_sync() if isinstance(model, DistributedDataParallel) and not last_chunk \
                 else contextlib.nullcontext()
-            with sync, autocast(device, train_amp(args, device)):
+            with sync, autocast(device, step.amp):
                 result = model(chunk_images)
                 teacher_logits = None
                 if teacher is not None:
                     with torch.no_grad():
                         teacher_logits = teacher(chunk_images)["output"]
-                loss = compute_loss(result, chunk_target, args.nll_weight, teacher_logits,
-                                    hparams["kl_interp"], hparams["kl_temp"])
+                loss = compute_loss(result, chunk_target, step.nll_weight, teacher_logits, step.kl_interp,
+                                    step.kl_temp)
             (loss * len(chunk_target) / len(target)).backward()
             sums.add(loss, result, chunk_target)
         optimizer.step()
@@ -137,20 +150,19 @@ def train_one_epoch(model, loader, optimizer, device, hparams, args, teacher=Non
 
 
 @torch.no_grad()
-def evaluate(model, loader, device, args, collect_maps=False):
+def evaluate(model, loader, device, nll_weight=1.0, amp=False, layout=torch.preserve_format, collect_maps=False):
     """Loss and accuracies on a loader; with collect_maps also the uint8 maps and norms
-    (loader order) and the mean sparsity. float32 unless --amp_eval True (bf16 autocast).
+    (loader order) and the mean sparsity. float32 unless amp (bf16 autocast, --amp_eval True).
     With several processes, each passes the loader of its share of the images: the metrics are
     reduced over all of them, and the maps and norms gathered in order."""
     model.eval()
     sums = MetricSums(device, aux_names(model))
-    layout = memory_format(args, device)
     maps, norms, sparsities = [], [], []
     for images, target in progress(loader, desc="eval"):
         images, target = to_device(images, target, device, layout)
-        with autocast(device, args.amp_eval):
+        with autocast(device, amp):
             result = model(images)
-            loss = compute_loss(result, target, args.nll_weight)
+            loss = compute_loss(result, target, nll_weight)
         sums.add(loss, result, target)
         if collect_maps:
             att_maps, norm = result["att_maps"].float(), result["norm"].float()
@@ -167,76 +179,72 @@ def evaluate(model, loader, device, args, collect_maps=False):
     return values
 
 
-def load_teacher(args, device):
-    """The frozen teacher --m_model_id: its finished run, rebuilt from its resolved config and best
-    checkpoint, which must carry one run id."""
-    exp_folder = results_io.exp_dir(args)
-    try:
-        landed = runs.LandedRun(exp_folder, args.m_model_id, args)
-        checkpoint = landed.read_checkpoint()
-    except UserError as error:
-        raise type(error)(f"teacher model '{args.m_model_id}' is not ready: {error}") from None
-    teacher = build_model(with_changes(landed.args, pretrained=False))
-    teacher.load_state_dict(checkpoint["model"])
-    teacher = prepare_model(teacher, device, args).eval()
-    for param in teacher.parameters():
-        param.requires_grad_(False)
-    return teacher
+def step_config(config, device):
+    """The StepConfig of a run's configuration."""
+    return StepConfig(chunk_size=config.max_batch_size_single_pass, nll_weight=config.nll_weight,
+                      kl_interp=config.kl_interp, kl_temp=config.kl_temp, amp=train_amp(config.amp, device),
+                      layout=memory_format(config.channels_last, device))
 
 
-def build_train_loaders(args, samples, hparams):
-    """(train loader, validation loader) with the run's hyper-parameters: validation sees the
-    run's own crop ratio, like the test."""
-    train_transform = build_transform(args, True, hparams["crop_ratio"], hparams["brightness"], hparams["saturation"])
+def build_train_loaders(config, samples):
+    """(train loader, validation loader) of a run's configuration: validation sees the run's own crop
+    ratio, like the test."""
+    _, geometry, augmentation = data_config(config)
     # several processes share the global batch: each takes its part of every batch (rounded up)
-    process_batch = math.ceil(hparams["batch_size"] / distributed.world_size())
-    train_loader = make_train_loader(samples["train"], train_transform, process_batch, args, distributed.rank(),
+    process_batch = math.ceil(config.batch_size / distributed.world_size())
+    train_loader = make_train_loader(samples["train"], build_transform(geometry, augmentation), process_batch,
+                                     config.seed, config.num_workers, pin_memory(config), distributed.rank(),
                                      distributed.world_size())
-    val_loader = make_loader(local_share(samples["val"]), build_transform(args, False, hparams["crop_ratio"]),
-                             args.val_batch_size, args)
+    val_loader = make_loader(local_share(samples["val"]), build_transform(geometry), config.val_batch_size,
+                             config.num_workers, pin_memory(config))
     return train_loader, val_loader
 
 
-def train_model(args, samples, hparams, files, run_id, report=None, teacher=None, resume=False):
+def searched_values(config):
+    """{name: value} of the searchable options in a run's configuration (saved with its best checkpoint)."""
+    return {name: getattr(config, name) for name in SEARCHABLE}
+
+
+def train_model(config, samples, checkpoints, metrics_file, report=None, teacher=None, resume=False):
     """Train with early stopping. Returns (best value of --metric_early_stop on validation, best epoch).
 
-    hparams: the values of HPARAM_NAMES for this run. files: {'best': checkpoint of the best epoch,
-    'metrics': per-epoch CSV, 'last': resume state written after every epoch, or None}. All writes
-    are atomic and carry run_id. With resume and an existing files['last'], training continues
-    after its epoch with the saved weights, optimiser, random state and early-stopping counters,
-    so the result equals an uninterrupted run's. report(epoch, validation metric) is called after
-    each epoch (a search uses it to prune).
+    config: the run's configuration (a trial's has its sampled values). checkpoints: a
+    checkpoints.Checkpoints (best weights, and the resume state written after every epoch). metrics_file:
+    the per-epoch CSV. With resume and an existing resume state, training continues after its epoch with
+    the saved weights, optimiser, random state and early-stopping counters, so the result equals an
+    uninterrupted run's. report(epoch, validation metric) is called after each epoch (a search uses it to
+    prune).
     """
-    seed_everything(args.seed)
-    device = get_device(args)
-    model = prepare_model(build_model(with_changes(args, dropout=hparams["dropout"])), device, args)
+    seed_everything(config.seed)
+    device = get_device(config.cuda)
+    step = step_config(config, device)
+    model = prepare_model(build_model(model_config(config)), device, step.layout)
     if distributed.world_size() > 1:
-        if args.sync_bn:
+        if config.sync_bn:
             model = distributed.sync_batchnorm(model, device)
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = build_optimizer(model.parameters(), hparams["optim"], hparams["lr"], hparams["momentum"],
-                                hparams["weight_decay"])
-    train_loader, val_loader = build_train_loaders(args, samples, hparams)
+    optimizer = build_optimizer(model.parameters(), config.optim, config.lr, config.momentum, config.weight_decay)
+    train_loader, val_loader = build_train_loaders(config, samples)
     state = {"epoch": 0, "best_value": -math.inf, "best_epoch": None, "worse_epochs": 0, "rows": [],
              "finished": False}
-    if resume and files["last"] is not None and os.path.exists(files["last"]):
-        state = restore_last(files["last"], model, optimizer, run_id)
+    if resume and checkpoints.last_path is not None and os.path.exists(checkpoints.last_path):
+        state = checkpoints.restore_last(unwrap(model), optimizer)
         if distributed.is_main():
-            print(f"resuming '{args.model_id}' after epoch {state['epoch']} (run {run_id}, {files['last']}); "
-                  f"--resume False starts over", file=sys.stderr)
-    for epoch in range(state["epoch"] + 1, args.epochs + 1):
+            print(f"resuming '{config.model_id}' after epoch {state['epoch']} (run {checkpoints.run_id}, "
+                  f"{checkpoints.last_path}); --resume False starts over", file=sys.stderr)
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if state["finished"]:
             break
         start = time.time()
-        lr = hparams["lr"] * lr_factor(epoch, hparams["use_scheduler"])
+        lr = config.lr * lr_factor(epoch, config.use_scheduler)
         for group in optimizer.param_groups:
             group["lr"] = lr
         set_loader_epoch(train_loader, epoch)
-        train_values = train_one_epoch(model, train_loader, optimizer, device, hparams, args, teacher)
+        train_values = train_one_epoch(model, train_loader, optimizer, device, step, teacher)
         if not math.isfinite(train_values["loss"]):
             raise FloatingPointError(f"training loss is {train_values['loss']} at epoch {epoch}")
-        val_values = evaluate(model, val_loader, device, args)
-        value = val_values[args.metric_early_stop]
+        val_values = evaluate(model, val_loader, device, config.nll_weight, config.amp_eval, step.layout)
+        value = val_values[config.metric_early_stop]
         improved = value > state["best_value"]
         if improved:
             state.update(best_value=value, best_epoch=epoch, worse_epochs=0)
@@ -244,15 +252,13 @@ def train_model(args, samples, hparams, files, run_id, report=None, teacher=None
             state["worse_epochs"] += 1
         state["rows"].append([epoch, train_values["loss"], train_values["accuracy"], val_values["loss"],
                               val_values["accuracy"], lr, round(time.time() - start, 2)])
-        state.update(epoch=epoch, finished=state["worse_epochs"] >= args.max_worse_epoch_nb or epoch == args.epochs)
+        state.update(epoch=epoch, finished=state["worse_epochs"] >= config.max_worse_epoch_nb
+                     or epoch == config.epochs)
         if distributed.is_main():  # every process holds the same weights and values; one writes them
             if improved:
-                results_io.atomic_save_torch(files["best"], {"model": unwrap(model).state_dict(), "epoch": epoch,
-                                                             "val_accuracy": value, "hparams": hparams,
-                                                             "run_id": run_id})
-            results_io.atomic_write_csv(files["metrics"], METRICS_HEADER, state["rows"])
-            if files["last"] is not None:
-                save_last(files["last"], model, optimizer, state, run_id)
+                checkpoints.save_best(unwrap(model), epoch, value, searched_values(config))
+            results_io.atomic_write_csv(metrics_file, METRICS_HEADER, state["rows"])
+            checkpoints.save_last(unwrap(model), optimizer, state)
             print(f"epoch {epoch}: train loss {train_values['loss']:.4f} acc {train_values['accuracy']:.4f} | "
                   f"val loss {val_values['loss']:.4f} acc {val_values['accuracy']:.4f}", file=sys.stderr)
         if report is not None:
@@ -260,128 +266,28 @@ def train_model(args, samples, hparams, files, run_id, report=None, teacher=None
     return state["best_value"], state["best_epoch"]
 
 
-def save_last(path, model, optimizer, state, run_id):
-    """Everything a resumed run needs after this epoch, random states included."""
-    results_io.atomic_save_torch(path, {
-        "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "run_id": run_id, **state,
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
-
-
-def restore_last(path, model, optimizer, run_id):
-    """Load a save_last checkpoint into model and optimiser, restore the random states; returns the state."""
-    checkpoint = read_checkpoint(path, "; run with --resume False to start over")
-    if checkpoint.get("run_id") != run_id:
-        raise CheckpointError(f"{path} belongs to run {checkpoint.get('run_id')}, not {run_id}: run with "
-                              f"--resume False to start over")
-    unwrap(model).load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    torch.set_rng_state(checkpoint["torch_rng"])
-    if checkpoint["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
-    return {key: checkpoint[key] for key in ("epoch", "best_value", "best_epoch", "worse_epochs", "rows",
-                                             "finished")}
-
-
-def test_model(args, samples, checkpoint_file, out_folder):
-    """Evaluate a best checkpoint on the test set and write the test CSV (with the checkpoint's run id),
-    maps and norms into out_folder (rank 0; each process evaluates its share of the images).
-    Returns the test metrics (with 'epoch')."""
+def test_model(config, samples, checkpoint_file, run_id, reference, remake):
+    """Evaluate a best checkpoint (of run_id) on the test set, each process its share of the images.
+    Returns (test metrics with 'epoch', uint8 maps, uint8 norms, CSV header of the metrics); the arrays are
+    complete on rank 0."""
     distributed.barrier()  # the checkpoint is complete on disk for every process
-    device = get_device(args)
-    model = build_model(with_changes(args, pretrained=False))
-    checkpoint = load_checkpoint(model, checkpoint_file)
-    model = prepare_model(model, device, args)
-    test_loader = make_loader(local_share(samples["test"]), build_transform(args, False), args.val_batch_size, args)
-    values, att_maps, norms = evaluate(model, test_loader, device, args, collect_maps=True)
-    if not distributed.is_main():
-        return {**values, "epoch": checkpoint["epoch"]}
-    paths = results_io.test_paths(out_folder, args.model_id, checkpoint["epoch"])
-    results_io.atomic_save_npy(paths["att_maps"], att_maps)
-    results_io.atomic_save_npy(paths["norm"], norms)
+    device = get_device(config.cuda)
+    layout = memory_format(config.channels_last, device)
+    model, checkpoint = runs.load_model_for_inference(config, checkpoint_file, run_id, reference, remake)
+    model = prepare_model(model, device, layout)
+    _, geometry, _ = data_config(config)
+    test_loader = make_loader(local_share(samples["test"]), build_transform(geometry), config.val_batch_size,
+                              config.num_workers, pin_memory(config))
+    values, att_maps, norms = evaluate(model, test_loader, device, config.nll_weight, config.amp_eval, layout,
+                                       collect_maps=True)
     header = ["accuracy", "loss", "sparsity"] + [f"accuracy_{name}" for name in aux_names(model)]
-    results_io.atomic_write_csv(paths["csv"], header + ["run_id"],
-                                [[values[name] for name in header] + [checkpoint["run_id"]]])
-    return {**values, "epoch": checkpoint["epoch"]}
+    return {**values, "epoch": checkpoint["epoch"]}, att_maps, norms, header
 
 
-def checkpoint_bytes(args):
+def checkpoint_bytes(config):
     """Disk a run needs for its checkpoints: the best weights and the resume state (weights and up to
     two optimiser moments), each written beside its previous version, plus a margin."""
     with torch.device("meta"):
-        param_nb = sum(p.numel() for p in build_model(with_changes(args, pretrained=False)).parameters())
+        param_nb = sum(p.numel() for p in build_model(model_config(config, pretrained=False)).parameters())
     return 4 * param_nb * 8 + 16 * 2 ** 20
 
-
-def already_trained(exp_folder, args):
-    """The model's landed run if it was a plain run with the same run-defining options, else None."""
-    try:
-        landed = runs.LandedRun(exp_folder, args.model_id, args)
-    except runs.NotTrainedError:
-        return None
-    if "search_trial" in landed.metadata or run_differences(landed.args, args):
-        return None
-    return landed
-
-
-def open_staging(staging, args):
-    """(run id, resume) for a plain run in the staging folder: the staged run of the same command when it
-    can resume, else a fresh folder with a new run id and the resolved options written first."""
-    staged_config = results_io.config_path(staging, args.model_id)
-    last_file = results_io.last_checkpoint_path(staging, args.model_id)
-    if os.path.exists(last_file) and os.path.exists(staged_config):
-        staged_args, metadata = load_run_config(staged_config)
-        differences = run_differences(staged_args, args)
-        if args.resume and not differences:
-            return metadata["run_id"], True  # train_model reads the resume state and says from which epoch
-        reason = "--resume False" if not differences else f"other values of {', '.join(differences)}"
-        print(f"starting '{args.model_id}' over: the unfinished run in {staging} is discarded ({reason})",
-              file=sys.stderr)
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
-    run_id = runs.new_run_id()
-    write_config(args, staged_config, run_id=run_id)
-    return run_id, False
-
-
-def train_and_test(args, samples):
-    """A plain run (--optuna False): train with the configured hyper-parameters in the model's staging
-    folder, test, and land the files as the model's. Resumes an interrupted run of the same command;
-    does nothing when the model already has a finished run with the same options (unless --overwrite).
-    With several processes, rank 0 holds the lock and decides; all of them train and test."""
-    exp_folder = results_io.exp_dir(args)
-    teacher = load_teacher(args, get_device(args)) if args.master_net else None
-    if distributed.is_main():
-        runs.check_results_folder(exp_folder, checkpoint_bytes(args))
-    staging = runs.staging_folder(exp_folder, args.model_id)
-    with distributed.main_only(runs.lock(exp_folder, args.model_id)):
-        plan = distributed.broadcast(plan_plain_run(exp_folder, staging, args) if distributed.is_main() else None)
-        if plan["done"] is not None:
-            if distributed.is_main():
-                print(f"'{args.model_id}' already has a finished run with these options (run {plan['done'][0]}): "
-                      f"{plan['done'][1]}. --overwrite True trains it again.")
-            return
-        files = {"best": results_io.checkpoint_path(staging, args.model_id),
-                 "metrics": results_io.epoch_metrics_path(staging, args.model_id),
-                 "last": results_io.last_checkpoint_path(staging, args.model_id)}
-        best_accuracy, best_epoch = train_model(args, samples, default_hparams(args), files, plan["run_id"],
-                                                teacher=teacher, resume=plan["resume"])
-        test_values = test_model(args, samples, files["best"], staging)
-        if distributed.is_main():
-            runs.land(exp_folder, args.model_id, staging)
-            print(f"best validation accuracy {best_accuracy:.4f} at epoch {best_epoch}")
-            print(f"test accuracy {test_values['accuracy']:.4f}, sparsity {test_values['sparsity']:.4f} "
-                  f"-> {results_io.test_paths(exp_folder, args.model_id, best_epoch)['csv']}")
-
-
-def plan_plain_run(exp_folder, staging, args):
-    """Rank 0's decisions before a plain run: {'done': (run id, test CSV) of a finished run with the same
-    options or None, 'run_id', 'resume'}. Finishes an interrupted landing first."""
-    if runs.interrupted_landing(exp_folder, args.model_id):
-        runs.finish_landing(exp_folder, args.model_id, staging)
-        print(f"finished replacing the files of '{args.model_id}' by its last run", file=sys.stderr)
-    done = already_trained(exp_folder, args)
-    if done is not None and not args.overwrite:
-        return {"done": (done.run_id, done.paths["csv"])}
-    run_id, resume = open_staging(staging, args)
-    return {"done": None, "run_id": run_id, "resume": resume}

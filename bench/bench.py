@@ -15,13 +15,13 @@ Prints one table and the ratios, all measured in this run on one device:
 Evaluation (test pass, bare inference, DAUC) runs in float32 unless --extra has '--amp_eval True'.
 Synthetic JPEG files (CUB-like size, 500x375) are written to a temporary folder.
 
-    python3 bench/bench.py                  # CPU: small sizes (resnet18, chan 16, 64 px, conv1 stride 1)
-    python3 bench/bench.py --preset gpu     # CUDA: resnet50, 448 px, the issue's batches
+    python3 -m bench.bench                  # CPU: small sizes (resnet18, chan 16, 64 px, conv1 stride 1)
+    python3 -m bench.bench --preset gpu     # CUDA: resnet50, 448 px, the reference batches
+(from the repository root, or anywhere after pip install -e .)
 """
 import argparse
 import importlib.util
 import os
-import sys
 import tempfile
 import time
 
@@ -29,17 +29,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from args import parse_args, with_changes  # noqa: E402
-from load_data import build_transform, load_rgb, make_loader, make_train_loader  # noqa: E402
-from metrics.auc import curve_auc  # noqa: E402
-from attention_metrics import step_plan  # noqa: E402
-from metrics.perturbation import perturbation_curves  # noqa: E402
-from models.br_npa import representative_vectors  # noqa: E402
-from models.net import build_model  # noqa: E402
-from models.resnet import build_resnet  # noqa: E402
-from runtime import autocast  # noqa: E402
-from training import build_optimizer, default_hparams, evaluate, train_one_epoch  # noqa: E402
+from args import parse_args, with_changes
+from attention_metrics import step_plan
+from load_data import build_transform, load_rgb, make_loader, make_train_loader
+from metrics.curves import CURVE_METRICS
+from metrics.perturbation import perturbation_curves
+from metrics.saliency import POST_HOC_NAMES, SourceInputs, saliency_source
+from models.br_npa import representative_vectors
+from models.net import build_model
+from models.resnet import build_resnet
+from runtime import autocast, data_config, memory_format, model_config, prepare_model
+from training import build_optimizer, evaluate, step_config, train_one_epoch
 
 PRESETS = {
     "cpu": dict(backbone="resnet18", chan=16, img_size=64, resnet_stride=1, train_batch_low=32,
@@ -47,9 +47,8 @@ PRESETS = {
     "gpu": dict(backbone="resnet50", chan=64, img_size=448, resnet_stride=2, train_batch_low=32,
                 train_batch_high=12, infer_batch=64, images=1024, dauc_images=8, workers=8),
 }
-MODELS = {"cnn": ("--attention False", "low"), "b_cnn": ("--attention True --br_npa False", "low"),
-          "br_npa_low": ("--attention True --br_npa True", "low"),
-          "br_npa_high": ("--attention True --br_npa True", "high")}
+MODELS = {"cnn": ("--head cnn", "low"), "b_cnn": ("--head b_cnn", "low"), "br_npa_low": ("--head br_npa", "low"),
+          "br_npa_high": ("--head br_npa", "high")}
 STRIDES = {"low": (2, 2, 2), "high": (2, 1, 1)}
 
 
@@ -149,23 +148,26 @@ def main():
         for name, (_, res) in MODELS.items():
             batch = opts.train_batch_low if res == "low" else opts.train_batch_high
             args, _ = model_args(opts, name, batch, opts.extra)
-            model = build_model(args).to(device)
-            if args.channels_last and device.type == "cuda":
-                model = model.to(memory_format=torch.channels_last)
-            loader = make_train_loader(samples, build_transform(args, True), batch, args)
+            layout = memory_format(args.channels_last, device)
+            model = prepare_model(build_model(model_config(args)), device, layout)
+            _, geometry, augmentation = data_config(args)
+            pin = device.type == "cuda"
+            loader = make_train_loader(samples, build_transform(geometry, augmentation), batch, args.seed,
+                                       args.num_workers, pin)
             optimizer = build_optimizer(model.parameters(), "SGD", 1e-3, 0.9)
-            train_one_epoch(model, loader, optimizer, device, default_hparams(args), args)  # warm-up
+            step = step_config(args, device)
+            train_one_epoch(model, loader, optimizer, device, step)  # warm-up
             sync(device)
             start = time.perf_counter()
-            train_one_epoch(model, loader, optimizer, device, default_hparams(args), args)
+            train_one_epoch(model, loader, optimizer, device, step)
             sync(device)
             train_rate = len(samples) / (time.perf_counter() - start)
             bare_train = bare_train_rate(opts, res, batch, device, args)
-            test_loader = make_loader(samples, build_transform(args, False), opts.infer_batch, args)
-            evaluate(model, test_loader, device, args, collect_maps=True)
+            test_loader = make_loader(samples, build_transform(geometry), opts.infer_batch, args.num_workers, pin)
+            evaluate(model, test_loader, device, args.nll_weight, args.amp_eval, layout, collect_maps=True)
             sync(device)
             start = time.perf_counter()
-            evaluate(model, test_loader, device, args, collect_maps=True)
+            evaluate(model, test_loader, device, args.nll_weight, args.amp_eval, layout, collect_maps=True)
             sync(device)
             test_rate = len(samples) / (time.perf_counter() - start)
             bare_infer = bare_infer_rate(opts, res, opts.infer_batch, device, args)
@@ -204,7 +206,7 @@ def dauc_inputs(model, samples, args, opts, device):
     """(images, random saliencies, cells per step) for the DAUC rows, with --att_metrics_few_steps (as many
     steps as a low-res map of the input has cells: one cell per step for low-res maps, 16 for high-res)."""
     model.eval()
-    transform = build_transform(args, False)
+    transform = build_transform(data_config(args)[1])
     images = [transform(load_rgb(samples[i][0])).to(device) for i in range(opts.dauc_images)]
     height, width = model(images[0][None])["att_maps"].shape[2:]
     generator = torch.Generator().manual_seed(0)
@@ -215,19 +217,18 @@ def dauc_inputs(model, samples, args, opts, device):
 
 def post_hoc_seconds(model, samples, args, opts, device):
     """[(method, seconds per image)] of every post-hoc source on the DAUC images, one batch (RISE: 4000 masks)."""
-    from args import POST_HOC_METHODS
-    from metrics.saliency import post_hoc_source
     images, _, _ = dauc_inputs(model, samples, args, opts, device)
     images = torch.stack(images)
     classes = model(images)["output"].argmax(dim=1).tolist()
-    source_args = with_changes(args, att_metrics_batch_size=opts.infer_batch)
-    methods = POST_HOC_METHODS
+    methods = POST_HOC_NAMES
     if importlib.util.find_spec("pytorch_grad_cam") is None:  # gpu_check.sh installs nothing: RISE only
         methods = ("rise",)
         print("post-hoc CAM rows skipped: pytorch-grad-cam (pip package grad-cam) is not installed")
     rows = []
     for method in methods:
-        source = post_hoc_source(method, source_args)
+        source = saliency_source(method)
+        values = {option.name: getattr(args, option.name) for option in source.options}
+        source = source.build(SourceInputs({**values, "seed": args.seed, "batch_size": opts.infer_batch}))
         rows.append((method, timed(lambda: source(model, images, classes, None), device, 1) / len(images)))
     return rows
 
@@ -245,11 +246,10 @@ def amp_eval_auc_gap(model, samples, args, opts, device):
     images, saliencies, step_cells = dauc_inputs(model, samples, args, opts, device)
     classes = [0] * len(images)
     gaps = []
-    for metric in ("Del", "Add"):
-        curves = [perturbation_curves(forward_in(model, device, bf16), images, saliencies, classes, metric,
+    for metric in CURVE_METRICS.values():
+        curves = [perturbation_curves(forward_in(model, device, bf16), images, saliencies, classes, metric.substrate,
                                       step_cells, opts.infer_batch) for bf16 in (False, True)]
-        gaps.append(max(abs(curve_auc(a.numpy(), metric) - curve_auc(b.numpy(), metric))
-                        for a, b in zip(*curves)))
+        gaps.append(max(abs(metric.auc(a.numpy()) - metric.auc(b.numpy())) for a, b in zip(*curves)))
     return gaps
 
 
@@ -265,7 +265,8 @@ def dauc_rows(model, samples, args, opts, device, bare_infer):
     def run(batch_size):
         sync(device)
         start = time.perf_counter()
-        perturbation_curves(forward, images, saliencies, classes, "Del", step_cells, batch_size)
+        perturbation_curves(forward, images, saliencies, classes, CURVE_METRICS["Del"].substrate, step_cells,
+                            batch_size)
         sync(device)
         return (time.perf_counter() - start) / len(images)
     run(opts.infer_batch)

@@ -9,8 +9,8 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 echo "== equivalence tests (float32 curves, BR-NPA, backbone) on this machine"
-timeout 240 python3 -m pytest -q tests/test_perturbation.py tests/test_br_npa.py tests/test_resnet.py tests/test_amp.py 2>&1 | tail -3
+timeout 240 python3 -m pytest -q tests/unit/test_perturbation.py tests/unit/test_br_npa.py tests/unit/test_resnet.py tests/unit/test_amp.py 2>&1 | tail -3
 echo "== benchmark: bf16 autocast + channels_last (defaults)"
-timeout 240 python3 bench/bench.py --preset gpu 2>&1 | tee /tmp/bench_bf16.txt | tail -18
+timeout 240 python3 -m bench.bench --preset gpu 2>&1 | tee /tmp/bench_bf16.txt | tail -18
 echo "== benchmark: fp32, contiguous"
-timeout 240 python3 bench/bench.py --preset gpu --extra "--amp False --channels_last False" 2>&1 | tail -18
+timeout 240 python3 -m bench.bench --preset gpu --extra "--amp False --channels_last False" 2>&1 | tail -18

@@ -1,6 +1,6 @@
 """Turn the official CUB_200_2011 archive into the two folders the README wants.
 
-    python data/prepare_cub.py --cub_dir /path/to/CUB_200_2011
+    python3 -m data.prepare_cub --cub_dir /path/to/CUB_200_2011
 
 reads images.txt, image_class_labels.txt, train_test_split.txt and images/,
 and writes data/CUB-200-2011_train/<class>/<img> (5994 images) and
@@ -13,8 +13,13 @@ import os
 import shutil
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from args import REPO_ROOT  # noqa: E402
+if not __package__:  # started as a file: the project's modules are importable only as a package
+    sys.exit("error: run it from the repository root as python3 -m data.prepare_cub (or anywhere after pip install -e .)")
+
+from errors import DataError, run_main  # noqa: E402
+from options import str2bool  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CUB_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt")
 
@@ -28,7 +33,7 @@ def read_id_file(path):
                 continue
             parts = line.split(maxsplit=1)
             if len(parts) != 2:
-                raise ValueError(f"{path}, line {line_nb}: expected '<image id> <value>', got '{line.strip()}'")
+                raise DataError(f"{path}, line {line_nb}: expected '<image id> <value>', got '{line.strip()}'")
             values[int(parts[0])] = parts[1].strip()
     return values
 
@@ -37,13 +42,13 @@ def cub_split(cub_dir):
     """{'train': [relative image path], 'test': [...]} from the archive's text files."""
     for name in CUB_FILES + ("images",):
         if not os.path.exists(os.path.join(cub_dir, name)):
-            raise FileNotFoundError(f"{os.path.join(cub_dir, name)} not found: --cub_dir must be the CUB_200_2011 "
+            raise DataError(f"{os.path.join(cub_dir, name)} not found: --cub_dir must be the CUB_200_2011 "
                                     f"folder of the official archive (holding {', '.join(CUB_FILES)}, images/)")
     paths = read_id_file(os.path.join(cub_dir, "images.txt"))
     labels = read_id_file(os.path.join(cub_dir, "image_class_labels.txt"))
     is_train = read_id_file(os.path.join(cub_dir, "train_test_split.txt"))
     if not paths.keys() == labels.keys() == is_train.keys():
-        raise ValueError(f"the image ids of {', '.join(CUB_FILES)} in {cub_dir} differ")
+        raise DataError(f"the image ids of {', '.join(CUB_FILES)} in {cub_dir} differ")
     split = {"train": [], "test": []}
     for image_id in sorted(paths):
         split["train" if is_train[image_id] == "1" else "test"].append(paths[image_id])
@@ -58,7 +63,7 @@ def prepare_cub(cub_dir, data_dir, symlink=False, overwrite=False):
         folder = os.path.join(data_dir, f"CUB-200-2011_{name}")
         if os.path.exists(folder):
             if not overwrite:
-                raise FileExistsError(f"{folder} exists; pass --overwrite to make it again")
+                raise DataError(f"{folder} exists; pass --overwrite to make it again")
             shutil.rmtree(folder)
         tmp_folder = folder + ".tmp"
         shutil.rmtree(tmp_folder, ignore_errors=True)
@@ -66,7 +71,7 @@ def prepare_cub(cub_dir, data_dir, symlink=False, overwrite=False):
             source = os.path.join(cub_dir, "images", rel_path)
             if not os.path.isfile(source):
                 shutil.rmtree(tmp_folder, ignore_errors=True)
-                raise FileNotFoundError(f"{source} is listed in images.txt but missing")
+                raise DataError(f"{source} is listed in images.txt but missing")
             target = os.path.join(tmp_folder, rel_path)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             if symlink:
@@ -79,11 +84,17 @@ def prepare_cub(cub_dir, data_dir, symlink=False, overwrite=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run_main(run, argv)
+
+
+def run(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--cub_dir", required=True, help="the CUB_200_2011 folder of the official archive")
     parser.add_argument("--data_dir", default=os.path.join(REPO_ROOT, "data"), help="where the folders go")
     parser.add_argument("--symlink", action="store_true", help="link the images instead of copying them")
     parser.add_argument("--overwrite", action="store_true", help="replace existing folders")
+    parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
     opts = parser.parse_args(argv)
     counts = prepare_cub(opts.cub_dir, opts.data_dir, opts.symlink, opts.overwrite)
     print(f"wrote {counts['train']} train and {counts['test']} test images to {opts.data_dir}")

@@ -14,7 +14,7 @@ Layout written (ImageFolder, as the seed README wants for CUB):
     <data_dir>/<name>_train_masks/class_XX/img_XXXX.png  (255 on the part, 0 elsewhere)
     <data_dir>/<name>_test_masks/...
 
-    python data/synthetic.py --name synth --class_nb 6
+    python3 -m data.synthetic --name synth --class_nb 6
 """
 import argparse
 import os
@@ -24,8 +24,13 @@ import sys
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from args import REPO_ROOT  # noqa: E402
+if not __package__:  # started as a file: the project's modules are importable only as a package
+    sys.exit("error: run it from the repository root as python3 -m data.synthetic (or anywhere after pip install -e .)")
+
+from errors import DataError, run_main  # noqa: E402
+from options import str2bool  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PATTERNS = ("hstripes", "vstripes", "checker")
 COLOR_PAIRS = (((230, 40, 40), (250, 220, 40)),
@@ -100,7 +105,7 @@ def make_synthetic(data_dir, name="synth", class_nb=6, train_per_class=200, test
     renamed at the end, so an interrupted run leaves nothing half-written.
     """
     if not 1 <= class_nb <= MAX_CLASSES:
-        raise ValueError(f"class_nb must be between 1 and {MAX_CLASSES}, got {class_nb}")
+        raise DataError(f"class_nb must be between 1 and {MAX_CLASSES}, got {class_nb}")
     splits = {"train": train_per_class, "test": test_per_class}
     folders = {}
     for split_index, (split, per_class) in enumerate(splits.items()):
@@ -109,7 +114,7 @@ def make_synthetic(data_dir, name="synth", class_nb=6, train_per_class=200, test
         folders[split], folders[split + "_masks"] = folder, mask_folder
         if os.path.exists(folder) or os.path.exists(mask_folder):
             if not overwrite:
-                raise FileExistsError(f"{folder} exists; pass --overwrite to make it again")
+                raise DataError(f"{folder} exists; pass --overwrite to make it again")
             shutil.rmtree(folder, ignore_errors=True)
             shutil.rmtree(mask_folder, ignore_errors=True)
         tmp_folder, tmp_mask_folder = folder + ".tmp", mask_folder + ".tmp"
@@ -123,7 +128,12 @@ def make_synthetic(data_dir, name="synth", class_nb=6, train_per_class=200, test
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run_main(run, argv)
+
+
+def run(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--data_dir", default=os.path.join(REPO_ROOT, "data"), help="where the folders go")
     parser.add_argument("--name", default="synth", help="dataset name (folders <name>_train, <name>_test, ...)")
     parser.add_argument("--class_nb", type=int, default=6, help=f"number of classes (at most {MAX_CLASSES})")
@@ -133,6 +143,7 @@ def main(argv=None):
     parser.add_argument("--part_area", type=float, default=0.07, help="area of the part / image area")
     parser.add_argument("--seed", type=int, default=0, help="the dataset is a function of this seed")
     parser.add_argument("--overwrite", action="store_true", help="replace existing folders")
+    parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
     opts = parser.parse_args(argv)
     folders = make_synthetic(opts.data_dir, opts.name, opts.class_nb, opts.train_per_class, opts.test_per_class,
                              opts.img_size, opts.part_area, opts.seed, opts.overwrite)

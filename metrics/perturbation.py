@@ -1,8 +1,9 @@
 """Deletion / insertion curves (docs/METHOD.md, "DAUC and IAUC") as small tensor functions.
 
-Deletion (Del) starts from the image and sets the most salient cells to 0;
-insertion (Add) starts from a blurred image and copies the most salient cells
-back from the clean one. Both are one curve function with another substrate.
+Deletion starts from the image and sets the most salient cells to 0;
+insertion starts from a blurred image and copies the most salient cells
+back from the clean one. Both are one curve function with another substrate;
+metrics/curves.py lists them.
 """
 import torch
 import torch.nn.functional as F
@@ -10,32 +11,31 @@ import torch.nn.functional as F
 BLUR_KERNEL = 121
 
 
-def saliency_map(att_maps, norm, model_type, arithmetic="float"):
-    """Saliency of one image, min-max scaled to [0, 1].
+def saliency_map(att_maps, norm, combine_maps):
+    """Saliency of one image, min-max scaled to [0, 1], in floating point.
 
-    att_maps: (M, h, w), norm: (1, h, w) (uint8 as saved, or float).
-    BR-NPA and CNN: map 0 * norm; B-CNN: mean of its maps * norm. Returns (h, w) float32.
-    arithmetic 'float' computes the product in floating point. 'released' repeats
-    the authors' released code on the saved uint8 arrays: the B-CNN mean is
-    truncated to uint8, and the product is taken in uint8, so it wraps modulo 256
-    (200 * 200 gives 64); only the min-max scaling is done in floating point.
+    att_maps: (M, h, w), norm: (1, h, w) (uint8 as saved, or float). combine_maps: the model's head's
+    (models.heads): map 0 for BR-NPA and the CNN, the mean of the maps for B-CNN. The saliency is
+    combine_maps(att_maps) * norm. Returns (h, w) float32.
     """
-    if arithmetic == "float":
-        att_maps, norm = torch.as_tensor(att_maps).float(), torch.as_tensor(norm).float()
-    elif arithmetic == "released":
-        att_maps, norm = torch.as_tensor(att_maps), torch.as_tensor(norm)
-        if att_maps.dtype != torch.uint8 or norm.dtype != torch.uint8:
-            raise ValueError("the 'released' saliency arithmetic needs the saved uint8 maps and norms")
-    else:
-        raise ValueError(f"saliency arithmetic must be float or released, got '{arithmetic}'")
-    if model_type == "b_cnn":
-        mean_map = att_maps.float().mean(dim=0)
-        saliency = (mean_map if arithmetic == "float" else mean_map.to(torch.uint8)) * norm[0]
-    elif model_type in ("br_npa", "cnn"):
-        saliency = att_maps[0] * norm[0]
-    else:
-        raise ValueError(f"model_type must be one of br_npa, b_cnn, cnn, got '{model_type}'")
-    saliency = saliency.float()
+    att_maps, norm = torch.as_tensor(att_maps).float(), torch.as_tensor(norm).float()
+    return min_max(combine_maps(att_maps) * norm[0])
+
+
+def released_saliency_map(att_maps, norm, combine_maps):
+    """The saliency as the authors' released code computes it from the saved uint8 arrays, only to compare
+    with numbers it produced. att_maps: (M, h, w) uint8, norm: (1, h, w) uint8. The combined map is
+    truncated to uint8 (this changes the B-CNN mean only) and the product is taken in uint8, so it wraps
+    modulo 256 (200 * 200 gives 64); only the min-max scaling is done in floating point. Returns (h, w)."""
+    att_maps, norm = torch.as_tensor(att_maps), torch.as_tensor(norm)
+    if att_maps.dtype != torch.uint8 or norm.dtype != torch.uint8:
+        raise ValueError("the 'released' saliency arithmetic needs the saved uint8 maps and norms")
+    combined = combine_maps(att_maps.float()).to(torch.uint8)
+    return min_max((combined * norm[0]).float())
+
+
+def min_max(saliency):
+    """(saliency - min) / (max - min), 0 where the map is constant."""
     low, high = saliency.min(), saliency.max()
     return (saliency - low) / (high - low).clamp_min(1e-12)
 
@@ -70,13 +70,14 @@ def box_blur(images, kernel=BLUR_KERNEL):
     return F.avg_pool2d(images, kernel, stride=1, padding=kernel // 2, count_include_pad=True)
 
 
-def substrates(image, metric):
-    """(start image, what a chosen cell becomes), each (3, H, W), for 'Del' or 'Add'."""
-    if metric == "Del":
-        return image, torch.zeros_like(image)
-    if metric == "Add":
-        return box_blur(image.unsqueeze(0))[0], image
-    raise ValueError(f"metric must be Del or Add, got '{metric}'")
+def deletion_substrate(image):
+    """Deletion: (start image, what a chosen cell becomes) = (the image, black). image: (3, H, W)."""
+    return image, torch.zeros_like(image)
+
+
+def insertion_substrate(image):
+    """Insertion: (start image, what a chosen cell becomes) = (the blurred image, the image). image: (3, H, W)."""
+    return box_blur(image.unsqueeze(0))[0], image
 
 
 def blend(start, chosen, masks):
@@ -89,13 +90,14 @@ def blend(start, chosen, masks):
     return start.unsqueeze(0) * (1 - pixel_masks) + chosen.unsqueeze(0) * pixel_masks
 
 
-def perturbation_curves(forward, images, saliencies, classes, metric, cells_per_step, batch_size):
+def perturbation_curves(forward, images, saliencies, classes, substrate, cells_per_step, batch_size):
     """Score curves of many images, filling each forward pass with up to batch_size perturbed copies,
     across steps and images.
 
     forward: (B, 3, H, W) -> (B, class_nb) logits. images: sequence of (3, H, W)
     (read lazily, in order); saliencies: sequence of (h, w); classes: the class
-    predicted on each clean image. Returns a list of (T, 2) tensors: per step
+    predicted on each clean image; substrate: image -> (start image, what a chosen
+    cell becomes), e.g. deletion_substrate. Returns a list of (T, 2) tensors: per step
     (cells left, softmax score of the class). The clean image is not a point.
     """
     curves, buffer, owners = [], [], []
@@ -116,7 +118,7 @@ def perturbation_curves(forward, images, saliencies, classes, metric, cells_per_
         step_nb = masks.shape[0]
         cells_left = saliency.numel() - (torch.arange(step_nb) + 1) * cells_per_step
         curves.append(torch.stack([cells_left.float(), torch.zeros(step_nb)], dim=1))
-        start_image, chosen = substrates(image, metric)
+        start_image, chosen = substrate(image)
         step = 0
         while step < step_nb:
             take = min(batch_size - filled, step_nb - step)

@@ -11,23 +11,35 @@ saliencies and never asks which source made them:
 - the CAMs of pytorch-grad-cam (Grad-CAM, Grad-CAM++, XGrad-CAM, Score-CAM, Ablation-CAM,
   Eigen-CAM) on the last backbone stage, kept at the feature-map resolution;
 - RISE (Petsiuk et al. 2018), batched here.
+
+They are registered in SOURCES, the table at the end of this module: each entry has its name, how to
+build it, its own options (added to trainVal.py's options by args.py) and the values that identify its
+results. Adding a source means writing its builder here and adding one SaliencySource to SOURCES.
 """
 import contextlib
+import dataclasses
 import io
 import math
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from args import POST_HOC_METHODS
-from metrics.perturbation import saliency_map
+from metrics.perturbation import released_saliency_map, saliency_map
+from options import Option, at_least, within
 
 
-def own_maps(att_maps, norms, model_type, arithmetic="float"):
-    """Source reading the saved uint8 arrays: att_maps (N, M, h, w), norms (N, 1, h, w), indexed by test index."""
+def own_maps(att_maps, norms, combine_maps, arithmetic="float"):
+    """Source reading the saved uint8 arrays: att_maps (N, M, h, w), norms (N, 1, h, w), indexed by test index.
+    combine_maps: the model's head's (models.heads). arithmetic: 'float' (saliency_map) or 'released'
+    (released_saliency_map)."""
+    if arithmetic not in ("float", "released"):
+        raise ValueError(f"saliency arithmetic must be float or released, got '{arithmetic}'")
+    one_map = saliency_map if arithmetic == "float" else released_saliency_map
+
     def saliency(model, images, classes, indices):
-        return torch.stack([saliency_map(att_maps[i], norms[i], model_type, arithmetic) for i in indices])
+        return torch.stack([one_map(att_maps[i], norms[i], combine_maps) for i in indices])
     return saliency
 
 
@@ -140,11 +152,78 @@ def rise_source(mask_nb=4000, grid=7, keep_prob=0.5, seed=0, batch_size=64):
     return saliency
 
 
-def post_hoc_source(name, args):
-    """The source of a post-hoc method by name (one of args.POST_HOC_METHODS), with its options from args."""
-    if name == "rise":
-        return rise_source(args.rise_masks, args.rise_grid, args.rise_keep_prob, args.seed,
-                           args.att_metrics_batch_size)
-    if name in cam_classes():
-        return cam_source(name, args.att_metrics_batch_size)
-    raise ValueError(f"--att_metrics_post_hoc must be one of {', '.join(POST_HOC_METHODS)}, got '{name}'")
+@dataclasses.dataclass(frozen=True)
+class SourceInputs:
+    """What a source's builder may use. values: the source's own options (by name) plus 'seed' and
+    'batch_size' (images per forward pass); att_maps, norms: the model's saved test maps (N, M, h, w) and
+    norms (N, 1, h, w); combine_maps: the model's head's (models.heads)."""
+    values: dict
+    att_maps: Any = None
+    norms: Any = None
+    combine_maps: Optional[Callable] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SaliencySource:
+    """One saliency source. build(SourceInputs) -> saliency(model, images, classes, indices).
+    options: its own trainVal.py options (not run-defining). identity: the names in SourceInputs.values that
+    identify its results (its curves are remade when one changes). post_hoc: computed from the model rather
+    than read from its saved maps; its results are saved as '<model_id>-<name>' and its maps kept."""
+    name: str
+    build: Callable[[SourceInputs], Callable]
+    description: str
+    options: tuple = ()
+    identity: tuple = ()
+    post_hoc: bool = True
+
+    def identify(self, values):
+        """{name: value} of the values that identify this source's results."""
+        return {name: values[name] for name in self.identity}
+
+
+def build_cam(name):
+    return lambda inputs: cam_source(name, inputs.values["batch_size"])
+
+
+def build_rise(inputs):
+    values = inputs.values
+    return rise_source(values["rise_masks"], values["rise_grid"], values["rise_keep_prob"], values["seed"],
+                       values["batch_size"])
+
+
+def build_own_maps(inputs):
+    return own_maps(inputs.att_maps, inputs.norms, inputs.combine_maps, inputs.values["att_metrics_saliency"])
+
+
+OWN_MAPS = "own_maps"
+SOURCES = {source.name: source for source in [
+    SaliencySource(OWN_MAPS, build_own_maps, "the model's own saved maps times the feature norm", post_hoc=False,
+                   options=(Option("att_metrics_saliency", str, "float", choices=("float", "released"),
+                                   run_defining=False,
+                                   help="float: map x norm in floating point; released: the authors' released "
+                                        "code's uint8 arithmetic (the product wraps modulo 256), only to compare "
+                                        "with numbers it produced"),),
+                   identity=("att_metrics_saliency",)),
+    SaliencySource("gradcam", build_cam("gradcam"), "Grad-CAM (pytorch-grad-cam)"),
+    SaliencySource("gradcampp", build_cam("gradcampp"), "Grad-CAM++ (pytorch-grad-cam)"),
+    SaliencySource("xgradcam", build_cam("xgradcam"), "XGrad-CAM (pytorch-grad-cam)"),
+    SaliencySource("scorecam", build_cam("scorecam"), "Score-CAM (pytorch-grad-cam)"),
+    SaliencySource("ablationcam", build_cam("ablationcam"), "Ablation-CAM (pytorch-grad-cam)"),
+    SaliencySource("eigencam", build_cam("eigencam"), "Eigen-CAM (pytorch-grad-cam)"),
+    SaliencySource("rise", build_rise, "RISE, seeded random masks",
+                   options=(Option("rise_masks", int, 4000, "RISE: number of random masks", run_defining=False,
+                                   **at_least(1)),
+                            Option("rise_grid", int, 7, "RISE: side of the coarse grid of a mask",
+                                   run_defining=False, **at_least(1)),
+                            Option("rise_keep_prob", float, 0.5, "RISE: probability of keeping a grid cell",
+                                   run_defining=False, **within(0, 1, low_open=True))),
+                   identity=("rise_masks", "rise_grid", "rise_keep_prob", "seed")),
+]}
+POST_HOC_NAMES = tuple(name for name, source in SOURCES.items() if source.post_hoc)
+
+
+def saliency_source(name):
+    """The source registered under name; ValueError listing the post-hoc sources otherwise."""
+    if name not in SOURCES:
+        raise ValueError(f"--att_metrics_post_hoc must be one of {', '.join(POST_HOC_NAMES)}, got '{name}'")
+    return SOURCES[name]

@@ -11,6 +11,8 @@ import os
 import torch.hub
 import torch.nn as nn
 
+from errors import WeightsDownloadError
+
 
 def conv3x3(in_chan, out_chan, stride=1):
     return nn.Conv2d(in_chan, out_chan, kernel_size=3, stride=stride, padding=1, bias=False)
@@ -132,10 +134,6 @@ def feature_map_side(img_size, stride=2, stride_lay2=2, stride_lay3=2, stride_la
     for stage_stride in (stride_lay2, stride_lay3, stride_lay4):
         side = (side + 2 - 3) // stage_stride + 1
     return side
-
-
-class WeightsDownloadError(RuntimeError):
-    """torchvision's ImageNet weights could not be downloaded."""
 
 
 def imagenet_state_dict(name, chan):

@@ -1,12 +1,10 @@
-import argparse
-
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from args import build_parser, parse_args, read_config_file
-from training import build_optimizer, distillation_loss, train_one_epoch
+from training import StepConfig, build_optimizer, distillation_loss, train_one_epoch
 
 
 class LinearModel(nn.Module):
@@ -26,11 +24,9 @@ def run_one_step(single_pass, optim):
     torch.manual_seed(1)
     images, target = torch.randn(6, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 1])
     loader = [(images, target)]
-    args = argparse.Namespace(max_batch_size_single_pass=single_pass, amp=False, channels_last=False,
-                              nll_weight=1.0)
-    hparams = {"kl_interp": 0.5, "kl_temp": 1.0}
+    step = StepConfig(chunk_size=single_pass, nll_weight=1.0, kl_interp=0.5, kl_temp=1.0)
     optimizer = build_optimizer(model.parameters(), optim, 0.1, momentum=0.9)
-    values = train_one_epoch(model, loader, optimizer, torch.device("cpu"), hparams, args)
+    values = train_one_epoch(model, loader, optimizer, torch.device("cpu"), step)
     return model, values, images, target
 
 

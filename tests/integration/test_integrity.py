@@ -19,7 +19,8 @@ from PIL import Image
 import runs
 import trainVal
 from args import build_parser, load_run_config, parse_args, write_config
-from conftest import REPO_ROOT, TINY_CONFIG
+from helpers import REPO_ROOT, TINY_CONFIG, script_env
+from model_ids import model_options
 from load_data import load_rgb
 
 SCRIPT_OPTIONS = {"train.sh": (), "get_dauc_scores.sh": ("--optuna", "False", "--attention_metrics", "Del")}
@@ -41,12 +42,12 @@ def command(script, config, data, results, *extra):
 
 def run(script, config, data, results, *extra):
     return subprocess.run(command(script, config, data, results, *extra), capture_output=True, text=True, cwd="/",
-                          env={**os.environ, "CONFIG": config})
+                          env=script_env(config))
 
 
 def start(script, config, data, results, *extra):
     return subprocess.Popen(command(script, config, data, results, *extra), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd="/", env={**os.environ, "CONFIG": config})
+                            stderr=subprocess.PIPE, text=True, cwd="/", env=script_env(config))
 
 
 def ok(completed):
@@ -55,10 +56,8 @@ def ok(completed):
 
 
 def table_options(model_id):
-    """The options model_ids.sh adds for a model id (what the scripts pass)."""
-    completed = subprocess.run(["bash", "-c", f"source '{REPO_ROOT}/model_ids.sh'; model_options {model_id}"],
-                               capture_output=True, text=True, check=True)
-    return completed.stdout.split()
+    """The options the model id table adds for a model id (what the scripts pass)."""
+    return model_options(model_id)
 
 
 def main(script, config, data, results, model_id, *extra):
@@ -126,7 +125,7 @@ def test_killed_rerun_leaves_the_previous_run_whole(setup):
     kill_after_line(rerun, "epoch 1:")
     assert folder_state(results / "e2e") == before
     model = landed(results)
-    model.read_checkpoint()  # checkpoint, .ini and test CSV agree
+    model.load_model()  # checkpoint, .ini and test CSV agree (a run id mismatch raises)
     assert main("get_dauc_scores.sh", config, data, results, "cnn") is None
     with open(results / "e2e" / "attMetrDel_cnn.json") as file:
         assert json.load(file)["run_id"] == model.run_id
@@ -320,7 +319,7 @@ def test_killed_curves_resume_exactly(setup):
     straight = np.load(results / "e2e" / "attMetrDel_br_npa_low_res.npy")
     os.remove(results / "e2e" / "attMetrDel_br_npa_low_res.npy")
     killed = start("get_dauc_scores.sh", config, data, results, *dauc)
-    partial = results / "e2e" / ".attMetrDel_br_npa_low_res.partial.pth"
+    partial = results / "e2e" / ".attMetrDel_br_npa_low_res.staging" / "partial.pth"
     while not partial.exists() and killed.poll() is None:  # kill once the first progress is saved
         time.sleep(0.005)
     killed.send_signal(signal.SIGKILL)
@@ -329,7 +328,7 @@ def test_killed_curves_resume_exactly(setup):
     resumed = ok(run("get_dauc_scores.sh", config, data, results, *dauc))
     assert "resuming the Del curves of br_npa_low_res after" in resumed.stderr
     assert np.allclose(np.load(results / "e2e" / "attMetrDel_br_npa_low_res.npy"), straight, atol=1e-6)
-    assert not (results / "e2e" / ".attMetrDel_br_npa_low_res.partial.pth").exists()
+    assert not (results / "e2e" / ".attMetrDel_br_npa_low_res.staging" / "partial.pth").exists()
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def test_order_and_extensions(tmp_path):
 
 
 def test_missing_folder_prints_layout(tmp_path):
-    with pytest.raises(DataError, match=r"not found.*one sub-folder per class.*data/synthetic.py"):
+    with pytest.raises(DataError, match=r"not found.*one sub-folder per class.*python3 -m data.synthetic"):
         scan_folder(str(tmp_path), "nothing")
 
 
@@ -95,9 +95,9 @@ def test_prepare_cub_on_fake_tree(tmp_path):
                      "002.Laysan_Albatross/b_2.jpg"]
     _, test = scan_folder(str(tmp_path / "data"), "CUB-200-2011_test", class_nb=2)
     assert [os.path.basename(p) for p, _ in test] == ["a_2.jpg", "b_3.jpg"]
-    with pytest.raises(FileExistsError):
+    with pytest.raises(DataError, match="exists; pass --overwrite"):
         prepare_cub(str(cub), str(tmp_path / "data"))
-    with pytest.raises(FileNotFoundError, match="images.txt"):
+    with pytest.raises(DataError, match="images.txt"):
         prepare_cub(str(tmp_path), str(tmp_path / "data2"))
 
 

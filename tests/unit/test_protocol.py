@@ -1,6 +1,5 @@
 """The authors' protocol: search space, schedule, heads, float32 evaluation, the released saliency arithmetic,
 and the hand-worked statistics saved with the test results."""
-import argparse
 import csv
 import os
 import subprocess
@@ -12,17 +11,24 @@ import torch
 
 import search
 import training
-from args import build_parser, parse_args
-from conftest import REPO_ROOT, TINY_CONFIG
+from args import parse_args, with_changes
+from helpers import REPO_ROOT, TINY_CONFIG, tiny_model, tiny_options
 from metrics.attention import scale_to_uint8, sparsity
-from metrics.perturbation import saliency_map
-from models.net import build_model
+from metrics.perturbation import released_saliency_map, saliency_map
+from model_ids import model_options
+from models.heads import HEADS
+
+BR_NPA, B_CNN = HEADS["br_npa"].combine_maps, HEADS["b_cnn"].combine_maps
 
 
-def model_options(model_id):
-    completed = subprocess.run(["bash", "-c", f"source '{REPO_ROOT}/model_ids.sh'; model_options {model_id}"],
-                               capture_output=True, text=True, check=True)
-    return completed.stdout.split()
+def test_shell_face_of_the_model_table_agrees():
+    """model_ids.sh (what the scripts source) gives every id the options of model_ids.py."""
+    from model_ids import MODEL_IDS
+    for model_id in MODEL_IDS:
+        completed = subprocess.run(["bash", "-c", f"ROOT='{REPO_ROOT}'; source '{REPO_ROOT}/model_ids.sh'; "
+                                                  f"model_options {model_id}"], capture_output=True, text=True,
+                                   check=True)
+        assert completed.stdout.split() == model_options(model_id)
 
 
 @pytest.mark.parametrize("model_id, max_batch_size", [("br_npa_low_res", "130"), ("b_cnn", "130"), ("cnn", "130"),
@@ -39,7 +45,7 @@ def test_searched_batch_size_range(max_batch_size, low):
     sizes = []
     for _ in range(300):
         trial = study.ask()
-        sizes.append(search.sample_hparams(trial, args)["batch_size"])
+        sizes.append(search.trial_config(trial, args).batch_size)
         study.tell(trial, 0.5)
     assert low <= min(sizes) and max(sizes) <= max_batch_size
     # log-uniform over the whole range: both ends are reached in 300 draws
@@ -51,19 +57,13 @@ def test_no_pruning_by_default():
 
 
 def test_bcnn_attention_conv_has_no_bias():
-    model = build_model(tiny_args(attention=True, br_npa=False))
+    model = tiny_model(attention=True, br_npa=False)
     assert model.head.att_conv.bias is None
-
-
-def tiny_args(**overrides):
-    args = build_parser().parse_args([])
-    values = dict(backbone="resnet18", resnet_chan=8, class_nb=5, stride_lay3=2, stride_lay4=2, img_size=32)
-    return argparse.Namespace(**{**vars(args), **values, **overrides})
 
 
 def test_aux_heads_bias_dropout_and_nll_weight():
     torch.manual_seed(0)
-    model = build_model(tiny_args(aux_on_masked=True, lin_lay_bias=False, dropout=0.5)).train()
+    model = tiny_model(aux_on_masked=True, lin_lay_bias=False, dropout=0.5).train()
     assert all(head.bias is not None for head in model.aux.values())
     model.dropout = torch.nn.Dropout(p=1.0)  # z after dropout is all zero: each aux head outputs its bias
     images, target = torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 2])
@@ -103,15 +103,15 @@ def test_validation_uses_the_trials_crop_ratio(tiny_synth, monkeypatch):
     seen = []
     real_build = training.build_transform
 
-    def spy(args, train, crop_ratio=None, *rest):
-        seen.append((train, crop_ratio))
-        return real_build(args, train, crop_ratio, *rest)
+    def spy(geometry, augmentation=None):
+        seen.append((augmentation is not None, geometry.crop_ratio))
+        return real_build(geometry, augmentation)
 
     monkeypatch.setattr(training, "build_transform", spy)
-    hparams = {**training.default_hparams(args), "crop_ratio": 0.5}
+    trial = with_changes(args, crop_ratio=0.5)  # a trial is the configuration with its sampled values
     one_image = [("unused.png", 0)]  # the loaders are built, never iterated
-    training.build_train_loaders(args, {"train": one_image, "val": one_image}, hparams)
-    assert seen and all(crop_ratio == 0.5 for _, crop_ratio in seen)
+    training.build_train_loaders(trial, {"train": one_image, "val": one_image})
+    assert sorted(seen) == [(False, 0.5), (True, 0.5)]
 
 
 def test_evaluation_runs_in_float32_by_default(scheduled_run, monkeypatch):
@@ -126,10 +126,10 @@ def test_evaluation_runs_in_float32_by_default(scheduled_run, monkeypatch):
         return real_autocast(device, enabled)
 
     monkeypatch.setattr(training, "autocast", spy)
-    model = build_model(tiny_args())
-    args = tiny_args(amp=True, amp_eval=False)
+    model = tiny_model()
+    args = tiny_options(amp=True, amp_eval=False)
     loader = [(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]
-    training.evaluate(model, loader, torch.device("cpu"), args, collect_maps=True)
+    training.evaluate(model, loader, torch.device("cpu"), args.nll_weight, args.amp_eval, collect_maps=True)
     assert asked == [False]
     import attention_metrics
     monkeypatch.setattr(attention_metrics, "autocast", spy)
@@ -145,9 +145,9 @@ def test_released_saliency_wraps_like_the_released_code():
     # map 0 and norm as saved (uint8); 200 * 200 = 40000 = 64 (mod 256), 16 * 16 = 256 = 0 (mod 256)
     maps = torch.tensor([[[200, 100], [16, 1]]], dtype=torch.uint8)
     norm = torch.tensor([[[200, 2], [16, 255]]], dtype=torch.uint8)
-    released = saliency_map(maps, norm, "br_npa", "released")
+    released = released_saliency_map(maps, norm, BR_NPA)
     assert torch.allclose(released, torch.tensor([[64., 200.], [0., 255.]]) / 255)
-    floating = saliency_map(maps, norm, "br_npa", "float")
+    floating = saliency_map(maps, norm, BR_NPA)
     assert torch.allclose(floating, (torch.tensor([[40000., 200.], [256., 255.]]) - 200) / (40000 - 200))
     # the most salient cell differs: the wrap changes the order
     assert released.flatten().argmax() == 3 and floating.flatten().argmax() == 0
@@ -156,9 +156,9 @@ def test_released_saliency_wraps_like_the_released_code():
     bcnn_norm = torch.tensor([[[100, 255], [2, 3]]], dtype=torch.uint8)
     # means 3.5, 0.5, 200.5, 90 -> 3, 0, 200, 90; products 300, 0, 400, 270 -> 44, 0, 144, 14
     expected = torch.tensor([[44., 0.], [144., 14.]]) / 144
-    assert torch.allclose(saliency_map(bcnn_maps, bcnn_norm, "b_cnn", "released"), expected)
+    assert torch.allclose(released_saliency_map(bcnn_maps, bcnn_norm, B_CNN), expected)
     with pytest.raises(ValueError, match="uint8"):
-        saliency_map(maps.float(), norm, "br_npa", "released")
+        released_saliency_map(maps.float(), norm, BR_NPA)
 
 
 def test_sparsity_hand_worked():

@@ -3,17 +3,16 @@ aggregate over seeds equals means computed here from the per-seed files; high-re
 import csv
 import glob
 import os
-import subprocess
 
 import numpy as np
 import pytest
 from scipy import stats
 
 import run_models
-from conftest import REPO_ROOT, TINY_CONFIG
+from helpers import REPO_ROOT, TINY_CONFIG
+from model_ids import MODEL_IDS
 
-ALL_MODELS = subprocess.run(["bash", "-c", f"source '{REPO_ROOT}/model_ids.sh'; echo $MODEL_IDS"],
-                            capture_output=True, text=True, check=True).stdout.split()
+ALL_MODELS = list(MODEL_IDS)
 
 
 def run_seeds(capsys, monkeypatch, config, data, results, models, seeds, *extra):

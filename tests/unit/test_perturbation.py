@@ -5,8 +5,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from metrics.auc import curve_auc, curve_x, energy_in_mask, pointing_game
+from metrics.auc import curve_auc, deletion_x, insertion_x
+from metrics.curves import CURVE_METRICS
+from metrics.localisation import energy_in_mask, pointing_game
 from metrics.perturbation import box_blur, cells_per_step, perturbation_curves, saliency_map
+from models.heads import HEADS
 
 
 def slow_curve(model, image, saliency, metric, step_cells):
@@ -54,7 +57,8 @@ def test_batched_equals_one_forward_per_step(metric, map_size, step_cells):
     saliencies[0][0, 0] = saliencies[0][1, 1]  # a tie: the lower cell index goes first
     with torch.no_grad():
         classes = model(images).argmax(dim=1).tolist()
-        curves = perturbation_curves(model, list(images), saliencies, classes, metric, step_cells, batch_size=7)
+        curves = perturbation_curves(model, list(images), saliencies, classes, CURVE_METRICS[metric].substrate,
+                                     step_cells, batch_size=7)
     for image, saliency, curve in zip(images, saliencies, curves):
         expected = slow_curve(model, image, saliency, metric, step_cells)
         assert curve.shape == expected.shape
@@ -81,10 +85,11 @@ def sigmoid(x):
 def test_hand_made_region_model():
     image = torch.ones(3, 4, 4)
     saliency = torch.tensor([[0.9, 0.1], [0.5, 0.2]])  # order: TL, BL, BR, TR
-    deletion = perturbation_curves(RegionModel(), [image], [saliency], [0], "Del", 1, 3)[0]
+    deletion = perturbation_curves(RegionModel(), [image], [saliency], [0], CURVE_METRICS["Del"].substrate, 1, 3)[0]
     # TL deleted: left half mean 0.5; then BL: 0
     assert torch.allclose(deletion, torch.tensor([[3, sigmoid(0.5)], [2, 0.5], [1, 0.5], [0, 0.5]]), atol=1e-6)
-    insertion = perturbation_curves(RegionModel(), [image], [saliency], [0], "Add", 1, 3)[0]
+    insertion = perturbation_curves(RegionModel(), [image], [saliency], [0], CURVE_METRICS["Add"].substrate, 1,
+                                    3)[0]
     blurred = 16 / 121 ** 2  # every pixel of a 4x4 image of ones under the 121x121 box
     expected = [[3, sigmoid((1 + blurred) / 2)], [2, sigmoid(1.0)], [1, sigmoid(1.0)], [0, sigmoid(1.0)]]
     assert torch.allclose(insertion, torch.tensor(expected), atol=1e-6)
@@ -93,9 +98,10 @@ def test_hand_made_region_model():
 def test_saliency_choice_per_model():
     maps = torch.tensor([[[0., 2.], [4., 8.]], [[8., 4.], [2., 0.]]])
     norm = torch.tensor([[[1., 1.], [1., 2.]]])
-    assert torch.allclose(saliency_map(maps, norm, "br_npa"), torch.tensor([[0, .125], [.25, 1.]]))
+    for head in ("br_npa", "cnn"):  # map 0 times the norm
+        assert torch.allclose(saliency_map(maps, norm, HEADS[head].combine_maps), torch.tensor([[0, .125], [.25, 1.]]))
     # b_cnn: mean map (4, 3, 3, 4) * norm -> (4, 3, 3, 8) -> minmax
-    assert torch.allclose(saliency_map(maps, norm, "b_cnn"), torch.tensor([[.2, 0.], [0., 1.]]))
+    assert torch.allclose(saliency_map(maps, norm, HEADS["b_cnn"].combine_maps), torch.tensor([[.2, 0.], [0., 1.]]))
 
 
 def test_cells_per_step():
@@ -107,14 +113,14 @@ def test_cells_per_step():
 
 def test_auc_conventions():
     curve = np.array([[3, 1.], [2, .5], [1, .5], [0, 0.]])
-    assert curve_auc(curve, "Del") == pytest.approx(0.5)
-    assert curve_auc(curve, "Add") == pytest.approx(0.5)
+    assert curve_auc(curve, deletion_x) == pytest.approx(0.5)
+    assert curve_auc(curve, insertion_x) == pytest.approx(0.5)
     left = np.array([4, 3, 2])
-    assert np.allclose(curve_x(left, "Del"), [0, .5, 1])
-    assert np.allclose(curve_x(left, "Add"), [0, .25, .5])
+    assert np.allclose(deletion_x(left), [0, .5, 1])
+    assert np.allclose(insertion_x(left), [0, .25, .5])
     scores = np.array([[4, 1.], [3, 1.], [2, 1.]])
-    assert curve_auc(scores, "Del") == pytest.approx(1.0)
-    assert curve_auc(scores, "Add") == pytest.approx(0.5)
+    assert CURVE_METRICS["Del"].auc(scores) == pytest.approx(1.0)
+    assert CURVE_METRICS["Add"].auc(scores) == pytest.approx(0.5)
 
 
 def test_localisation_scores():

@@ -4,16 +4,16 @@ import csv
 import glob
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, TINY_CONFIG
-
+from helpers import REPO_ROOT, TINY_CONFIG, script_env
 
 
 def run(command, config, data_dir, results_dir, *extra, check=True):
-    env = {**os.environ, "CONFIG": str(config)}
+    env = script_env(config)
     completed = subprocess.run([os.path.join(REPO_ROOT, command), *extra, "--data_dir", data_dir,
                                 "--results_dir", str(results_dir)], env=env, capture_output=True, text=True,
                                cwd="/")
@@ -77,7 +77,7 @@ def test_curves_and_process_results(trained, tiny_synth, tmp_path):
     curves = np.load(folder / "attMetrDel_br_npa_low_res.npy")
     assert curves.shape == (4, 4, 2)
     assert len(np.load(folder / "attMetrDel_br_npa_low_res_imgInds.npy")) == 4
-    completed = subprocess.run(["python3", os.path.join(REPO_ROOT, "processResults.py"), "--exp_id", "e2e",
+    completed = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "processResults.py"), "--exp_id", "e2e",
                                 "--results_dir", str(results), "--vis_dir", str(tmp_path / "vis")],
                                capture_output=True, text=True, cwd="/")
     assert completed.returncode == 0, completed.stderr
@@ -113,7 +113,7 @@ def test_unknown_model_id_lists_ids(trained, tiny_synth):
 
 
 def test_process_results_without_results(tmp_path):
-    completed = subprocess.run(["python3", os.path.join(REPO_ROOT, "processResults.py"), "--exp_id", "none",
+    completed = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "processResults.py"), "--exp_id", "none",
                                 "--results_dir", str(tmp_path)], capture_output=True, text=True)
     assert completed.returncode != 0 and "train a model first" in completed.stderr
     assert "Traceback" not in completed.stderr

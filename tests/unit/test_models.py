@@ -1,28 +1,18 @@
-import argparse
-
 import pytest
 import torch
 
-from args import build_parser
-from models.net import build_model
+from helpers import tiny_model
 from training import build_optimizer, compute_loss
 
-
-def tiny_args(**overrides):
-    args = build_parser().parse_args([])
-    values = dict(backbone="resnet18", resnet_chan=8, class_nb=5, stride_lay3=2, stride_lay4=2, img_size=32)
-    values.update(overrides)
-    return argparse.Namespace(**{**vars(args), **values})
+# the legacy options of each head: --attention / --br_npa still choose it
+LEGACY_FLAGS = {"cnn": dict(attention=False), "b_cnn": dict(attention=True, br_npa=False),
+                "br_npa": dict(attention=True, br_npa=True)}
 
 
-HEADS = {"cnn": dict(attention=False), "b_cnn": dict(attention=True, br_npa=False),
-         "br_npa": dict(attention=True, br_npa=True)}
-
-
-@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("head", LEGACY_FLAGS)
 def test_head_shapes_and_one_training_step(head):
     torch.manual_seed(0)
-    model = build_model(tiny_args(**HEADS[head]))
+    model = tiny_model(**LEGACY_FLAGS[head])
     images, target = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 3])
     result = model(images)
     expected_maps = {"cnn": 1, "b_cnn": 4, "br_npa": 3}[head]
@@ -43,7 +33,7 @@ def test_head_shapes_and_one_training_step(head):
 
 def test_bcnn_pooling_is_mean_of_maps_times_features():
     torch.manual_seed(0)
-    model = build_model(tiny_args(**HEADS["b_cnn"], nb_att_maps=2)).eval()
+    model = tiny_model(head="b_cnn", nb_att_maps=2).eval()
     features = torch.relu(torch.randn(2, 64, 3, 3))
     pooled, maps = model.head(features)
     for k in range(2):
@@ -53,7 +43,7 @@ def test_bcnn_pooling_is_mean_of_maps_times_features():
 
 def test_aux_heads_add_their_losses():
     torch.manual_seed(0)
-    model = build_model(tiny_args(**HEADS["br_npa"], aux_on_masked=True))
+    model = tiny_model(head="br_npa", aux_on_masked=True)
     images, target = torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 2])
     result = model(images)
     assert set(result["aux"]) == {"0", "1", "2", "01", "12"}
@@ -68,6 +58,6 @@ def test_aux_heads_add_their_losses():
 
 
 def test_dropout_and_bias_options():
-    model = build_model(tiny_args(dropout=0.4, lin_lay_bias=True))
+    model = tiny_model(dropout=0.4, lin_lay_bias=True)
     assert model.dropout.p == 0.4 and model.classifier.bias is not None
-    assert build_model(tiny_args()).classifier.bias is None
+    assert tiny_model().classifier.bias is None

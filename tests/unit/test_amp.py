@@ -1,9 +1,9 @@
 """bf16 autocast against float32 (on the CPU here, on CUDA where there is one): stated tolerances."""
 import torch
 
+from helpers import tiny_model
+from metrics.curves import CURVE_METRICS
 from metrics.perturbation import perturbation_curves
-from models.net import build_model
-from test_models import tiny_args
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # bf16 keeps 8 bits of mantissa: softmax scores within 0.03, predictions agree on 90% of images.
@@ -20,16 +20,16 @@ def forward_fn(model, amp):
 @torch.no_grad()
 def test_bf16_curves_and_predictions_close_to_float32():
     torch.manual_seed(0)
-    model = build_model(tiny_args(attention=True, br_npa=True, class_nb=3)).to(DEVICE).eval()
+    model = tiny_model(head="br_npa", class_nb=3).to(DEVICE).eval()
     images = torch.randn(40, 3, 32, 32, device=DEVICE)
     fp32, bf16 = forward_fn(model, False), forward_fn(model, True)
     agree = (fp32(images).argmax(1) == bf16(images).argmax(1)).float().mean().item()
     assert agree >= 0.9
     saliencies = [torch.rand(2, 2) for _ in range(4)]
     classes = fp32(images[:4]).argmax(1).tolist()
-    for metric in ("Del", "Add"):
-        exact = perturbation_curves(fp32, list(images[:4]), saliencies, classes, metric, 1, 3)
-        approx = perturbation_curves(bf16, list(images[:4]), saliencies, classes, metric, 1, 3)
+    for metric in CURVE_METRICS.values():
+        exact = perturbation_curves(fp32, list(images[:4]), saliencies, classes, metric.substrate, 1, 3)
+        approx = perturbation_curves(bf16, list(images[:4]), saliencies, classes, metric.substrate, 1, 3)
         for a, b in zip(exact, approx):
             assert torch.equal(a[:, 0], b[:, 0])
             assert (a[:, 1] - b[:, 1]).abs().max() <= SCORE_TOLERANCE

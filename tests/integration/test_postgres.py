@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import REPO_ROOT, TINY_CONFIG
+from helpers import REPO_ROOT, TINY_CONFIG
 
 
 def postgres_bin():

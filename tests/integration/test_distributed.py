@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import trainVal
-from conftest import REPO_ROOT, TINY_CONFIG
+from helpers import REPO_ROOT, TINY_CONFIG
 
 # No randomness that depends on the process: no dropout, flip, colour jitter or random crop (crop ratio 1).
 # 36 training-folder images, 2/3 train: 24 = 3 global batches of 8 (4 per process).

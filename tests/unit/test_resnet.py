@@ -48,8 +48,10 @@ def test_pretrained_without_internet_gives_clear_error(monkeypatch, tmp_path):
     def refuse(*args, **kwargs):
         raise OSError("network unreachable")
     monkeypatch.setattr(api.WeightsEnum, "get_state_dict", refuse)
-    with pytest.raises(RuntimeError, match="--pretrained False"):
+    from errors import UserError, WeightsDownloadError
+    with pytest.raises(WeightsDownloadError, match="--pretrained False") as raised:
         build_resnet("resnet18", pretrained=True)
+    assert isinstance(raised.value, UserError)  # reported in one line by every entry point
     # through the entry point: a message, no traceback, nothing written
     import trainVal
     from data.synthetic import make_synthetic

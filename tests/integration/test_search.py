@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 
 import search
 import trainVal
-from args import parse_args
-from conftest import REPO_ROOT, TINY_CONFIG
+from args import parse_args, with_changes
+from helpers import REPO_ROOT, TINY_CONFIG, script_env
 
 
 @pytest.fixture
@@ -58,11 +58,11 @@ def test_nan_trial_is_failed_and_study_goes_on(config, tiny_synth, tmp_path, mon
     real_train = search.train_model
     calls = []
 
-    def first_trial_diverges(args, samples, hparams, *rest):
+    def first_trial_diverges(config, samples, *rest):
         calls.append(1)
         if len(calls) == 1:
-            hparams = {**hparams, "lr": float("inf")}  # weights become NaN, so does the loss
-        return real_train(args, samples, hparams, *rest)
+            config = with_changes(config, lr=float("inf"))  # weights become NaN, so does the loss
+        return real_train(config, samples, *rest)
 
     monkeypatch.setattr(search, "train_model", first_trial_diverges)
     results = tmp_path / "results"
@@ -131,7 +131,7 @@ def test_sampled_parameters_stay_in_spec_ranges(optim_aug_teacher):
     seen_optims = set()
     for _ in range(300):
         trial = study.ask()
-        hparams = search.sample_hparams(trial, args)
+        hparams = vars(search.trial_config(trial, args))
         study.tell(trial, 0.5)
         assert 1e-4 <= hparams["lr"] <= 1e-2 and 1e-6 <= hparams["weight_decay"] <= 1e-3
         assert 12 <= hparams["batch_size"] <= 32 and hparams["dropout"] in (0, .2, .4, .6)
@@ -154,10 +154,9 @@ def test_sampled_parameters_stay_in_spec_ranges(optim_aug_teacher):
 
 
 def test_distillation_needs_the_teacher(tiny_synth, tmp_path, config):
-    env = {**os.environ, "CONFIG": config}
     completed = subprocess.run([os.path.join(REPO_ROOT, "train.sh"), "br_npa_high_res_distill",
                                 "--data_dir", tiny_synth, "--results_dir", str(tmp_path / "r")],
-                               env=env, capture_output=True, text=True)
+                               env=script_env(config), capture_output=True, text=True)
     assert completed.returncode != 0
     assert "teacher model 'br_npa_low_res' is not ready" in completed.stderr
     assert f"CONFIG={config} ./train.sh br_npa_low_res" in completed.stderr

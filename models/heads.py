@@ -1,0 +1,84 @@
+"""The table of attention heads. A head turns the backbone's feature map into the vector the classifier
+reads and the attention maps that are saved and evaluated:
+
+    forward(features (B, C, h, w)) -> (pooled vector (B, out_dim), attention maps (B, M, h, w))
+
+Each head class states what the rest of the code needs from it:
+- out_dim (set by __init__(chan, config)): the size of the pooled vector, the classifier's input;
+  config is the models.net.ModelConfig of the run (a head reads the fields it needs, e.g. nb_att_maps);
+- combine_maps(maps (..., M, h, w)) -> (..., h, w): how its maps become one map, which times the
+  feature norm is its saliency (metrics.perturbation.saliency_map).
+
+Adding a head: write its class here (or in a module of models/ imported here), add it to HEADS, and add
+a model id using it to model_ids.py. `--head NAME` chooses it.
+"""
+import torch
+import torch.nn as nn
+
+from models.br_npa import representative_vectors
+from models.resnet import BasicBlock
+
+
+class CNNHead(nn.Module):
+    """Plain CNN: spatial mean; the 'attention map' is the feature norm (one map)."""
+
+    def __init__(self, chan, config):
+        super().__init__()
+        self.out_dim = chan
+
+    def forward(self, features):
+        return features.mean(dim=(2, 3)), features.norm(dim=1, keepdim=True)
+
+    @staticmethod
+    def combine_maps(maps):
+        return maps[..., 0, :, :]
+
+
+class BCNNHead(nn.Module):
+    """Bilinear attention pooling (WS-DAN): BasicBlock + bias-free 1x1 conv to K+1 maps, ReLU;
+    z = concat_k(spatial mean of A_k * F) over the first K maps. Its saliency reads the mean of the maps."""
+
+    def __init__(self, chan, config):
+        super().__init__()
+        self.nb_maps = config.nb_att_maps
+        self.att_block = BasicBlock(chan, chan)
+        self.att_conv = nn.Conv2d(chan, self.nb_maps + 1, kernel_size=1, bias=False)  # bias-free, as the authors'
+        self.out_dim = chan * self.nb_maps
+
+    def forward(self, features):
+        maps = torch.relu(self.att_conv(self.att_block(features)))  # (B, K+1, h, w)
+        pooled = torch.einsum("bkhw,bchw->bkc", maps[:, :self.nb_maps], features)
+        pooled = pooled / (features.shape[2] * features.shape[3])
+        return pooled.flatten(1), maps
+
+    @staticmethod
+    def combine_maps(maps):
+        return maps.mean(dim=-3)
+
+
+class BRNPAHead(nn.Module):
+    """Non-parametric BR-NPA head (see models.br_npa.representative_vectors); its saliency reads the first
+    map (the most active vector's). Ablations: br_npa_norefine, br_npa_randvec."""
+
+    def __init__(self, chan, config):
+        super().__init__()
+        self.nb_maps = config.nb_att_maps
+        self.refine, self.rand_vec = not config.br_npa_norefine, config.br_npa_randvec
+        self.out_dim = chan * self.nb_maps
+
+    def forward(self, features):
+        return representative_vectors(features, self.nb_maps, self.refine, self.rand_vec)
+
+    @staticmethod
+    def combine_maps(maps):
+        return maps[..., 0, :, :]
+
+
+HEADS = {"cnn": CNNHead, "b_cnn": BCNNHead, "br_npa": BRNPAHead}
+
+
+def head_class(name):
+    """The head class registered under name; ValueError listing the heads otherwise."""
+    if name not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}, got '{name}'")
+    return HEADS[name]

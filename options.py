@@ -1,0 +1,82 @@
+"""What one command-line option is, stated once: its type, default, help, valid range, whether it defines
+the run (two runs differing in it are different runs) and whether a search may sample it.
+
+args.py holds the table of trainVal.py's options; a saliency source of metrics/saliency.py declares
+its own options the same way, and args.py adds them to the table. This module imports nothing of the
+project, so any layer may use it.
+"""
+import argparse
+import dataclasses
+from typing import Any, Callable, Optional
+
+
+def str2bool(value):
+    """Parse the booleans written in the configs and scripts: True / False."""
+    if isinstance(value, bool):
+        return value
+    if value in ("True", "true"):
+        return True
+    if value in ("False", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got '{value}'")
+
+
+def optional_str(value):
+    """A string, or None written as 'None'."""
+    if value in (None, "None", ""):
+        return None
+    return value
+
+
+def optional_int(value):
+    """An int, or None written as 'None'."""
+    if value in (None, "None", ""):
+        return None
+    return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One option: --name, parsed by type, with its default and help.
+
+    valid / expected: a test of the parsed value and what the value must be (for the error message).
+    run_defining: False for options that do not change what a run computes (paths, device, workers,
+    the DAUC / IAUC options): a rerun differing only in them is the same run.
+    searchable: a search trial may replace the value (see search.py).
+    """
+    name: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str = ""
+    choices: Optional[tuple] = None
+    valid: Optional[Callable[[Any], bool]] = None
+    expected: str = ""
+    run_defining: bool = True
+    searchable: bool = False
+
+    def check(self, value):
+        """None if the value is in range, else the message saying what it must be."""
+        if self.valid is None or self.valid(value):
+            return None
+        return f"--{self.name} must be {self.expected}, got {value}"
+
+
+def at_least(low, unit=""):
+    """(valid, expected) of an option that must be >= low."""
+    return {"valid": lambda v: v >= low, "expected": f"at least {low}{unit}"}
+
+
+def non_negative():
+    return {"valid": lambda v: v >= 0, "expected": "0 or more"}
+
+
+def positive():
+    return {"valid": lambda v: v > 0, "expected": "a positive number"}
+
+
+def within(low, high, low_open=False, high_open=False):
+    """(valid, expected) of an option in an interval."""
+    def valid(v):
+        return (low < v if low_open else low <= v) and (v < high if high_open else v <= high)
+    text = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    return {"valid": valid, "expected": text}

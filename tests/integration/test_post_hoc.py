@@ -1,0 +1,69 @@
+"""Post-hoc saliency sources through the same DAUC / IAUC pipeline as a model's own maps."""
+import csv
+import os
+
+import numpy as np
+import pytest
+
+import trainVal
+from helpers import TINY_CONFIG
+from metrics.saliency import POST_HOC_NAMES
+
+
+@pytest.fixture(scope="module")
+def trained_cnn(tiny_synth, tmp_path_factory):
+    root = tmp_path_factory.mktemp("posthoc")
+    config = root / "tiny.config"
+    config.write_text(TINY_CONFIG)
+    argv = ["-c", str(config), "--data_dir", tiny_synth, "--results_dir", str(root / "results"), "--model_id",
+            "cnn", "--head", "cnn", "--stride_lay3", "2", "--stride_lay4", "2"]
+    trainVal.main(argv)
+    return argv, root
+
+
+@pytest.mark.parametrize("method", POST_HOC_NAMES)
+def test_every_method_gives_curves(trained_cnn, method):
+    argv, root = trained_cnn
+    trainVal.main(argv + ["--attention_metrics", "Del", "--att_metrics_post_hoc", method, "--rise_masks", "200"])
+    folder = root / "results" / "e2e"
+    assert np.load(folder / f"attMetrDel_cnn-{method}.npy").shape == (4, 4, 2)
+    maps = np.load(folder / f"attMapscnn-{method}_test.npy")
+    assert maps.dtype == np.float32 and maps.shape == (4, 2, 2) and np.isfinite(maps).all()
+
+
+def auc(curves, metric):
+    left, scores = curves[:, :, 0], curves[:, :, 1]
+    low, high = left.min(axis=1, keepdims=True), left.max(axis=1, keepdims=True)
+    x = 1 - left / high if metric == "Add" else 1 - (left - low) / (high - low)
+    return ((x[:, 1:] - x[:, :-1]) * (scores[:, 1:] + scores[:, :-1]) / 2).sum(axis=1)
+
+
+def test_post_hoc_rows_in_process_results(trained_cnn, capsys):
+    import processResults
+    argv, root = trained_cnn
+    for metric in ("Del", "Add"):
+        trainVal.main(argv + ["--attention_metrics", metric, "--att_metrics_post_hoc", "gradcampp"])
+    capsys.readouterr()
+    processResults.main(["--exp_id", "e2e", "--results_dir", str(root / "results"), "--vis_dir",
+                         str(root / "vis")])
+    out = capsys.readouterr().out
+    assert "cnn-gradcampp" in out
+    folder = root / "results" / "e2e"
+    for metric in ("Del", "Add"):
+        with open(folder / f"attMetrics_{metric}.csv") as file:
+            means = {row["model_id"]: float(row["mean"]) for row in csv.DictReader(file)}
+        expected = auc(np.load(folder / f"attMetr{metric}_cnn-gradcampp.npy"), metric).mean()
+        assert means["cnn-gradcampp"] == pytest.approx(expected, abs=1e-9)
+    row = next(line for line in out.splitlines() if line.startswith("cnn-gradcampp"))
+    assert "n=4" in row and row.split()[1] == next(line for line in out.splitlines()
+                                                   if line.startswith("cnn ")).split()[1]  # the model's accuracy
+
+
+def test_unknown_method_is_a_clear_error(trained_cnn, capsys):
+    argv, root = trained_cnn
+    before = sorted(os.listdir(root / "results" / "e2e"))
+    with pytest.raises(SystemExit):
+        trainVal.main(argv + ["--attention_metrics", "Del", "--att_metrics_post_hoc", "gradcam_pp"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'gradcam_pp'" in err and all(method in err for method in POST_HOC_NAMES)
+    assert err.count("\n") == 1 and sorted(os.listdir(root / "results" / "e2e")) == before

@@ -1,0 +1,95 @@
+"""The plain training task (--optuna False): train one model with the configured hyper-parameters in its
+staging folder, test it, and land its files as the model's (runs.Stage). A rerun of the same command
+resumes an interrupted run, and does nothing when the model already has a finished run with the same
+options (unless --overwrite True)."""
+import os
+import sys
+
+import distributed
+import results_io
+import runs
+from args import load_run_config, run_differences, run_signature, write_config
+from checkpoints import Checkpoints
+from errors import UserError
+from runtime import get_device, memory_format, prepare_model
+from training import checkpoint_bytes, test_model, train_model
+
+
+def load_teacher(config, device):
+    """The frozen teacher --m_model_id: its finished run, rebuilt from its resolved config and best
+    checkpoint, which must carry one run id."""
+    exp_folder = results_io.exp_dir(config.results_dir, config.exp_id)
+    try:
+        teacher, _ = runs.LandedRun(exp_folder, config.m_model_id, config).load_model()
+    except UserError as error:
+        raise type(error)(f"teacher model '{config.m_model_id}' is not ready: {error}") from None
+    teacher = prepare_model(teacher, device, memory_format(config.channels_last, device)).eval()
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    return teacher
+
+
+def plan_plain_run(stage, config):
+    """Rank 0's decision before a plain run (under the model's lock): {'plan': 'done' | 'resume' | 'fresh',
+    'run_id', 'csv' (done only)}. A fresh run gets a new run id and an empty staging folder holding its
+    resolved options."""
+    model_id = config.model_id
+    try:
+        landed = runs.LandedRun(stage.exp_folder, model_id, config)
+    except runs.NotTrainedError:
+        landed = None
+    done_signature = run_signature(landed.args) if landed is not None and "search_trial" not in landed.metadata \
+        else None
+    staged_config = results_io.config_path(stage.folder, model_id)
+    staged_signature, staged = None, None
+    if os.path.exists(results_io.last_checkpoint_path(stage.folder, model_id)) and os.path.exists(staged_config):
+        staged = load_run_config(staged_config)
+        staged_signature = run_signature(staged[0])
+    decision = runs.plan(done_signature, run_signature(config), staged_signature, config.overwrite, config.resume)
+    if decision == "done":
+        return {"plan": "done", "run_id": landed.run_id, "csv": landed.paths["csv"]}
+    if decision == "resume":
+        return {"plan": "resume", "run_id": staged[1]["run_id"]}  # train_model says from which epoch
+    if staged is not None:
+        differences = run_differences(staged[0], config)
+        reason = "--resume False" if not differences else f"other values of {', '.join(differences)}"
+        print(f"starting '{model_id}' over: the unfinished run in {stage.folder} is discarded ({reason})",
+              file=sys.stderr)
+    stage.fresh()
+    run_id = runs.new_run_id()
+    write_config(config, staged_config, run_id=run_id)
+    return {"plan": "fresh", "run_id": run_id}
+
+
+def train_and_test(config, samples):
+    """A plain run: see the module docstring. With several processes, rank 0 holds the lock and decides;
+    all of them train and test."""
+    exp_folder = results_io.exp_dir(config.results_dir, config.exp_id)
+    teacher = load_teacher(config, get_device(config.cuda)) if config.master_net else None
+    if distributed.is_main():
+        runs.check_results_folder(exp_folder, checkpoint_bytes(config))
+    stage = runs.model_stage(exp_folder, config.model_id)
+    model_id = config.model_id
+    with distributed.main_only(stage.opened()):
+        decision = distributed.broadcast(plan_plain_run(stage, config) if distributed.is_main() else None)
+        if decision["plan"] == "done":
+            if distributed.is_main():
+                print(f"'{model_id}' already has a finished run with these options (run {decision['run_id']}): "
+                      f"{decision['csv']}. --overwrite True trains it again.")
+            return
+        run_id = decision["run_id"]
+        checkpoints = Checkpoints(results_io.checkpoint_path(stage.folder, model_id),
+                                  results_io.last_checkpoint_path(stage.folder, model_id), run_id)
+        best_accuracy, best_epoch = train_model(config, samples, checkpoints,
+                                                results_io.epoch_metrics_path(stage.folder, model_id),
+                                                teacher=teacher, resume=decision["plan"] == "resume")
+        test_values, att_maps, norms, header = test_model(
+            config, samples, checkpoints.best_path, run_id, results_io.config_path(stage.folder, model_id),
+            runs.train_command(config, model_id, "--resume False"))
+        if distributed.is_main():
+            results_io.write_test_artifacts(stage.folder, model_id, test_values["epoch"], test_values, header,
+                                            att_maps, norms, run_id)
+            stage.land(keep=(os.path.basename(checkpoints.last_path),))
+            print(f"best validation accuracy {best_accuracy:.4f} at epoch {best_epoch}")
+            print(f"test accuracy {test_values['accuracy']:.4f}, sparsity {test_values['sparsity']:.4f} "
+                  f"-> {results_io.test_paths(exp_folder, model_id, best_epoch)['csv']}")
