@@ -76,7 +76,8 @@ OPTION_GROUPS = [
         setting("num_workers", int, 4, "data loader worker processes", **non_negative()),
     ]),
     ("model", [
-        run_option("backbone", str, "resnet50", choices=("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")),
+        run_option("backbone", str, "resnet50", "ResNet of the backbone",
+                   choices=("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")),
         run_option("pretrained", str2bool, False, "start from torchvision's ImageNet weights"),
         run_option("resnet_chan", int, 64, "width of the first stage (64 = standard)", **at_least(1)),
         run_option("resnet_stride", int, 2, "stride of conv1", **at_least(1)),
@@ -97,10 +98,10 @@ OPTION_GROUPS = [
         run_option("lin_lay_bias", str2bool, False, "bias in the last layer"),
     ]),
     ("training", [
-        searched("optim", str, "SGD", choices=("SGD", "Adam", "AMSGrad")),
-        searched("lr", float, 0.001, **positive()),
+        searched("optim", str, "SGD", "optimiser", choices=("SGD", "Adam", "AMSGrad")),
+        searched("lr", float, 0.001, "learning rate of the first epochs (see --use_scheduler)", **positive()),
         searched("momentum", float, 0.9, "SGD momentum", **within(0, 1)),
-        searched("weight_decay", float, 0.0, **non_negative()),
+        searched("weight_decay", float, 0.0, "weight decay of the optimiser", **non_negative()),
         searched("use_scheduler", str2bool, True, "StepLR(step_size=2, gamma=0.9)"),
         searched("batch_size", int, 12, "images per optimiser step", **at_least(1)),
         run_option("max_batch_size_single_pass", int, 12,

@@ -357,13 +357,13 @@ def summarise_seeds(results_dir, vis_dir, exp_ids):
         csv_rows.append(row)
     header = ["model_id"] + [f"{column.replace(' ', '_')}_{part}" for column in COLUMNS
                              for part in ("mean", "ci95", "n")]
-    results_io.atomic_write_csv(os.path.join(summary_folder, "summary.csv"), header, csv_rows)
+    results_io.atomic_write_csv(results_io.seeds_summary_path(summary_folder), header, csv_rows)
     for key, metric in CURVE_METRICS.items():
         means = {model_id: np.array(model_values[metric.name]) for model_id, model_values in values.items()
                  if model_values[metric.name]}
         if not means:
             continue
-        results_io.atomic_write_csv(os.path.join(summary_folder, f"attMetrics_{key}_seeds.csv"),
+        results_io.atomic_write_csv(results_io.summary_paths(summary_folder, key)["seeds"],
                                     ["model_id"] + list(exp_ids),
                                     [[model_id] + list(model_means) for model_id, model_means in sorted(means.items())])
         os.makedirs(vis_folder, exist_ok=True)

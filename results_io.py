@@ -134,9 +134,31 @@ def curve_file_names(exp_folder, metric_key):
 
 
 def summary_paths(folder, metric_key):
-    """{'mean', 'pop'}: processResults' per-experiment summary CSVs of a curve metric."""
+    """{'mean', 'pop', 'seeds'}: processResults' summary CSVs of a curve metric: per experiment, the mean and
+    the per-image AUCs; over several experiments (in their summary folder), the per-experiment means."""
     return {"mean": os.path.join(folder, f"attMetrics_{metric_key}.csv"),
-            "pop": os.path.join(folder, f"attMetrics_{metric_key}_pop.csv")}
+            "pop": os.path.join(folder, f"attMetrics_{metric_key}_pop.csv"),
+            "seeds": os.path.join(folder, f"attMetrics_{metric_key}_seeds.csv")}
+
+
+def seeds_summary_path(folder):
+    """processResults' table over several experiments."""
+    return os.path.join(folder, "summary.csv")
+
+
+def best_params_path(folder, model_id):
+    """The best trial of a search: its number, value, parameters and the searched values."""
+    return os.path.join(folder, f"{model_id}_best_params.json")
+
+
+def staging_path(exp_folder, name):
+    """The hidden folder a run (or curve set) called name works in before it lands (runs.Stage)."""
+    return os.path.join(exp_folder, f".{name}.staging")
+
+
+def lock_path(exp_folder, name):
+    """The lock of the files called name (runs.lock)."""
+    return os.path.join(exp_folder, f"{name}.lock")
 
 
 def latest_test_paths(exp_folder, model_id):

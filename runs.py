@@ -1,19 +1,18 @@
-"""One run, one identity: run ids, the staging folder a run works in, landing its files as the model's,
-the lock that keeps two processes off one model, and reading a landed run back.
+"""One run, one identity: run ids, the staged-run mechanism every task uses, the locks that keep two
+processes off one set of files, and reading a finished run back.
 
-A training run gets a run id (12 hex digits) when it starts. It writes everything into
-<exp_folder>/.<model_id>.staging/: the resolved .ini (with `run_id = ...`), the checkpoints
-(each holding the run id), the per-epoch metrics, then the test CSV (with a run_id column), maps
-and norms. Landing replaces the model's files by the staged ones:
+A training run gets a run id (12 hex digits) when it starts, and every file it writes carries it: the
+resolved .ini (`run_id = ...`), the checkpoints, the test CSV (a run_id column) and the metadata of
+every curve set computed from it. Each task works through a Stage (see its docstring):
 
-1. a LANDING file listing the staged names is written in the staging folder;
-2. the model's old test CSVs are removed first (the test CSV is what says "this model has a finished
-   run"), then its other old files, curves included;
-3. the staged files are moved in, the test CSV last, and the staging folder is removed.
+- a plain training run (train_task.py) and the search's final test (search.py) stage the model's files
+  in <exp_folder>/.<model_id>.staging/ and land them, test CSV last;
+- the curve task (attention_metrics.py) stages the five files of one curve set in
+  <exp_folder>/.attMetr<metric>_<source>.staging/ and lands them, the .json last.
 
-A crash anywhere leaves either the old run (before 1), a model without test CSV that the next run
-of the command finishes landing (1 to 3), or the new run: never a mix that a reader accepts.
-Readers check that the test CSV, the .ini and the checkpoint carry one run id.
+Stage.opened() takes the set's lock and finishes a landing a crash interrupted; plan() decides whether
+the run is already done, resumes, or starts fresh. Readers check run ids with check_same_run, and a
+finished model is read back (and its model loaded) through LandedRun.
 """
 import contextlib
 import csv
@@ -77,7 +76,7 @@ class Stage:
 
     @property
     def folder(self):
-        return os.path.join(self.exp_folder, f".{self.name}.staging")
+        return results_io.staging_path(self.exp_folder, self.name)
 
     def interrupted(self):
         """Whether a landing was started and did not finish."""
@@ -176,7 +175,7 @@ def lock(exp_folder, name, wait_seconds=0.0):
     of a dead process is taken over. The file says who holds it (pid, host, start time, command).
     Another live holder: LockedError naming the lock, after waiting up to wait_seconds.
     """
-    path = os.path.join(exp_folder, f"{name}.lock")
+    path = results_io.lock_path(exp_folder, name)
     deadline = time.time() + wait_seconds
     while True:
         handle = open(path, "a+")

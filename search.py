@@ -248,7 +248,7 @@ def finish_search(args, samples, study):
                         results_io.epoch_metrics_path(stage.folder, model_id))
         staged_config = results_io.config_path(stage.folder, model_id)
         write_config(best_config, staged_config, run_id=checkpoint["run_id"], search_trial=best.number)
-        results_io.atomic_write_json(os.path.join(stage.folder, f"{model_id}_best_params.json"),
+        results_io.atomic_write_json(results_io.best_params_path(stage.folder, model_id),
                                      {"trial": best.number, "val_accuracy": best.value, "params": best.params,
                                       "searched": checkpoint["searched"]})
         test_order = {"config": best_config, "checkpoint_file": checkpoint_file, "run_id": checkpoint["run_id"],

@@ -22,12 +22,16 @@ Synthetic JPEG files (CUB-like size, 500x375) are written to a temporary folder.
 import argparse
 import importlib.util
 import os
+import sys
 import tempfile
 import time
 
-import numpy as np
-import torch
-from PIL import Image
+if not __package__:  # started as a file: the project's modules are importable only as a package
+    sys.exit("error: run it from the repository root as python3 -m bench.bench (or anywhere after pip install -e .)")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from args import parse_args, with_changes
 from attention_metrics import step_plan

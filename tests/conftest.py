@@ -29,3 +29,11 @@ def tiny_config(tmp_path):
     path = tmp_path / "tiny.config"
     path.write_text(TINY_CONFIG)
     return path
+
+
+@pytest.fixture
+def search_config(tmp_path):
+    """The tiny config for searches: batch sizes up to 8, a heartbeat every second. Its path, as a string."""
+    path = tmp_path / "tiny_search.config"
+    path.write_text(TINY_CONFIG + "max_batch_size = 8\noptuna_heartbeat = 1\n")
+    return str(path)

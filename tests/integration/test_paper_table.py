@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 import run_models
-from helpers import REPO_ROOT, TINY_CONFIG
+from helpers import REPO_ROOT
 from model_ids import MODEL_IDS
 
 ALL_MODELS = list(MODEL_IDS)
@@ -27,10 +27,8 @@ def run_seeds(capsys, monkeypatch, config, data, results, models, seeds, *extra)
 
 
 @pytest.fixture
-def config(tmp_path):
-    path = tmp_path / "tiny.config"
-    path.write_text(TINY_CONFIG)
-    return path
+def config(tiny_config):
+    return tiny_config
 
 
 def test_same_seed_same_table(tiny_synth, config, tmp_path, capsys, monkeypatch):

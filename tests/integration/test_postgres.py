@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from helpers import REPO_ROOT, TINY_CONFIG
+from helpers import REPO_ROOT
 
 
 def postgres_bin():
@@ -63,10 +63,8 @@ def postgres_url():
 
 
 @pytest.fixture
-def config(tmp_path):
-    path = tmp_path / "tiny.config"
-    path.write_text(TINY_CONFIG + "max_batch_size = 8\noptuna_heartbeat = 1\n")
-    return str(path)
+def config(search_config):
+    return search_config
 
 
 def worker(config, data_dir, results, url, study, trial_nb, *extra):

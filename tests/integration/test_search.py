@@ -12,14 +12,12 @@ from optuna.trial import TrialState
 import search
 import trainVal
 from args import parse_args, with_changes
-from helpers import REPO_ROOT, TINY_CONFIG, script_env
+from helpers import REPO_ROOT, script_env
 
 
 @pytest.fixture
-def config(tmp_path):
-    path = tmp_path / "tiny.config"
-    path.write_text(TINY_CONFIG + "max_batch_size = 8\noptuna_heartbeat = 1\n")
-    return str(path)
+def config(search_config):
+    return search_config
 
 
 def search_argv(config, data_dir, results, trial_nb, model_id="srch", *extra):
