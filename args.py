@@ -51,7 +51,8 @@ OPTION_GROUPS = [
                 "results root (relative paths are taken from the repo root)"),
         setting("data_dir", str, os.path.join(REPO_ROOT, "data"),
                 "folder holding the dataset folders (relative paths are taken from the repo root)"),
-        run_option("seed", int, 1, "seed of weights init, split and sampling (authors: 1)"),
+        run_option("seed", int, 1, "seed of weights init, split and sampling (authors: 1)",
+                   **within(0, 2 ** 32 - 1)),
         setting("resume", str2bool, True, "continue an interrupted run of the same command from its last epoch "
                                           "(or image, for DAUC / IAUC); False starts over"),
         setting("overwrite", str2bool, False, "train again a model whose finished run has the same options "
@@ -193,8 +194,8 @@ def read_config_file(path, parser, metadata=None):
     unknown key or a value the option's type rejects.
     """
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
-    values = {}
-    with open(path) as file:
+    values, lines = {}, {}
+    with open(path, encoding="utf-8-sig") as file:  # a byte-order mark some editors write is not a key
         for line_nb, raw_line in enumerate(file, start=1):
             line = COMMENT.sub("", raw_line).strip()
             if not line or (line.startswith("[") and line.endswith("]")):
@@ -202,13 +203,15 @@ def read_config_file(path, parser, metadata=None):
             if "=" not in line:
                 raise ValueError(f"{path}, line {line_nb}: expected 'key = value', got '{raw_line.strip()}'")
             key, value = (part.strip() for part in line.split("=", 1))
+            if key in lines:
+                raise ValueError(f"{path}: '{key}' is set twice, on lines {lines[key]} and {line_nb}: keep one")
+            lines[key] = line_nb
             if key in RUN_METADATA:
                 if metadata is not None:
                     metadata[key] = value
                 continue
             if key not in actions:
-                raise ValueError(f"{path}, line {line_nb}: unknown key '{key}' "
-                                 f"(python trainVal.py --help lists the options)")
+                raise ValueError(f"{path}, line {line_nb}: unknown key '{key}'")
             action = actions[key]
             try:
                 typed = action.type(value) if action.type is not None else value

@@ -49,8 +49,9 @@ def choose_images(image_nb, total, seed):
 
 def curve_args(args, landed):
     """The options the model was trained with, but for those that do not define a run (DAUC / IAUC
-    options, device, paths) and --amp_eval, which come from this command."""
-    own = {key: getattr(args, key) for key in NOT_RUN_DEFINING | {"amp_eval"} if hasattr(args, key)}
+    options, device, paths), --amp_eval and the experiment, which come from this command: the curves go
+    to the folder the user named, even where the run was trained under another exp_id (a copied folder)."""
+    own = {key: getattr(args, key) for key in NOT_RUN_DEFINING | {"amp_eval", "exp_id"} if hasattr(args, key)}
     return with_changes(landed.args, **own)
 
 

@@ -9,6 +9,7 @@ import contextlib
 import datetime
 import gc
 import os
+import re
 import sys
 
 import torch
@@ -46,6 +47,23 @@ def teardown(succeeded=True):
         dist.barrier()
         dist.destroy_process_group()
     STATE.update(rank=0, world_size=1, local_rank=0)
+
+
+# What gloo and NCCL say when the process at the other end of a collective is gone.
+PEER_FAILURE_TEXTS = ("connection closed by peer", "connection reset by peer", "broken pipe", "socket closed",
+                      "nccl communicator was aborted", "connection refused", "timed out")
+
+
+def is_peer_failure(error):
+    """Whether a RuntimeError of a collective says that another process went away."""
+    return any(text in str(error).lower() for text in PEER_FAILURE_TEXTS)
+
+
+def failure_summary(error):
+    """The gist of a collective's error: its first sentence, without the source location gloo puts first."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    first = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0]
+    return first if len(first) <= 120 else first[:117] + "..."
 
 
 def rank():

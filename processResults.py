@@ -20,8 +20,11 @@ mean curves carry a band (the same interval, step by step). Written to
 Lower DAUC is better; higher IAUC is better.
 """
 import argparse
+import dataclasses
 import json
 import os
+import time
+from typing import Optional
 
 import numpy as np
 import torch
@@ -66,8 +69,7 @@ def load_aucs(exp_folder, metric, landed):
         remake = model.curves_command(metric.key, *(("--att_metrics_post_hoc", method) if method else ()))
         meta_path = results_io.att_metrics_paths(exp_folder, source, metric.key)["meta"]
         if not os.path.exists(meta_path):
-            raise UserError(f"the {metric.name} curves of {source} are incomplete ({meta_path} is missing: their "
-                            f"files were being replaced when the run stopped): finish them with {remake}")
+            continue  # an incomplete set (its landing was interrupted): incomplete_sets names it
         try:
             with open(meta_path) as file:
                 run_id = json.load(file)["run_id"]
@@ -219,11 +221,42 @@ def fmt(value, half=None, digits=3):
     return f"{value:.{digits}f}" + ("" if half is None or np.isnan(half) else f" ±{half:.{digits}f}")
 
 
+def incomplete_sets(exp_folder, landed):
+    """One line per set of files of exp_folder that is not complete, with the command that finishes it: a
+    model whose files were being replaced when its run stopped, or a curve set (curves without their .json)."""
+    notes = []
+    for name in runs.interrupted_stages(exp_folder):
+        parsed = results_io.parse_curve_stage_name(name)
+        if parsed is None and name not in landed:
+            config = runs.staged_config(exp_folder, name)
+            notes.append(f"model '{name}' is incomplete (its files were being replaced when its run stopped): "
+                         f"run {runs.train_command(None, name, config=config)} to finish it")
+    for key, metric in CURVE_METRICS.items():
+        for source, path in results_io.curve_file_names(exp_folder, key).items():
+            model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
+            if model_id in landed and not os.path.exists(results_io.att_metrics_paths(exp_folder, source, key)["meta"]):
+                command = landed[model_id].curves_command(key, *(("--att_metrics_post_hoc", method) if method else ()))
+                notes.append(f"the {metric.name} curves of {source} are incomplete ({path} has no .json beside it): "
+                             f"run {command} to finish them")
+    return notes
+
+
+@dataclasses.dataclass
+class Experiment:
+    """What processResults reads of one experiment. rows: {source: {column: value}} (DAUC, IAUC... are arrays of
+    per-image AUCs, absent without curves; the localisation scores are present where the test set has part
+    masks); curves: {metric key: {source: (N, T, 2)}}; uniform_energy: the energy in part of a uniform
+    saliency, or None; run_ids: {model_id: run id} of the runs summarised; incomplete: notes of incomplete sets."""
+    rows: dict
+    curves: dict
+    uniform_energy: Optional[float]
+    run_ids: dict
+    incomplete: list
+
+
 def experiment_rows(exp_folder):
-    """Every model of one experiment, and every post-hoc saliency of a model ('<model_id>-<method>'):
-    (rows {source: {column: value}}, curves {metric: {source: (N, T, 2)}}, uniform-saliency energy in part or
-    None). DAUC and IAUC are arrays of per-image AUCs (absent without curves); energy in part and pointing game
-    are present where the test set has part masks."""
+    """Every model of one experiment, and every post-hoc saliency of a model ('<model_id>-<method>'), as an
+    Experiment."""
     landed = landed_runs(exp_folder)
     results = {key: load_aucs(exp_folder, metric, landed) for key, metric in CURVE_METRICS.items()}
     sources = sorted(set(landed) | {source for key in CURVE_METRICS for source in results[key]})
@@ -241,7 +274,24 @@ def experiment_rows(exp_folder):
             row.update(scores)
         rows[source] = row
     curves = {key: {source: curves for source, (_, curves) in results[key].items()} for key in CURVE_METRICS}
-    return rows, curves, uniform_energy
+    return Experiment(rows, curves, uniform_energy, {model_id: run.run_id for model_id, run in landed.items()},
+                      incomplete_sets(exp_folder, landed))
+
+
+def write_summary_runs(folders, experiments):
+    """summary_runs.json in each folder: the runs (per experiment, model id -> run id) the summaries and plots
+    beside it were made from, and when. Only processResults writes the summaries; this says what they show."""
+    record = {"written": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "runs": {exp_id: experiment.run_ids for exp_id, experiment in experiments.items()}}
+    for folder in folders:
+        os.makedirs(folder, exist_ok=True)
+        results_io.atomic_write_json(results_io.summary_runs_path(folder), record)
+
+
+def print_incomplete(experiments):
+    for exp_id, experiment in experiments.items():
+        for note in experiment.incomplete:
+            print(f"incomplete in {exp_id}: {note}")
 
 
 COLUMNS = ("accuracy", "sparsity", *(metric.name for metric in CURVE_METRICS.values()), *LOCALISATION_SCORES)
@@ -300,7 +350,8 @@ def write_experiment_csvs(exp_folder, rows):
 def summarise_experiment(results_dir, vis_dir, exp_id):
     """One experiment: CSVs, plots and a table with 95% intervals over the test images."""
     exp_folder, vis_folder = os.path.join(results_dir, exp_id), os.path.join(vis_dir, exp_id)
-    rows, curves, uniform_energy = experiment_rows(exp_folder)
+    experiment = experiment_rows(exp_folder)
+    rows, curves, uniform_energy = experiment.rows, experiment.curves, experiment.uniform_energy
     for key, aucs in write_experiment_csvs(exp_folder, rows).items():
         metric = CURVE_METRICS[key]
         os.makedirs(vis_folder, exist_ok=True)
@@ -321,8 +372,10 @@ def summarise_experiment(results_dir, vis_dir, exp_id):
     print(directions())
     if uniform_energy is not None:
         print(f"energy in part of a uniform saliency map (chance): {uniform_energy:.3f}")
+    write_summary_runs([exp_folder] + ([vis_folder] if os.path.isdir(vis_folder) else []), {exp_id: experiment})
     if any(curves.values()):
         print(f"CSV files in {exp_folder}, plots in {vis_folder}")
+    print_incomplete({exp_id: experiment})
 
 
 def seed_values(per_experiment):
@@ -343,10 +396,12 @@ def summarise_seeds(results_dir, vis_dir, exp_ids):
     per-experiment means, mean curves with a band."""
     summary_id = "+".join(exp_ids)
     summary_folder, vis_folder = os.path.join(results_dir, summary_id), os.path.join(vis_dir, summary_id)
-    per_experiment = [experiment_rows(os.path.join(results_dir, exp_id)) for exp_id in exp_ids]
-    for exp_id, (rows, _, _) in zip(exp_ids, per_experiment):
-        write_experiment_csvs(os.path.join(results_dir, exp_id), rows)
-    values = seed_values([rows for rows, _, _ in per_experiment])
+    experiments = {exp_id: experiment_rows(os.path.join(results_dir, exp_id)) for exp_id in exp_ids}
+    per_experiment = list(experiments.values())
+    for exp_id, experiment in experiments.items():
+        write_experiment_csvs(os.path.join(results_dir, exp_id), experiment.rows)
+        write_summary_runs([os.path.join(results_dir, exp_id)], {exp_id: experiment})
+    values = seed_values([experiment.rows for experiment in per_experiment])
     os.makedirs(summary_folder, exist_ok=True)
     csv_rows = []
     for model_id, model_values in sorted(values.items()):
@@ -369,17 +424,19 @@ def summarise_seeds(results_dir, vis_dir, exp_ids):
         os.makedirs(vis_folder, exist_ok=True)
         plot_ttest(os.path.join(vis_folder, f"ttest_{key}.png"), metric, *welch_matrix(means))
         plot_band_curves(os.path.join(vis_folder, f"curves_{key}.png"), metric,
-                         [curves[key] for _, curves, _ in per_experiment])
+                         [experiment.curves[key] for experiment in per_experiment])
     table = [[model_id] + [f"{fmt(*mean_ci(model_values[column]))}" if model_values[column] else "-"
                            for column in COLUMNS] + [str(max(len(v) for v in model_values.values()))]
              for model_id, model_values in sorted(values.items())]
     print(f"mean and 95% interval over {len(exp_ids)} experiments ({', '.join(exp_ids)})")
     print_table(["model_id", *COLUMNS, "n"], table)
     print(directions())
-    uniform = [uniform for _, _, uniform in per_experiment if uniform is not None]
+    uniform = [experiment.uniform_energy for experiment in per_experiment if experiment.uniform_energy is not None]
     if uniform:
         print(f"energy in part of a uniform saliency map (chance): {np.mean(uniform):.3f}")
+    write_summary_runs([summary_folder] + ([vis_folder] if os.path.isdir(vis_folder) else []), experiments)
     print(f"CSV files in {summary_folder}, plots in {vis_folder}")
+    print_incomplete(experiments)
 
 
 def plot_band_curves(path, metric, curves_per_experiment):

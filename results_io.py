@@ -110,16 +110,18 @@ def is_test_csv(name, model_id):
     return parsed is not None and parsed[0] == model_id
 
 
-def model_file_pattern(model_id):
+def model_file_pattern(model_id, post_hoc_names):
     """Every file name that belongs to a model's run in its experiment folder: test artifacts of any epoch,
     checkpoint, per-epoch metrics, .ini, best search parameters, and the curves and post-hoc maps computed
-    from it (of any source '<model_id>' or '<model_id>-<method>')."""
+    from it (of any source '<model_id>' or '<model_id>-<method>' with a method of post_hoc_names; a model
+    '<model_id>-<other>' of an older version is not one of them)."""
     model = re.escape(model_id)
+    methods = "|".join(map(re.escape, post_hoc_names)) or "(?!)"
     curve_suffixes = "|".join(re.escape(suffix) for suffix in CURVE_FILE_SUFFIXES.values())
     return re.compile(rf"model{model}_epoch\d+_test\.csv|(attMaps|norm){model}_epoch\d+_test\.npy"
                       rf"|model{model}_best\.pth|model{model}_metrics\.csv|{model}\.ini|{model}_best_params\.json"
-                      rf"|attMetr[A-Za-z]+_{model}(-[a-z0-9]+)?({curve_suffixes})"
-                      rf"|attMaps{model}-[a-z0-9]+_test\.(npy|json)")
+                      rf"|attMetr[A-Za-z]+_{model}(-({methods}))?({curve_suffixes})"
+                      rf"|attMaps{model}-({methods})_test\.(npy|json)")
 
 
 def curve_file_names(exp_folder, metric_key):
@@ -139,6 +141,17 @@ def summary_paths(folder, metric_key):
     return {"mean": os.path.join(folder, f"attMetrics_{metric_key}.csv"),
             "pop": os.path.join(folder, f"attMetrics_{metric_key}_pop.csv"),
             "seeds": os.path.join(folder, f"attMetrics_{metric_key}_seeds.csv")}
+
+
+def summary_runs_path(folder):
+    """Which runs processResults' summaries (and plots) in a folder were made from."""
+    return os.path.join(folder, "summary_runs.json")
+
+
+def parse_curve_stage_name(name):
+    """(metric key, source id) of a curve set's stage name (curve_stage_name), or None for another name."""
+    match = re.fullmatch(r"attMetr(?P<key>[A-Za-z]+)_(?P<source>.+)", name)
+    return (match.group("key"), match.group("source")) if match else None
 
 
 def seeds_summary_path(folder):

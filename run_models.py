@@ -17,7 +17,6 @@ over seeds when there are several). demo.sh and paper_table.sh are built on it.
 """
 import argparse
 import os
-import sys
 import time
 
 from errors import UserError, run_main
@@ -41,7 +40,7 @@ def call_trainval(argv):
         trainVal.main(argv)
     except SystemExit as exit_:
         if exit_.code not in (0, None):
-            sys.exit(exit_.code if isinstance(exit_.code, str) else f"error: trainVal.py {' '.join(argv)} failed")
+            raise  # its one line is printed already (an option error), or is the exit message
 
 
 def main(argv=None):

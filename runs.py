@@ -20,6 +20,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -39,12 +40,53 @@ def new_run_id():
     return uuid.uuid4().hex[:12]
 
 
-def train_command(args, model_id, *options, script="train.sh", config=None):
-    """The command that (re)makes a model's files, with the CONFIG= in use (the scripts' default is
-    config_cub.config): args.config, or `config` where args does not know it."""
-    config = getattr(args, "config", None) or config
-    prefix = f"CONFIG={config} " if config and os.path.basename(config) != "config_cub.config" else ""
-    return " ".join([f"{prefix}./{script} {model_id}", *options])
+def train_command(options, model_id, *extra, script="train.sh", config=None, search_trial=False):
+    """The command that (re)makes a model's files (script train.sh) or curves (a curve metric's script), with
+    the options that make it reproduce `options` (a run's resolved options, or the command at hand; None:
+    none): CONFIG= when the config file is not the scripts' default, every run-defining option whose value
+    differs from what the config file and the model-id table give (for the curve scripts: the experiment),
+    and the paths. A model id outside the table gets the trainVal.py command instead of the script.
+    search_trial: the run is a search's best trial, so the searched values are the search's, not options."""
+    from metrics.curves import CURVE_METRICS
+    from model_ids import MODEL_IDS, model_options
+    config = getattr(options, "config", None) or config
+    metric_keys = [key for key, metric in CURVE_METRICS.items() if metric.script == script]
+    if model_id in MODEL_IDS:
+        prefix = f"CONFIG={config} " if config and os.path.basename(config) != "config_cub.config" else ""
+        words = [f"{prefix}./{script} {model_id}"]
+        table = model_options(model_id)
+    else:
+        words = [f"python3 trainVal.py -c {config or 'config_cub.config'} --model_id {model_id}"]
+        words += [f"--attention_metrics {metric_keys[0]}"] if metric_keys else []
+        table = []
+    if options is not None:
+        words += differing_options(options, model_id, config, table, curves=bool(metric_keys),
+                                   search_trial=search_trial)
+    return " ".join(words + list(extra))
+
+
+def differing_options(options, model_id, config, table, curves=False, search_trial=False):
+    """['--name value', ...] for the options whose value in `options` differs from the one that
+    `-c config --model_id model_id <table>` resolves to: the run-defining ones (the experiment alone for
+    curves; not the searched ones for a search's best trial) and the paths."""
+    from args import NOT_RUN_DEFINING, RUN_METADATA, SEARCHABLE, build_parser, read_config_file, resolve_derived
+    from args import resolve_path
+    parser = build_parser()
+    try:
+        parser.set_defaults(**read_config_file(resolve_path(config or "config_cub.config"), parser))
+    except (OSError, ValueError):
+        pass  # the config file is gone or changed: the hint then states every option that differs from the defaults
+    baseline = resolve_derived(parser.parse_args(["--model_id", model_id, *table]))
+    names = ["exp_id"] if curves else sorted(set(vars(baseline)) - NOT_RUN_DEFINING - set(RUN_METADATA)
+                                             - {"model_id"} - (set(SEARCHABLE) if search_trial else set()))
+    words = []
+    for name in names + ["data_dir", "results_dir"]:
+        value, default = getattr(options, name, None), getattr(baseline, name, None)
+        if name in ("data_dir", "results_dir") and value is not None:
+            value, default = resolve_path(value), resolve_path(default)
+        if name in vars(options) and value != default:
+            words.append(f"--{name} {shlex.quote(str(value))}")
+    return words
 
 
 def check_same_run(what, found_run_id, expected_run_id, reference, remake):
@@ -125,7 +167,8 @@ class Stage:
 
 def model_stage(exp_folder, model_id):
     """The Stage of a model's run: every file of results_io.model_file_pattern; marker: its test CSV."""
-    pattern = results_io.model_file_pattern(model_id)
+    from metrics.saliency import POST_HOC_NAMES
+    pattern = results_io.model_file_pattern(model_id, POST_HOC_NAMES)
 
     def owned():
         return [os.path.join(exp_folder, name) for name in sorted(os.listdir(exp_folder)) if pattern.fullmatch(name)]
@@ -138,6 +181,25 @@ def curve_stage(exp_folder, source, metric_key):
     meta_name = os.path.basename(paths["meta"])
     return Stage(exp_folder, results_io.curve_stage_name(source, metric_key),
                  lambda: [path for path in paths.values() if os.path.exists(path)], lambda name: name == meta_name)
+
+
+def interrupted_stages(exp_folder):
+    """Names of the Stages of exp_folder whose landing was interrupted."""
+    names = []
+    for entry in sorted(os.listdir(exp_folder)) if os.path.isdir(exp_folder) else []:
+        if entry.startswith(".") and entry.endswith(".staging") and \
+                os.path.exists(os.path.join(exp_folder, entry, LANDING)):
+            names.append(entry[1:-len(".staging")])
+    return names
+
+
+def staged_config(exp_folder, model_id):
+    """The config file named in the .ini a model's staging folder holds (None where there is none)."""
+    path = results_io.config_path(results_io.staging_path(exp_folder, model_id), model_id)
+    try:
+        return load_run_config(path)[1].get("config")
+    except (OSError, ValueError):
+        return None
 
 
 def plan(done_signature, wanted_signature, staged_signature, overwrite, resume):
@@ -176,6 +238,9 @@ def lock(exp_folder, name, wait_seconds=0.0):
     Another live holder: LockedError naming the lock, after waiting up to wait_seconds.
     """
     path = results_io.lock_path(exp_folder, name)
+    if not os.path.isdir(exp_folder):
+        raise UserError(f"the results folder {exp_folder} does not exist (was it renamed or moved?): check "
+                        f"--results_dir and --exp_id")
     deadline = time.time() + wait_seconds
     while True:
         handle = open(path, "a+")
@@ -184,6 +249,15 @@ def lock(exp_folder, name, wait_seconds=0.0):
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip()
+            if holder_is_dead(holder):
+                # the recorded process died, but a child it forked (a data loader worker) still holds the flock
+                # for a few seconds: the file is replaced (unless another process replaced it already), and
+                # the orphan keeps its lock on the old one
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                        os.remove(path)
+                handle.close()
+                continue
             handle.close()
             if time.time() < deadline:
                 time.sleep(0.5)
@@ -203,6 +277,20 @@ def lock(exp_folder, name, wait_seconds=0.0):
     finally:
         os.remove(path)
         handle.close()
+
+
+def holder_is_dead(text):
+    """Whether the lock record names a process of this host that no longer runs."""
+    try:
+        holder = json.loads(text)
+        if holder["host"] != socket.gethostname():
+            return False
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, KeyError, TypeError, PermissionError):
+        return False
+    return False
 
 
 def describe_holder(text):
@@ -263,9 +351,14 @@ class LandedRun:
             if not os.path.exists(path):
                 raise NotTrainedError(f"{path} is missing beside {paths['csv']}: remake the model with "
                                       f"{self.remake}")
-        self.args, self.metadata = load_run_config(self.config_file)
+        try:
+            self.args, self.metadata = load_run_config(self.config_file)
+        except ValueError as error:  # an option this version does not know, or a value it refuses
+            raise NotTrainedError(f"cannot read {self.config_file} ({error}): it was written by another version "
+                                  f"of this code; remake the model with {self.remake}") from None
         self.config = getattr(args, "config", None) or self.metadata.get("config")
-        self.remake = train_command(args, model_id, "--overwrite True", config=self.config)
+        self.remake = train_command(self.args, model_id, "--overwrite True", config=self.config,
+                                    search_trial="search_trial" in self.metadata)
         self.check_run_id(self.config_file, self.metadata.get("run_id"), self.remake)
 
     def check_run_id(self, path, run_id, remake):
@@ -282,7 +375,7 @@ class LandedRun:
     def curves_command(self, metric_key, *options):
         """The command that remakes this model's curves of a curve metric (metrics/curves.py key)."""
         from metrics.curves import curve_metric
-        return train_command(None, self.model_id, *options, script=curve_metric(metric_key).script,
+        return train_command(self.args, self.model_id, *options, script=curve_metric(metric_key).script,
                              config=self.config)
 
     def load_model(self):

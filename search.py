@@ -67,6 +67,15 @@ def trial_config(trial, config):
     return with_changes(config, **sampled)
 
 
+def make_pruner(name):
+    """The pruner of --optuna_pruner: none (every trial runs to its end, as the authors') or median."""
+    if name == "median":
+        return optuna.pruners.MedianPruner()
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"optuna_pruner must be none or median, got '{name}'")
+
+
 def make_storage(args):
     """optuna storage from --optuna_storage: a database URL (heartbeat on), or journal:PATH (no heartbeat)."""
     url = args.optuna_storage
@@ -186,7 +195,7 @@ def run_search(args, samples):
         follow_search(args, samples, teacher)
         return
     runs.check_results_folder(exp_folder, checkpoint_bytes(args))
-    pruner = optuna.pruners.MedianPruner() if args.optuna_pruner == "median" else optuna.pruners.NopPruner()
+    pruner = make_pruner(args.optuna_pruner)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=make_storage(args), study_name=args.model_id, direction="maximize",
                                 pruner=pruner, load_if_exists=True)
@@ -199,6 +208,7 @@ def run_search(args, samples):
         elif trial.state != TrialState.FAIL:
             failures_in_a_row.clear()
 
+    said_waiting = False
     while count_trials(study, FINISHED) < args.optuna_trial_nb:
         if len(failures_in_a_row) >= MAX_FAILURES_IN_A_ROW:
             raise SearchError(f"{MAX_FAILURES_IN_A_ROW} trials failed in a row, the last with "
@@ -207,8 +217,15 @@ def run_search(args, samples):
             optuna.storages.fail_stale_trials(study)
             running = count_trials(study, (TrialState.RUNNING,))
             if count_trials(study, FINISHED) + running >= args.optuna_trial_nb:
+                if not said_waiting:
+                    print(f"[optuna] waiting for {running} running trial(s) of study '{args.model_id}': trials of "
+                          f"other workers, or of a killed run, which optuna marks failed once silent for "
+                          f"{2 * args.optuna_heartbeat} s (--optuna_heartbeat {args.optuna_heartbeat})",
+                          file=sys.stderr)
+                    said_waiting = True
                 time.sleep(min(args.optuna_heartbeat, 5))  # other workers are running the last trials
                 continue
+            said_waiting = False
         study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS + (SurplusTrial,),
                        callbacks=[print_trial, track_failures])
         keep_best_checkpoint(study, args)

@@ -34,11 +34,26 @@ def run(args):
         train_and_test(args, samples)
 
 
+def run_in_group(args):
+    """run(args), where a collective broken by another process's death (torchrun, several processes) is
+    reported as such, in one line: the message of the collective itself says only that a connection closed."""
+    import distributed
+    from errors import UserError
+    try:
+        run(args)
+    except RuntimeError as error:
+        if distributed.world_size() == 1 or not distributed.is_peer_failure(error):
+            raise
+        raise UserError(f"another process of this torchrun run stopped ({distributed.failure_summary(error)}); run "
+                        f"the same command again: it resumes from the last finished epoch") from error
+
+
 def main(argv=None):
     args = parse_args(argv)
     import distributed
     distributed.setup(args.cuda)  # several processes when started by torchrun
-    run_main(lambda _: run(args), argv, debug=args.debug, on_error=lambda: distributed.teardown(succeeded=False))
+    run_main(lambda _: run_in_group(args), argv, debug=args.debug,
+             on_error=lambda: distributed.teardown(succeeded=False))
     distributed.teardown()
 
 

@@ -1,6 +1,5 @@
 """Helpers shared by the tests: the tiny configuration, tiny models and the way scripts are launched."""
 import os
-import subprocess
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,16 +58,67 @@ def script_env(config=None):
     return env
 
 
-def run_script(script, *argv, config=None, check=True):
-    """Run one of the repository's shell scripts (from '/', to show no path depends on the working folder)."""
-    completed = subprocess.run([os.path.join(REPO_ROOT, script), *map(str, argv)], env=script_env(config),
-                               capture_output=True, text=True, cwd="/")
-    if check:
-        assert completed.returncode == 0, completed.stderr[-3000:]
-    return completed
+def slow_curve(model, image, saliency, metric, step_cells):
+    """A deletion ('Del') or insertion ('Add') curve computed the slow, obvious way: one forward per step,
+    cells painted with Python loops, blur by an explicit 121x121 window sum. model: images -> logits."""
+    import torch
+    _, height, width = image.shape
+    map_h, map_w = saliency.shape
+    block_h, block_w = height // map_h, width // map_w
+    if metric == "Del":
+        current = image.clone()
+    else:
+        padded = torch.zeros(3, height + 120, width + 120, dtype=image.dtype)
+        padded[:, 60:60 + height, 60:60 + width] = image
+        current = torch.zeros_like(image)
+        for y in range(height):
+            for x in range(width):
+                current[:, y, x] = padded[:, y:y + 121, x:x + 121].sum(dim=(1, 2)) / 121 ** 2
+    with torch.no_grad():
+        cls = model(image.unsqueeze(0)).argmax(dim=1).item()
+    cells = sorted(range(map_h * map_w), key=lambda c: (-float(saliency.flatten()[c]), c))
+    points = []
+    for step in range(len(cells) // step_cells):
+        for cell in cells[step * step_cells:(step + 1) * step_cells]:
+            row, col = divmod(cell, map_w)
+            block = (slice(None), slice(row * block_h, (row + 1) * block_h), slice(col * block_w, (col + 1) * block_w))
+            current[block] = 0 if metric == "Del" else image[block]
+        with torch.no_grad():
+            score = torch.softmax(model(current.unsqueeze(0)), dim=1)[0, cls].item()
+        points.append((map_h * map_w - (step + 1) * step_cells, score))
+    return torch.tensor(points, dtype=torch.float64)
 
 
-def run_python(script, *argv, config=None):
-    """Run one of the repository's Python entry points with this session's interpreter."""
-    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, script), *map(str, argv)],
-                          env=script_env(config), capture_output=True, text=True, cwd="/")
+def transformed_test_images(options):
+    """(images (N, 3, H, W), labels (N,)) of the test folder in test order, transformed here (resize to a square
+    of img_size / crop_ratio, centre crop, ImageNet normalisation), independently of load_data."""
+    import torch
+    from PIL import Image
+    from torchvision import transforms
+    folder = os.path.join(options.data_dir, options.dataset_test)
+    paths = [(os.path.join(folder, name, file), label) for label, name in enumerate(sorted(os.listdir(folder)))
+             for file in sorted(os.listdir(os.path.join(folder, name)))]
+    side = int(round(options.img_size / options.crop_ratio))
+    transform = transforms.Compose([transforms.Resize((side, side)), transforms.CenterCrop(options.img_size),
+                                    transforms.ToTensor(),
+                                    transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    images = torch.stack([transform(Image.open(path).convert("RGB")) for path, _ in paths])
+    return images, torch.tensor([label for _, label in paths])
+
+
+class Crash(BaseException):
+    """A kill, injected."""
+
+
+def crash_at(monkeypatch, count):
+    """os.replace raises Crash at its count-th call (every write and every landing move goes through it)."""
+    real_replace = os.replace
+    calls = []
+
+    def replace(source, target):
+        calls.append(target)
+        if len(calls) == count:
+            raise Crash(target)
+        real_replace(source, target)
+    monkeypatch.setattr(os, "replace", replace)
+    return calls

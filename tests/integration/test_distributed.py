@@ -4,6 +4,7 @@ import csv
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -101,3 +102,46 @@ def test_search_with_two_processes_has_one_optuna_client(tiny_synth, tmp_path):
     study = optuna.load_study(study_name="srch", storage=f"sqlite:///{results}/e2e/srch_hypSearch.db")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert len(glob.glob(str(results / "e2e" / "modelsrch_epoch*_test.csv"))) == 1
+
+
+def processes_of(parent_pid):
+    """{RANK: pid} of the processes torchrun started (read from /proc)."""
+    found = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as file:
+                parent = int(file.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/environ", "rb") as file:
+                env = dict(item.split(b"=", 1) for item in file.read().split(b"\0") if b"=" in item)
+        except OSError:
+            continue
+        if parent == parent_pid and b"RANK" in env:
+            found[int(env[b"RANK"])] = int(entry)
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finding torchrun's processes needs /proc")
+def test_a_dead_process_stops_the_other_with_one_line(tiny_synth, tmp_path):
+    """SIGKILL rank 1 during training: rank 0 says in one line that another process stopped and that the same
+    command resumes, instead of gloo's traceback (torchrun's own summary follows)."""
+    config = tmp_path / "tiny.config"
+    config.write_text(TINY_CONFIG)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--monitor-interval",
+         "3", os.path.join(REPO_ROOT, "trainVal.py"), "-c", str(config), "--data_dir", tiny_synth, "--results_dir",
+         str(tmp_path / "results"), "--model_id", "cnn", "--head", "cnn", "--epochs", "30",
+         "--max_worse_epoch_nb", "30", "--img_size", "64", "--cuda", "False"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    seen = []
+    for line in launcher.stderr:
+        seen.append(line)
+        if line.startswith("epoch 1:"):
+            break
+    assert seen and seen[-1].startswith("epoch 1:"), "".join(seen)[-3000:]
+    os.kill(processes_of(launcher.pid)[1], signal.SIGKILL)
+    rest = launcher.stderr.read()
+    launcher.wait()
+    errors = [line for line in rest.splitlines() if line.startswith("error: ")]
+    assert launcher.returncode != 0 and len(errors) == 1, rest[-3000:]
+    assert "another process of this torchrun run stopped" in errors[0] and "run the same command again" in errors[0]
+    assert "gloo" not in rest.split("ChildFailedError")[0].lower().replace(errors[0].lower(), "")

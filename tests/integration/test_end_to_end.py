@@ -8,8 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
-from helpers import REPO_ROOT, TINY_CONFIG, script_env
+import runs
+from helpers import REPO_ROOT, TINY_CONFIG, script_env, slow_curve, transformed_test_images
 
 
 def run(command, config, data_dir, results_dir, *extra, check=True):
@@ -55,7 +57,23 @@ def test_train_writes_seed_artifacts(trained, model_id):
     assert (maps.reshape(15, -1).max(axis=1) == 255).all() and (maps.reshape(15, -1).min(axis=1) == 0).all()
     assert (folder / f"{model_id}.ini").exists() and (folder / f"model{model_id}_best.pth").exists()
     with open(folder / f"model{model_id}_metrics.csv") as file:
-        assert len(list(csv.reader(file))) == 3  # header + 2 epochs
+        epochs = list(csv.DictReader(file))
+    assert len(epochs) == 2
+    # the epoch in the file names is the best validation epoch (the first of equals)
+    accuracies = [float(row["val_accuracy"]) for row in epochs]
+    assert epoch == int(epochs[accuracies.index(max(accuracies))]["epoch"])
+    # recomputed here from the checkpoint, in test order: the accuracy and the uint8 maps and norms
+    landed = runs.LandedRun(str(folder), model_id)
+    model, _ = landed.load_model()
+    images, labels = transformed_test_images(landed.args)
+    with torch.no_grad():
+        result = model(images)
+    assert float(rows[1][0]) == pytest.approx((result["output"].argmax(1) == labels).float().mean().item())
+    for saved, computed in ((maps, result["att_maps"]), (norm, result["norm"])):
+        flat = computed.flatten(1)
+        low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+        by_hand = ((flat - low) / (high - low) * 255).round().view(computed.shape).numpy()
+        assert np.abs(saved.astype(float) - by_hand).max() <= 1  # float rounding of a batch of another size
 
 
 def test_distilled_high_res_model(trained, tiny_synth):
@@ -76,7 +94,21 @@ def test_curves_and_process_results(trained, tiny_synth, tmp_path):
     folder = results / "e2e"
     curves = np.load(folder / "attMetrDel_br_npa_low_res.npy")
     assert curves.shape == (4, 4, 2)
-    assert len(np.load(folder / "attMetrDel_br_npa_low_res_imgInds.npy")) == 4
+    image_inds = np.load(folder / "attMetrDel_br_npa_low_res_imgInds.npy")
+    assert len(image_inds) == 4
+    # two curves recomputed one forward per step from the checkpoint, the image and map x norm by hand
+    landed = runs.LandedRun(str(folder), "br_npa_low_res")
+    model, _ = landed.load_model()
+    images, _ = transformed_test_images(landed.args)
+    maps, norms = np.load(landed.paths["att_maps"]), np.load(landed.paths["norm"])
+    preds = np.load(folder / "attMetrDel_br_npa_low_res_preds.npy")
+    for k, index in enumerate(image_inds[:2]):
+        with torch.no_grad():
+            assert preds[k] == model(images[index:index + 1])["output"].argmax().item()
+        product = torch.from_numpy(maps[index, 0].astype(np.float64) * norms[index, 0].astype(np.float64))
+        saliency = (product - product.min()) / (product.max() - product.min())
+        expected = slow_curve(lambda batch: model(batch)["output"], images[index], saliency, "Del", 1)
+        assert np.allclose(curves[k], expected.numpy(), atol=1e-5)
     completed = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "processResults.py"), "--exp_id", "e2e",
                                 "--results_dir", str(results), "--vis_dir", str(tmp_path / "vis")],
                                capture_output=True, text=True, cwd="/")
@@ -99,16 +131,15 @@ def test_curves_and_process_results(trained, tiny_synth, tmp_path):
         assert (tmp_path / "vis" / "e2e" / f"ttest_{metric}.png").exists()
 
 
-def test_curves_need_a_trained_model(trained, tiny_synth):
-    config, results = trained
-    completed = run("get_dauc_scores.sh", config, tiny_synth, results, "br_npa_high_res_no_refining", check=False)
+def test_curves_need_a_trained_model(tiny_config, tiny_synth, tmp_path):
+    completed = run("get_dauc_scores.sh", tiny_config, tiny_synth, tmp_path / "results", "br_npa_high_res_no_refining",
+                    check=False)
     assert completed.returncode != 0 and "./train.sh br_npa_high_res_no_refining" in completed.stderr
 
 
-def test_unknown_model_id_lists_ids(trained, tiny_synth):
-    config, results = trained
+def test_unknown_model_id_lists_ids(tiny_config, tiny_synth, tmp_path):
     for script in ("train.sh", "get_dauc_scores.sh", "get_iauc_scores.sh"):
-        completed = run(script, config, tiny_synth, results, "resnet", check=False)
+        completed = run(script, tiny_config, tiny_synth, tmp_path / "results", "resnet", check=False)
         assert completed.returncode != 0 and "br_npa_high_res_distill" in completed.stderr
 
 

@@ -4,9 +4,11 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
+import runs
 import trainVal
-from helpers import TINY_CONFIG
+from helpers import TINY_CONFIG, transformed_test_images
 from metrics.saliency import POST_HOC_NAMES
 
 
@@ -29,6 +31,40 @@ def test_every_method_gives_curves(trained_cnn, method):
     assert np.load(folder / f"attMetrDel_cnn-{method}.npy").shape == (4, 4, 2)
     maps = np.load(folder / f"attMapscnn-{method}_test.npy")
     assert maps.dtype == np.float32 and maps.shape == (4, 2, 2) and np.isfinite(maps).all()
+    if method in LIBRARY_CLASSES:  # the saved maps are the library's class, called here directly
+        image_inds = np.load(folder / f"attMetrDel_cnn-{method}_imgInds.npy")
+        preds = np.load(folder / f"attMetrDel_cnn-{method}_preds.npy")
+        assert np.allclose(maps, library_maps(folder, method, image_inds, preds), atol=1e-5)
+
+
+def library_maps(folder, method, image_inds, preds):
+    """pytorch-grad-cam's class for the method, on the last stage, kept at the feature-map size."""
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    cam_class = getattr(pytorch_grad_cam, LIBRARY_CLASSES[method])
+
+    class AtFeatureSize(cam_class):
+        def get_target_width_height(self, input_tensor):
+            return tuple(reversed(self.activations_and_grads.activations[0].shape[-2:]))
+
+    class Logits(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, images):
+            return self.net(images)["output"]
+    landed = runs.LandedRun(str(folder), "cnn")
+    model, _ = landed.load_model()
+    images, _ = transformed_test_images(landed.args)
+    with AtFeatureSize(model=Logits(model), target_layers=[model.backbone.layer4]) as cam:
+        cam.batch_size = landed.args.att_metrics_batch_size
+        return cam(input_tensor=images[image_inds], targets=[ClassifierOutputTarget(int(c)) for c in preds])
+
+
+# our method names -> pytorch-grad-cam's class names, written out here independently of metrics/saliency.py
+LIBRARY_CLASSES = {"gradcam": "GradCAM", "gradcampp": "GradCAMPlusPlus", "xgradcam": "XGradCAM",
+                   "scorecam": "ScoreCAM", "ablationcam": "AblationCAM", "eigencam": "EigenCAM"}
 
 
 def auc(curves, metric):

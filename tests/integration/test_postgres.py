@@ -71,7 +71,8 @@ def worker(config, data_dir, results, url, study, trial_nb, *extra):
     return subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "trainVal.py"), "-c", config, "--data_dir",
                              data_dir, "--results_dir", str(results), "--model_id", study, "--optuna", "True",
                              "--optuna_trial_nb", str(trial_nb), "--optuna_storage", url, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # two workers on two cores: no spinning
 
 
 def test_postgres_two_workers_share_one_study(postgres_url, config, tiny_synth, tmp_path):

@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
@@ -47,8 +46,12 @@ def test_search_writes_db_and_artifacts_and_resumes(config, tiny_synth, tmp_path
     # only the best trial's checkpoint is kept
     best = max(study.trials, key=lambda t: t.value).number
     assert sorted(p.name for p in folder.glob("modelsrch_trial*_best.pth")) == [f"modelsrch_trial{best}_best.pth"]
+    before = [(t.number, t.params, t.value) for t in study.trials]
     trainVal.main(search_argv(config, tiny_synth, results, 3))
+    after = load_study(results).trials
     assert states(load_study(results)) == [TrialState.COMPLETE] * 3
+    # the earlier trials are kept as they were, and exactly the missing one ran
+    assert [(t.number, t.params, t.value) for t in after[:2]] == before and after[2].number == 2
     assert len(list(folder.glob("modelsrch_epoch*_test.csv"))) == 1
 
 
@@ -84,10 +87,11 @@ def test_search_stops_when_every_trial_fails(config, tiny_synth, tmp_path, monke
 def run_worker(config, data_dir, results, trial_nb, *extra):
     return subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "trainVal.py"),
                              *search_argv(config, data_dir, results, trial_nb, "srch", *extra)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # two workers on two cores: no spinning
 
 
-def test_killed_search_resumes(config, tiny_synth, tmp_path):
+def test_killed_search_resumes(config, tiny_synth, tmp_path, capsys):
     results = tmp_path / "results"
     worker = run_worker(config, tiny_synth, results, 2, "--epochs", "4")
     for line in worker.stderr:  # wait until the first trial is inside its training
@@ -97,8 +101,9 @@ def test_killed_search_resumes(config, tiny_synth, tmp_path):
     worker.wait()
     study = load_study(results)
     assert states(study) == [TrialState.RUNNING]
-    time.sleep(2.5)  # past the grace period of the dead trial's heartbeat
-    trainVal.main(search_argv(config, tiny_synth, results, 2))
+    capsys.readouterr()
+    trainVal.main(search_argv(config, tiny_synth, results, 2))  # at once: within the dead trial's grace period
+    assert "[optuna] waiting for 1 running trial(s)" in capsys.readouterr().err  # not a silent wait
     study = load_study(results)
     assert states(study)[0] == TrialState.FAIL
     assert states(study).count(TrialState.COMPLETE) == 2 and TrialState.RUNNING not in states(study)

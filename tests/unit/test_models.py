@@ -61,3 +61,22 @@ def test_dropout_and_bias_options():
     model = tiny_model(dropout=0.4, lin_lay_bias=True)
     assert model.dropout.p == 0.4 and model.classifier.bias is not None
     assert tiny_model().classifier.bias is None
+
+
+@pytest.mark.parametrize("head", LEGACY_FLAGS)
+def test_one_step_moves_the_classifier_by_the_hand_gradient(head):
+    """SGD without momentum, lr 0.1: the classifier's new weights are W - 0.1 (softmax(W z) - onehot)^T z / B,
+    with z the head's pooled vector of the batch (computed in train mode, as the step sees it)."""
+    torch.manual_seed(0)
+    model = tiny_model(head=head).train()
+    images, target = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    with torch.no_grad():
+        pooled = model.head(model.backbone(images))[0]  # no dropout by default
+        weight = model.classifier.weight.clone()
+        probabilities = torch.softmax(pooled @ weight.T, dim=1)
+        hand_gradient = (probabilities - torch.nn.functional.one_hot(target, 5).float()).T @ pooled / 4
+    optimizer = build_optimizer(model.parameters(), "SGD", 0.1, 0.0)
+    optimizer.zero_grad()
+    compute_loss(model(images), target, 1.0).backward()
+    optimizer.step()
+    assert torch.allclose(model.classifier.weight, weight - 0.1 * hand_gradient, atol=1e-5)

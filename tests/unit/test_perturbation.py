@@ -9,36 +9,8 @@ from metrics.auc import curve_auc, deletion_x, insertion_x
 from metrics.curves import CURVE_METRICS
 from metrics.localisation import energy_in_mask, pointing_game
 from metrics.perturbation import box_blur, cells_per_step, perturbation_curves, saliency_map
+from helpers import slow_curve
 from models.heads import HEADS
-
-
-def slow_curve(model, image, saliency, metric, step_cells):
-    """One forward per step, cells painted with Python loops; blur by an explicit 121x121 window sum."""
-    _, height, width = image.shape
-    map_h, map_w = saliency.shape
-    block_h, block_w = height // map_h, width // map_w
-    if metric == "Del":
-        current = image.clone()
-    else:
-        padded = torch.zeros(3, height + 120, width + 120, dtype=image.dtype)
-        padded[:, 60:60 + height, 60:60 + width] = image
-        current = torch.zeros_like(image)
-        for y in range(height):
-            for x in range(width):
-                current[:, y, x] = padded[:, y:y + 121, x:x + 121].sum(dim=(1, 2)) / 121 ** 2
-    with torch.no_grad():
-        cls = model(image.unsqueeze(0)).argmax(dim=1).item()
-    cells = sorted(range(map_h * map_w), key=lambda c: (-float(saliency.flatten()[c]), c))
-    points = []
-    for step in range(len(cells) // step_cells):
-        for cell in cells[step * step_cells:(step + 1) * step_cells]:
-            row, col = divmod(cell, map_w)
-            block = (slice(None), slice(row * block_h, (row + 1) * block_h), slice(col * block_w, (col + 1) * block_w))
-            current[block] = 0 if metric == "Del" else image[block]
-        with torch.no_grad():
-            score = torch.softmax(model(current.unsqueeze(0)), dim=1)[0, cls].item()
-        points.append((map_h * map_w - (step + 1) * step_cells, score))
-    return torch.tensor(points, dtype=torch.float64)
 
 
 def tiny_model():

@@ -50,10 +50,14 @@ def test_searched_batch_size_range(max_batch_size, low):
     assert low <= min(sizes) and max(sizes) <= max_batch_size
     # log-uniform over the whole range: both ends are reached in 300 draws
     assert min(sizes) <= low * 1.25 and max(sizes) >= max_batch_size * 0.8
+    if max_batch_size == 130:  # the median tells log from uniform: about 39 (sqrt(12 * 130)) against 71
+        assert 30 <= np.median(sizes) <= 50
 
 
 def test_no_pruning_by_default():
     assert parse_args([]).optuna_pruner == "none"
+    assert isinstance(search.make_pruner(parse_args([]).optuna_pruner), optuna.pruners.NopPruner)
+    assert isinstance(search.make_pruner("median"), optuna.pruners.MedianPruner)
 
 
 def test_bcnn_attention_conv_has_no_bias():

@@ -104,3 +104,21 @@ def test_written_config_reads_back(tmp_path):
     back = load_config(str(tmp_path / "x.ini"))
     assert vars(back) == {**vars(args), "config": None}
     assert parse_args([]).m_model_id is None
+
+
+def test_the_teachers_logits_reach_the_loss():
+    """With a teacher, the loss of a step is the distillation loss of the student's and the teacher's logits
+    (alpha = 1: the KL term alone), computed here before the step."""
+    student, teacher = LinearModel(), LinearModel()
+    with torch.no_grad():
+        teacher.linear.weight.mul_(-3)  # a teacher that disagrees with the student
+    torch.manual_seed(1)
+    images, target = torch.randn(6, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 1])
+    with torch.no_grad():
+        expected = distillation_loss(student(images)["output"], teacher(images)["output"], target, 1.0, 4.0)
+        alone = F.cross_entropy(student(images)["output"], target)
+    step = StepConfig(chunk_size=3, nll_weight=1.0, kl_interp=1.0, kl_temp=4.0)
+    optimizer = build_optimizer(student.parameters(), "SGD", 0.0)
+    values = train_one_epoch(student, [(images, target)], optimizer, torch.device("cpu"), step, teacher=teacher)
+    assert values["loss"] == pytest.approx(expected.item(), abs=1e-6)
+    assert abs(values["loss"] - alone.item()) > 1e-3

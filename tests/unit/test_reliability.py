@@ -1,0 +1,276 @@
+"""Fast reproductions of ways a run could go silently wrong or end in a traceback: names, landing, locks,
+config files, statistics, images. Each compares with an independent computation or a hand-made state."""
+import argparse
+import fcntl
+import json
+import math
+import os
+import socket
+import subprocess
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import stats
+
+import processResults
+import results_io
+import run_models
+import runs
+from args import build_parser, parse_args, read_config_file
+from errors import DataError, LockedError
+from helpers import Crash, crash_at
+from load_data import load_rgb
+from metrics.saliency import POST_HOC_NAMES
+
+
+def one_line_exit(capsys, argv, *fragments):
+    """parse_args(argv) ends with one 'error: ...' line holding every fragment."""
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+def test_model_id_with_a_dash_is_refused(capsys):
+    one_line_exit(capsys, ["--model_id", "my-cnn"], "--model_id", "'-'")
+    assert parse_args(["--model_id", "my_cnn.v2"]).model_id == "my_cnn.v2"
+
+
+def test_a_dash_in_a_file_name_is_a_method_only_when_it_names_one():
+    """Files of an older model 'my-cnn' are not files of a model 'my' (a new run of 'my' would delete them)."""
+    pattern = results_io.model_file_pattern("my", POST_HOC_NAMES)
+    for name in ("attMetrDel_my-cnn.npy", "attMetrDel_my-cnn.json", "attMetrAdd_my-cnn_imgInds.npy",
+                 "attMapsmy-cnn_test.npy", "attMapsmy-cnn_epoch3_test.npy", "modelmy-cnn_epoch3_test.csv"):
+        assert not pattern.fullmatch(name), name
+    for name in ("attMetrDel_my-gradcam.npy", "attMetrDel_my.json", "attMapsmy-rise_test.json",
+                 "attMapsmy_epoch3_test.npy", "modelmy_epoch12_test.csv", "my.ini"):
+        assert pattern.fullmatch(name), name
+    assert results_io.parse_source_id("my-cnn", POST_HOC_NAMES) == ("my-cnn", None)
+    assert results_io.parse_source_id("my-gradcam", POST_HOC_NAMES) == ("my", "gradcam")
+
+
+def write_files(folder, names, tag):
+    for name in names:
+        (folder / name).write_text(f"{tag} {name}")
+
+
+OLD_RUN = ["modelm_epoch3_test.csv", "attMapsm_epoch3_test.npy", "normm_epoch3_test.npy", "m.ini",
+           "modelm_best.pth", "attMetrDel_m.npy", "attMetrDel_m.json"]
+NEW_RUN = ["modelm_epoch5_test.csv", "attMapsm_epoch5_test.npy", "normm_epoch5_test.npy", "m.ini", "modelm_best.pth"]
+
+
+def test_landing_removes_every_file_of_the_old_run(tmp_path):
+    """The new run's best epoch (5) differs from the old one's (3): the old epoch's maps go too."""
+    stage = runs.model_stage(str(tmp_path), "m")
+    write_files(tmp_path, OLD_RUN + ["modelother_epoch1_test.csv"], "old")
+    stage.fresh()
+    write_files(tmp_path / ".m.staging", NEW_RUN + ["modelm_last.pth"], "new")
+    stage.land(keep=("modelm_last.pth",))
+    assert sorted(os.listdir(tmp_path)) == sorted(NEW_RUN + ["modelother_epoch1_test.csv"])
+    assert all((tmp_path / name).read_text().startswith("new") for name in NEW_RUN)
+
+
+@pytest.mark.parametrize("moves_before_the_kill", range(len(NEW_RUN)))
+def test_an_interrupted_landing_is_never_read_as_a_finished_run(tmp_path, monkeypatch, moves_before_the_kill):
+    """Killed after each move of a landing: while the new test CSV is not in place, no test CSV is (the model
+    reads as unfinished); once it is, every new file is; the next run finishes the landing."""
+    stage = runs.model_stage(str(tmp_path), "m")
+    write_files(tmp_path, OLD_RUN, "old")
+    stage.fresh()
+    write_files(tmp_path / ".m.staging", NEW_RUN, "new")
+    records = crash_at(monkeypatch, moves_before_the_kill + 2)  # the first call writes the LANDING record
+    with pytest.raises(Crash):
+        stage.land()
+    monkeypatch.undo()
+    assert len(records) == moves_before_the_kill + 2
+    csvs = [name for name in os.listdir(tmp_path) if name.endswith("_test.csv")]
+    assert csvs in ([], ["modelm_epoch5_test.csv"])
+    if csvs:
+        assert all((tmp_path / name).read_text().startswith("new") for name in NEW_RUN)
+    assert stage.interrupted()
+    with stage.opened():
+        pass
+    assert sorted(os.listdir(tmp_path)) == sorted(NEW_RUN + ["m.lock"]) or sorted(os.listdir(tmp_path)) == \
+        sorted(NEW_RUN)
+    assert all((tmp_path / name).read_text().startswith("new") for name in NEW_RUN)
+
+
+def write_config_text(tmp_path, text, name="c.config"):
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8"))
+    return str(path)
+
+
+def test_a_key_set_twice_names_both_lines(tmp_path, capsys):
+    path = write_config_text(tmp_path, "[default]\nlr = 0.1\nepochs = 3\nlr = 0.2\n")
+    with pytest.raises(ValueError, match=r"'lr' is set twice, on lines 2 and 4"):
+        read_config_file(path, build_parser())
+    one_line_exit(capsys, ["-c", path], "set twice")
+
+
+def test_a_byte_order_mark_is_not_a_key(tmp_path):
+    path = write_config_text(tmp_path, "\ufeff[default]\nlr = 0.25\n")
+    assert parse_args(["-c", path]).lr == 0.25
+
+
+def test_the_help_hint_is_printed_once(tmp_path, capsys):
+    err = one_line_exit(capsys, ["-c", write_config_text(tmp_path, "learning_rate = 3\n")], "unknown key")
+    assert err.count("--help") == 1
+
+
+def test_seed_range_is_checked_up_front(capsys):
+    one_line_exit(capsys, ["--seed", "-1"], "--seed must be in [0, 4294967295]")
+    one_line_exit(capsys, ["--seed", str(2 ** 32)], "--seed must be")
+
+
+def test_welch_test_with_unequal_sizes_and_variances():
+    """Against the formula: t = (m1 - m2) / sqrt(v1/n1 + v2/n2), Welch-Satterthwaite degrees of freedom."""
+    first = np.array([0.1, 0.2, 0.15, 0.3, 0.25, 0.22, 0.18])
+    second = np.array([0.4, 0.9, 0.1])
+    _, p_values = processResults.welch_matrix({"a": first, "b": second})
+    v1, v2 = first.var(ddof=1) / len(first), second.var(ddof=1) / len(second)
+    t = (first.mean() - second.mean()) / math.sqrt(v1 + v2)
+    dof = (v1 + v2) ** 2 / (v1 ** 2 / (len(first) - 1) + v2 ** 2 / (len(second) - 1))
+    expected = 2 * stats.t.sf(abs(t), dof)
+    assert p_values[0, 1] == pytest.approx(expected, rel=1e-9) and p_values[1, 0] == pytest.approx(expected)
+    student = stats.ttest_ind(first, second, equal_var=True).pvalue
+    assert abs(student - expected) > 0.01  # the samples tell the two tests apart
+
+
+def test_t_interval_uses_n_minus_1_degrees_of_freedom():
+    values = [0.2, 0.4, 0.9]
+    mean, half = processResults.mean_ci(values)
+    sd = math.sqrt(sum((v - 0.5) ** 2 for v in values) / 2)
+    assert mean == pytest.approx(0.5)
+    assert half == pytest.approx(4.302652729911275 * sd / math.sqrt(3), rel=1e-9)  # t(0.975, 2 dof)
+
+
+def test_validation_sees_the_test_transform(tmp_path):
+    """No random crop, flip or jitter in validation: two passes over one image give the same tensor, the one
+    the test transform gives."""
+    import training
+    from load_data import Geometry, build_transform
+    image_path = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(image_path)
+    options = parse_args(["--img_size", "32", "--crop_ratio", "0.8", "--num_workers", "0", "--brightness", "0.5"])
+    samples = {"train": [(str(image_path), 0)], "val": [(str(image_path), 0)]}
+    _, val_loader = training.build_train_loaders(options, samples)
+    torch.manual_seed(0)
+    first = val_loader.dataset[0][0]
+    torch.manual_seed(1)
+    second = val_loader.dataset[0][0]
+    expected = build_transform(Geometry(32, 0.8))(load_rgb(str(image_path)))
+    assert torch.equal(first, second) and torch.equal(first, expected)
+
+
+def test_two_holders_of_one_lock_conflict(tmp_path):
+    with runs.lock(str(tmp_path), "m"):
+        with pytest.raises(LockedError, match=rf"m is in use: .*m\.lock is held by pid {os.getpid()}"):
+            with runs.lock(str(tmp_path), "m"):
+                pass
+    with runs.lock(str(tmp_path), "m"):  # released at the end of the block
+        pass
+
+
+def test_a_lock_recorded_by_a_dead_process_is_taken_over(tmp_path):
+    """The process died, but a child of it (a loader worker) still holds the flock: taken over at once."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    path = tmp_path / "m.lock"
+    orphan = open(path, "a+")  # stands for the worker: it holds the flock on the file the dead process wrote
+    fcntl.flock(orphan, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    orphan.write(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": "-", "command": "-"}))
+    orphan.flush()
+    try:
+        with runs.lock(str(tmp_path), "m"):
+            assert json.loads(path.read_text())["pid"] == os.getpid()
+    finally:
+        orphan.close()
+
+
+def test_a_lock_in_a_missing_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(runs.UserError, match="does not exist"):
+        with runs.lock(str(tmp_path / "renamed"), "m"):
+            pass
+
+
+def test_a_huge_image_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "huge.png"
+    Image.new("1", (20000, 20000)).save(path)  # 400 megapixels, 50 kB on disk
+    with pytest.raises(DataError, match=r"huge\.png is 20000x20000, more than the 250 megapixels"):
+        load_rgb(str(path))
+
+
+def test_a_large_image_loads_without_pillow_warnings(tmp_path, monkeypatch):
+    """Pillow's own guard is replaced by ours: above its threshold it would warn, or refuse at twice it."""
+    import PIL.Image
+    path = tmp_path / "large.png"
+    Image.new("RGB", (60, 50)).save(path)
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow would refuse 3000 pixels (> 2 x 1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_rgb(str(path)).size == (60, 50)
+
+
+def test_remake_hints_keep_the_runs_options():
+    """Followed literally, the hint trains the same experiment, with the same data and options."""
+    options = parse_args(["-c", "config_demo.config", "--model_id", "cnn", "--head", "cnn", "--stride_lay3", "2",
+                          "--stride_lay4", "2", "--optuna", "False", "--exp_id", "other", "--epochs", "3",
+                          "--data_dir", "/somewhere/data", "--results_dir", "/somewhere/results"])
+    hint = runs.train_command(options, "cnn", "--overwrite True")
+    assert hint.startswith("CONFIG=config_demo.config ./train.sh cnn ")
+    for words in ("--exp_id other", "--epochs 3", "--optuna False", "--data_dir /somewhere/data",
+                  "--results_dir /somewhere/results", "--overwrite True"):
+        assert words in hint, hint
+    assert "--lr" not in hint and "--stride_lay3" not in hint  # as the config file and the model table say
+    curves = runs.train_command(options, "cnn", script="get_dauc_scores.sh")
+    assert curves == ("CONFIG=config_demo.config ./get_dauc_scores.sh cnn --exp_id other "
+                      "--data_dir /somewhere/data --results_dir /somewhere/results")
+
+
+def test_run_models_passes_seed_to_trainval(monkeypatch, capsys):
+    """--seed is not an abbreviation of run_models' --seeds: it reaches trainVal.py, after the loop's own."""
+    calls = []
+    monkeypatch.setattr(run_models, "call_trainval", calls.append)
+    monkeypatch.setattr(processResults, "main", lambda argv: None)
+    run_models.main(["--models", "cnn", "--seeds", "1", "--exp_id", "demo", "--seed", "2"])
+    trainings = [argv for argv in calls if "--attention_metrics" not in argv]
+    assert len(trainings) == 1  # one seed
+    argv = trainings[0]
+    assert argv[len(argv) - 1 - argv[::-1].index("--seed") + 1] == "2"  # the last --seed wins in argparse
+    assert parse_args(argv).seed == 2
+
+
+def test_every_parser_refuses_abbreviations():
+    import data.prepare_cub
+    import data.synthetic
+    import plot_maps
+    for main in (processResults.main, run_models.main, plot_maps.main, data.synthetic.main, data.prepare_cub.main):
+        with pytest.raises(SystemExit) as raised:
+            main(["--debu", "True"])
+        assert raised.value.code == 2, main
+    with pytest.raises(SystemExit):
+        parse_args(["--epoch", "3"])
+    assert isinstance(build_parser(), argparse.ArgumentParser) and not build_parser().allow_abbrev
+
+
+def test_high_res_demo_maps_are_16x16():
+    """The demo config's distilled high-res model has (3, 16, 16) maps on 64 px images, and its curves take
+    16 steps of 16 cells with --att_metrics_few_steps (the run_models default)."""
+    from attention_metrics import step_plan
+    from helpers import REPO_ROOT
+    from model_ids import model_options
+    from models.net import build_model
+    from runtime import model_config
+    options = parse_args(["-c", os.path.join(REPO_ROOT, "config_demo.config"), "--model_id", "br_npa_high_res_distill",
+                          *model_options("br_npa_high_res_distill"), "--att_metrics_few_steps", "True"])
+    torch.manual_seed(0)
+    maps = build_model(model_config(options)).eval()(torch.randn(1, 3, 64, 64))["att_maps"]
+    assert maps.shape == (1, 3, 16, 16)
+    assert step_plan(options, 16, 16) == (16, 16)
