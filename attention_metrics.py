@@ -10,6 +10,7 @@ attMetr<Del|Add>_<source>.npy (source: <model_id> or <model_id>-<method>) with _
 _targets beside them and a .json of metadata (run id, steps, options). The five files are staged and
 land together, the .json last (runs.Stage): a killed run leaves the previous set or none, never a mix.
 """
+import dataclasses
 import json
 import math
 import os
@@ -25,7 +26,7 @@ import runs
 from args import NOT_RUN_DEFINING, with_changes
 from load_data import build_transform, load_rgb, make_loader, scan_test_folder
 from metrics.curves import curve_metric
-from metrics.perturbation import cells_per_step, perturbation_curves
+from metrics.perturbation import cells_per_step, perturbation_curves, step_masks
 from metrics.saliency import OWN_MAPS, SourceInputs, saliency_source
 from models.heads import head_class
 from models.resnet import feature_map_side
@@ -109,8 +110,8 @@ def run_attention_metrics(args):
     image_inds = choose_images(config.att_metrics_img_nb, len(test_samples), config.seed)
     source = saliency_source(config.att_metrics_post_hoc or OWN_MAPS)
     values = {option.name: getattr(config, option.name) for option in source.options}
-    values.update(seed=config.seed, batch_size=config.att_metrics_batch_size)
-    inputs = SourceInputs(values, att_maps, norms, head_class(config.head).combine_maps)
+    values.update(seed=config.seed, batch_size=config.att_metrics_batch_size, val_batch_size=config.val_batch_size)
+    inputs = SourceInputs(values, att_maps, norms, head_class(config.head))
     compute_and_save_curves(config, landed, source, inputs, test_samples, image_inds, att_maps.shape[2:])
 
 
@@ -158,6 +159,11 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
     def load_images(samples):
         return torch.stack([transform(load_rgb(path)) for path, _ in samples]).to(device)
 
+    def test_images():  # the whole test set in the batches of the test pass, for sources that need it
+        for images, _ in make_loader(test_samples, transform, config.val_batch_size, config.num_workers,
+                                     pin_memory(config)):
+            yield images.to(device).contiguous(memory_format=layout)
+
     step_cells, step_nb = step_plan(config, *map_size)
     subset = [test_samples[i] for i in image_inds]
     identity = {"post_hoc": source.name} if source.post_hoc else {}
@@ -186,7 +192,8 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
         preds = [int(pred) for images, _ in make_loader(mine, transform, config.att_metrics_batch_size,
                                                          config.num_workers, pin_memory(config))
                  for pred in forward(images.to(device)).argmax(dim=1).cpu()]
-        saliency = source.build(inputs)
+        saliency = source.build(dataclasses.replace(inputs, test_images=test_images))
+        order = getattr(saliency, "order", step_masks)  # the cells' order a source may impose
         saliencies = None
         if source.post_hoc:
             maps_paths = results_io.post_hoc_maps_paths(exp_folder, source_id)
@@ -218,7 +225,7 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
             stop = min(start + chunk, len(mine))
             curves += perturbation_curves(forward, list(load_images(mine[start:stop])), saliencies[start:stop],
                                           preds[start:stop], metric.substrate, step_cells,
-                                          config.att_metrics_batch_size)
+                                          config.att_metrics_batch_size, order)
             bar.update(stop - start)
             if len(curves) - last_saved >= save_every and len(curves) < len(mine):
                 results_io.atomic_save_torch(partial, {"signature": signature, "curves": curves})

@@ -162,8 +162,9 @@ class ImageList(Dataset):
 
 
 def resize_to_crop(geometry, interpolation=transforms.InterpolationMode.BILINEAR):
-    """Resize to img_size / crop_ratio: the square side with sq_resizing, else the shorter side."""
-    side = int(round(geometry.img_size / geometry.crop_ratio))
+    """Resize to img_size / crop_ratio, truncated as the authors' code does (497 px for 448 px and crop 0.9): the
+    square side with sq_resizing, else the shorter side."""
+    side = int(geometry.img_size / geometry.crop_ratio)
     return transforms.Resize((side, side) if geometry.sq_resizing else side, interpolation=interpolation)
 
 

@@ -13,6 +13,8 @@ LOW_RES = ["--stride_lay3", "2", "--stride_lay4", "2"]
 HIGH_RES = ["--stride_lay3", "1", "--stride_lay4", "1"]
 SEARCHED = ["--optuna", "True"]
 NOT_SEARCHED = ["--optuna", "False"]
+# the forward chunk the authors' ablation scripts pass (12 for the auxiliary heads): it sets the BatchNorm batches
+ABLATION_CHUNK = ["--max_batch_size_single_pass", "9"]
 
 MODEL_IDS = {
     "br_npa_low_res": ["--head", "br_npa", *LOW_RES, *SEARCHED, "--max_batch_size", "130"],
@@ -21,10 +23,13 @@ MODEL_IDS = {
     "b_cnn": ["--head", "b_cnn", *LOW_RES, *SEARCHED, "--max_batch_size", "130"],
     "cnn": ["--head", "cnn", *LOW_RES, *SEARCHED, "--max_batch_size", "130"],
     "br_npa_high_res_random_vectors_no_refining": ["--head", "br_npa", *HIGH_RES, "--br_npa_randvec", "True",
-                                                   "--br_npa_norefine", "True", *NOT_SEARCHED],
-    "br_npa_high_res_random_vectors": ["--head", "br_npa", *HIGH_RES, "--br_npa_randvec", "True", *NOT_SEARCHED],
-    "br_npa_high_res_no_refining": ["--head", "br_npa", *HIGH_RES, "--br_npa_norefine", "True", *NOT_SEARCHED],
-    "br_npa_high_res_auxiliary_heads": ["--head", "br_npa", *HIGH_RES, "--aux_on_masked", "True", *NOT_SEARCHED],
+                                                   "--br_npa_norefine", "True", *NOT_SEARCHED, *ABLATION_CHUNK],
+    "br_npa_high_res_random_vectors": ["--head", "br_npa", *HIGH_RES, "--br_npa_randvec", "True", *NOT_SEARCHED,
+                                       *ABLATION_CHUNK],
+    "br_npa_high_res_no_refining": ["--head", "br_npa", *HIGH_RES, "--br_npa_norefine", "True", *NOT_SEARCHED,
+                                    *ABLATION_CHUNK],
+    "br_npa_high_res_auxiliary_heads": ["--head", "br_npa", *HIGH_RES, "--aux_on_masked", "True", *NOT_SEARCHED,
+                                        "--max_batch_size_single_pass", "12"],
 }
 
 

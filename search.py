@@ -52,7 +52,7 @@ def trial_config(trial, config):
                "optim": trial.suggest_categorical("optim", ["Adam", "AMSGrad", "SGD"]),
                "batch_size": trial.suggest_int("batch_size", batch_size_floor(config.max_batch_size),
                                                config.max_batch_size, log=True),
-               "dropout": trial.suggest_categorical("dropout", [0.0, 0.2, 0.4, 0.6]),
+               "dropout": trial.suggest_float("dropout", 0.0, 0.6, step=0.2),
                "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)}
     if sampled["optim"] == "SGD":
         sampled["momentum"] = trial.suggest_float("momentum", 0.0, 0.9, step=0.1)
@@ -62,7 +62,7 @@ def trial_config(trial, config):
         sampled["saturation"] = trial.suggest_float("saturation", 0.0, 0.9, step=0.1)
         sampled["crop_ratio"] = trial.suggest_float("crop_ratio", 0.8, 1.0, step=0.05)
     if config.master_net:
-        sampled["kl_temp"] = trial.suggest_int("kl_temp", 1, 21, step=5)
+        sampled["kl_temp"] = trial.suggest_float("kl_temp", 1, 21, step=5)
         sampled["kl_interp"] = trial.suggest_float("kl_interp", 0.1, 1.0, step=0.1)
     return with_changes(config, **sampled)
 

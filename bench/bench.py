@@ -232,7 +232,8 @@ def post_hoc_seconds(model, samples, args, opts, device):
     for method in methods:
         source = saliency_source(method)
         values = {option.name: getattr(args, option.name) for option in source.options}
-        source = source.build(SourceInputs({**values, "seed": args.seed, "batch_size": opts.infer_batch}))
+        source = source.build(SourceInputs({**values, "seed": args.seed, "batch_size": opts.infer_batch,
+                                            "val_batch_size": args.val_batch_size}))
         rows.append((method, timed(lambda: source(model, images, classes, None), device, 1) / len(images)))
     return rows
 

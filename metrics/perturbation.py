@@ -23,15 +23,28 @@ def saliency_map(att_maps, norm, combine_maps):
 
 
 def released_saliency_map(att_maps, norm, combine_maps):
-    """The saliency as the authors' released code computes it from the saved uint8 arrays, only to compare
-    with numbers it produced. att_maps: (M, h, w) uint8, norm: (1, h, w) uint8. The combined map is
-    truncated to uint8 (this changes the B-CNN mean only) and the product is taken in uint8, so it wraps
-    modulo 256 (200 * 200 gives 64); only the min-max scaling is done in floating point. Returns (h, w)."""
+    """The saliency as the authors' released code computes it from its saved uint8 arrays. att_maps: (M, h, w)
+    uint8, or (h, w) for a map saved without its map axis (the released CNN's): the released indexing
+    [i, 0:1] then takes its first row, which the product broadcasts over every row. norm: (1, h, w) uint8.
+    The combined map is truncated to uint8 (this changes the B-CNN mean only) and the product is taken in
+    uint8, so it wraps modulo 256 (200 * 200 gives 64); only the min-max scaling is done in floating point.
+    Returns (h, w)."""
     att_maps, norm = torch.as_tensor(att_maps), torch.as_tensor(norm)
     if att_maps.dtype != torch.uint8 or norm.dtype != torch.uint8:
         raise ValueError("the 'released' saliency arithmetic needs the saved uint8 maps and norms")
+    if att_maps.dim() == 2:
+        att_maps = att_maps[0:1].expand_as(att_maps).unsqueeze(0)
     combined = combine_maps(att_maps.float()).to(torch.uint8)
     return min_max((combined * norm[0]).float())
+
+
+def released_uint8(maps):
+    """A batch of maps as the released code saved it: min-max scaled over the last three axes (per image for
+    (B, M, h, w) maps, over the whole batch for (B, h, w) ones), times 255, truncated to uint8."""
+    maps = maps.float()
+    low = maps.amin(dim=(-1, -2, -3), keepdim=True)
+    high = maps.amax(dim=(-1, -2, -3), keepdim=True)
+    return ((maps - low) / (high - low) * 255).to(torch.uint8)
 
 
 def min_max(saliency):
@@ -65,6 +78,24 @@ def step_masks(saliency, cells_per_step):
     return (rank.unsqueeze(0) < limits.unsqueeze(1)).view(step_nb, height, width)
 
 
+def topk_step_masks(saliency, cells_per_step):
+    """The order of the authors' released code: at every step torch.topk picks the cells_per_step highest
+    cells, and the picked cells are set to -1 (below any saliency) for the next steps. The order among equal
+    values is topk's, which may differ between devices. saliency: (h, w) in [0, 1]. Returns (T, h, w) bool,
+    as step_masks."""
+    height, width = saliency.shape
+    current = saliency.flatten().clone().float()
+    picked = torch.zeros(current.numel(), dtype=torch.bool, device=current.device)
+    masks, left = [], current.numel()
+    while left > 0:
+        indices = current.topk(k=cells_per_step).indices[:left]
+        picked[indices] = True
+        current[indices] = -1
+        masks.append(picked.clone())
+        left -= cells_per_step
+    return torch.stack(masks).view(len(masks), height, width)
+
+
 def box_blur(images, kernel=BLUR_KERNEL):
     """kernel x kernel box filter, zero padding, per channel. images: (B, 3, H, W)."""
     return F.avg_pool2d(images, kernel, stride=1, padding=kernel // 2, count_include_pad=True)
@@ -90,14 +121,16 @@ def blend(start, chosen, masks):
     return start.unsqueeze(0) * (1 - pixel_masks) + chosen.unsqueeze(0) * pixel_masks
 
 
-def perturbation_curves(forward, images, saliencies, classes, substrate, cells_per_step, batch_size):
+def perturbation_curves(forward, images, saliencies, classes, substrate, cells_per_step, batch_size,
+                        order=step_masks):
     """Score curves of many images, filling each forward pass with up to batch_size perturbed copies,
     across steps and images.
 
     forward: (B, 3, H, W) -> (B, class_nb) logits. images: sequence of (3, H, W)
     (read lazily, in order); saliencies: sequence of (h, w); classes: the class
     predicted on each clean image; substrate: image -> (start image, what a chosen
-    cell becomes), e.g. deletion_substrate. Returns a list of (T, 2) tensors: per step
+    cell becomes), e.g. deletion_substrate; order: saliency -> step masks (step_masks, or
+    topk_step_masks for the released code's order). Returns a list of (T, 2) tensors: per step
     (cells left, softmax score of the class). The clean image is not a point.
     """
     curves, buffer, owners = [], [], []
@@ -114,7 +147,7 @@ def perturbation_curves(forward, images, saliencies, classes, substrate, cells_p
         owners.clear()
 
     for image_index, (image, saliency) in enumerate(zip(images, saliencies)):
-        masks = step_masks(saliency.to(image.device), cells_per_step)
+        masks = order(saliency.to(image.device), cells_per_step)
         step_nb = masks.shape[0]
         cells_left = saliency.numel() - (torch.arange(step_nb) + 1) * cells_per_step
         curves.append(torch.stack([cells_left.float(), torch.zeros(step_nb)], dim=1))

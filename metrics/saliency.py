@@ -26,20 +26,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from metrics.perturbation import released_saliency_map, saliency_map
+from metrics.perturbation import released_saliency_map, released_uint8, saliency_map, topk_step_masks
 from options import Option, at_least, within
 
 
-def own_maps(att_maps, norms, combine_maps, arithmetic="float"):
+def own_maps(att_maps, norms, combine_maps):
     """Source reading the saved uint8 arrays: att_maps (N, M, h, w), norms (N, 1, h, w), indexed by test index.
-    combine_maps: the model's head's (models.heads). arithmetic: 'float' (saliency_map) or 'released'
-    (released_saliency_map)."""
-    if arithmetic not in ("float", "released"):
-        raise ValueError(f"saliency arithmetic must be float or released, got '{arithmetic}'")
-    one_map = saliency_map if arithmetic == "float" else released_saliency_map
-
+    combine_maps: the model's head's (models.heads). The saliency is metrics.perturbation.saliency_map."""
     def saliency(model, images, classes, indices):
-        return torch.stack([one_map(att_maps[i], norms[i], combine_maps) for i in indices])
+        return torch.stack([saliency_map(att_maps[i], norms[i], combine_maps) for i in indices])
     return saliency
 
 
@@ -99,13 +94,37 @@ def rise_masks(mask_nb, grid, keep_prob, height, width, generator):
     return grids, shift_y, shift_x
 
 
+def mirrored_bilinear_weights(size_in, size_out, device=None):
+    """(size_out, size_in) weights of a bilinear resize, pixel centres aligned (output pixel o reads input
+    position (o + 0.5) size_in / size_out - 0.5), where a position beyond the border reads its mirror image
+    about the border pixel (x1 | x0 x1 x2 ...). This is the border of the RISE reference's resize (its
+    'reflect' mode); torch's bilinear interpolation clamps to the border pixel instead."""
+    if size_in == 1:
+        return torch.ones(size_out, 1, device=device)
+    position = (torch.arange(size_out, dtype=torch.float64) + 0.5) * size_in / size_out - 0.5
+    left = torch.floor(position)
+    weight_right = position - left
+    period = 2 * (size_in - 1)
+
+    def mirror(index):
+        index = index.long().remainder(period)
+        return torch.where(index > size_in - 1, period - index, index)
+    weights = torch.zeros(size_out, size_in, dtype=torch.float64)
+    rows = torch.arange(size_out)
+    weights.index_put_((rows, mirror(left)), 1 - weight_right, accumulate=True)
+    weights.index_put_((rows, mirror(left + 1)), weight_right, accumulate=True)
+    return weights.float().to(device)
+
+
 def upsample_masks(grids, shift_y, shift_x, height, width):
-    """RISE masks (n, height, width) in [0, 1]: each grid upsampled bilinearly to (grid + 1) cells, then
+    """RISE masks (n, height, width) in [0, 1]: each grid (n, 1, g, g) upsampled bilinearly, with mirrored
+    borders (mirrored_bilinear_weights), to (g + 1) cells of ceil(height / g) x ceil(width / g) pixels, then
     cropped at its shift."""
     grid = grids.shape[-1]
     cell_h, cell_w = math.ceil(height / grid), math.ceil(width / grid)
-    large = F.interpolate(grids, size=((grid + 1) * cell_h, (grid + 1) * cell_w), mode="bilinear",
-                          align_corners=False)[:, 0]  # (n, (grid+1) cell_h, (grid+1) cell_w)
+    rows_weights = mirrored_bilinear_weights(grid, (grid + 1) * cell_h, grids.device)
+    cols_weights = mirrored_bilinear_weights(grid, (grid + 1) * cell_w, grids.device)
+    large = rows_weights @ grids[:, 0] @ cols_weights.T  # (n, (grid+1) cell_h, (grid+1) cell_w)
     rows = shift_y[:, None] + torch.arange(height, device=grids.device)[None]  # (n, height)
     cols = shift_x[:, None] + torch.arange(width, device=grids.device)[None]  # (n, width)
     index = torch.arange(len(grids), device=grids.device)[:, None, None]
@@ -154,13 +173,15 @@ def rise_source(mask_nb=4000, grid=7, keep_prob=0.5, seed=0, batch_size=64):
 
 @dataclasses.dataclass(frozen=True)
 class SourceInputs:
-    """What a source's builder may use. values: the source's own options (by name) plus 'seed' and
-    'batch_size' (images per forward pass); att_maps, norms: the model's saved test maps (N, M, h, w) and
-    norms (N, 1, h, w); combine_maps: the model's head's (models.heads)."""
+    """What a source's builder may use. values: the source's own options (by name) plus 'seed', 'batch_size'
+    (images per forward pass) and 'val_batch_size' (images per batch of the test pass); att_maps, norms: the model's saved test maps (N, M, h, w) and
+    norms (N, 1, h, w); head: the model's head class (models.heads); test_images: () -> iterable of batches
+    (B, 3, H, W) of the whole test set in test order, on the model's device (the batches of the test pass)."""
     values: dict
     att_maps: Any = None
     norms: Any = None
-    combine_maps: Optional[Callable] = None
+    head: Any = None
+    test_images: Optional[Callable] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +213,39 @@ def build_rise(inputs):
 
 
 def build_own_maps(inputs):
-    return own_maps(inputs.att_maps, inputs.norms, inputs.combine_maps, inputs.values["att_metrics_saliency"])
+    if inputs.values["att_metrics_saliency"] == "released":
+        return released_own_maps(inputs.test_images, inputs.head)
+    return own_maps(inputs.att_maps, inputs.norms, inputs.head.combine_maps)
+
+
+@torch.no_grad()
+def released_saved_arrays(model, batches, map_axis=True):
+    """(att_maps, norms) uint8 as the authors' released test pass saved them for the model: every batch's
+    maps and feature norms through released_uint8 (truncated; a map without map axis, map_axis False, is
+    scaled over the whole batch). batches: the test images in test order, in the test pass's batches."""
+    maps, norms = [], []
+    for images in batches:
+        result = model(images)
+        att_maps = result["att_maps"] if map_axis else result["att_maps"][:, 0]
+        maps.append(released_uint8(att_maps).cpu())
+        norms.append(released_uint8(result["norm"]).cpu())
+    return torch.cat(maps), torch.cat(norms)
+
+
+def released_own_maps(test_images, head):
+    """The own-maps source of --att_metrics_saliency released: the maps the released code would have saved
+    (released_saved_arrays, computed from the model at the first call), its uint8 saliency arithmetic
+    (released_saliency_map) and its order of the cells (topk_step_masks, as the saliency's .order)."""
+    saved = {}
+
+    def saliency(model, images, classes, indices):
+        if not saved:
+            saved["maps"], saved["norms"] = released_saved_arrays(model, test_images(),
+                                                                  getattr(head, "released_map_axis", True))
+        return torch.stack([released_saliency_map(saved["maps"][i], saved["norms"][i], head.combine_maps)
+                            for i in indices])
+    saliency.order = topk_step_masks
+    return saliency
 
 
 OWN_MAPS = "own_maps"
@@ -200,10 +253,12 @@ SOURCES = {source.name: source for source in [
     SaliencySource(OWN_MAPS, build_own_maps, "the model's own saved maps times the feature norm", post_hoc=False,
                    options=(Option("att_metrics_saliency", str, "float", choices=("float", "released"),
                                    run_defining=False,
-                                   help="float: map x norm in floating point; released: the authors' released "
-                                        "code's uint8 arithmetic (the product wraps modulo 256), only to compare "
-                                        "with numbers it produced"),),
-                   identity=("att_metrics_saliency",)),
+                                   help="float: the saved maps, map x norm in floating point; released: the maps "
+                                        "as the authors' released code saved them (truncated, computed again "
+                                        "from the model in batches of --val_batch_size), its uint8 arithmetic "
+                                        "(the product wraps modulo 256) and its topk order, to compare with "
+                                        "numbers it produced"),),
+                   identity=("att_metrics_saliency", "val_batch_size")),  # the released maps' test batches
     SaliencySource("gradcam", build_cam("gradcam"), "Grad-CAM (pytorch-grad-cam)"),
     SaliencySource("gradcampp", build_cam("gradcampp"), "Grad-CAM++ (pytorch-grad-cam)"),
     SaliencySource("xgradcam", build_cam("xgradcam"), "XGrad-CAM (pytorch-grad-cam)"),

@@ -7,7 +7,7 @@ def representative_vectors(features, nb_vec, refine=True, rand_vec=False, genera
 
     features: (B, C, H, W), non-negative (the backbone ends with a ReLU).
     Returns vectors (B, nb_vec * C) = concat(v_1..v_K) and maps (B, nb_vec, H, W)
-    = (a^1..a^K) in pick order. Computed in float32 whatever the input dtype.
+    = (a^1..a^K) in pick order. Computed in float32 whatever the input dtype, also under autocast.
 
     With x_i the N = H * W columns and n_i = ||x_i|| + 1e-5, scores s = n; for
     k = 1..K: j = argmax s (argmax of fresh uniform noise with rand_vec),
@@ -15,8 +15,14 @@ def representative_vectors(features, nb_vec, refine=True, rand_vec=False, genera
     (v_k = r without refine), s <- (1 - c) * s. Where every column is zero
     (e.g. a fully deleted image), sum c = 0 and the maps are 0 instead of NaN.
     """
+    with torch.autocast(features.device.type, enabled=False):  # bmm would otherwise run in bf16 under autocast
+        return grouping(features.float(), nb_vec, refine, rand_vec, generator)
+
+
+def grouping(features, nb_vec, refine, rand_vec, generator):
+    """representative_vectors' computation, on float32 features (B, C, H, W), outside autocast."""
     batch_size, chan, height, width = features.shape
-    x = features.float().flatten(2).transpose(1, 2)  # (B, N, C)
+    x = features.flatten(2).transpose(1, 2)  # (B, N, C)
     norms = x.norm(dim=2) + 1e-5  # (B, N)
     scores = norms
     batch_index = torch.arange(batch_size, device=x.device)

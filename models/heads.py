@@ -7,7 +7,9 @@ Each head class states what the rest of the code needs from it:
 - out_dim (set by __init__(chan, config)): the size of the pooled vector, the classifier's input;
   config is the models.net.ModelConfig of the run (a head reads the fields it needs, e.g. nb_att_maps);
 - combine_maps(maps (..., M, h, w)) -> (..., h, w): how its maps become one map, which times the
-  feature norm is its saliency (metrics.perturbation.saliency_map).
+  feature norm is its saliency (metrics.perturbation.saliency_map);
+- released_map_axis (optional, default True): False where the authors' released code handled the head's
+  map without its map axis (the CNN), for `--att_metrics_saliency released`.
 
 Adding a head: write its class here (or in a module of models/ imported here), add it to HEADS, and add
 a model id using it to model_ids.py. `--head NAME` chooses it.
@@ -20,7 +22,10 @@ from models.resnet import BasicBlock
 
 
 class CNNHead(nn.Module):
-    """Plain CNN: spatial mean; the 'attention map' is the feature norm (one map)."""
+    """Plain CNN: spatial mean; the 'attention map' is the feature norm (one map). The authors' released code
+    kept this map without its map axis (released_map_axis False), which its saved arrays and its DAUC code
+    reflect (metrics.saliency's released mode reproduces it)."""
+    released_map_axis = False
 
     def __init__(self, chan, config):
         super().__init__()

@@ -98,7 +98,7 @@ def transformed_test_images(options):
     folder = os.path.join(options.data_dir, options.dataset_test)
     paths = [(os.path.join(folder, name, file), label) for label, name in enumerate(sorted(os.listdir(folder)))
              for file in sorted(os.listdir(os.path.join(folder, name)))]
-    side = int(round(options.img_size / options.crop_ratio))
+    side = int(options.img_size / options.crop_ratio)  # truncated, as the authors resize
     transform = transforms.Compose([transforms.Resize((side, side)), transforms.CenterCrop(options.img_size),
                                     transforms.ToTensor(),
                                     transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])

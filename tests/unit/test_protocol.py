@@ -193,3 +193,121 @@ def test_repository_points_to_no_missing_document():
     with open(os.path.join(REPO_ROOT, "README.md")) as file:
         readme = file.read()
     assert "docs/METHOD.md" in readme and os.path.isfile(os.path.join(REPO_ROOT, "docs", "METHOD.md"))
+
+
+def test_grouping_runs_in_float32_under_autocast():
+    """BR-NPA's grouping under bf16 autocast (as training on CUDA runs it) equals the float32 one."""
+    from models.br_npa import representative_vectors
+    torch.manual_seed(0)
+    features = torch.relu(torch.randn(2, 64, 8, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        vectors_amp, maps_amp = representative_vectors(features.bfloat16(), 3)
+    bf16_input = features.bfloat16().float()  # the same input, rounded as autocast hands it over
+    vectors, maps = representative_vectors(bf16_input, 3)
+    assert vectors_amp.dtype == maps_amp.dtype == torch.float32
+    assert torch.allclose(maps_amp, maps, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(vectors_amp, vectors, rtol=1e-6, atol=1e-6)
+
+
+def test_search_distributions_are_the_released_kinds():
+    """Dropout and the distillation temperature are stepped floats (TPE models them as numbers)."""
+    args = parse_args(["--max_batch_size", "32", "--master_net", "True", "--m_model_id", "teacher"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    trial = study.ask()
+    search.trial_config(trial, args)
+    study.tell(trial, 0.5)
+    distributions = study.trials[0].distributions
+    assert distributions["dropout"] == optuna.distributions.FloatDistribution(0.0, 0.6, step=0.2)
+    assert distributions["kl_temp"] == optuna.distributions.FloatDistribution(1.0, 21.0, step=5.0)
+
+
+def test_resize_side_is_truncated():
+    from load_data import Geometry, resize_to_crop
+    assert resize_to_crop(Geometry(448, 0.9)).size == (497, 497)  # 497.78
+    assert resize_to_crop(Geometry(448, 0.95)).size == (471, 471)  # 471.58
+    assert resize_to_crop(Geometry(448, 0.9, sq_resizing=False)).size == 497
+
+
+@pytest.mark.parametrize("model_id, chunk", [("br_npa_high_res_random_vectors_no_refining", "9"),
+                                             ("br_npa_high_res_random_vectors", "9"),
+                                             ("br_npa_high_res_no_refining", "9"),
+                                             ("br_npa_high_res_auxiliary_heads", "12")])
+def test_ablation_ids_pass_the_released_forward_chunk(model_id, chunk):
+    assert parse_args(model_options(model_id)).max_batch_size_single_pass == int(chunk)
+
+
+def test_rise_upsampling_mirrors_the_border():
+    """Each RISE grid is upsampled as the reference's bilinear resize with 'reflect' borders does, i.e. scipy's
+    map_coordinates with mode 'mirror' at the pixel-centre positions; then cropped at its shift."""
+    from scipy import ndimage
+    from metrics.saliency import upsample_masks
+    generator = torch.Generator().manual_seed(0)
+    grids = (torch.rand(3, 1, 4, 4, generator=generator) < 0.5).float()
+    shift_y, shift_x = torch.tensor([0, 2, 4]), torch.tensor([4, 1, 0])
+    masks = upsample_masks(grids, shift_y, shift_x, 18, 18)  # cells of 5 pixels, 25 x 25 before the crop
+    positions = (np.arange(25) + 0.5) * 4 / 25 - 0.5
+    rows, cols = np.meshgrid(positions, positions, indexing="ij")
+    for grid, dy, dx, mask in zip(grids, shift_y, shift_x, masks):
+        large = ndimage.map_coordinates(grid[0].double().numpy(), [rows, cols], order=1, mode="mirror")
+        assert np.allclose(mask.numpy(), large[dy:dy + 18, dx:dx + 18], atol=1e-6)
+
+
+def released_transcription(model, batches, head, index, cells_per_step):
+    """The released code's expressions, written out literally on a model of ours: how its test pass saved the
+    maps and norms (its catMap), its attrFunc and min-max, and its topk loop. Returns (saliency (h, w), the
+    cells picked at each step)."""
+    full = {"att": None, "norm": None}
+    with torch.no_grad():
+        for data in batches:
+            result = model(data)
+            # the released CNN's attMaps is sqrt(sum of squared features) over channels, without keepdim
+            tensors = {"att": result["norm"][:, 0] if head == "cnn" else result["att_maps"], "norm": result["norm"]}
+            for key, tensor in tensors.items():
+                tens_min = tensor.min(dim=-1, keepdim=True)[0].min(dim=-2, keepdim=True)[0].min(dim=-3,
+                                                                                                   keepdim=True)[0]
+                tens_max = tensor.max(dim=-1, keepdim=True)[0].max(dim=-2, keepdim=True)[0].max(dim=-3,
+                                                                                                   keepdim=True)[0]
+                scaled = (tensor - tens_min) / (tens_max - tens_min)
+                saved = (scaled.cpu() * 255).byte()
+                full[key] = saved if full[key] is None else torch.cat((full[key], saved), dim=0)
+    att_maps, norm = full["att"], full["norm"]
+    if head in ("cnn", "br_npa"):
+        maps = (att_maps[index, 0:1] * norm[index]).unsqueeze(0)
+    else:
+        maps = (att_maps[index].float().mean(dim=0, keepdim=True).byte() * norm[index]).unsqueeze(0)
+    maps = (maps - maps.min()) / (maps.max() - maps.min())
+    saliency = maps[0, 0].clone()
+    total = maps.size(2) * maps.size(3)
+    left, steps = total, []
+    while left > 0:
+        _, ind_max = maps[0, 0].view(-1).topk(k=cells_per_step)
+        ind_max = ind_max[:left]
+        x_max, y_max = ind_max % maps.shape[3], ind_max // maps.shape[3]
+        for i in range(len(x_max)):
+            maps[0, :, y_max[i], x_max[i]] = -1
+        steps.append(sorted(ind_max.tolist()))
+        left -= cells_per_step
+    return saliency, steps
+
+
+@pytest.mark.parametrize("head", ["cnn", "b_cnn", "br_npa"])
+def test_released_mode_equals_a_transcription_of_the_released_code(head):
+    """--att_metrics_saliency released: the maps as the released test pass saved them (in its batches), its
+    arithmetic and its topk order, against the literal expressions, on a tiny model of each head."""
+    from metrics.perturbation import topk_step_masks
+    from metrics.saliency import SOURCES, SourceInputs
+    torch.manual_seed(0)
+    model = tiny_model(head=head, resnet_stride=1).eval()  # 4x4 maps at 32 px
+    images = torch.randn(6, 3, 32, 32)
+    batches = [images[:4], images[4:]]  # the released test pass's batches
+    source = SOURCES["own_maps"].build(SourceInputs({"att_metrics_saliency": "released"}, head=HEADS[head],
+                                                    test_images=lambda: batches))
+    for index in range(6):
+        expected, expected_steps = released_transcription(model, batches, head, index, 2)
+        saliency = source(model, images[index:index + 1], [0], [index])[0]
+        assert torch.allclose(saliency, expected, atol=1e-6)
+        masks = source.order(saliency, 2).flatten(1)  # (steps, cells): the cells picked so far
+        picked = [torch.nonzero(masks[t] & ~masks[t - 1] if t else masks[t]).flatten().tolist()
+                  for t in range(len(masks))]
+        assert picked == expected_steps
+        assert source.order is topk_step_masks

@@ -71,7 +71,7 @@ def test_every_saliency_source(name):
     for option in source.options:
         assert OPTIONS[option.name] is option and not option.run_defining
     values = {option.name: option.default for option in source.options}
-    values.update(seed=0, batch_size=8)
+    values.update(seed=0, batch_size=8, val_batch_size=4)
     if name == "rise":
         values["rise_masks"] = 16  # the default 4000 is slow for a unit test; the interface is the same
     assert set(source.identity) <= set(values)
@@ -82,7 +82,7 @@ def test_every_saliency_source(name):
     generator = torch.Generator().manual_seed(0)
     att_maps = torch.randint(0, 256, (5, 3, *map_size), dtype=torch.uint8, generator=generator)
     norms = torch.randint(0, 256, (5, 1, *map_size), dtype=torch.uint8, generator=generator)
-    saliency = source.build(SourceInputs(values, att_maps, norms, HEADS["br_npa"].combine_maps))
+    saliency = source.build(SourceInputs(values, att_maps, norms, HEADS["br_npa"], test_images=lambda: [images]))
     maps = saliency(model, images, [0, 2], [3, 4])
     assert maps.shape == (2, *map_size) and torch.isfinite(maps).all()
     assert source.post_hoc == (name in POST_HOC_NAMES)
