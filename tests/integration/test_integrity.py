@@ -19,7 +19,7 @@ from PIL import Image
 import runs
 import trainVal
 from args import build_parser, load_run_config, parse_args, write_config
-from helpers import REPO_ROOT, TINY_CONFIG, script_env
+from helpers import REPO_ROOT, TINY_CONFIG, Crash, script_env
 from model_ids import model_options
 from load_data import load_rgb
 
@@ -267,19 +267,19 @@ def metrics_rows(path):
         return [{key: float(value) for key, value in row.items() if key != "seconds"} for row in csv.DictReader(file)]
 
 
-def test_killed_training_resumes_exactly(setup, tmp_path):
-    """Repro 10: SIGKILL during epoch 3, rerun: it resumes after epoch 2 and ends with the checkpoint and
+def test_killed_training_resumes_exactly(setup, tmp_path, monkeypatch, capsys):
+    """Repro 10: SIGKILL during epoch 2, rerun: it resumes after epoch 1 and ends with the checkpoint and
     metrics of an uninterrupted run (CPU, same seed, 1e-6)."""
     config, data, results = setup
-    options = ("cnn", "--optuna", "False", "--epochs", "4", "--img_size", "96", "--dropout", "0.2",
+    options = ("cnn", "--optuna", "False", "--epochs", "3", "--img_size", "96", "--dropout", "0.2",
                "--max_worse_epoch_nb", "10")
-    ok(run("train.sh", config, data, tmp_path / "straight", *options))
+    assert main("train.sh", config, data, tmp_path / "straight", *options) is None  # in this process
     killed = start("train.sh", config, data, results, *options)
-    kill_after_line(killed, "epoch 2:")
+    kill_after_line(killed, "epoch 1:")
     staging = results / "e2e" / ".cnn.staging"
     assert (staging / "modelcnn_last.pth").exists() and not glob.glob(str(results / "e2e" / "modelcnn_epoch*"))
     resumed = ok(run("train.sh", config, data, results, *options))
-    assert "resuming 'cnn' after epoch 2" in resumed.stderr and "epoch 1:" not in resumed.stderr
+    assert "resuming 'cnn' after epoch 1" in resumed.stderr and "epoch 1:" not in resumed.stderr
     assert not staging.exists()
     straight = torch.load(tmp_path / "straight" / "e2e" / "modelcnn_best.pth", weights_only=True)
     again = torch.load(results / "e2e" / "modelcnn_best.pth", weights_only=True)
@@ -288,22 +288,33 @@ def test_killed_training_resumes_exactly(setup, tmp_path):
         assert torch.allclose(tensor.float(), again["model"][name].float(), atol=1e-6), name
     straight_rows = metrics_rows(tmp_path / "straight" / "e2e" / "modelcnn_metrics.csv")
     again_rows = metrics_rows(results / "e2e" / "modelcnn_metrics.csv")
-    assert len(straight_rows) == len(again_rows) == 4
+    assert len(straight_rows) == len(again_rows) == 3
     for first, second in zip(straight_rows, again_rows):
         assert first.keys() == second.keys() and all(abs(first[k] - second[k]) <= 1e-6 for k in first)
-    # --resume False starts over
-    killed = start("train.sh", config, data, results, *options, "--overwrite", "True")
-    kill_after_line(killed, "epoch 1:")
-    fresh = ok(run("train.sh", config, data, results, *options, "--overwrite", "True", "--resume", "False"))
-    assert "starting 'cnn' over" in fresh.stderr and "epoch 1:" in fresh.stderr
+    # --resume False starts over (the interruption is injected in this process: a crash after epoch 1's save)
+    import checkpoints
+    real_save_last = checkpoints.Checkpoints.save_last
+
+    def crash_after_saving(self, *state):
+        real_save_last(self, *state)
+        raise Crash("killed after epoch 1")
+    monkeypatch.setattr(checkpoints.Checkpoints, "save_last", crash_after_saving)
+    with pytest.raises(Crash):
+        main("train.sh", config, data, results, *options, "--overwrite", "True")
+    monkeypatch.undo()
+    assert (results / "e2e" / ".cnn.staging" / "modelcnn_last.pth").exists()
+    capsys.readouterr()
+    assert main("train.sh", config, data, results, *options, "--overwrite", "True", "--resume", "False") is None
+    fresh = capsys.readouterr().err
+    assert "starting 'cnn' over" in fresh and "epoch 1:" in fresh
 
 
 def test_killed_curves_resume_exactly(setup):
     """Repro 10: SIGKILL a DAUC run half-way, rerun: the curves equal an uninterrupted run's."""
     config, data, results = setup
-    ok(run("train.sh", config, data, results, "br_npa_low_res", "--optuna", "False", "--img_size", "64"))
+    assert main("train.sh", config, data, results, "br_npa_low_res", "--optuna", "False", "--img_size", "64") is None
     dauc = ("br_npa_low_res", "--att_metrics_img_nb", "-1", "--att_metrics_batch_size", "1")
-    ok(run("get_dauc_scores.sh", config, data, results, *dauc))
+    assert main("get_dauc_scores.sh", config, data, results, *dauc) is None  # in this process: no start-up cost
     straight = np.load(results / "e2e" / "attMetrDel_br_npa_low_res.npy")
     os.remove(results / "e2e" / "attMetrDel_br_npa_low_res.npy")
     killed = start("get_dauc_scores.sh", config, data, results, *dauc)
