@@ -172,7 +172,7 @@ def localisation(config, samples, saliencies, indices):
     return {name: float(np.mean(values)) for name, values in scores.items()}, float(np.mean(areas))
 
 
-def test_samples(config):
+def test_folder_samples(config):
     from load_data import scan_test_folder
     return scan_test_folder(config.data_dir, config.dataset_test, config.class_nb)
 
@@ -182,7 +182,7 @@ def own_map_row(landed):
     from models.heads import head_class
     att_maps = load_array(landed.paths["att_maps"], landed.remake)
     norms = load_array(landed.paths["norm"], landed.remake)
-    samples = test_samples(landed.args)
+    samples = test_folder_samples(landed.args)
     if len(samples) != len(att_maps):
         raise UserError(f"the test folder {os.path.join(landed.args.data_dir, landed.args.dataset_test)} holds "
                         f"{len(samples)} images but {landed.paths['att_maps']} has maps of {len(att_maps)}: remake "
@@ -212,7 +212,7 @@ def post_hoc_row(exp_folder, landed, source, method):
     scaled = torch.from_numpy(maps).float()[:, None]
     return {"accuracy": test_values(landed).get("accuracy"),
             "sparsity": float(sparsity(scaled, torch.ones_like(scaled)).mean()),
-            "local": localisation(landed.args, test_samples(landed.args), maps, meta["images"])}
+            "local": localisation(landed.args, test_folder_samples(landed.args), maps, meta["images"])}
 
 
 def fmt(value, half=None, digits=3):
