@@ -75,29 +75,17 @@ def disk_full_as_user_error():
                             f"space and run the same command again: it resumes") from error
 
 
-def debug_requested(argv):
-    """Whether the command line asks for tracebacks: '--debug True' or '--debug=True' (the last one wins)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    wanted = False
-    for index, token in enumerate(argv):
-        if token == "--debug" and index + 1 < len(argv):
-            wanted = argv[index + 1] in ("True", "true")
-        elif token.startswith("--debug="):
-            wanted = token.split("=", 1)[1] in ("True", "true")
-    return wanted
-
-
-def run_main(main, argv=None, debug=None, on_error=None):
-    """Run main(argv) as an entry point: a UserError becomes 'error: ...' on stderr and exit status 1,
-    or its traceback when debug is True (default: '--debug True' on the command line). on_error, when
-    given, is called first for any exception (to leave a process group, say)."""
+def run_main(work, debug, on_error=None):
+    """Run work() as an entry point's task: a UserError becomes 'error: ...' on stderr and exit status 1, or
+    its traceback when debug is True (--debug True, as the entry point parsed it). on_error, when given, is
+    called first for any exception (to leave a process group, say)."""
     try:
         with disk_full_as_user_error():
-            return main(argv)
+            return work()
     except UserError as error:
         if on_error is not None:
             on_error()
-        if debug if debug is not None else debug_requested(argv):
+        if debug:
             raise
         sys.exit(f"error: {error}")
     except BaseException:

@@ -20,10 +20,11 @@ from runtime import data_config
 
 
 def main(argv=None):
-    run_main(draw, argv)
+    opts = build_parser().parse_args(argv)
+    run_main(lambda: draw(opts), opts.debug)
 
 
-def draw(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     parser.add_argument("--exp_id", default="CUB")
@@ -33,7 +34,10 @@ def draw(argv=None):
     parser.add_argument("--out", default=os.path.join(REPO_ROOT, "pics", "attention.png"),
                         help="PNG written (relative paths from the repo root)")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
-    opts = parser.parse_args(argv)
+    return parser
+
+
+def draw(opts):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

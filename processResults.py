@@ -309,10 +309,11 @@ def print_table(header, rows):
 
 
 def main(argv=None):
-    run_main(summarise, argv)
+    opts = build_parser().parse_args(argv)
+    run_main(lambda: summarise(opts), opts.debug)
 
 
-def summarise(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     parser.add_argument("--exp_id", nargs="+", default=["CUB"],
@@ -320,7 +321,10 @@ def summarise(argv=None):
     parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"), help="results root")
     parser.add_argument("--vis_dir", default=os.path.join(REPO_ROOT, "vis"), help="plots go to <vis_dir>/<exp_id>/")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
-    opts = parser.parse_args(argv)
+    return parser
+
+
+def summarise(opts):
     results_dir, vis_dir = resolve_path(opts.results_dir), resolve_path(opts.vis_dir)
     for exp_id in opts.exp_id:
         exp_folder = os.path.join(results_dir, exp_id)

@@ -44,10 +44,11 @@ def call_trainval(argv):
 
 
 def main(argv=None):
-    run_main(run_all, argv)
+    opts, extra = build_parser().parse_known_args(argv)
+    run_main(lambda: run_all(opts, extra), opts.debug)
 
 
-def run_all(argv=None):
+def build_parser():
     # no abbreviations: an unknown option goes to trainVal.py whole (--seed is not --seeds)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
@@ -65,7 +66,11 @@ def run_all(argv=None):
     parser.add_argument("--figure", default=None,
                         help="also draw the models' maps on test images of the first seed to this PNG (plot_maps.py)")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
-    opts, extra = parser.parse_known_args(argv)
+    return parser
+
+
+def run_all(opts, extra):
+    """Train and compute the curves of every model and seed; extra: the options for trainVal.py."""
     if opts.seeds < 1:
         raise UserError("--seeds must be at least 1")
     if opts.post_hoc and opts.post_hoc_of not in opts.models:

@@ -52,8 +52,7 @@ def main(argv=None):
     args = parse_args(argv)
     import distributed
     distributed.setup(args.cuda)  # several processes when started by torchrun
-    run_main(lambda _: run_in_group(args), argv, debug=args.debug,
-             on_error=lambda: distributed.teardown(succeeded=False))
+    run_main(lambda: run_in_group(args), args.debug, on_error=lambda: distributed.teardown(succeeded=False))
     distributed.teardown()
 
 

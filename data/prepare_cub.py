@@ -84,10 +84,11 @@ def prepare_cub(cub_dir, data_dir, symlink=False, overwrite=False):
 
 
 def main(argv=None):
-    run_main(run, argv)
+    opts = build_parser().parse_args(argv)
+    run_main(lambda: run(opts), opts.debug)
 
 
-def run(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     parser.add_argument("--cub_dir", required=True, help="the CUB_200_2011 folder of the official archive")
@@ -95,7 +96,10 @@ def run(argv=None):
     parser.add_argument("--symlink", action="store_true", help="link the images instead of copying them")
     parser.add_argument("--overwrite", action="store_true", help="replace existing folders")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
-    opts = parser.parse_args(argv)
+    return parser
+
+
+def run(opts):
     counts = prepare_cub(opts.cub_dir, opts.data_dir, opts.symlink, opts.overwrite)
     print(f"wrote {counts['train']} train and {counts['test']} test images to {opts.data_dir}")
 

@@ -128,10 +128,11 @@ def make_synthetic(data_dir, name="synth", class_nb=6, train_per_class=200, test
 
 
 def main(argv=None):
-    run_main(run, argv)
+    opts = build_parser().parse_args(argv)
+    run_main(lambda: run(opts), opts.debug)
 
 
-def run(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     parser.add_argument("--data_dir", default=os.path.join(REPO_ROOT, "data"), help="where the folders go")
@@ -144,7 +145,10 @@ def run(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="the dataset is a function of this seed")
     parser.add_argument("--overwrite", action="store_true", help="replace existing folders")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
-    opts = parser.parse_args(argv)
+    return parser
+
+
+def run(opts):
     folders = make_synthetic(opts.data_dir, opts.name, opts.class_nb, opts.train_per_class, opts.test_per_class,
                              opts.img_size, opts.part_area, opts.seed, opts.overwrite)
     for folder in folders.values():
