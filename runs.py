@@ -18,6 +18,7 @@ import contextlib
 import csv
 import dataclasses
 import fcntl
+import functools
 import json
 import os
 import shlex
@@ -341,29 +342,37 @@ class LandedRun:
         self.exp_folder, self.model_id, self.paths = exp_folder, model_id, paths
         self.config_file = results_io.config_path(exp_folder, model_id)
         self.checkpoint_file = results_io.checkpoint_path(exp_folder, model_id)
-        self.remake = train_command(args, model_id, "--overwrite True")
+
+        def remake_from_command():  # before the .ini is read, a hint can only carry the command's options
+            return train_command(args, model_id, "--overwrite True")
         self.test = read_test_csv(paths["csv"])
         self.run_id = self.test.get("run_id")
         if not self.run_id:
             raise NotTrainedError(f"{paths['csv']} carries no run id (written by an older version of this "
-                                  f"code): remake the model with {self.remake}")
+                                  f"code): remake the model with {remake_from_command()}")
         for path in (self.config_file, self.checkpoint_file, paths["att_maps"], paths["norm"]):
             if not os.path.exists(path):
                 raise NotTrainedError(f"{path} is missing beside {paths['csv']}: remake the model with "
-                                      f"{self.remake}")
+                                      f"{remake_from_command()}")
         try:
             self.args, self.metadata = load_run_config(self.config_file)
         except ValueError as error:  # an option this version does not know, or a value it refuses
             raise NotTrainedError(f"cannot read {self.config_file} ({error}): it was written by another version "
-                                  f"of this code; remake the model with {self.remake}") from None
+                                  f"of this code; remake the model with {remake_from_command()}") from None
         self.config = getattr(args, "config", None) or self.metadata.get("config")
-        self.remake = train_command(self.args, model_id, "--overwrite True", config=self.config,
-                                    search_trial="search_trial" in self.metadata)
-        self.check_run_id(self.config_file, self.metadata.get("run_id"), self.remake)
+        self.check_run_id(self.config_file, self.metadata.get("run_id"))
 
-    def check_run_id(self, path, run_id, remake):
-        """NotTrainedError unless the file at path, which says it is of run_id, is of this run."""
-        check_same_run(path, run_id, self.run_id, self.paths["csv"], remake)
+    @functools.cached_property
+    def remake(self):
+        """The command that trains the model again with the run's own options."""
+        return train_command(self.args, self.model_id, "--overwrite True", config=self.config,
+                             search_trial="search_trial" in self.metadata)
+
+    def check_run_id(self, path, run_id, remake=None):
+        """NotTrainedError unless the file at path, which says it is of run_id, is of this run; the message
+        names remake (default: the command that trains the model again)."""
+        if run_id != self.run_id:
+            check_same_run(path, run_id, self.run_id, self.paths["csv"], remake or self.remake)
 
     def still_landed(self):
         """Whether the model's test CSV is still this run's (it was not trained again meanwhile)."""
