@@ -56,10 +56,11 @@ def landed_runs(exp_folder):
 
 
 def load_aucs(exp_folder, metric, landed):
-    """{source id: (per-image AUCs (N,), curves (N, T, 2))} for every curve file of a curve metric
+    """({source id: (per-image AUCs (N,), curves (N, T, 2))}, notes) for every curve file of a curve metric
     (metrics/curves.py), where the source is a model id (or '<model_id>-<method>'). Every curve file must
-    come from the run that made the model's landed files (landed: {model_id: LandedRun})."""
-    results = {}
+    come from the run that made the model's landed files (landed: {model_id: LandedRun}). A set without its
+    .json (its landing was interrupted) is left out, with a note naming the command that finishes it."""
+    results, notes = {}, []
     for source, path in results_io.curve_file_names(exp_folder, metric.key).items():
         model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
         if model_id not in landed:
@@ -69,7 +70,9 @@ def load_aucs(exp_folder, metric, landed):
         remake = model.curves_command(metric.key, *(("--att_metrics_post_hoc", method) if method else ()))
         meta_path = results_io.att_metrics_paths(exp_folder, source, metric.key)["meta"]
         if not os.path.exists(meta_path):
-            continue  # an incomplete set (its landing was interrupted): incomplete_sets names it
+            notes.append(f"the {metric.name} curves of {source} are incomplete ({path} has no .json beside it): "
+                         f"run {remake} to finish them")
+            continue
         try:
             with open(meta_path) as file:
                 run_id = json.load(file)["run_id"]
@@ -80,7 +83,7 @@ def load_aucs(exp_folder, metric, landed):
         if curves.ndim != 3 or curves.shape[2] != 2:
             raise UserError(f"{path} does not hold curves (shape {curves.shape}): remake it with {remake}")
         results[source] = (np.array([metric.auc(curve) for curve in curves]), curves)
-    return results
+    return results, notes
 
 
 def mean_ci(values):
@@ -221,23 +224,15 @@ def fmt(value, half=None, digits=3):
     return f"{value:.{digits}f}" + ("" if half is None or np.isnan(half) else f" ±{half:.{digits}f}")
 
 
-def incomplete_sets(exp_folder, landed):
-    """One line per set of files of exp_folder that is not complete, with the command that finishes it: a
-    model whose files were being replaced when its run stopped, or a curve set (curves without their .json)."""
+def incomplete_models(exp_folder, landed):
+    """One line per model of exp_folder whose files were being replaced when its run stopped (it has no test
+    CSV, so it is not in landed), with the command that finishes it."""
     notes = []
     for name in runs.interrupted_stages(exp_folder):
-        parsed = results_io.parse_curve_stage_name(name)
-        if parsed is None and name not in landed:
+        if results_io.parse_curve_stage_name(name) is None and name not in landed:
             config = runs.staged_config(exp_folder, name)
             notes.append(f"model '{name}' is incomplete (its files were being replaced when its run stopped): "
                          f"run {runs.train_command(None, name, config=config)} to finish it")
-    for key, metric in CURVE_METRICS.items():
-        for source, path in results_io.curve_file_names(exp_folder, key).items():
-            model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
-            if model_id in landed and not os.path.exists(results_io.att_metrics_paths(exp_folder, source, key)["meta"]):
-                command = landed[model_id].curves_command(key, *(("--att_metrics_post_hoc", method) if method else ()))
-                notes.append(f"the {metric.name} curves of {source} are incomplete ({path} has no .json beside it): "
-                             f"run {command} to finish them")
     return notes
 
 
@@ -258,7 +253,11 @@ def experiment_rows(exp_folder):
     """Every model of one experiment, and every post-hoc saliency of a model ('<model_id>-<method>'), as an
     Experiment."""
     landed = landed_runs(exp_folder)
-    results = {key: load_aucs(exp_folder, metric, landed) for key, metric in CURVE_METRICS.items()}
+    incomplete = incomplete_models(exp_folder, landed)
+    results = {}
+    for key, metric in CURVE_METRICS.items():
+        results[key], notes = load_aucs(exp_folder, metric, landed)
+        incomplete += notes
     sources = sorted(set(landed) | {source for key in CURVE_METRICS for source in results[key]})
     rows, uniform_energy = {}, None
     for source in sources:
@@ -275,7 +274,7 @@ def experiment_rows(exp_folder):
         rows[source] = row
     curves = {key: {source: curves for source, (_, curves) in results[key].items()} for key in CURVE_METRICS}
     return Experiment(rows, curves, uniform_energy, {model_id: run.run_id for model_id, run in landed.items()},
-                      incomplete_sets(exp_folder, landed))
+                      incomplete)
 
 
 def write_summary_runs(folders, experiments):
