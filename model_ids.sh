@@ -6,7 +6,10 @@ model_options() {
   python3 "$ROOT/model_ids.py" "$1"
 }
 
-MODEL_IDS="$(python3 "$ROOT/model_ids.py" | tr '\n' ' ')"
+# model_ids: the ids, one per line
+model_ids() {
+  python3 "$ROOT/model_ids.py"
+}
 
 # run_model SCRIPT_NAME MODEL_ID [EXTRA OPTIONS...]: run trainVal.py for a model id, or list the ids.
 run_model() {
@@ -16,7 +19,7 @@ run_model() {
   if [ -z "$model_id" ] || ! options=$(model_options "$model_id"); then
     echo "usage: $script MODEL_ID [trainVal.py options...]" >&2
     echo "unknown model id '${model_id}'; valid ids:" >&2
-    for id in $MODEL_IDS; do echo "  $id" >&2; done
+    model_ids | sed 's/^/  /' >&2
     exit 2
   fi
   # NPROC=N: N processes with torchrun (DistributedDataParallel), one per GPU; one process by default

@@ -13,5 +13,5 @@ if [ ! -d "$ROOT/data/synth_train" ] || [ ! -d "$ROOT/data/synth_test" ]; then
   PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -m data.synthetic
 fi
 # shellcheck disable=SC2086  # the ids are words on purpose
-exec python3 "$ROOT/run_models.py" --models $MODEL_IDS --seeds 3 --exp_id "synth_s{seed}" \
+exec python3 "$ROOT/run_models.py" --models $(model_ids) --seeds 3 --exp_id "synth_s{seed}" \
   --post_hoc_of cnn --post_hoc gradcam gradcampp scorecam ablationcam rise --rise_masks 1000 "$@"
