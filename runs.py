@@ -30,7 +30,8 @@ import uuid
 from typing import Callable
 
 import results_io
-from args import load_run_config
+from args import (NOT_RUN_DEFINING, RUN_METADATA, SEARCHABLE, build_parser, load_run_config, read_config_file,
+                  resolve_derived, resolve_path)
 from checkpoints import load_weights, read_checkpoint
 from errors import DiskFullError, LockedError, NotTrainedError, UserError
 
@@ -70,8 +71,6 @@ def differing_options(options, model_id, config, table, curves=False, search_tri
     """['--name value', ...] for the options whose value in `options` differs from the one that
     `-c config --model_id model_id <table>` resolves to: the run-defining ones (the experiment alone for
     curves; not the searched ones for a search's best trial) and the paths."""
-    from args import NOT_RUN_DEFINING, RUN_METADATA, SEARCHABLE, build_parser, read_config_file, resolve_derived
-    from args import resolve_path
     parser = build_parser()
     try:
         parser.set_defaults(**read_config_file(resolve_path(config or "config_cub.config"), parser))
