@@ -147,7 +147,6 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
     paths = results_io.att_metrics_paths(exp_folder, source_id, metric.key)
     device = get_device(config.cuda)
     layout = memory_format(config.channels_last, device)
-    model = prepare_model(landed.load_model()[0], device, layout)
 
     def forward(images):
         with autocast(device, config.amp_eval):
@@ -185,6 +184,7 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
                 print(f"the {metric.key} curves of {source_id} are already computed from run {landed.run_id} with "
                       f"these options: {paths['curves']} (--overwrite True computes them again)")
             return
+        model = prepare_model(landed.load_model()[0], device, layout)  # only when there are curves to compute
         distributed.barrier()  # the staging folder exists for every process
         # each process takes a contiguous share of the images; rank 0 gathers and writes
         first, last = distributed.shard_bounds(len(subset))
