@@ -13,8 +13,8 @@ import os
 import re
 import sys
 
-from metrics.curves import CURVE_METRICS
 from metrics.saliency import POST_HOC_NAMES, SOURCES
+from metrics.tasks import TASKS
 from models.heads import HEADS
 from options import Option, at_least, non_negative, optional_int, optional_str, positive, str2bool, within
 
@@ -144,9 +144,9 @@ OPTION_GROUPS = [
                                              "failed", **at_least(1, " (seconds)")),
     ]),
     ("DAUC / IAUC", [
-        setting("attention_metrics", optional_str, None, choices=(None, *CURVE_METRICS),
-                help="compute the curves of a curve metric instead of training: "
-                     + ", ".join(f"{key} ({metric.name})" for key, metric in CURVE_METRICS.items())),
+        setting("attention_metrics", optional_str, None, choices=(None, *TASKS),
+                help="compute a perturbation task's per-image results for a trained model instead of training: "
+                     + ", ".join(f"{key} ({task.description})" for key, task in TASKS.items())),
         setting("att_metrics_img_nb", int, 100, "test images evaluated (-1: all)",
                 valid=lambda v: v == -1 or v >= 1, expected="-1 (all test images) or at least 1"),
         setting("att_metrics_few_steps", str2bool, False, "196 steps instead of h*w"),

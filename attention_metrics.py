@@ -1,14 +1,15 @@
-"""The DAUC / IAUC task (--attention_metrics Del|Add): curves of a trained model's saliency on test images.
+"""The perturbation tasks (--attention_metrics KEY, metrics/tasks.py) on a trained model's saliency.
 
 Reads the model's finished run (test maps and norms, .ini and checkpoint, which must share one run id),
-draws --att_metrics_img_nb test images with the seed, and computes one deletion or insertion curve per
-image (docs/METHOD.md, "DAUC and IAUC"). The saliency comes from a source of metrics/saliency.py: the
-model's own saved maps, or a post-hoc method (--att_metrics_post_hoc), whose maps are saved as
-attMaps<model_id>-<method>_test.npy and reused by the other metric. Progress is saved every few images,
-so a killed run started again with the same command resumes where it stopped. The curves are written as
-attMetr<Del|Add>_<source>.npy (source: <model_id> or <model_id>-<method>) with _imgInds, _preds and
-_targets beside them and a .json of metadata (run id, steps, options). The five files are staged and
-land together, the .json last (runs.Stage): a killed run leaves the previous set or none, never a mix.
+draws --att_metrics_img_nb test images with the seed, and runs the task on each image (the deletion or
+insertion curve of docs/METHOD.md, "DAUC and IAUC", for Del and Add). The saliency comes from a source of
+metrics/saliency.py: the model's own saved maps, or a post-hoc method (--att_metrics_post_hoc), whose maps
+are saved as attMaps<model_id>-<method>_test.npy and reused by the other tasks. Progress is saved every
+few images, so a killed run started again with the same command resumes where it stopped. The task's
+arrays are written as attMetr<key>_<source>.npy (and _<array>.npy; source: <model_id> or
+<model_id>-<method>) with _imgInds, _preds and _targets beside them and a .json of metadata (run id, steps,
+options). The files are staged and land together, the .json last (runs.Stage): a killed run leaves the
+previous set or none, never a mix.
 """
 import dataclasses
 import json
@@ -25,9 +26,9 @@ import results_io
 import runs
 from args import NOT_RUN_DEFINING, with_changes
 from load_data import build_transform, load_rgb, make_loader, scan_test_folder
-from metrics.curves import curve_metric
-from metrics.perturbation import cells_per_step, perturbation_curves, step_masks
+from metrics.perturbation import cells_per_step, step_masks
 from metrics.saliency import OWN_MAPS, SourceInputs, saliency_source
+from metrics.tasks import task as perturbation_task
 from models.heads import head_class
 from models.resnet import feature_map_side
 from runtime import autocast, data_config, get_device, memory_format, pin_memory, prepare_model, progress
@@ -68,25 +69,40 @@ def step_plan(config, map_height, map_width):
     return step_cells, map_height * map_width // step_cells
 
 
-def images_per_chunk(step_nb, batch_size):
-    """Images whose curves are computed between two progress checks: enough for four full forward passes."""
-    return max(1, math.ceil(4 * batch_size / step_nb))
+def images_per_chunk(forwards_per_image, batch_size):
+    """Images computed between two progress checks: enough for four full forward passes."""
+    return max(1, math.ceil(4 * batch_size / forwards_per_image))
 
 
-def read_partial(path):
-    """(signature, curves) saved by an interrupted run, or (None, []) (a damaged file only costs its work)."""
+def read_partial(path, array_names, explain=False):
+    """(signature, {array name: list of per-image tensors}) saved by an interrupted run, or (None, empty
+    lists) (a damaged file only costs its work). explain: say so when the file is of an older version that
+    did not save all these arrays."""
+    empty = {name: [] for name in array_names}
     if not os.path.exists(path):
-        return None, []
+        return None, empty
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        return saved["signature"], list(saved["curves"])
+        records = saved.get("records", {})
+        missing = [name for name in array_names if name not in records]
+        if missing:
+            if explain:
+                print(f"the progress saved in {path} is of an older version, which did not save "
+                      f"{', '.join(missing)}: its images are computed again", file=sys.stderr)
+            return None, empty
+        return saved["signature"], {name: list(records[name]) for name in array_names}
     except Exception:
-        return None, []
+        return None, empty
 
 
 def saved_signature(paths):
-    """The signature of finished curves (None if the set is incomplete or unreadable)."""
-    if not all(os.path.exists(paths[name]) for name in results_io.CURVE_FILE_SUFFIXES):
+    """The signature of a finished set (None if the set is incomplete or unreadable). A set of an older
+    version that lacks some of the arrays is said to be computed again."""
+    missing = [name for name, path in paths.items() if not os.path.exists(path)]
+    if missing and os.path.exists(paths["meta"]):
+        print(f"{paths['meta']} has no {', '.join(missing)} beside it (an older version wrote it): computing the "
+              f"set again", file=sys.stderr)
+    if missing:
         return None
     try:
         with open(paths["meta"]) as file:
@@ -96,8 +112,8 @@ def saved_signature(paths):
 
 
 def run_attention_metrics(args):
-    """Curves of --att_metrics_img_nb test images for the model's own maps, or for a post-hoc saliency of it
-    with --att_metrics_post_hoc (see the module docstring)."""
+    """The task of --attention_metrics on --att_metrics_img_nb test images, for the model's own maps or for a
+    post-hoc saliency of it with --att_metrics_post_hoc (see the module docstring)."""
     exp_folder = results_io.exp_dir(args.results_dir, args.exp_id)
     landed = runs.LandedRun(exp_folder, args.model_id, args)
     config = curve_args(args, landed)
@@ -138,13 +154,13 @@ def compute_saliencies(saliency, model, forward_images, subset, preds, image_ind
 
 @torch.no_grad()
 def compute_and_save_curves(config, landed, source, inputs, test_samples, image_inds, map_size):
-    """Curves of the chosen images for the saliencies a source gives (metrics/saliency.py), staged and landed
-    as one set (runs.curve_stage), with progress saved on the way and resumed from. A post-hoc source's maps
-    are saved too, and reused by the other metrics."""
+    """The task's arrays for the chosen images and the saliencies a source gives (metrics/saliency.py), staged
+    and landed as one set (runs.curve_stage), with progress saved on the way and resumed from. A post-hoc
+    source's maps are saved too, and reused by the other tasks."""
     exp_folder = results_io.exp_dir(config.results_dir, config.exp_id)
-    metric = curve_metric(config.attention_metrics)
+    task = perturbation_task(config.attention_metrics)
     source_id = results_io.source_id(config.model_id, source.name if source.post_hoc else None)
-    paths = results_io.att_metrics_paths(exp_folder, source_id, metric.key)
+    paths = results_io.att_metrics_paths(exp_folder, source_id, task.key)
     device = get_device(config.cuda)
     layout = memory_format(config.channels_last, device)
 
@@ -169,20 +185,20 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
     identity.update(source.identify(inputs.values))
     signature = {"run_id": landed.run_id, "images": image_inds.tolist(), "step_cells": step_cells,
                  "batch_size": config.att_metrics_batch_size, "amp_eval": config.amp_eval, **identity}
-    stage = runs.curve_stage(exp_folder, source_id, metric.key)
+    stage = runs.curve_stage(exp_folder, source_id, task.key)
     partial = os.path.join(stage.folder, partial_name(distributed.rank(), distributed.world_size()))
     with distributed.main_only(stage.opened()):
         decision = None
         if distributed.is_main():
-            staged_signature = read_partial(partial)[0]
+            staged_signature = read_partial(partial, task.arrays, explain=True)[0]
             decision = runs.plan(saved_signature(paths), signature, staged_signature, config.overwrite, config.resume)
             if decision == "fresh":
                 stage.fresh()
         decision = distributed.broadcast(decision)
         if decision == "done":
             if distributed.is_main():
-                print(f"the {metric.key} curves of {source_id} are already computed from run {landed.run_id} with "
-                      f"these options: {paths['curves']} (--overwrite True computes them again)")
+                print(f"the {task.description} of {source_id} are already computed from run {landed.run_id} with "
+                      f"these options: {paths[task.arrays[0]]} (--overwrite True computes them again)")
             return
         model = prepare_model(landed.load_model()[0], device, layout)  # only when there are curves to compute
         distributed.barrier()  # the staging folder exists for every process
@@ -211,38 +227,43 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
         if saliencies and tuple(saliencies[0].shape) != tuple(map_size):
             raise ValueError(f"the {source_id} saliency is {tuple(saliencies[0].shape)}, the model's maps "
                              f"{tuple(map_size)}")
-        saved, curves = read_partial(partial) if config.resume else (None, [])
-        curves = curves if saved == signature else []
-        if curves:
-            print(f"resuming the {metric.key} curves of {source_id} after {len(curves)} of {len(mine)} images",
+        saved, records = read_partial(partial, task.arrays) if config.resume else (None, None)
+        records = records if saved == signature else {name: [] for name in task.arrays}
+        done = len(records[task.arrays[0]])
+        if done:
+            print(f"resuming the {task.description} of {source_id} after {done} of {len(mine)} images",
                   file=sys.stderr)
-        chunk = images_per_chunk(step_nb, config.att_metrics_batch_size)
+        chunk = images_per_chunk(task.forwards_per_image(step_nb), config.att_metrics_batch_size)
         save_every = max(chunk, len(mine) // SAVES_PER_RUN)
-        last_saved = len(curves)
-        bar = progress(range(len(mine)), desc=metric.key, initial=len(curves))
-        while len(curves) < len(mine):
-            start = len(curves)
-            stop = min(start + chunk, len(mine))
-            curves += perturbation_curves(forward, list(load_images(mine[start:stop])), saliencies[start:stop],
-                                          preds[start:stop], metric.substrate, step_cells,
-                                          config.att_metrics_batch_size, order)
-            bar.update(stop - start)
-            if len(curves) - last_saved >= save_every and len(curves) < len(mine):
-                results_io.atomic_save_torch(partial, {"signature": signature, "curves": curves})
-                last_saved = len(curves)
+        last_saved = done
+        bar = progress(range(len(mine)), desc=task.key, initial=done)
+        while done < len(mine):
+            stop = min(done + chunk, len(mine))
+            computed = task.compute(forward, list(load_images(mine[done:stop])), saliencies[done:stop],
+                                      preds[done:stop], step_cells, config.att_metrics_batch_size, order)
+            for name in task.arrays:
+                records[name] += computed[name]
+            bar.update(stop - done)
+            done = stop
+            if done - last_saved >= save_every and done < len(mine):
+                results_io.atomic_save_torch(partial, {"signature": signature, "records": records})
+                last_saved = done
         bar.close()
-        curves, preds = distributed.gather_in_order(curves), distributed.gather_in_order(preds)
+        records = {name: distributed.gather_in_order(values) for name, values in records.items()}
+        preds = distributed.gather_in_order(preds)
         if distributed.is_main():
             if not landed.still_landed():
-                raise runs.NotTrainedError(f"'{config.model_id}' was trained again while its {metric.key} curves "
+                raise runs.NotTrainedError(f"'{config.model_id}' was trained again while its {task.description} "
                                            f"were computed: run the same command again for the new model")
-            staged = results_io.att_metrics_paths(stage.folder, source_id, metric.key)
-            results_io.atomic_save_npy(staged["curves"], torch.stack(curves).numpy().astype(np.float64))
+            staged = results_io.att_metrics_paths(stage.folder, source_id, task.key)
+            for name, values in records.items():
+                array = torch.stack(values).numpy()
+                results_io.atomic_save_npy(staged[name], array.astype(np.float64) if array.dtype.kind == "f" else array)
             results_io.atomic_save_npy(staged["img_inds"], image_inds)
             results_io.atomic_save_npy(staged["preds"], np.array(preds))
             results_io.atomic_save_npy(staged["targets"], np.array([label for _, label in subset]))
             results_io.atomic_write_json(staged["meta"], {
-                "run_id": landed.run_id, "model_id": config.model_id, "source": source_id, "metric": metric.key,
+                "run_id": landed.run_id, "model_id": config.model_id, "source": source_id, "metric": task.key,
                 "image_nb": len(subset), "step_nb": step_nb, "cells_per_step": step_cells,
                 "few_steps": config.att_metrics_few_steps, "amp_eval": config.amp_eval,
                 "written": time.strftime("%Y-%m-%d %H:%M:%S"), **identity, "signature": signature})
@@ -252,4 +273,5 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
             distributed.barrier()
     if not distributed.is_main():
         return
-    print(f"{metric.key} curves of {len(subset)} images ({step_nb} steps of {step_cells} cells) -> {paths['curves']}")
+    print(f"{task.description} of {len(subset)} images ({step_nb} steps of {step_cells} cells) -> "
+          f"{paths[task.arrays[0]]}")

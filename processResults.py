@@ -1,11 +1,12 @@
-"""DAUC / IAUC from the saved curves, with tests, plots and a summary table.
+"""DAUC / IAUC (and every score of metrics/scores.py) from the saved files, with tests, plots and a table.
 
     python3 processResults.py --exp_id CUB
     python3 processResults.py --exp_id synth_s1 synth_s2 synth_s3
 
-One exp_id: reads <results_dir>/<exp_id>/attMetr<Del|Add>_<model_id>.npy and
-the test CSVs; writes attMetrics_<Del|Add>.csv (model_id,mean) and
-attMetrics_<Del|Add>_pop.csv (model_id, then every image's AUC) there, the
+One exp_id: reads <results_dir>/<exp_id>/attMetr<key>_<model_id>*.npy (the
+sets of the perturbation tasks, metrics/tasks.py) and the test CSVs; writes,
+for each score, attMetrics_<key>.csv (model_id,mean) and attMetrics_<key>_pop.csv
+(model_id, then every image's value) there (key Del: DAUC, Add: IAUC), the
 Welch t-test matrices and mean curves to vis/<exp_id>/, and prints each
 model's numbers with a 95% interval over the test images. Where the test set
 has ground-truth part masks (<dataset_test>_masks, the synthetic data), it also
@@ -17,7 +18,7 @@ them; the Welch t-tests compare models on their per-experiment means, and the
 mean curves carry a band (the same interval, step by step). Written to
 <results_dir>/<exp ids joined by +>/summary.csv and vis/<the same name>/.
 
-Lower DAUC is better; higher IAUC is better.
+Each column of the table says whether lower or higher is better.
 """
 import argparse
 import dataclasses
@@ -35,10 +36,11 @@ import runs
 from args import REPO_ROOT, resolve_path
 from errors import UserError, run_main
 from metrics.attention import sparsity
-from metrics.curves import CURVE_METRICS
 from metrics.localisation import LOCALISATION_SCORES, localisation_scores
 from metrics.perturbation import saliency_map
 from metrics.saliency import POST_HOC_NAMES
+from metrics.scores import SCORES
+from metrics.tasks import TASKS
 from options import str2bool
 
 
@@ -55,35 +57,65 @@ def landed_runs(exp_folder):
     return {model_id: runs.LandedRun(exp_folder, model_id) for model_id in results_io.tested_model_ids(exp_folder)}
 
 
-def load_aucs(exp_folder, metric, landed):
-    """({source id: (per-image AUCs (N,), curves (N, T, 2))}, notes) for every curve file of a curve metric
-    (metrics/curves.py), where the source is a model id (or '<model_id>-<method>'). Every curve file must
-    come from the run that made the model's landed files (landed: {model_id: LandedRun}). A set without its
-    .json (its landing was interrupted) is left out, with a note naming the command that finishes it."""
+def remake_command(landed, source, task_key):
+    """The command that remakes a source's set of a perturbation task (landed: the model's LandedRun)."""
+    method = results_io.parse_source_id(source, POST_HOC_NAMES)[1]
+    return landed.curves_command(task_key, *(("--att_metrics_post_hoc", method) if method else ()))
+
+
+def load_task_sets(exp_folder, task, landed):
+    """({source id: {array name: array}}, notes) for every set of a perturbation task (metrics/tasks.py) in
+    exp_folder, where the source is a model id (or '<model_id>-<method>'). Every set must come from the run
+    that made the model's landed files (landed: {model_id: LandedRun}). A set without its .json (its landing
+    was interrupted) is left out, with a note naming the command that finishes it. An array missing from a
+    set (one that an older version did not write) is missing from its dict."""
     results, notes = {}, []
-    for source, path in results_io.curve_file_names(exp_folder, metric.key).items():
-        model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
+    for source, path in results_io.task_file_names(exp_folder, task.key).items():
+        model_id, _ = results_io.parse_source_id(source, POST_HOC_NAMES)
         if model_id not in landed:
             raise UserError(f"{path} has no model beside it: '{model_id}' has no finished run in {exp_folder} "
                             f"(train it with {runs.train_command(None, model_id)}, or delete the file)")
         model = landed[model_id]
-        remake = model.curves_command(metric.key, *(("--att_metrics_post_hoc", method) if method else ()))
-        meta_path = results_io.att_metrics_paths(exp_folder, source, metric.key)["meta"]
-        if not os.path.exists(meta_path):
-            notes.append(f"the {metric.name} curves of {source} are incomplete ({path} has no .json beside it): "
-                         f"run {remake} to finish them")
+        remake = remake_command(model, source, task.key)
+        paths = results_io.att_metrics_paths(exp_folder, source, task.key)
+        if not os.path.exists(paths["meta"]):
+            notes.append(f"the {task.description} of {source} are incomplete ({path} has no .json beside "
+                         f"it): run {remake} to finish them")
             continue
         try:
-            with open(meta_path) as file:
+            with open(paths["meta"]) as file:
                 run_id = json.load(file)["run_id"]
         except (OSError, ValueError, KeyError):
-            raise UserError(f"{path} has no readable metadata ({meta_path}): remake it with {remake}") from None
+            raise UserError(f"{path} has no readable metadata ({paths['meta']}): remake it with {remake}") from None
         model.check_run_id(path, run_id, remake)
-        curves = load_array(path, remake)
-        if curves.ndim != 3 or curves.shape[2] != 2:
+        arrays = {name: load_array(array_path, remake) for name, array_path in paths.items()
+                  if name != "meta" and os.path.exists(array_path)}
+        if len({len(array) for array in arrays.values()}) != 1:
+            raise UserError(f"the files of the {task.description} of {source} ({path} and the files beside it) "
+                            f"hold different image counts: remake them with {remake}")
+        curves = arrays.get("curves")
+        if task.curve is not None and (curves.ndim != 3 or curves.shape[2] != 2):
             raise UserError(f"{path} does not hold curves (shape {curves.shape}): remake it with {remake}")
-        results[source] = (np.array([metric.auc(curve) for curve in curves]), curves)
+        results[source] = arrays
     return results, notes
+
+
+def score_values(sets, landed):
+    """({score name: {source: per-image values (N,)}}, notes) of every score of metrics/scores.py, from the
+    sets of its task (sets: {task key: load_task_sets result}). A set that lacks an array a score needs gets
+    a note with the command that computes it again, instead of a value."""
+    values, notes = {name: {} for name in SCORES}, []
+    for score in SCORES.values():
+        for source, arrays in sets[score.task].items():
+            missing = [name for name in score.needs if name not in arrays]
+            if missing:
+                model_id = results_io.parse_source_id(source, POST_HOC_NAMES)[0]
+                notes.append(f"{score.name} of {source}: its {TASKS[score.task].description} have no "
+                             f"{', '.join(missing)} (an older version wrote them): run "
+                             f"{remake_command(landed[model_id], source, score.task)} to compute them again")
+                continue
+            values[score.name][source] = score.per_image(arrays)
+    return values, notes
 
 
 def mean_ci(values):
@@ -106,8 +138,9 @@ def welch_matrix(aucs):
     return model_ids, p_values
 
 
-def write_auc_csvs(exp_folder, metric, aucs):
-    paths = results_io.summary_paths(exp_folder, metric.key)
+def write_score_csvs(exp_folder, score, aucs):
+    """attMetrics_<key>.csv (the mean) and attMetrics_<key>_pop.csv (every image's value) of a score."""
+    paths = results_io.summary_paths(exp_folder, score.key)
     rows = [[model_id, float(values.mean())] for model_id, values in sorted(aucs.items())]
     results_io.atomic_write_csv(paths["mean"], ["model_id", "mean"], rows)
     width = max(len(values) for values in aucs.values())
@@ -115,7 +148,7 @@ def write_auc_csvs(exp_folder, metric, aucs):
     results_io.atomic_write_csv(paths["pop"], ["model_id"] + [f"img_{i}" for i in range(width)], pop_rows)
 
 
-def plot_ttest(path, metric, model_ids, p_values):
+def plot_ttest(path, score, model_ids, p_values):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -127,21 +160,24 @@ def plot_ttest(path, metric, model_ids, p_values):
         for j in range(len(model_ids)):
             color = "white" if p_values[i, j] < .5 else "black"
             ax.text(j, i, f"{p_values[i, j]:.2g}", ha="center", va="center", color=color)
-    ax.set_title(f"Welch t-test p-values, {metric.name}")
+    ax.set_title(f"Welch t-test p-values, {score.name}")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def plot_mean_curves(path, metric, results):
+def plot_mean_curves(path, metric, curves_per_source):
+    """The mean curve of each source (curves_per_source: {source: (N, T, 2)}) of a CurveMetric, its mean AUC in
+    the legend."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    for model_id, (aucs, curves) in sorted(results.items()):
+    for model_id, curves in sorted(curves_per_source.items()):
         x = metric.x_axis(curves[0, :, 0])
-        ax.plot(x, curves[:, :, 1].mean(axis=0), label=f"{model_id} ({aucs.mean():.3f})")
+        mean_auc = np.mean([metric.auc(curve) for curve in curves])
+        ax.plot(x, curves[:, :, 1].mean(axis=0), label=f"{model_id} ({mean_auc:.3f})")
     ax.set_xlabel(f"share of the map {metric.perturbed}")
     ax.set_ylabel("score of the predicted class")
     ax.set_title(f"mean {metric.name} curve")
@@ -200,7 +236,7 @@ def own_map_row(landed):
 def post_hoc_row(exp_folder, landed, source, method):
     """The row of a post-hoc saliency '<model_id>-<method>': the model's accuracy; sparsity and localisation
     scores of the saved post-hoc maps of the evaluated images (each map its own weight, norm 1)."""
-    remake = landed.curves_command(next(iter(CURVE_METRICS)), "--att_metrics_post_hoc", method)
+    remake = landed.curves_command(next(iter(TASKS)), "--att_metrics_post_hoc", method)
     paths = results_io.post_hoc_maps_paths(exp_folder, source)
     try:
         with open(paths["meta"]) as file:
@@ -238,15 +274,18 @@ def incomplete_models(exp_folder, landed):
 
 @dataclasses.dataclass
 class Experiment:
-    """What processResults reads of one experiment. rows: {source: {column: value}} (DAUC, IAUC... are arrays of
-    per-image AUCs, absent without curves; the localisation scores are present where the test set has part
-    masks); curves: {metric key: {source: (N, T, 2)}}; uniform_energy: the energy in part of a uniform
-    saliency, or None; run_ids: {model_id: run id} of the runs summarised; incomplete: notes of incomplete sets."""
+    """What processResults reads of one experiment. rows: {source: {column: value}} (the scores of
+    metrics/scores.py are arrays of per-image values, absent without their task's set; the localisation scores
+    are present where the test set has part masks); curves: {curve task key: {source: (N, T, 2)}};
+    uniform_energy: the energy in part of a uniform saliency, or None; run_ids: {model_id: run id} of the runs
+    summarised; incomplete: notes of incomplete sets; not_computed: notes of the scores a source has no set for,
+    with the command that computes them."""
     rows: dict
     curves: dict
     uniform_energy: Optional[float]
     run_ids: dict
     incomplete: list
+    not_computed: list
 
 
 def experiment_rows(exp_folder):
@@ -254,27 +293,44 @@ def experiment_rows(exp_folder):
     Experiment."""
     landed = landed_runs(exp_folder)
     incomplete = incomplete_models(exp_folder, landed)
-    results = {}
-    for key, metric in CURVE_METRICS.items():
-        results[key], notes = load_aucs(exp_folder, metric, landed)
+    sets = {}
+    for key, task in TASKS.items():
+        sets[key], notes = load_task_sets(exp_folder, task, landed)
         incomplete += notes
-    sources = sorted(set(landed) | {source for key in CURVE_METRICS for source in results[key]})
+    values, notes = score_values(sets, landed)
+    incomplete += notes
+    sources = sorted(set(landed) | {source for key in TASKS for source in sets[key]})
     rows, uniform_energy = {}, None
     for source in sources:
         model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
         base = own_map_row(landed[model_id]) if method is None else post_hoc_row(exp_folder, landed[model_id],
                                                                                   source, method)
         row = {"accuracy": base["accuracy"], "sparsity": base["sparsity"]}
-        for key, metric in CURVE_METRICS.items():
-            if source in results[key]:
-                row[metric.name] = results[key][source][0]
+        for name, per_source in values.items():
+            if source in per_source:
+                row[name] = per_source[source]
         if base["local"] is not None:
             scores, uniform_energy = base["local"]
             row.update(scores)
         rows[source] = row
-    curves = {key: {source: curves for source, (_, curves) in results[key].items()} for key in CURVE_METRICS}
+    curves = {key: {source: arrays["curves"] for source, arrays in sets[key].items()}
+              for key, task in TASKS.items() if task.curve is not None}
     return Experiment(rows, curves, uniform_energy, {model_id: run.run_id for model_id, run in landed.items()},
-                      incomplete)
+                      incomplete, not_computed_notes(exp_folder, sources, landed))
+
+
+def not_computed_notes(exp_folder, sources, landed):
+    """One line per source and task that has no files of it at all: the scores it would give and the command
+    that computes them."""
+    notes = []
+    for key in TASKS:
+        present = results_io.task_file_names(exp_folder, key)
+        names = ", ".join(name for name, score in SCORES.items() if score.task == key)
+        for source in sources:
+            if source not in present and names:
+                model_id = results_io.parse_source_id(source, POST_HOC_NAMES)[0]
+                notes.append(f"{names} of {source}: run {remake_command(landed[model_id], source, key)}")
+    return notes
 
 
 def write_summary_runs(folders, experiments):
@@ -289,16 +345,18 @@ def write_summary_runs(folders, experiments):
 
 def print_incomplete(experiments):
     for exp_id, experiment in experiments.items():
+        for note in experiment.not_computed:
+            print(f"not computed in {exp_id}: {note}")
         for note in experiment.incomplete:
             print(f"incomplete in {exp_id}: {note}")
 
 
-COLUMNS = ("accuracy", "sparsity", *(metric.name for metric in CURVE_METRICS.values()), *LOCALISATION_SCORES)
+COLUMNS = ("accuracy", "sparsity", *SCORES, *LOCALISATION_SCORES)
 
 
 def directions():
-    """'DAUC: lower is better; IAUC: higher is better.' from the table of curve metrics."""
-    return "; ".join(f"{metric.name}: {metric.direction}" for metric in CURVE_METRICS.values()) + "."
+    """'DAUC ↓: lower is better; IAUC ↑: higher is better...' from the table of scores."""
+    return "; ".join(f"{score.name} {score.arrow}: {score.direction}" for score in SCORES.values()) + "."
 
 
 def print_table(header, rows):
@@ -339,14 +397,14 @@ def summarise(opts):
 
 
 def write_experiment_csvs(exp_folder, rows):
-    """attMetrics_<Del|Add>.csv and _pop.csv of one experiment; returns {metric: {model_id: per-image AUCs}}
-    for the metrics that have curves."""
+    """attMetrics_<key>.csv and _pop.csv of every score of one experiment; returns {score name: {model_id:
+    per-image values}} for the scores that have values."""
     written = {}
-    for key, metric in CURVE_METRICS.items():
-        aucs = {model_id: row[metric.name] for model_id, row in rows.items() if metric.name in row}
-        if aucs:
-            write_auc_csvs(exp_folder, metric, aucs)
-            written[key] = aucs
+    for name, score in SCORES.items():
+        per_image = {model_id: row[name] for model_id, row in rows.items() if name in row}
+        if per_image:
+            write_score_csvs(exp_folder, score, per_image)
+            written[name] = per_image
     return written
 
 
@@ -355,19 +413,19 @@ def summarise_experiment(results_dir, vis_dir, exp_id):
     exp_folder, vis_folder = os.path.join(results_dir, exp_id), os.path.join(vis_dir, exp_id)
     experiment = experiment_rows(exp_folder)
     rows, curves, uniform_energy = experiment.rows, experiment.curves, experiment.uniform_energy
-    for key, aucs in write_experiment_csvs(exp_folder, rows).items():
-        metric = CURVE_METRICS[key]
+    for name, per_image in write_experiment_csvs(exp_folder, rows).items():
         os.makedirs(vis_folder, exist_ok=True)
-        plot_ttest(os.path.join(vis_folder, f"ttest_{key}.png"), metric, *welch_matrix(aucs))
-        plot_mean_curves(os.path.join(vis_folder, f"curves_{key}.png"), metric,
-                         {model_id: (aucs[model_id], model_curves) for model_id, model_curves in curves[key].items()})
-    curve_names = [metric.name for metric in CURVE_METRICS.values()]
-    header = ["model_id", "accuracy", "sparsity", *(f"{name} (n, 95% CI)" for name in curve_names),
-              *LOCALISATION_SCORES]
+        plot_ttest(os.path.join(vis_folder, f"ttest_{SCORES[name].key}.png"), SCORES[name], *welch_matrix(per_image))
+    for key, task_curves in curves.items():
+        if task_curves:
+            os.makedirs(vis_folder, exist_ok=True)
+            plot_mean_curves(os.path.join(vis_folder, f"curves_{key}.png"), TASKS[key].curve, task_curves)
+    header = ["model_id", "accuracy", "sparsity", *(f"{name} {score.arrow} (95% CI, n)"
+                                                     for name, score in SCORES.items()), *LOCALISATION_SCORES]
     table = []
     for model_id, row in sorted(rows.items()):
         cells = [model_id, fmt(row["accuracy"]), fmt(row["sparsity"])]
-        for name in curve_names:
+        for name in SCORES:
             cells.append(f"{fmt(*mean_ci(row[name]))} (n={len(row[name])})" if name in row else "-")
         cells += [fmt(row.get(name)) for name in LOCALISATION_SCORES]
         table.append(cells)
@@ -382,8 +440,8 @@ def summarise_experiment(results_dir, vis_dir, exp_id):
 
 
 def seed_values(per_experiment):
-    """{model_id: {column: per-experiment values (in experiment order)}} from experiment_rows rows; a DAUC or
-    IAUC value is the experiment's mean over images. A model missing from an experiment has fewer values."""
+    """{model_id: {column: per-experiment values (in experiment order)}} from experiment_rows rows; a score's
+    value (DAUC, IAUC...) is the experiment's mean over images. A model missing from an experiment has fewer values."""
     values = {}
     for rows in per_experiment:
         for model_id, row in rows.items():
@@ -416,23 +474,27 @@ def summarise_seeds(results_dir, vis_dir, exp_ids):
     header = ["model_id"] + [f"{column.replace(' ', '_')}_{part}" for column in COLUMNS
                              for part in ("mean", "ci95", "n")]
     results_io.atomic_write_csv(results_io.seeds_summary_path(summary_folder), header, csv_rows)
-    for key, metric in CURVE_METRICS.items():
-        means = {model_id: np.array(model_values[metric.name]) for model_id, model_values in values.items()
-                 if model_values[metric.name]}
+    for name, score in SCORES.items():
+        means = {model_id: np.array(model_values[name]) for model_id, model_values in values.items()
+                 if model_values[name]}
         if not means:
             continue
-        results_io.atomic_write_csv(results_io.summary_paths(summary_folder, key)["seeds"],
+        results_io.atomic_write_csv(results_io.summary_paths(summary_folder, score.key)["seeds"],
                                     ["model_id"] + list(exp_ids),
                                     [[model_id] + list(model_means) for model_id, model_means in sorted(means.items())])
         os.makedirs(vis_folder, exist_ok=True)
-        plot_ttest(os.path.join(vis_folder, f"ttest_{key}.png"), metric, *welch_matrix(means))
-        plot_band_curves(os.path.join(vis_folder, f"curves_{key}.png"), metric,
-                         [experiment.curves[key] for experiment in per_experiment])
+        plot_ttest(os.path.join(vis_folder, f"ttest_{score.key}.png"), score, *welch_matrix(means))
+    for key, task in TASKS.items():
+        curves_per_experiment = [experiment.curves[key] for experiment in per_experiment if key in experiment.curves]
+        if task.curve is not None and any(curves_per_experiment):
+            os.makedirs(vis_folder, exist_ok=True)
+            plot_band_curves(os.path.join(vis_folder, f"curves_{key}.png"), task.curve, curves_per_experiment)
     table = [[model_id] + [f"{fmt(*mean_ci(model_values[column]))}" if model_values[column] else "-"
                            for column in COLUMNS] + [str(max(len(v) for v in model_values.values()))]
              for model_id, model_values in sorted(values.items())]
     print(f"mean and 95% interval over {len(exp_ids)} experiments ({', '.join(exp_ids)})")
-    print_table(["model_id", *COLUMNS, "n"], table)
+    print_table(["model_id", *(f"{column} {SCORES[column].arrow}" if column in SCORES else column
+                               for column in COLUMNS), "n"], table)
     print(directions())
     uniform = [experiment.uniform_energy for experiment in per_experiment if experiment.uniform_energy is not None]
     if uniform:

@@ -8,13 +8,15 @@ Everything lives in <results_dir>/<exp_id>/:
     attMaps<model_id>_epoch<E>_test.npy  uint8 (N, M, h, w) test attention maps
     norm<model_id>_epoch<E>_test.npy     uint8 (N, 1, h, w) test feature norms
     <model_id>_hypSearch.db              optuna study (SQLite)
-    attMetr<Del|Add>_<model_id>.npy      DAUC / IAUC curves, with _imgInds, _preds, _targets
-                                         and a .json of metadata (run id, options) beside them
-    attMetr<Del|Add>_<model_id>-<method>.npy   the same for a post-hoc saliency of the model, whose
+    attMetr<key>_<model_id>.npy          the first array of a perturbation task (metrics/tasks.py; key
+                                         Del: DAUC curves, Add: IAUC curves), its other arrays as
+                                         attMetr<key>_<model_id>_<array>.npy, with _imgInds, _preds,
+                                         _targets and a .json of metadata (run id, options) beside them
+    attMetr<key>_<model_id>-<method>.npy       the same for a post-hoc saliency of the model, whose
     attMaps<model_id>-<method>_test.npy        float maps (and .json) of the evaluated images are kept
     .<model_id>.staging/                 the files of a run in progress (see runs.py)
     <model_id>.lock                      held by the process training the model
-    attMetrics_<Del|Add>.csv, _pop.csv   summaries written by processResults.py
+    attMetrics_<key>.csv, _pop.csv       summaries of a score (metrics/scores.py), by processResults.py
 
 A model id holds no '-' (args.py refuses it), so '<model_id>-<method>' reads back without ambiguity.
 This module is the one place that spells these names and parses them back.
@@ -34,8 +36,30 @@ import torch
 
 from errors import DiskFullError, disk_full_cause
 
-CURVE_FILE_SUFFIXES = {"curves": ".npy", "img_inds": "_imgInds.npy", "preds": "_preds.npy",
-                       "targets": "_targets.npy", "meta": ".json"}
+# Saved beside the arrays of every perturbation task: the evaluated images, the predicted and true classes.
+SHARED_ARRAYS = ("img_inds", "preds", "targets")
+
+
+def array_suffix(name):
+    """The file suffix of a task's per-image array that is not its first: _<name in camelCase>.npy."""
+    first, *rest = name.split("_")
+    return "_" + first + "".join(word.capitalize() for word in rest) + ".npy"
+
+
+def task_file_suffixes(task_key):
+    """{array name: file suffix} of every file of a perturbation task's set, the .json ('meta') included."""
+    from metrics.tasks import task
+    first, *others = task(task_key).arrays
+    suffixes = {first: ".npy"}
+    suffixes.update({name: array_suffix(name) for name in (*others, *SHARED_ARRAYS)})
+    suffixes["meta"] = ".json"
+    return suffixes
+
+
+def all_task_file_suffixes():
+    """The suffixes of every file a perturbation task of metrics/tasks.py may write."""
+    from metrics.tasks import TASKS
+    return sorted({suffix for key in TASKS for suffix in task_file_suffixes(key).values()})
 
 
 def exp_dir(results_dir, exp_id):
@@ -117,27 +141,30 @@ def model_file_pattern(model_id, post_hoc_names):
     '<model_id>-<other>' of an older version is not one of them)."""
     model = re.escape(model_id)
     methods = "|".join(map(re.escape, post_hoc_names)) or "(?!)"
-    curve_suffixes = "|".join(re.escape(suffix) for suffix in CURVE_FILE_SUFFIXES.values())
+    curve_suffixes = "|".join(re.escape(suffix) for suffix in all_task_file_suffixes())
     return re.compile(rf"model{model}_epoch\d+_test\.csv|(attMaps|norm){model}_epoch\d+_test\.npy"
                       rf"|model{model}_best\.pth|model{model}_metrics\.csv|{model}\.ini|{model}_best_params\.json"
                       rf"|attMetr[A-Za-z]+_{model}(-({methods}))?({curve_suffixes})"
                       rf"|attMaps{model}-({methods})_test\.(npy|json)")
 
 
-def curve_file_names(exp_folder, metric_key):
-    """{source id: path of its curves} for every attMetr<metric_key>_<source>.npy in exp_folder."""
-    pattern = re.compile(rf"attMetr{re.escape(metric_key)}_(?P<source>.+)\.npy")
+def task_file_names(exp_folder, task_key):
+    """{source id: path of its first array} for every attMetr<task_key>_<source>.npy in exp_folder."""
+    pattern = re.compile(rf"attMetr{re.escape(task_key)}_(?P<source>.+)\.npy")
+    other_suffixes = tuple(suffix[:-len(".npy")] for suffix in task_file_suffixes(task_key).values()
+                           if suffix not in (".npy", ".json"))
     found = {}
     for name in sorted(os.listdir(exp_folder)):
         match = pattern.fullmatch(name)
-        if match and not match.group("source").endswith(("_imgInds", "_preds", "_targets")):
+        if match and not match.group("source").endswith(other_suffixes):
             found[match.group("source")] = os.path.join(exp_folder, name)
     return found
 
 
 def summary_paths(folder, metric_key):
-    """{'mean', 'pop', 'seeds'}: processResults' summary CSVs of a curve metric: per experiment, the mean and
-    the per-image AUCs; over several experiments (in their summary folder), the per-experiment means."""
+    """{'mean', 'pop', 'seeds'}: processResults' summary CSVs of a score (metrics/scores.py key): per
+    experiment, the mean and the per-image values; over several experiments (in their summary folder), the
+    per-experiment means."""
     return {"mean": os.path.join(folder, f"attMetrics_{metric_key}.csv"),
             "pop": os.path.join(folder, f"attMetrics_{metric_key}_pop.csv"),
             "seeds": os.path.join(folder, f"attMetrics_{metric_key}_seeds.csv")}
@@ -184,15 +211,16 @@ def study_path(exp_folder, model_id):
     return os.path.join(exp_folder, f"{model_id}_hypSearch.db")
 
 
-def att_metrics_paths(exp_folder, source, metric_key):
-    """{'curves', 'img_inds', 'preds', 'targets', 'meta'}: the files of a curve metric (metrics/curves.py key)
-    for a source id (source_id()). The .json (meta) is written last and says the set is complete."""
-    base = os.path.join(exp_folder, f"attMetr{metric_key}_{source}")
-    return {name: base + suffix for name, suffix in CURVE_FILE_SUFFIXES.items()}
+def att_metrics_paths(exp_folder, source, task_key):
+    """{array name: path} of the files of a perturbation task (metrics/tasks.py key) for a source id
+    (source_id()): the task's arrays, 'img_inds', 'preds', 'targets', and 'meta', the .json, which is written
+    last and says the set is complete."""
+    base = os.path.join(exp_folder, f"attMetr{task_key}_{source}")
+    return {name: base + suffix for name, suffix in task_file_suffixes(task_key).items()}
 
 
 def curve_stage_name(source, metric_key):
-    """The name of a curve set's lock and staging folder."""
+    """The name of a perturbation task set's lock and staging folder."""
     return f"attMetr{metric_key}_{source}"
 
 

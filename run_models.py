@@ -20,7 +20,7 @@ import os
 import time
 
 from errors import UserError, run_main
-from metrics.curves import CURVE_METRICS
+from metrics.tasks import TASKS
 from metrics.saliency import POST_HOC_NAMES
 from model_ids import MODEL_IDS, model_options
 from options import str2bool
@@ -96,7 +96,7 @@ def run_all(opts, extra):
             sources = [[]] + ([["--att_metrics_post_hoc", method] for method in opts.post_hoc]
                               if model_id == opts.post_hoc_of else [])
             for source in sources:
-                for metric in CURVE_METRICS:
+                for metric in TASKS:
                     call_trainval(common + ["--attention_metrics", metric, "--att_metrics_img_nb",
                                             str(opts.att_metrics_img_nb), "--att_metrics_few_steps", opts.few_steps]
                                   + source + extra)

@@ -43,16 +43,16 @@ def new_run_id():
 
 
 def train_command(options, model_id, *extra, script="train.sh", config=None, search_trial=False):
-    """The command that (re)makes a model's files (script train.sh) or curves (a curve metric's script), with
+    """The command that (re)makes a model's files (script train.sh) or curves (a perturbation task's script), with
     the options that make it reproduce `options` (a run's resolved options, or the command at hand; None:
     none): CONFIG= when the config file is not the scripts' default, every run-defining option whose value
     differs from what the config file and the model-id table give (for the curve scripts: the experiment),
     and the paths. A model id outside the table gets the trainVal.py command instead of the script.
     search_trial: the run is a search's best trial, so the searched values are the search's, not options."""
-    from metrics.curves import CURVE_METRICS
+    from metrics.tasks import TASKS
     from model_ids import MODEL_IDS, model_options
     config = getattr(options, "config", None) or config
-    metric_keys = [key for key, metric in CURVE_METRICS.items() if metric.script == script]
+    metric_keys = [key for key, task in TASKS.items() if task.script == script]
     if model_id in MODEL_IDS:
         prefix = f"CONFIG={config} " if config and os.path.basename(config) != "config_cub.config" else ""
         words = [f"{prefix}./{script} {model_id}"]
@@ -176,7 +176,7 @@ def model_stage(exp_folder, model_id):
 
 
 def curve_stage(exp_folder, source, metric_key):
-    """The Stage of a source's curves for one metric: its five files; marker: the .json."""
+    """The Stage of a source's set of one perturbation task (metrics/tasks.py): its files; marker: the .json."""
     paths = results_io.att_metrics_paths(exp_folder, source, metric_key)
     meta_name = os.path.basename(paths["meta"])
     return Stage(exp_folder, results_io.curve_stage_name(source, metric_key),
@@ -380,10 +380,10 @@ class LandedRun:
         except (OSError, NotTrainedError):
             return False
 
-    def curves_command(self, metric_key, *options):
-        """The command that remakes this model's curves of a curve metric (metrics/curves.py key)."""
-        from metrics.curves import curve_metric
-        return train_command(self.args, self.model_id, *options, script=curve_metric(metric_key).script,
+    def curves_command(self, task_key, *options):
+        """The command that remakes this model's set of a perturbation task (metrics/tasks.py key)."""
+        from metrics.tasks import task
+        return train_command(self.args, self.model_id, *options, script=task(task_key).script,
                              config=self.config)
 
     def load_model(self):

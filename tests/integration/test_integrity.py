@@ -325,7 +325,7 @@ def test_killed_curves_resume_exactly(setup):
     killed.wait()
     assert not (results / "e2e" / "attMetrDel_br_npa_low_res.npy").exists()
     resumed = ok(run("get_dauc_scores.sh", config, data, results, *dauc))
-    assert "resuming the Del curves of br_npa_low_res after" in resumed.stderr
+    assert "resuming the deletion curves of br_npa_low_res after" in resumed.stderr
     assert np.allclose(np.load(results / "e2e" / "attMetrDel_br_npa_low_res.npy"), straight, atol=1e-6)
     assert not (results / "e2e" / ".attMetrDel_br_npa_low_res.staging" / "partial.pth").exists()
 

@@ -103,7 +103,7 @@ def test_process_results_names_an_interrupted_landing(trained, capsys):
     assert len(notes) == 2, out
     assert "model 'other'" in notes[0] and f"CONFIG={common[1]} ./train.sh other" not in notes[0]
     assert "python3 trainVal.py -c" in notes[0] and "--model_id other" in notes[0]
-    assert "DAUC curves of cnn" in notes[1] and "./get_dauc_scores.sh cnn" in notes[1]
+    assert "deletion curves of cnn" in notes[1] and "./get_dauc_scores.sh cnn" in notes[1]
     trainVal.main(common + ["--model_id", "other"])  # the command finishes the landing
     assert runs.LandedRun(str(folder), "other").run_id
 

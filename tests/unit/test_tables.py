@@ -13,8 +13,10 @@ from args import OPTIONS, SEARCHABLE, parse_args
 from helpers import REPO_ROOT, tiny_model
 from metrics.curves import CURVE_METRICS
 from metrics.localisation import LOCALISATION_SCORES
-from metrics.perturbation import perturbation_curves, released_saliency_map, saliency_map
+from metrics.perturbation import released_saliency_map, saliency_map, step_masks
 from metrics.saliency import POST_HOC_NAMES, SOURCES, SourceInputs
+from metrics.scores import SCORES
+from metrics.tasks import TASKS
 from model_ids import MODEL_IDS, model_options
 from models.heads import HEADS
 
@@ -93,8 +95,8 @@ def test_every_saliency_source(name):
 
 @pytest.mark.parametrize("key", CURVE_METRICS)
 def test_every_curve_metric(key):
-    """A curve metric's substrate keeps the image shape, its x axis runs from 0 to 1, a constant score of 1
-    has an area of 1, its script computes it, and it goes through the curve builder."""
+    """A curve's substrate keeps the image shape, its x axis runs from 0 to 1 and a constant score of 1 has an
+    area of 1."""
     metric = CURVE_METRICS[key]
     image = torch.rand(3, 8, 8)
     start, chosen = metric.substrate(image)
@@ -102,15 +104,50 @@ def test_every_curve_metric(key):
     x = metric.x_axis(np.array([3, 2, 1, 0]))
     assert np.all(np.diff(x) > 0) and x[-1] == pytest.approx(1.0)
     assert metric.auc(np.array([[4, 1.], [3, 1.], [2, 1.], [1, 1.], [0, 1.]])) == pytest.approx(1.0)
-    assert metric.direction in ("lower is better", "higher is better") and metric.name
-    with open(os.path.join(REPO_ROOT, metric.script)) as file:
-        assert f"--attention_metrics {key}" in file.read()
-    assert key in OPTIONS["attention_metrics"].choices
+    assert metric.name and metric.perturbed
 
-    def forward(images):
-        return torch.stack([images.mean(dim=(1, 2, 3)), torch.zeros(len(images))], dim=1)
-    curve = perturbation_curves(forward, [image], [torch.rand(2, 2)], [0], metric.substrate, 1, 3)[0]
-    assert curve.shape == (4, 2) and curve[:, 0].tolist() == [3, 2, 1, 0]
+
+def mean_forward(images):
+    """A two-class 'model' whose class-0 logit is the image's mean."""
+    return torch.stack([images.mean(dim=(1, 2, 3)), torch.zeros(len(images))], dim=1)
+
+
+def task_arrays(task, image_nb=3):
+    """A task's arrays on image_nb random 8x8 images with 2x2 saliencies, stacked as the task saves them."""
+    torch.manual_seed(0)
+    images, saliencies = list(torch.rand(image_nb, 3, 8, 8)), list(torch.rand(image_nb, 2, 2))
+    computed = task.compute(mean_forward, images, saliencies, [0] * image_nb, 1, 3, step_masks)
+    assert set(computed) == set(task.arrays)
+    assert all(len(values) == image_nb for values in computed.values())
+    return {name: torch.stack(values).numpy() for name, values in computed.items()}
+
+
+@pytest.mark.parametrize("key", TASKS)
+def test_every_task(key):
+    """A task's script runs it, --attention_metrics offers it, and its compute gives one value of every array
+    per image (a curve task: one point per step)."""
+    task = TASKS[key]
+    with open(os.path.join(REPO_ROOT, task.script)) as file:
+        assert f"--attention_metrics {key}" in file.read()
+    assert key in OPTIONS["attention_metrics"].choices and task.description
+    assert task.forwards_per_image(4) >= 1
+    arrays = task_arrays(task)
+    if task.curve is not None:
+        assert arrays["curves"].shape == (3, 4, 2) and arrays["curves"][0, :, 0].tolist() == [3, 2, 1, 0]
+    paths = results_io.att_metrics_paths("exp", "my_model", key)
+    assert set(task.arrays) | {"img_inds", "preds", "targets", "meta"} == set(paths)
+    assert len(set(paths.values())) == len(paths)
+
+
+@pytest.mark.parametrize("name", SCORES)
+def test_every_score(name):
+    """A score reads arrays its task saves and gives one finite value per image; its CSV names are its own."""
+    score = SCORES[name]
+    assert score.task in TASKS and set(score.needs) <= set(TASKS[score.task].arrays)
+    values = score.per_image(task_arrays(TASKS[score.task]))
+    assert values.shape == (3,) and np.all(np.isfinite(values))
+    assert score.direction in ("lower is better", "higher is better")
+    assert len({other.key for other in SCORES.values()}) == len(SCORES)
 
 
 @pytest.mark.parametrize("name", LOCALISATION_SCORES)

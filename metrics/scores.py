@@ -1,0 +1,50 @@
+"""The table of scores: the columns processResults.py computes from the files of the perturbation tasks.
+
+A score turns the per-image arrays one task saved (metrics/tasks.py) into one value per image; its column
+in the tables is the mean over the images, with a 95% interval. Each entry states:
+- name: its column (DAUC, IAUC...);
+- key: its summary files attMetrics_<key>.csv, attMetrics_<key>_pop.csv and plot ttest_<key>.png;
+- task: the key of the task whose files it reads;
+- needs: the arrays of that task it reads (a set written without one of them gets a note, not a number);
+- per_image: {array name: (N, ...) numpy array} -> (N,) float64 values;
+- lower_is_better: its direction.
+
+Adding a score means writing its per_image function and adding one Score here.
+"""
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from metrics.curves import CURVE_METRICS
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+    name: str
+    key: str
+    task: str
+    needs: tuple
+    per_image: Callable
+    lower_is_better: bool
+
+    @property
+    def direction(self):
+        return "lower is better" if self.lower_is_better else "higher is better"
+
+    @property
+    def arrow(self):
+        return "↓" if self.lower_is_better else "↑"
+
+
+def curve_aucs(metric):
+    """per_image of an area under curve: arrays['curves'] (N, T, 2) -> (N,) AUCs of metric (a CurveMetric)."""
+    def per_image(arrays):
+        return np.array([metric.auc(curve) for curve in arrays["curves"]], dtype=np.float64)
+    return per_image
+
+
+SCORES = {score.name: score for score in [
+    Score("DAUC", "Del", "Del", ("curves",), curve_aucs(CURVE_METRICS["Del"]), lower_is_better=True),
+    Score("IAUC", "Add", "Add", ("curves",), curve_aucs(CURVE_METRICS["Add"]), lower_is_better=False),
+]}
