@@ -273,5 +273,5 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
             distributed.barrier()
     if not distributed.is_main():
         return
-    print(f"{task.description} of {len(subset)} images ({step_nb} steps of {step_cells} cells) -> "
-          f"{paths[task.arrays[0]]}")
+    steps = f" ({step_nb} steps of {step_cells} cells)" if task.curve is not None else ""
+    print(f"{task.description} of {len(subset)} images{steps} -> {paths[task.arrays[0]]}")
