@@ -3,7 +3,9 @@
 Deletion starts from the image and sets the most salient cells to 0;
 insertion starts from a blurred image and copies the most salient cells
 back from the clean one. Both are one curve function with another substrate;
-metrics/curves.py lists them.
+metrics/curves.py lists them. Besides the curve, perturbation_records keeps
+the start image's score and the saliency each step perturbs, from which
+DC and IC are computed (metrics/faithfulness.py).
 """
 import torch
 import torch.nn.functional as F
@@ -121,40 +123,44 @@ def blend(start, chosen, masks):
     return start.unsqueeze(0) * (1 - pixel_masks) + chosen.unsqueeze(0) * pixel_masks
 
 
-def perturbation_curves(forward, images, saliencies, classes, substrate, cells_per_step, batch_size,
-                        order=step_masks):
-    """Score curves of many images, filling each forward pass with up to batch_size perturbed copies,
-    across steps and images.
+def perturbation_records(forward, images, saliencies, classes, substrate, cells_per_step, batch_size,
+                         order=step_masks):
+    """What a curve task saves of many images, filling each forward pass with up to batch_size perturbed
+    copies, across steps and images.
 
     forward: (B, 3, H, W) -> (B, class_nb) logits. images: sequence of (3, H, W)
     (read lazily, in order); saliencies: sequence of (h, w); classes: the class
     predicted on each clean image; substrate: image -> (start image, what a chosen
     cell becomes), e.g. deletion_substrate; order: saliency -> step masks (step_masks, or
-    topk_step_masks for the released code's order). Returns a list of (T, 2) tensors: per step
-    (cells left, softmax score of the class). The clean image is not a point.
+    topk_step_masks for the released code's order). Returns {'curves': list of (T, 2) tensors, per step
+    (cells left, softmax score of the class after the step); 'start_scores': list of () tensors, the score
+    of the start image (the clean image for deletion, the blurred one for insertion; not a point of the
+    curve); 'step_saliency': list of (T,) tensors, the saliency summed over the cells each step perturbs}.
     """
-    curves, buffer, owners = [], [], []
+    scores, masses, buffer, owners = [], [], [], []
     filled = 0
 
     def flush():
-        scores = torch.softmax(forward(torch.cat(buffer)).float(), dim=1)
+        probabilities = torch.softmax(forward(torch.cat(buffer)).float(), dim=1)
         offset = 0
         for image_index, start, stop in owners:
-            rows = scores[offset:offset + stop - start, classes[image_index]]
-            curves[image_index][start:stop, 1] = rows.to(curves[image_index].device)
+            rows = probabilities[offset:offset + stop - start, classes[image_index]]
+            scores[image_index][start:stop] = rows.to(scores[image_index].device)
             offset += stop - start
         buffer.clear()
         owners.clear()
 
     for image_index, (image, saliency) in enumerate(zip(images, saliencies)):
-        masks = order(saliency.to(image.device), cells_per_step)
-        step_nb = masks.shape[0]
-        cells_left = saliency.numel() - (torch.arange(step_nb) + 1) * cells_per_step
-        curves.append(torch.stack([cells_left.float(), torch.zeros(step_nb)], dim=1))
+        saliency = saliency.to(image.device)
+        masks = order(saliency, cells_per_step)
+        nothing = torch.zeros_like(masks[:1])
+        masses.append((saliency.float() * (masks & ~torch.cat([nothing, masks[:-1]]))).sum(dim=(1, 2)).cpu())
+        masks = torch.cat([nothing, masks])  # the start image first
+        scores.append(torch.zeros(masks.shape[0]))
         start_image, chosen = substrate(image)
         step = 0
-        while step < step_nb:
-            take = min(batch_size - filled, step_nb - step)
+        while step < masks.shape[0]:
+            take = min(batch_size - filled, masks.shape[0] - step)
             buffer.append(blend(start_image, chosen, masks[step:step + take]))
             owners.append((image_index, step, step + take))
             filled, step = filled + take, step + take
@@ -163,4 +169,16 @@ def perturbation_curves(forward, images, saliencies, classes, substrate, cells_p
                 filled = 0
     if filled:
         flush()
-    return curves
+    curves = []
+    for image_scores, saliency in zip(scores, saliencies):
+        step_nb = len(image_scores) - 1
+        cells_left = saliency.numel() - (torch.arange(step_nb) + 1) * cells_per_step
+        curves.append(torch.stack([cells_left.float(), image_scores[1:]], dim=1))
+    return {"curves": curves, "start_scores": [image_scores[0] for image_scores in scores], "step_saliency": masses}
+
+
+def perturbation_curves(forward, images, saliencies, classes, substrate, cells_per_step, batch_size,
+                        order=step_masks):
+    """The curves of perturbation_records alone: a list of (T, 2) tensors of (cells left, score)."""
+    return perturbation_records(forward, images, saliencies, classes, substrate, cells_per_step, batch_size,
+                                order)["curves"]

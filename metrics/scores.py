@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from metrics.curves import CURVE_METRICS
+from metrics.faithfulness import average_drop, average_drop_in_deletion, increase_in_confidence, step_correlations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,4 +48,11 @@ def curve_aucs(metric):
 SCORES = {score.name: score for score in [
     Score("DAUC", "Del", "Del", ("curves",), curve_aucs(CURVE_METRICS["Del"]), lower_is_better=True),
     Score("IAUC", "Add", "Add", ("curves",), curve_aucs(CURVE_METRICS["Add"]), lower_is_better=False),
+    Score("DC", "DC", "Del", ("curves", "start_scores", "step_saliency"),
+          lambda arrays: step_correlations(arrays, deletion=True), lower_is_better=False),
+    Score("IC", "IC", "Add", ("curves", "start_scores", "step_saliency"),
+          lambda arrays: step_correlations(arrays, deletion=False), lower_is_better=False),
+    Score("AD", "AD", "Single", ("scores",), average_drop, lower_is_better=True),
+    Score("IIC", "IIC", "Single", ("scores",), increase_in_confidence, lower_is_better=False),
+    Score("ADD", "ADD", "Single", ("scores",), average_drop_in_deletion, lower_is_better=False),
 ]}

@@ -1,4 +1,5 @@
-"""The table of perturbation tasks: what ./get_dauc_scores.sh and ./get_iauc_scores.sh compute, per image.
+"""The table of perturbation tasks: what ./get_dauc_scores.sh, ./get_iauc_scores.sh and
+./get_single_step_scores.sh compute, per image.
 
 A task perturbs each evaluated test image as its saliency map says and saves per-image arrays, from which
 the scores of metrics/scores.py are computed; trainVal.py --attention_metrics <key> runs it
@@ -25,7 +26,8 @@ import dataclasses
 from typing import Callable, Optional
 
 from metrics.curves import CURVE_METRICS, CurveMetric
-from metrics.perturbation import perturbation_curves
+from metrics.faithfulness import single_step_scores
+from metrics.perturbation import perturbation_records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,17 +42,25 @@ class PerturbationTask:
 
 
 def curve_task(metric, script, description):
-    """The task that computes the curves of a CurveMetric."""
+    """The task that computes the curves of a CurveMetric: the curves (N, T, 2), the start image's score (N,)
+    and the saliency each step perturbs (N, T) (metrics.perturbation.perturbation_records)."""
     def compute(forward, images, saliencies, classes, cells_per_step, batch_size, order):
-        return {"curves": perturbation_curves(forward, images, saliencies, classes, metric.substrate, cells_per_step,
-                                              batch_size, order)}
-    return PerturbationTask(metric.key, script, description, ("curves",), compute,
-                            forwards_per_image=lambda step_nb: step_nb, curve=metric)
+        return perturbation_records(forward, images, saliencies, classes, metric.substrate, cells_per_step,
+                                    batch_size, order)
+    return PerturbationTask(metric.key, script, description, ("curves", "start_scores", "step_saliency"), compute,
+                            forwards_per_image=lambda step_nb: step_nb + 1, curve=metric)
+
+
+def compute_single_step(forward, images, saliencies, classes, cells_per_step, batch_size, order):
+    """The single-step task: scores (N, 3) of the clean, kept and removed images (cells and order unused)."""
+    return {"scores": single_step_scores(forward, images, saliencies, classes, batch_size)}
 
 
 TASKS = {task.key: task for task in [
     curve_task(CURVE_METRICS["Del"], "get_dauc_scores.sh", "deletion curves"),
     curve_task(CURVE_METRICS["Add"], "get_iauc_scores.sh", "insertion curves"),
+    PerturbationTask("Single", "get_single_step_scores.sh", "single-step scores", ("scores",), compute_single_step,
+                     forwards_per_image=lambda step_nb: 3),
 ]}
 
 

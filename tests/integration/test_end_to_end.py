@@ -113,11 +113,41 @@ def test_curves_and_process_results(trained, tiny_synth, tmp_path):
         saliency = (product - product.min()) / (product.max() - product.min())
         expected = slow_curve(lambda batch: model(batch)["output"], images[index], saliency, "Del", 1)
         assert np.allclose(curves[k], expected.numpy(), atol=1e-5)
+    run("get_single_step_scores.sh", config, tiny_synth, results, "br_npa_low_res")
+    scores = np.load(folder / "attMetrSingle_br_npa_low_res.npy")
+    assert scores.shape == (4, 3) and np.load(folder / "attMetrSingle_br_npa_low_res_imgInds.npy").tolist() == \
+        image_inds.tolist()
+    start_scores = np.load(folder / "attMetrDel_br_npa_low_res_startScores.npy")
+    step_saliency = np.load(folder / "attMetrDel_br_npa_low_res_stepSaliency.npy")
+    for k, index in enumerate(image_inds[:2]):
+        # by hand: the clean, kept (x * m) and removed (x * (1 - m)) scores, m the saliency min-max scaled and
+        # upsampled bilinearly (2x2 -> 32x32), and the start score and per-step saliency of the deletion curve
+        product = torch.from_numpy(maps[index, 0].astype(np.float64) * norms[index, 0].astype(np.float64)).float()
+        saliency = (product - product.min()) / (product.max() - product.min())
+        mask = torch.nn.functional.interpolate(saliency[None, None], size=(32, 32), mode="bilinear")[0, 0]
+        image = images[index]
+        with torch.no_grad():
+            probabilities = torch.softmax(model(torch.stack([image, image * mask, image * (1 - mask)]))["output"], 1)
+        by_hand = probabilities[:, preds[k]].numpy()
+        assert np.allclose(scores[k], by_hand, atol=1e-5) and start_scores[k] == pytest.approx(by_hand[0], abs=1e-5)
+        assert sorted(step_saliency[k].tolist(), reverse=True) == step_saliency[k].tolist()
+        assert step_saliency[k].sum() == pytest.approx(saliency.sum().item(), abs=1e-5)
     completed = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "processResults.py"), "--exp_id", "e2e",
                                 "--results_dir", str(results), "--vis_dir", str(tmp_path / "vis")],
                                capture_output=True, text=True, cwd="/")
     assert completed.returncode == 0, completed.stderr
     assert "br_npa_low_res" in completed.stdout and "energy in part" in completed.stdout
+    assert all(f"{name} {arrow}" in completed.stdout for name, arrow in
+               (("DAUC", "↓"), ("IAUC", "↑"), ("DC", "↑"), ("IC", "↑"), ("AD", "↓"), ("IIC", "↑"), ("ADD", "↑")))
+    # the single-step and correlation columns, recomputed here from the saved arrays
+    clean, kept, removed = scores[:, 0], scores[:, 1], scores[:, 2]
+    drops = -np.diff(np.concatenate([start_scores[:, None], curves[:, :, 1]], axis=1), axis=1)
+    correlations = [np.corrcoef(drops[k], step_saliency[k])[0, 1] if drops[k].std() > 0 else 0.0 for k in range(4)]
+    for name, expected in (("AD", np.maximum(clean - kept, 0) / clean), ("IIC", (kept > clean).astype(float)),
+                           ("ADD", (clean - removed) / clean), ("DC", np.array(correlations))):
+        with open(folder / f"attMetrics_{name}_pop.csv") as file:
+            rows = {row[0]: [float(value) for value in row[1:]] for row in list(csv.reader(file))[1:]}
+        assert rows["br_npa_low_res"] == pytest.approx(expected.tolist(), abs=1e-9)
     for metric, model_ids in (("Del", EXPECTED_MAPS), ("Add", ["br_npa_low_res"])):
         with open(folder / f"attMetrics_{metric}.csv") as file:
             rows = {row["model_id"]: float(row["mean"]) for row in csv.DictReader(file)}
@@ -142,7 +172,7 @@ def test_curves_need_a_trained_model(tiny_config, tiny_synth, tmp_path):
 
 
 def test_unknown_model_id_lists_ids(tiny_config, tiny_synth, tmp_path):
-    for script in ("train.sh", "get_dauc_scores.sh", "get_iauc_scores.sh"):
+    for script in ("train.sh", "get_dauc_scores.sh", "get_iauc_scores.sh", "get_single_step_scores.sh"):
         completed = run(script, tiny_config, tiny_synth, tmp_path / "results", "resnet", check=False)
         assert completed.returncode != 0 and "br_npa_high_res_distill" in completed.stderr
 

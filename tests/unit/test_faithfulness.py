@@ -1,0 +1,158 @@
+"""DC, IC, AD, IIC and ADD (metrics/faithfulness.py) against hand-worked examples and against the reference
+package saliency-maps-metrics (skipped where it is not installed)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import tiny_model
+from metrics.faithfulness import keep_mask, pearson_rows, single_step_scores
+from metrics.perturbation import box_blur, deletion_substrate, insertion_substrate, min_max, perturbation_records
+from metrics.scores import SCORES
+
+# The hand-worked model: a 2x2 image, one cell per pixel; the class-0 score is a = 0.1 + 0.8 * sum_c w_c x_c
+# (x_c: the cell's value averaged over the channels), given as logits (log a, log(1 - a)).
+WEIGHTS = torch.tensor([[0.4, 0.1], [0.3, 0.2]])
+
+
+def weighted_model(images):
+    score = 0.1 + 0.8 * (images.mean(dim=1) * WEIGHTS).sum(dim=(1, 2))
+    return torch.stack([score.log(), (1 - score).log()], dim=1)
+
+
+def score_arrays(records):
+    return {name: torch.stack(values).numpy().astype(np.float64) for name, values in records.items()}
+
+
+def test_deletion_correlation_by_hand():
+    """Cells deleted in the order (0,0), (0,1), (1,0), (1,1): the score goes 0.9 -> 0.58 -> 0.50 -> 0.26 -> 0.10,
+    drops (0.32, 0.08, 0.24, 0.16) = 0.8 w; the saliency deleted per step is (1, 2/3, 1/3, 0). Centred: drops
+    (0.12, -0.12, 0.04, -0.04), saliency (1/2, 1/6, -1/6, -1/2); r = 0.05333 / sqrt(0.032 * 0.5556) = 0.4."""
+    saliency = torch.tensor([[1.0, 2 / 3], [1 / 3, 0.0]])
+    records = perturbation_records(weighted_model, [torch.ones(3, 2, 2)], [saliency], [0], deletion_substrate, 1, 3)
+    arrays = score_arrays(records)
+    assert arrays["start_scores"][0] == pytest.approx(0.9)
+    assert arrays["curves"][0, :, 1] == pytest.approx([0.58, 0.50, 0.26, 0.10])
+    assert arrays["step_saliency"][0] == pytest.approx([1, 2 / 3, 1 / 3, 0])
+    assert SCORES["DC"].per_image(arrays)[0] == pytest.approx(0.4)
+    # the reversed saliency deletes (1,1), (1,0), (0,1), (0,0): drops 0.8 * (0.2, 0.3, 0.1, 0.4), saliency
+    # (1, 2/3, 1/3, 0); centred drops (-0.04, 0.04, -0.12, 0.12): r = (-0.02 + 0.00667 + 0.02 - 0.06) / 0.13333
+    reverse = perturbation_records(weighted_model, [torch.ones(3, 2, 2)], [1 - saliency], [0], deletion_substrate,
+                                   1, 3)
+    assert SCORES["DC"].per_image(score_arrays(reverse))[0] == pytest.approx(-0.4)
+
+
+def test_insertion_correlation_by_hand():
+    """Insertion starts from the blurred image (every pixel b = 4 / 121^2 after the zero-padded box blur) and
+    inserts cell c at step t: the score rises by 0.8 w_c (1 - b), proportional to w, so IC is the 0.4 of DC."""
+    saliency = torch.tensor([[1.0, 2 / 3], [1 / 3, 0.0]])
+    image = torch.ones(3, 2, 2)
+    blurred = 4 / 121 ** 2
+    records = perturbation_records(weighted_model, [image], [saliency], [0], insertion_substrate, 1, 3)
+    arrays = score_arrays(records)
+    assert arrays["start_scores"][0] == pytest.approx(0.1 + 0.8 * blurred)
+    rises = np.diff(np.concatenate([arrays["start_scores"], arrays["curves"][0, :, 1]]))
+    assert rises == pytest.approx(0.8 * (1 - blurred) * np.array([0.4, 0.1, 0.3, 0.2]))
+    assert SCORES["IC"].per_image(arrays)[0] == pytest.approx(0.4)
+
+
+def test_a_constant_sequence_has_a_correlation_of_zero():
+    assert pearson_rows([[1, 2, 3], [1, 1, 1], [0, 0, 0]], [[2, 4, 6.5], [1, 2, 3], [0, 0, 0]]).tolist() == \
+        pytest.approx([pearson_by_hand([1, 2, 3], [2, 4, 6.5]), 0, 0])
+
+
+def pearson_by_hand(first, second):
+    n = len(first)
+    mean_first, mean_second = sum(first) / n, sum(second) / n
+    cov = sum((a - mean_first) * (b - mean_second) for a, b in zip(first, second))
+    return cov / math.sqrt(sum((a - mean_first) ** 2 for a in first) * sum((b - mean_second) ** 2 for b in second))
+
+
+def test_single_step_scores_by_hand():
+    """Saliency (1, 0.5; 0, 0.25) on the ones image: kept cells x = m, sum w m = 0.4 + 0.05 + 0 + 0.05 = 0.5, so the
+    kept score is 0.5; removed x = 1 - m, sum w (1 - m) = 0.5, removed score 0.5; clean 0.9. AD = 0.4 / 0.9,
+    IIC = 0, ADD = 0.4 / 0.9. A second pair of scores (clean 0.5, kept 0.6, removed 0.7): AD 0, IIC 1,
+    ADD -0.4."""
+    saliency = torch.tensor([[1.0, 0.5], [0.0, 0.25]])
+    scores = single_step_scores(weighted_model, [torch.ones(3, 2, 2)], [saliency], [0], 2)
+    assert scores[0].tolist() == pytest.approx([0.9, 0.5, 0.5])
+    arrays = {"scores": np.array([scores[0].numpy(), [0.5, 0.6, 0.7]], dtype=np.float64)}
+    assert SCORES["AD"].per_image(arrays) == pytest.approx([0.4 / 0.9, 0.0])
+    assert SCORES["IIC"].per_image(arrays).tolist() == [0.0, 1.0]
+    assert SCORES["ADD"].per_image(arrays) == pytest.approx([0.4 / 0.9, -0.4])
+
+
+def test_keep_mask_is_min_max_then_bilinear():
+    """A 2x2 map (0, 2; 0, 2) -> min-max (0, 1; 0, 1) -> 4 px wide: the pixel centres fall at -0.25, 0.25, 0.75
+    and 1.25 cells, clamped at the border: (0, 0.25, 0.75, 1) in every row."""
+    mask = keep_mask(torch.tensor([[0.0, 2.0], [0.0, 2.0]]), (4, 4))
+    assert mask.tolist() == [[0, 0.25, 0.75, 1]] * 4
+
+
+def reference_setup(image_nb, map_side):
+    """A tiny ResNet, images, its predicted classes and saliency maps without ties."""
+    torch.manual_seed(3)
+    model = tiny_model(head="cnn").eval()
+    images = torch.rand(image_nb, 3, 32, 32)
+    with torch.no_grad():
+        classes = model(images)["output"].argmax(dim=1)
+    saliencies = torch.rand(image_nb, map_side, map_side)
+    return model, images, classes, saliencies
+
+
+class SoftmaxScores(torch.nn.Module):
+    """The model as the reference package wants it: images -> softmax scores."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        return torch.softmax(self.model(images)["output"], dim=1)
+
+
+@pytest.mark.parametrize("key", ["Del", "Add"])
+def test_correlations_equal_the_reference_package(key):
+    """saliency-maps-metrics' Deletion / Insertion (black deletion; insertion from the image our blur gives,
+    passed in as its masking data) give the same curves and the same DC / IC per image."""
+    multi_step = pytest.importorskip("saliency_maps_metrics.multi_step_metrics")
+    model, images, classes, saliencies = reference_setup(3, 4)
+
+    def forward(batch):
+        return model(batch)["output"]
+    substrate = deletion_substrate if key == "Del" else insertion_substrate
+    with torch.no_grad():
+        records = perturbation_records(forward, list(images), [min_max(s) for s in saliencies], classes.tolist(),
+                                       substrate, 1, 7)
+    ours = SCORES["DC" if key == "Del" else "IC"].per_image(score_arrays(records))
+    metric = multi_step.Deletion() if key == "Del" else multi_step.Insertion()
+    for index in range(len(images)):
+        image = images[index:index + 1]
+        masking = torch.zeros_like(image) if key == "Del" else box_blur(image)
+        scores, saliency_means = metric.compute_scores(SoftmaxScores(model), image, saliencies[index][None, None],
+                                                       classes[index:index + 1], masking_data=masking)
+        assert scores[0, 1:] == pytest.approx(records["curves"][index][:, 1].numpy(), abs=1e-5)
+        assert scores[0, 0] == pytest.approx(float(records["start_scores"][index]), abs=1e-5)
+        reference = metric.compute_calibration_metric(scores, saliency_means)[0]
+        assert ours[index] == pytest.approx(reference, abs=1e-5)
+
+
+def test_single_step_scores_equal_the_reference_package():
+    """saliency-maps-metrics' IIC_AD and ADD, one image per call (it min-max scales over the whole batch) and maps
+    at the image size (its bicubic and our bilinear upsampling then both keep the map as it is)."""
+    single_step = pytest.importorskip("saliency_maps_metrics.single_step_metrics")
+    model, images, classes, saliencies = reference_setup(4, 32)
+
+    def forward(batch):
+        return model(batch)["output"]
+    with torch.no_grad():
+        scores = single_step_scores(forward, list(images), list(saliencies), classes.tolist(), 5)
+    arrays = {"scores": torch.stack(scores).numpy().astype(np.float64)}
+    for index in range(len(images)):
+        arguments = (SoftmaxScores(model), images[index:index + 1], saliencies[index][None, None],
+                     classes[index:index + 1])
+        iic_ad, add = single_step.IIC_AD()(*arguments), single_step.ADD()(*arguments)
+        assert SCORES["AD"].per_image(arrays)[index] == pytest.approx(float(iic_ad["ad"]), abs=1e-5)
+        assert SCORES["IIC"].per_image(arrays)[index] == float(iic_ad["iic"])
+        assert SCORES["ADD"].per_image(arrays)[index] == pytest.approx(float(add["add"]), abs=1e-5)
