@@ -279,13 +279,16 @@ class Experiment:
     are present where the test set has part masks); curves: {curve task key: {source: (N, T, 2)}};
     uniform_energy: the energy in part of a uniform saliency, or None; run_ids: {model_id: run id} of the runs
     summarised; incomplete: notes of incomplete sets; not_computed: notes of the scores a source has no set for,
-    with the command that computes them."""
+    with the command that computes them; sets: {task key: {source: {array name: array}}} as read; landed:
+    {model_id: runs.LandedRun}."""
     rows: dict
     curves: dict
     uniform_energy: Optional[float]
     run_ids: dict
     incomplete: list
     not_computed: list
+    sets: dict
+    landed: dict
 
 
 def experiment_rows(exp_folder):
@@ -316,7 +319,7 @@ def experiment_rows(exp_folder):
     curves = {key: {source: arrays["curves"] for source, arrays in sets[key].items()}
               for key, task in TASKS.items() if task.curve is not None}
     return Experiment(rows, curves, uniform_energy, {model_id: run.run_id for model_id, run in landed.items()},
-                      incomplete, not_computed_notes(exp_folder, sources, landed))
+                      incomplete, not_computed_notes(exp_folder, sources, landed), sets, landed)
 
 
 def not_computed_notes(exp_folder, sources, landed):
@@ -377,6 +380,9 @@ def build_parser():
                         help="experiment(s) whose results are read; several are aggregated (e.g. one per seed)")
     parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"), help="results root")
     parser.add_argument("--vis_dir", default=os.path.join(REPO_ROOT, "vis"), help="plots go to <vis_dir>/<exp_id>/")
+    parser.add_argument("--report", type=str2bool, nargs="?", const=True, default=False,
+                        help="also write <vis_dir>/<exp_id>/report.html: the table, the plots and every evaluated "
+                             "test image's maps and curves, to open in a browser (offline)")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
     return parser
 
@@ -391,9 +397,9 @@ def summarise(opts):
             raise UserError(f"no results in {exp_folder}: run ./train.sh MODEL_ID, then ./get_dauc_scores.sh "
                             f"MODEL_ID and ./get_iauc_scores.sh MODEL_ID")
     if len(opts.exp_id) == 1:
-        summarise_experiment(results_dir, vis_dir, opts.exp_id[0])
+        summarise_experiment(results_dir, vis_dir, opts.exp_id[0], opts.report)
     else:
-        summarise_seeds(results_dir, vis_dir, opts.exp_id)
+        summarise_seeds(results_dir, vis_dir, opts.exp_id, opts.report)
 
 
 def write_experiment_csvs(exp_folder, rows):
@@ -408,8 +414,8 @@ def write_experiment_csvs(exp_folder, rows):
     return written
 
 
-def summarise_experiment(results_dir, vis_dir, exp_id):
-    """One experiment: CSVs, plots and a table with 95% intervals over the test images."""
+def summarise_experiment(results_dir, vis_dir, exp_id, report=False):
+    """One experiment: CSVs, plots and a table with 95% intervals over the test images (and the HTML report)."""
     exp_folder, vis_folder = os.path.join(results_dir, exp_id), os.path.join(vis_dir, exp_id)
     experiment = experiment_rows(exp_folder)
     rows, curves, uniform_energy = experiment.rows, experiment.curves, experiment.uniform_energy
@@ -420,19 +426,27 @@ def summarise_experiment(results_dir, vis_dir, exp_id):
         if task_curves:
             os.makedirs(vis_folder, exist_ok=True)
             plot_mean_curves(os.path.join(vis_folder, f"curves_{key}.png"), TASKS[key].curve, task_curves)
-    header = ["model_id", "accuracy", "sparsity", *(f"{name} {score.arrow} (95% CI, n)"
-                                                     for name, score in SCORES.items()), *LOCALISATION_SCORES]
+    header = [("model_id", ""), ("accuracy", ""), ("sparsity", ""),
+              *((name, score.arrow) for name, score in SCORES.items()), ("n", ""),
+              *((name, "") for name in LOCALISATION_SCORES)]
     table = []
     for model_id, row in sorted(rows.items()):
-        cells = [model_id, fmt(row["accuracy"]), fmt(row["sparsity"])]
+        cells = [(fmt(row["accuracy"]), row["accuracy"]), (fmt(row["sparsity"]), row["sparsity"])]
         for name in SCORES:
-            cells.append(f"{fmt(*mean_ci(row[name]))} (n={len(row[name])})" if name in row else "-")
-        cells += [fmt(row.get(name)) for name in LOCALISATION_SCORES]
-        table.append(cells)
-    print_table(header, table)
+            mean_half = mean_ci(row[name]) if name in row else None
+            cells.append((fmt(*mean_half), mean_half[0]) if mean_half else ("-", None))
+        counts = sorted({len(row[name]) for name in SCORES if name in row})
+        cells.append(("/".join(map(str, counts)) or "-", counts[0] if counts else None))
+        cells += [(fmt(row.get(name)), row.get(name)) for name in LOCALISATION_SCORES]
+        table.append((model_id, cells))
+    print("mean and 95% interval over the test images (n: images per score; several counts when they differ)")
+    print_table(header_names(header), [[model_id, *(text for text, _ in cells)] for model_id, cells in table])
     print(directions())
     if uniform_energy is not None:
         print(f"energy in part of a uniform saliency map (chance): {uniform_energy:.3f}")
+    if report:
+        write_html_report(vis_folder, f"{exp_id}", header, table, chance_note(uniform_energy),
+                          exp_folder, experiment)
     write_summary_runs([exp_folder] + ([vis_folder] if os.path.isdir(vis_folder) else []), {exp_id: experiment})
     if any(curves.values()):
         print(f"CSV files in {exp_folder}, plots in {vis_folder}")
@@ -452,7 +466,37 @@ def seed_values(per_experiment):
     return values
 
 
-def summarise_seeds(results_dir, vis_dir, exp_ids):
+def header_names(header):
+    """The printed header: each column's name with its direction arrow."""
+    return [f"{name} {arrow}" if arrow else name for name, arrow in header]
+
+
+def chance_note(uniform_energy):
+    return [] if uniform_energy is None else [
+        f"energy in part of a uniform saliency map (chance): {uniform_energy:.3f}"]
+
+
+PLOT_CAPTIONS = [*((f"curves_{key}.png", f"mean {task.curve.name} curve") for key, task in TASKS.items()
+                   if task.curve is not None),
+                 *((f"ttest_{score.key}.png", f"Welch t-test p-values, {name}") for name, score in SCORES.items())]
+
+
+def write_html_report(vis_folder, title, header, table, notes, exp_folder, experiment, gallery_note=None):
+    """vis_folder/report.html (report/): the table, the plots in vis_folder, and the gallery of one
+    experiment's evaluated test images; prints its path."""
+    from report.build import Table, write_report
+    from report.gallery import experiment_gallery
+    start = time.time()
+    gallery = experiment_gallery(exp_folder, experiment.sets, experiment.landed)
+    if gallery_note:
+        gallery.note = gallery_note + ("; " + gallery.note if gallery.note else "")
+    plots = [(caption, name) for name, caption in PLOT_CAPTIONS if os.path.exists(os.path.join(vis_folder, name))]
+    path = write_report(vis_folder, title, Table(header, table, notes + [directions()]), plots, gallery)
+    print(f"report of {len(gallery.images)} test images x {len(gallery.sources)} sources "
+          f"({time.time() - start:.1f} s): {path}")
+
+
+def summarise_seeds(results_dir, vis_dir, exp_ids, report=False):
     """Several experiments (seeds): per-model means over them, 95% t-intervals, Welch tests on the
     per-experiment means, mean curves with a band."""
     summary_id = "+".join(exp_ids)
@@ -489,16 +533,27 @@ def summarise_seeds(results_dir, vis_dir, exp_ids):
         if task.curve is not None and any(curves_per_experiment):
             os.makedirs(vis_folder, exist_ok=True)
             plot_band_curves(os.path.join(vis_folder, f"curves_{key}.png"), task.curve, curves_per_experiment)
-    table = [[model_id] + [f"{fmt(*mean_ci(model_values[column]))}" if model_values[column] else "-"
-                           for column in COLUMNS] + [str(max(len(v) for v in model_values.values()))]
-             for model_id, model_values in sorted(values.items())]
+    table = []
+    for model_id, model_values in sorted(values.items()):
+        cells = []
+        for column in COLUMNS:
+            mean_half = mean_ci(model_values[column]) if model_values[column] else None
+            cells.append((fmt(*mean_half), mean_half[0]) if mean_half else ("-", None))
+        experiment_nb = max(len(v) for v in model_values.values())
+        table.append((model_id, cells + [(str(experiment_nb), experiment_nb)]))
+    header = [("model_id", ""), *((column, SCORES[column].arrow if column in SCORES else "") for column in COLUMNS),
+              ("n", "")]
     print(f"mean and 95% interval over {len(exp_ids)} experiments ({', '.join(exp_ids)})")
-    print_table(["model_id", *(f"{column} {SCORES[column].arrow}" if column in SCORES else column
-                               for column in COLUMNS), "n"], table)
+    print_table(header_names(header), [[model_id, *(text for text, _ in cells)] for model_id, cells in table])
     print(directions())
     uniform = [experiment.uniform_energy for experiment in per_experiment if experiment.uniform_energy is not None]
     if uniform:
         print(f"energy in part of a uniform saliency map (chance): {np.mean(uniform):.3f}")
+    if report:
+        write_html_report(vis_folder, f"{summary_id}: mean and 95% interval over {len(exp_ids)} experiments",
+                          header, table, chance_note(np.mean(uniform) if uniform else None),
+                          os.path.join(results_dir, exp_ids[0]), experiments[exp_ids[0]],
+                          gallery_note=f"the images of {exp_ids[0]}, the first of the {len(exp_ids)} experiments")
     write_summary_runs([summary_folder] + ([vis_folder] if os.path.isdir(vis_folder) else []), experiments)
     print(f"CSV files in {summary_folder}, plots in {vis_folder}")
     print_incomplete(experiments)

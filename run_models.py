@@ -1,10 +1,11 @@
-"""Train several model ids and compute their DAUC / IAUC curves, for one or more seeds, in one process.
+"""Train several model ids and compute their metrics (DAUC, IAUC...), for one or more seeds, in one process.
 
     python3 run_models.py --models cnn b_cnn br_npa_low_res --seeds 3 [trainVal.py options...]
 
 For each seed s (1..N) and each model id, in the order given, this does what
 `./train.sh ID --optuna False --seed s --exp_id <exp_id with s>` then
-`./get_dauc_scores.sh ID` and `./get_iauc_scores.sh ID` would do, with the
+`./get_dauc_scores.sh ID`, `./get_iauc_scores.sh ID` and `./get_single_step_scores.sh ID` (every
+task of metrics/tasks.py) would do, with the
 options of the model id table (model_ids.sh) and the config file in CONFIG
 (default config_demo.config). Everything resumes: a model whose finished
 run has the same options is not trained again, and curves already computed
@@ -13,15 +14,15 @@ before its student in --models (br_npa_low_res before br_npa_high_res_distill).
 With --post_hoc_of ID --post_hoc METHOD..., the curves of those post-hoc saliencies of model ID are
 computed too (--att_metrics_post_hoc).
 At the end it prints the processResults table of the experiments (averaged
-over seeds when there are several). demo.sh and paper_table.sh are built on it.
+over seeds when there are several) and writes its HTML report. demo.sh and paper_table.sh are built on it.
 """
 import argparse
 import os
 import time
 
 from errors import UserError, run_main
-from metrics.tasks import TASKS
 from metrics.saliency import POST_HOC_NAMES
+from metrics.tasks import TASKS
 from model_ids import MODEL_IDS, model_options
 from options import str2bool
 
@@ -106,8 +107,8 @@ def run_all(opts, extra):
         plot_maps.main(["--exp_id", exp_ids[0], "--model_ids", *opts.models, "--out", opts.figure]
                        + (["--results_dir", opts.results_dir] if opts.results_dir else []))
     import processResults
-    summary_argv = ["--exp_id", *exp_ids] + (["--results_dir", opts.results_dir] if opts.results_dir else []) \
-        + (["--vis_dir", opts.vis_dir] if opts.vis_dir else [])
+    summary_argv = ["--exp_id", *exp_ids, "--report"] + (["--results_dir", opts.results_dir] if opts.results_dir
+                                                        else []) + (["--vis_dir", opts.vis_dir] if opts.vis_dir else [])
     processResults.main(summary_argv)
 
 

@@ -1,0 +1,186 @@
+"""Writing the HTML report of an experiment: report.html and the folder report_assets/ beside it.
+
+The page is static and works from file:// with no network: report.html holds the summary table and the
+plots; report_assets/ holds the page's own script and style (copied from this folder), index.js (one entry
+per gallery image: test index, labels, predictions and per-image scores, for sorting and filtering), the
+chunks chunk_<k>.js (per image: its thumbnail's file, each source's saliency at the map's resolution and its
+curves, loaded when the rows are shown) and the thumbnails img/<test index>.jpg. Everything is written to a
+temporary folder first and moved into place, so a crash leaves the previous report or none.
+"""
+import base64
+import dataclasses
+import html
+import json
+import os
+import shutil
+import tempfile
+from typing import Optional
+
+import numpy as np
+
+ASSETS = "report_assets"
+IMAGES_PER_CHUNK = 20
+PAGE_FILES = ("page.js", "page.css")
+
+
+@dataclasses.dataclass
+class Table:
+    """The summary table: header cells (column name, direction arrow or ''), and rows of (source, cells) where
+    each cell is (text, value used for sorting or None)."""
+    header: list
+    rows: list
+    notes: list
+
+
+@dataclasses.dataclass
+class GalleryImage:
+    """One evaluated test image. thumbnail: (S, S, 3) uint8, the image as the model sees it with the part's
+    outline drawn in; maps: {source: (h, w) saliency in [0, 1], as the curves used it (None: not drawable)};
+    preds: {source: predicted class}; curves: {curve task key: {source: (T,) scores}}; values: {score name:
+    {source: the per-image value of the _pop.csv file}}."""
+    test_index: int
+    label: int
+    thumbnail: np.ndarray
+    maps: dict
+    preds: dict
+    curves: dict
+    values: dict
+
+
+@dataclasses.dataclass
+class Gallery:
+    """sources: the sources in display order; models: {source: model id}; class_names: one per label;
+    scores: [(name, arrow, task key)]; curve_tasks: [(task key, curve name, what a step does, {source: (T,) x})];
+    images: GalleryImage list in test order; note: a line shown above the gallery (or None)."""
+    sources: list
+    models: dict
+    class_names: list
+    scores: list
+    curve_tasks: list
+    images: list
+    note: Optional[str] = None
+
+
+def encode_uint8(values):
+    """Values in [0, 1] as base64 of their uint8 rounding (the page decodes it back to [0, 1])."""
+    quantised = np.clip(np.round(np.asarray(values, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
+    return base64.b64encode(quantised.tobytes()).decode("ascii")
+
+
+def as_number(value):
+    """A JSON number, or None for a missing or non-finite value."""
+    if value is None or not np.isfinite(value):
+        return None
+    return float(value)
+
+
+def script_call(function, *arguments):
+    """A line of JavaScript calling function with JSON arguments."""
+    return f"{function}({','.join(json.dumps(argument, separators=(',', ':')) for argument in arguments)});\n"
+
+
+def index_payload(gallery):
+    images = []
+    for number, image in enumerate(gallery.images):
+        images.append({"i": image.test_index, "label": image.label, "chunk": number // IMAGES_PER_CHUNK,
+                       "preds": {source: int(pred) for source, pred in image.preds.items()},
+                       "values": {name: {source: as_number(value) for source, value in per_source.items()}
+                                  for name, per_source in image.values.items()}})
+    return {"sources": gallery.sources, "models": gallery.models, "classNames": gallery.class_names,
+            "scores": [{"name": name, "arrow": arrow, "task": task} for name, arrow, task in gallery.scores],
+            "curveTasks": [{"task": key, "name": name, "perturbed": perturbed,
+                            "x": {source: [round(float(value), 5) for value in x] for source, x in xs.items()}}
+                           for key, name, perturbed, xs in gallery.curve_tasks],
+            "images": images, "note": gallery.note}
+
+
+def chunk_payload(images):
+    payload = {}
+    for image in images:
+        payload[str(image.test_index)] = {
+            "maps": {source: {"h": int(saliency.shape[0]), "w": int(saliency.shape[1]), "data": encode_uint8(saliency)}
+                     for source, saliency in image.maps.items() if saliency is not None},
+            "curves": {key: {source: encode_uint8(scores) for source, scores in per_source.items()}
+                       for key, per_source in image.curves.items()}}
+    return payload
+
+
+def table_html(table):
+    head = "".join(f'<th data-column="{k}" title="click to sort">{html.escape(name)}'
+                   f'{(" " + arrow) if arrow else ""}</th>' for k, (name, arrow) in enumerate(table.header))
+    body = []
+    for source, cells in table.rows:
+        row = f'<td data-value="{html.escape(source)}">{html.escape(source)}</td>'
+        for text, value in cells:
+            number = as_number(value)
+            row += f'<td data-value="{"" if number is None else repr(number)}">{html.escape(text)}</td>'
+        body.append(f"<tr>{row}</tr>")
+    return f'<table id="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def page_html(title, table, plots):
+    """report.html: the table and plots are in the page; the gallery is built by page.js from the assets."""
+    notes = "".join(f"<li>{html.escape(note)}</li>" for note in table.notes)
+    figures = "".join(f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}"></figure>'
+                      for caption, name in plots)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{html.escape(title)}</title>
+<link rel="stylesheet" href="{ASSETS}/page.css">
+</head>
+<body>
+<h1>{html.escape(title)}</h1>
+<h2>Summary</h2>
+<p class="hint">Mean over the images with its 95% interval; ↓ lower is better, ↑ higher is better. Click a column
+header to sort.</p>
+{table_html(table)}
+<ul class="notes">{notes}</ul>
+<h2>Plots</h2>
+<div class="plots">{figures}</div>
+<h2>Images</h2>
+<div id="controls"></div>
+<p id="count"></p>
+<div id="gallery"></div>
+<div id="sentinel"></div>
+<script src="{ASSETS}/page.js"></script>
+<script src="{ASSETS}/index.js"></script>
+</body>
+</html>
+"""
+
+
+def save_jpeg(path, pixels):
+    from PIL import Image
+    Image.fromarray(pixels).save(path, quality=85)
+
+
+def write_report(folder, title, table, plots, gallery):
+    """Write <folder>/report.html and <folder>/report_assets/ (replacing an earlier report whole). plots:
+    [(caption, file name in folder)]. Returns the path of report.html."""
+    os.makedirs(folder, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".report.", dir=folder)
+    try:
+        assets = os.path.join(staging, ASSETS)
+        os.makedirs(os.path.join(assets, "img"))
+        for name in PAGE_FILES:
+            shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), name), assets)
+        with open(os.path.join(assets, "index.js"), "w") as file:
+            file.write(script_call("reportIndex", index_payload(gallery)))
+        for start in range(0, len(gallery.images), IMAGES_PER_CHUNK):
+            images = gallery.images[start:start + IMAGES_PER_CHUNK]
+            with open(os.path.join(assets, f"chunk_{start // IMAGES_PER_CHUNK}.js"), "w") as file:
+                file.write(script_call("reportChunk", start // IMAGES_PER_CHUNK, chunk_payload(images)))
+            for image in images:
+                save_jpeg(os.path.join(assets, "img", f"{image.test_index}.jpg"), image.thumbnail)
+        with open(os.path.join(staging, "report.html"), "w") as file:
+            file.write(page_html(title, table, plots))
+        old = os.path.join(folder, ASSETS)
+        if os.path.exists(old):
+            shutil.rmtree(old)
+        os.replace(assets, old)
+        os.replace(os.path.join(staging, "report.html"), os.path.join(folder, "report.html"))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return os.path.join(folder, "report.html")

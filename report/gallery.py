@@ -1,0 +1,129 @@
+"""The gallery of an experiment's report, read from its files: every test image some task evaluated, in
+test order, with each source's saliency (the one its curves used), curves, predictions, and per-image
+scores as processResults wrote them in the _pop.csv files."""
+import csv
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+import results_io
+from load_data import load_mask_array, load_rgb, resize_to_crop, scan_test_folder
+from metrics.perturbation import saliency_map
+from metrics.saliency import POST_HOC_NAMES
+from metrics.scores import SCORES
+from metrics.tasks import TASKS
+from models.heads import head_class
+from report.build import Gallery, GalleryImage
+from runtime import data_config
+
+THUMBNAIL_SIDE = 128
+OUTLINE_COLOUR = (255, 230, 0)
+
+
+def read_pop_csv(path):
+    """{source: per-image values} of an attMetrics_<key>_pop.csv file."""
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file))[1:]
+    return {row[0]: np.array([float(value) for value in row[1:] if value != ""]) for row in rows}
+
+
+def outline(mask):
+    """The border pixels of a bool mask (H, W): inside the mask, next to a pixel outside it."""
+    padded = np.pad(mask, 1, constant_values=False)
+    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~inner
+
+
+def thumbnail(path, geometry, mask_path=None):
+    """The image as the model sees it (resize, centre crop), THUMBNAIL_SIDE pixels wide, with the part mask's
+    outline drawn in yellow where there is a mask: (S, S, 3) uint8."""
+    from torchvision import transforms
+    view = transforms.CenterCrop(geometry.img_size)(resize_to_crop(geometry)(load_rgb(path)))
+    pixels = np.array(view.resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.BILINEAR))
+    if mask_path is not None:
+        mask = Image.fromarray(load_mask_array(mask_path, geometry))
+        mask = np.array(mask.resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.NEAREST))
+        pixels[outline(mask)] = OUTLINE_COLOUR
+    return pixels
+
+
+def set_meta(exp_folder, source, task_key):
+    with open(results_io.att_metrics_paths(exp_folder, source, task_key)["meta"]) as file:
+        return json.load(file)
+
+
+def source_maps(exp_folder, source, landed, sets, notes):
+    """{test index: (h, w) saliency} of a source, as its sets used it; {} (with a note) where the page cannot
+    draw it: own maps whose sets used the released code's saliency, recomputed from the checkpoint."""
+    model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
+    if method is not None:
+        paths = results_io.post_hoc_maps_paths(exp_folder, source)
+        with open(paths["meta"]) as file:
+            images = json.load(file)["images"]
+        return dict(zip(images, np.load(paths["maps"])))
+    modes = {set_meta(exp_folder, source, key).get("att_metrics_saliency", "float")
+             for key in TASKS if source in sets[key]}
+    if modes != {"float"}:
+        notes.append(f"the maps of {source} are not drawn: its sets used the released code's saliency, which is "
+                     f"computed again from the checkpoint, not read from the saved maps")
+        return {}
+    run = landed[model_id]
+    att_maps, norms = np.load(run.paths["att_maps"]), np.load(run.paths["norm"])
+    combine_maps = head_class(run.args.head).combine_maps
+    wanted = sorted({int(i) for key in TASKS if source in sets[key] for i in sets[key][source]["img_inds"]})
+    return {index: saliency_map(att_maps[index], norms[index], combine_maps).numpy() for index in wanted}
+
+
+def experiment_gallery(exp_folder, sets, landed):
+    """The Gallery of one experiment. sets: {task key: {source: {array name: array}}} as processResults read
+    them (run ids checked); landed: {model_id: runs.LandedRun}. The per-image scores come from the
+    attMetrics_<key>_pop.csv files processResults has just written."""
+    sources = sorted({source for per_source in sets.values() for source in per_source})
+    notes = []
+    positions = {key: {source: {int(index): position for position, index in enumerate(arrays["img_inds"])}
+                       for source, arrays in per_source.items()} for key, per_source in sets.items()}
+    test_indices = sorted({index for per_source in positions.values() for found in per_source.values()
+                           for index in found})
+    first = landed[results_io.parse_source_id(sources[0], POST_HOC_NAMES)[0]].args if sources else None
+    samples = scan_test_folder(first.data_dir, first.dataset_test, first.class_nb) if sources else []
+    class_names = {}
+    for path, label in samples:
+        class_names.setdefault(label, os.path.basename(os.path.dirname(path)))
+    geometry = data_config(first)[1] if sources else None
+    test_folder = os.path.join(first.data_dir, first.dataset_test) if sources else ""
+    mask_folder = test_folder + "_masks"
+    maps = {source: source_maps(exp_folder, source, landed, sets, notes) for source in sources}
+    pop = {}
+    for name, score in SCORES.items():
+        path = results_io.summary_paths(exp_folder, score.key)["pop"]
+        pop[name] = read_pop_csv(path) if os.path.exists(path) else {}
+    images = []
+    for index in test_indices:
+        path, label = samples[index]
+        mask_path = os.path.join(mask_folder, os.path.relpath(path, test_folder))
+        preds, curves, values = {}, {}, {name: {} for name in SCORES}
+        for key, per_source in sets.items():
+            for source, arrays in per_source.items():
+                position = positions[key][source].get(index)
+                if position is None:
+                    continue
+                preds.setdefault(source, int(arrays["preds"][position]))
+                if TASKS[key].curve is not None:
+                    curves.setdefault(key, {})[source] = arrays["curves"][position, :, 1]
+                for name, score in SCORES.items():
+                    if score.task == key and source in pop[name] and position < len(pop[name][source]):
+                        values[name][source] = float(pop[name][source][position])
+        images.append(GalleryImage(index, label, thumbnail(path, geometry, mask_path if os.path.isdir(mask_folder)
+                                                           else None),
+                                   {source: maps[source].get(index) for source in sources}, preds, curves, values))
+    curve_tasks = []
+    for key, task in TASKS.items():
+        if task.curve is not None and sets.get(key):
+            xs = {source: task.curve.x_axis(arrays["curves"][0, :, 0]) for source, arrays in sets[key].items()}
+            curve_tasks.append((key, task.curve.name, task.curve.perturbed, xs))
+    models = {source: results_io.parse_source_id(source, POST_HOC_NAMES)[0] for source in sources}
+    return Gallery(sources, models, [class_names.get(label, str(label)) for label in range(max(class_names, default=-1) + 1)],
+                   [(name, score.arrow, score.task) for name, score in SCORES.items()], curve_tasks, images,
+                   "; ".join(notes) or None)
