@@ -80,29 +80,33 @@ def experiment_gallery(exp_folder, sets, landed):
     """The Gallery of one experiment. sets: {task key: {source: {array name: array}}} as processResults read
     them (run ids checked); landed: {model_id: runs.LandedRun}. The per-image scores come from the
     attMetrics_<key>_pop.csv files processResults has just written."""
+    scores = [(name, score.arrow, score.task) for name, score in SCORES.items()]
     sources = sorted({source for per_source in sets.values() for source in per_source})
-    notes = []
-    positions = {key: {source: {int(index): position for position, index in enumerate(arrays["img_inds"])}
-                       for source, arrays in per_source.items()} for key, per_source in sets.items()}
-    test_indices = sorted({index for per_source in positions.values() for found in per_source.values()
-                           for index in found})
-    first = landed[results_io.parse_source_id(sources[0], POST_HOC_NAMES)[0]].args if sources else None
-    samples = scan_test_folder(first.data_dir, first.dataset_test, first.class_nb) if sources else []
+    if not sources:
+        return Gallery([], {}, [], scores, [], [], "no test image has been evaluated yet")
+    models = {source: results_io.parse_source_id(source, POST_HOC_NAMES)[0] for source in sources}
+    config = landed[models[sources[0]]].args
+    samples = scan_test_folder(config.data_dir, config.dataset_test, config.class_nb)
     class_names = {}
     for path, label in samples:
         class_names.setdefault(label, os.path.basename(os.path.dirname(path)))
-    geometry = data_config(first)[1] if sources else None
-    test_folder = os.path.join(first.data_dir, first.dataset_test) if sources else ""
-    mask_folder = test_folder + "_masks"
+    geometry = data_config(config)[1]
+    test_folder = os.path.join(config.data_dir, config.dataset_test)
+    mask_folder = test_folder + "_masks" if os.path.isdir(test_folder + "_masks") else None
+    notes = []
     maps = {source: source_maps(exp_folder, source, landed, sets, notes) for source in sources}
     pop = {}
     for name, score in SCORES.items():
         path = results_io.summary_paths(exp_folder, score.key)["pop"]
         pop[name] = read_pop_csv(path) if os.path.exists(path) else {}
+    positions = {key: {source: {int(index): position for position, index in enumerate(arrays["img_inds"])}
+                       for source, arrays in per_source.items()} for key, per_source in sets.items()}
+    test_indices = sorted({index for per_source in positions.values() for found in per_source.values()
+                           for index in found})
     images = []
     for index in test_indices:
         path, label = samples[index]
-        mask_path = os.path.join(mask_folder, os.path.relpath(path, test_folder))
+        mask_path = None if mask_folder is None else os.path.join(mask_folder, os.path.relpath(path, test_folder))
         preds, curves, values = {}, {}, {name: {} for name in SCORES}
         for key, per_source in sets.items():
             for source, arrays in per_source.items():
@@ -115,15 +119,10 @@ def experiment_gallery(exp_folder, sets, landed):
                 for name, score in SCORES.items():
                     if score.task == key and source in pop[name] and position < len(pop[name][source]):
                         values[name][source] = float(pop[name][source][position])
-        images.append(GalleryImage(index, label, thumbnail(path, geometry, mask_path if os.path.isdir(mask_folder)
-                                                           else None),
+        images.append(GalleryImage(index, label, thumbnail(path, geometry, mask_path),
                                    {source: maps[source].get(index) for source in sources}, preds, curves, values))
-    curve_tasks = []
-    for key, task in TASKS.items():
-        if task.curve is not None and sets.get(key):
-            xs = {source: task.curve.x_axis(arrays["curves"][0, :, 0]) for source, arrays in sets[key].items()}
-            curve_tasks.append((key, task.curve.name, task.curve.perturbed, xs))
-    models = {source: results_io.parse_source_id(source, POST_HOC_NAMES)[0] for source in sources}
-    return Gallery(sources, models, [class_names.get(label, str(label)) for label in range(max(class_names, default=-1) + 1)],
-                   [(name, score.arrow, score.task) for name, score in SCORES.items()], curve_tasks, images,
-                   "; ".join(notes) or None)
+    curve_tasks = [(key, task.curve.name, task.curve.perturbed,
+                    {source: task.curve.x_axis(arrays["curves"][0, :, 0]) for source, arrays in sets[key].items()})
+                   for key, task in TASKS.items() if task.curve is not None and sets.get(key)]
+    names = [class_names.get(label, str(label)) for label in range(max(class_names, default=-1) + 1)]
+    return Gallery(sources, models, names, scores, curve_tasks, images, "; ".join(notes) or None)

@@ -253,7 +253,8 @@
     svg.setAttribute("height", THUMB / 2);
     svg.setAttribute("class", "curves");
     const frame = document.createElementNS(svgNs, "rect");
-    [["x", 0], ["y", 0], ["width", 100], ["height", 50], ["class", "frame"]].forEach(([k, v]) => frame.setAttribute(k, v));
+    [["x", 0], ["y", 0], ["width", 100], ["height", 50], ["class", "frame"]]
+      .forEach(([key, value]) => frame.setAttribute(key, value));
     svg.append(frame);
     state.index.curveTasks.forEach((task, k) => {
       const encoded = (details.curves[task.task] || {})[source];

@@ -137,6 +137,11 @@ def test_curves_and_process_results(trained, tiny_synth, tmp_path):
                                capture_output=True, text=True, cwd="/")
     assert completed.returncode == 0, completed.stderr
     assert "br_npa_low_res" in completed.stdout and "energy in part" in completed.stdout
+    # the sets a model lacks: one line each, with the command that computes them
+    not_computed = [line for line in completed.stdout.splitlines() if line.startswith("not computed in e2e: ")]
+    assert any("IAUC, IC of cnn: run " in line and "./get_iauc_scores.sh cnn" in line for line in not_computed)
+    assert any("AD, IIC, ADD of b_cnn: run " in line and "./get_single_step_scores.sh b_cnn" in line
+               for line in not_computed)
     assert all(f"{name} {arrow}" in completed.stdout for name, arrow in
                (("DAUC", "↓"), ("IAUC", "↑"), ("DC", "↑"), ("IC", "↑"), ("AD", "↓"), ("IIC", "↑"), ("ADD", "↑")))
     # the single-step and correlation columns, recomputed here from the saved arrays

@@ -156,3 +156,16 @@ def test_single_step_scores_equal_the_reference_package():
         assert SCORES["AD"].per_image(arrays)[index] == pytest.approx(float(iic_ad["ad"]), abs=1e-5)
         assert SCORES["IIC"].per_image(arrays)[index] == float(iic_ad["iic"])
         assert SCORES["ADD"].per_image(arrays)[index] == pytest.approx(float(add["add"]), abs=1e-5)
+
+
+def test_an_unknown_source_or_task_lists_the_valid_ones(capsys):
+    """--att_metrics_post_hoc with an unknown source (as ./get_single_step_scores.sh passes it on) names every
+    source; --attention_metrics with an unknown key names every task. One line each."""
+    from args import parse_args
+    from metrics.saliency import POST_HOC_NAMES
+    from metrics.tasks import TASKS
+    for option, valid in (("--att_metrics_post_hoc", POST_HOC_NAMES), ("--attention_metrics", TASKS)):
+        with pytest.raises(SystemExit):
+            parse_args(["--attention_metrics", "Single", option, "nothing"])
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and all(f"'{name}'" in err for name in valid)
