@@ -1,6 +1,7 @@
 """Post-hoc saliency sources through the same DAUC / IAUC pipeline as a model's own maps."""
 import csv
 import os
+import re
 
 import numpy as np
 import pytest
@@ -90,9 +91,11 @@ def test_post_hoc_rows_in_process_results(trained_cnn, capsys):
             means = {row["model_id"]: float(row["mean"]) for row in csv.DictReader(file)}
         expected = auc(np.load(folder / f"attMetr{metric}_cnn-gradcampp.npy"), metric).mean()
         assert means["cnn-gradcampp"] == pytest.approx(expected, abs=1e-9)
-    row = next(line for line in out.splitlines() if line.startswith("cnn-gradcampp"))
-    assert "n=4" in row and row.split()[1] == next(line for line in out.splitlines()
-                                                   if line.startswith("cnn ")).split()[1]  # the model's accuracy
+    def cells(start):  # the printed row that starts with start, cut at the runs of spaces between columns
+        return re.split(r"\s{2,}", next(line for line in out.splitlines() if line.startswith(start)).strip())
+    header, row = cells("model_id"), cells("cnn-gradcampp")
+    assert row[header.index("n")] == "4"  # the 4 evaluated images
+    assert row[1] == cells("cnn ")[1]  # the model's accuracy
 
 
 def test_unknown_method_is_a_clear_error(trained_cnn, capsys):
