@@ -240,7 +240,7 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
         while done < len(mine):
             stop = min(done + chunk, len(mine))
             computed = task.compute(forward, list(load_images(mine[done:stop])), saliencies[done:stop],
-                                      preds[done:stop], step_cells, config.att_metrics_batch_size, order)
+                                    preds[done:stop], step_cells, config.att_metrics_batch_size, order)
             for name in task.arrays:
                 records[name] += computed[name]
             bar.update(stop - done)
