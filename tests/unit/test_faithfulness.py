@@ -169,3 +169,24 @@ def test_an_unknown_source_or_task_lists_the_valid_ones(capsys):
             parse_args(["--attention_metrics", "Single", option, "nothing"])
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and all(f"'{name}'" in err for name in valid)
+
+
+def test_progress_and_sets_of_an_older_version_are_computed_again(tmp_path, capsys):
+    """Saved progress without the arrays DC / IC need (an older version saved curves only) is not resumed, and
+    a finished set without them is not taken as done; each says so in one line."""
+    import results_io
+    from attention_metrics import read_partial, saved_signature
+    from metrics.tasks import TASKS
+    partial = tmp_path / "partial.pth"
+    torch.save({"signature": {"run_id": "abc"}, "curves": [torch.zeros(4, 2)]}, partial)
+    assert read_partial(str(partial), TASKS["Del"].arrays, explain=True) == (None, {name: [] for name in
+                                                                                    TASKS["Del"].arrays})
+    assert "older version" in capsys.readouterr().err
+    paths = results_io.att_metrics_paths(str(tmp_path), "cnn", "Del")
+    for name in ("curves", "img_inds", "preds", "targets"):
+        np.save(paths[name], np.zeros(2))
+    with open(paths["meta"], "w") as file:
+        file.write('{"signature": {"run_id": "abc"}}')
+    assert saved_signature(paths) is None
+    err = capsys.readouterr().err
+    assert "start_scores, step_saliency" in err and "computing the set again" in err
