@@ -486,14 +486,12 @@ def write_html_report(vis_folder, title, header, table, notes, exp_folder, exper
     experiment's evaluated test images; prints its path."""
     from report.build import Table, write_report
     from report.gallery import experiment_gallery
-    start = time.time()
     gallery = experiment_gallery(exp_folder, experiment.sets, experiment.landed)
     if gallery_note:
         gallery.note = gallery_note + ("; " + gallery.note if gallery.note else "")
     plots = [(caption, name) for name, caption in PLOT_CAPTIONS if os.path.exists(os.path.join(vis_folder, name))]
     path = write_report(vis_folder, title, Table(header, table, notes + [directions()]), plots, gallery)
-    print(f"report of {len(gallery.images)} test images x {len(gallery.sources)} sources "
-          f"({time.time() - start:.1f} s): {path}")
+    print(f"report of {len(gallery.images)} test images x {len(gallery.sources)} sources: {path}")
 
 
 def summarise_seeds(results_dir, vis_dir, exp_ids, report=False):
