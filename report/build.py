@@ -3,9 +3,9 @@
 The page is static and works from file:// with no network: report.html holds the summary table and the
 plots; report_assets/ holds the page's own script and style (copied from this folder), index.js (one entry
 per gallery image: test index, labels, predictions and per-image scores, for sorting and filtering), the
-chunks chunk_<k>.js (per image: its thumbnail's file, each source's saliency at the map's resolution and its
-curves, loaded when the rows are shown) and the thumbnails img/<test index>.jpg. Everything is written to a
-temporary folder first and moved into place, so a crash leaves the previous report or none.
+chunks chunk_<k>.js (per image: each source's saliency at the map's resolution and its curves, loaded when
+the rows are shown) and the thumbnails img/<test index>.jpg. Everything is written to a
+temporary folder first and moved into place at the end, so a build that fails leaves the previous report.
 """
 import base64
 import dataclasses
