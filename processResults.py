@@ -216,8 +216,8 @@ def test_folder_samples(config):
     return scan_test_folder(config.data_dir, config.dataset_test, config.class_nb)
 
 
-def own_map_row(landed):
-    """A model's row from its test CSV and saved maps (all test images)."""
+def own_saliencies(landed):
+    """(test samples, the saliency (h, w) of every test image) from a model's saved maps and norms."""
     from models.heads import head_class
     att_maps = load_array(landed.paths["att_maps"], landed.remake)
     norms = load_array(landed.paths["norm"], landed.remake)
@@ -227,15 +227,12 @@ def own_map_row(landed):
                         f"{len(samples)} images but {landed.paths['att_maps']} has maps of {len(att_maps)}: remake "
                         f"the model with {landed.remake}")
     combine_maps = head_class(landed.args.head).combine_maps
-    saliencies = [saliency_map(maps, norm, combine_maps).numpy() for maps, norm in zip(att_maps, norms)]
-    values = test_values(landed)
-    return {"accuracy": values.get("accuracy"), "sparsity": values.get("sparsity"),
-            "local": localisation(landed.args, samples, saliencies, range(len(saliencies)))}
+    return samples, [saliency_map(maps, norm, combine_maps).numpy() for maps, norm in zip(att_maps, norms)]
 
 
-def post_hoc_row(exp_folder, landed, source, method):
-    """The row of a post-hoc saliency '<model_id>-<method>': the model's accuracy; sparsity and localisation
-    scores of the saved post-hoc maps of the evaluated images (each map its own weight, norm 1)."""
+def post_hoc_saliencies(exp_folder, landed, source, method):
+    """(test indices of the evaluated images, their maps (N, h, w)) of a post-hoc saliency
+    '<model_id>-<method>', checked to come from the model's landed run."""
     remake = landed.curves_command(next(iter(TASKS)), "--att_metrics_post_hoc", method)
     paths = results_io.post_hoc_maps_paths(exp_folder, source)
     try:
@@ -248,10 +245,34 @@ def post_hoc_row(exp_folder, landed, source, method):
     maps = load_array(paths["maps"], remake)
     if maps.ndim != 3 or len(maps) != len(meta["images"]):
         raise UserError(f"{paths['maps']} does not hold one map per evaluated image: remake it with {remake}")
+    return meta["images"], maps
+
+
+def source_saliencies(exp_folder, landed, source):
+    """{test index: saliency (h, w)} of a source: a model's own maps (every test image) or a post-hoc one's
+    (the evaluated images). landed: {model_id: runs.LandedRun}."""
+    model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
+    if method is None:
+        return dict(enumerate(own_saliencies(landed[model_id])[1]))
+    return dict(zip(*post_hoc_saliencies(exp_folder, landed[model_id], source, method)))
+
+
+def own_map_row(landed):
+    """A model's row from its test CSV and saved maps (all test images)."""
+    samples, saliencies = own_saliencies(landed)
+    values = test_values(landed)
+    return {"accuracy": values.get("accuracy"), "sparsity": values.get("sparsity"),
+            "local": localisation(landed.args, samples, saliencies, range(len(saliencies)))}
+
+
+def post_hoc_row(exp_folder, landed, source, method):
+    """The row of a post-hoc saliency '<model_id>-<method>': the model's accuracy; sparsity and localisation
+    scores of the saved post-hoc maps of the evaluated images (each map its own weight, norm 1)."""
+    images, maps = post_hoc_saliencies(exp_folder, landed, source, method)
     scaled = torch.from_numpy(maps).float()[:, None]
     return {"accuracy": test_values(landed).get("accuracy"),
             "sparsity": float(sparsity(scaled, torch.ones_like(scaled)).mean()),
-            "local": localisation(landed.args, test_folder_samples(landed.args), maps, meta["images"])}
+            "local": localisation(landed.args, test_folder_samples(landed.args), maps, images)}
 
 
 def fmt(value, half=None, digits=3):
@@ -421,11 +442,13 @@ def summarise_experiment(results_dir, vis_dir, exp_id, report=False):
     rows, curves, uniform_energy = experiment.rows, experiment.curves, experiment.uniform_energy
     for name, per_image in write_experiment_csvs(exp_folder, rows).items():
         os.makedirs(vis_folder, exist_ok=True)
-        plot_ttest(os.path.join(vis_folder, f"ttest_{SCORES[name].key}.png"), SCORES[name], *welch_matrix(per_image))
+        plot_ttest(os.path.join(vis_folder, results_io.ttest_plot_name(SCORES[name].key)), SCORES[name],
+                   *welch_matrix(per_image))
     for key, task_curves in curves.items():
         if task_curves:
             os.makedirs(vis_folder, exist_ok=True)
-            plot_mean_curves(os.path.join(vis_folder, f"curves_{key}.png"), TASKS[key].curve, task_curves)
+            plot_mean_curves(os.path.join(vis_folder, results_io.curves_plot_name(key)), TASKS[key].curve,
+                             task_curves)
     header = [("model_id", ""), ("accuracy", ""), ("sparsity", ""),
               *((name, score.arrow) for name, score in SCORES.items()), ("n", ""),
               *((name, "") for name in LOCALISATION_SCORES)]
@@ -476,9 +499,10 @@ def chance_note(uniform_energy):
         f"energy in part of a uniform saliency map (chance): {uniform_energy:.3f}"]
 
 
-PLOT_CAPTIONS = [*((f"curves_{key}.png", f"mean {task.curve.name} curve") for key, task in TASKS.items()
+PLOT_CAPTIONS = [*((results_io.curves_plot_name(key), f"mean {task.curve.name} curve") for key, task in TASKS.items()
                    if task.curve is not None),
-                 *((f"ttest_{score.key}.png", f"Welch t-test p-values, {name}") for name, score in SCORES.items())]
+                 *((results_io.ttest_plot_name(score.key), f"Welch t-test p-values, {name}")
+                   for name, score in SCORES.items())]
 
 
 def write_html_report(vis_folder, title, header, table, notes, exp_folder, experiment, gallery_note=None):
@@ -486,7 +510,9 @@ def write_html_report(vis_folder, title, header, table, notes, exp_folder, exper
     experiment's evaluated test images; prints its path."""
     from report.build import Table, write_report
     from report.gallery import experiment_gallery
-    gallery = experiment_gallery(exp_folder, experiment.sets, experiment.landed)
+    sources = sorted({source for per_source in experiment.sets.values() for source in per_source})
+    saliencies = {source: source_saliencies(exp_folder, experiment.landed, source) for source in sources}
+    gallery = experiment_gallery(exp_folder, experiment.sets, experiment.landed, saliencies)
     if gallery_note:
         gallery.note = gallery_note + ("; " + gallery.note if gallery.note else "")
     plots = [(caption, name) for name, caption in PLOT_CAPTIONS if os.path.exists(os.path.join(vis_folder, name))]
@@ -525,12 +551,13 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False):
                                     ["model_id"] + list(exp_ids),
                                     [[model_id] + list(model_means) for model_id, model_means in sorted(means.items())])
         os.makedirs(vis_folder, exist_ok=True)
-        plot_ttest(os.path.join(vis_folder, f"ttest_{score.key}.png"), score, *welch_matrix(means))
+        plot_ttest(os.path.join(vis_folder, results_io.ttest_plot_name(score.key)), score, *welch_matrix(means))
     for key, task in TASKS.items():
         curves_per_experiment = [experiment.curves[key] for experiment in per_experiment if key in experiment.curves]
         if task.curve is not None and any(curves_per_experiment):
             os.makedirs(vis_folder, exist_ok=True)
-            plot_band_curves(os.path.join(vis_folder, f"curves_{key}.png"), task.curve, curves_per_experiment)
+            plot_band_curves(os.path.join(vis_folder, results_io.curves_plot_name(key)), task.curve,
+                             curves_per_experiment)
     table = []
     for model_id, model_values in sorted(values.items()):
         cells = []

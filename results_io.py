@@ -170,6 +170,16 @@ def summary_paths(folder, metric_key):
             "seeds": os.path.join(folder, f"attMetrics_{metric_key}_seeds.csv")}
 
 
+def curves_plot_name(task_key):
+    """processResults' plot of the mean curves of a curve task, in its vis folder."""
+    return f"curves_{task_key}.png"
+
+
+def ttest_plot_name(score_key):
+    """processResults' plot of the Welch t-test p-values of a score, in its vis folder."""
+    return f"ttest_{score_key}.png"
+
+
 def summary_runs_path(folder):
     """Which runs processResults' summaries (and plots) in a folder were made from."""
     return os.path.join(folder, "summary_runs.json")

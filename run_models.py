@@ -97,8 +97,8 @@ def run_all(opts, extra):
             sources = [[]] + ([["--att_metrics_post_hoc", method] for method in opts.post_hoc]
                               if model_id == opts.post_hoc_of else [])
             for source in sources:
-                for metric in TASKS:
-                    call_trainval(common + ["--attention_metrics", metric, "--att_metrics_img_nb",
+                for task_key in TASKS:
+                    call_trainval(common + ["--attention_metrics", task_key, "--att_metrics_img_nb",
                                             str(opts.att_metrics_img_nb), "--att_metrics_few_steps", opts.few_steps]
                                   + source + extra)
     print(f"== all done in {time.time() - start:.0f} s", flush=True)

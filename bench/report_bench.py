@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from metrics.scores import SCORES  # noqa: E402
 from report.browser import missing, open_browser  # noqa: E402
-from report.build import Gallery, GalleryImage, Table, write_report  # noqa: E402
+from report.build import ASSETS, Gallery, GalleryImage, Table, write_report  # noqa: E402
 
 
 def smooth_image(rng, side):
@@ -105,8 +105,7 @@ def main(argv=None):
             start = time.time()
             report_path = write_report(folder, "synthetic", table, [], gallery)
             rows.append((f"build, {opts.images} images x {opts.sources} sources", f"{time.time() - start:.1f} s"))
-        size = folder_size(os.path.dirname(report_path)) if opts.report is None else \
-            folder_size(os.path.join(os.path.dirname(report_path), "report_assets")) + os.path.getsize(report_path)
+        size = folder_size(os.path.join(os.path.dirname(report_path), ASSETS)) + os.path.getsize(report_path)
         rows.append(("size (report.html and report_assets/)", f"{size / 2 ** 20:.1f} MiB"))
         reason = missing()
         if reason:

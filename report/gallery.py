@@ -10,11 +10,9 @@ from PIL import Image
 
 import results_io
 from load_data import load_mask_array, load_rgb, resize_to_crop, scan_test_folder
-from metrics.perturbation import saliency_map
 from metrics.saliency import POST_HOC_NAMES
 from metrics.scores import SCORES
 from metrics.tasks import TASKS
-from models.heads import head_class
 from report.build import Gallery, GalleryImage
 from runtime import data_config
 
@@ -54,32 +52,25 @@ def set_meta(exp_folder, source, task_key):
         return json.load(file)
 
 
-def source_maps(exp_folder, source, landed, sets, notes):
-    """{test index: (h, w) saliency} of a source, as its sets used it; {} (with a note) where the page cannot
-    draw it: own maps whose sets used the released code's saliency, recomputed from the checkpoint."""
-    model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
-    if method is not None:
-        paths = results_io.post_hoc_maps_paths(exp_folder, source)
-        with open(paths["meta"]) as file:
-            images = json.load(file)["images"]
-        return dict(zip(images, np.load(paths["maps"])))
-    modes = {set_meta(exp_folder, source, key).get("att_metrics_saliency", "float")
-             for key in TASKS if source in sets[key]}
-    if modes != {"float"}:
-        notes.append(f"the maps of {source} are not drawn: its sets used the released code's saliency, which is "
-                     f"computed again from the checkpoint, not read from the saved maps")
-        return {}
-    run = landed[model_id]
-    att_maps, norms = np.load(run.paths["att_maps"]), np.load(run.paths["norm"])
-    combine_maps = head_class(run.args.head).combine_maps
-    wanted = sorted({int(i) for key in TASKS if source in sets[key] for i in sets[key][source]["img_inds"]})
-    return {index: saliency_map(att_maps[index], norms[index], combine_maps).numpy() for index in wanted}
+def drawable_maps(exp_folder, source, sets, saliencies, notes):
+    """{test index: (h, w) saliency} of a source as its sets used it; {} (with a note) where the page cannot
+    draw it: own maps whose sets used the released code's saliency, which is computed again from the
+    checkpoint, not read from the saved maps. saliencies: the source's saliency from its saved maps."""
+    if results_io.parse_source_id(source, POST_HOC_NAMES)[1] is None:
+        modes = {set_meta(exp_folder, source, key).get("att_metrics_saliency", "float")
+                 for key in TASKS if source in sets[key]}
+        if modes != {"float"}:
+            notes.append(f"the maps of {source} are not drawn: its sets used the released code's saliency, which "
+                         f"is computed again from the checkpoint, not read from the saved maps")
+            return {}
+    return saliencies
 
 
-def experiment_gallery(exp_folder, sets, landed):
+def experiment_gallery(exp_folder, sets, landed, saliencies):
     """The Gallery of one experiment. sets: {task key: {source: {array name: array}}} as processResults read
-    them (run ids checked); landed: {model_id: runs.LandedRun}. The per-image scores come from the
-    attMetrics_<key>_pop.csv files processResults has just written."""
+    them (run ids checked); landed: {model_id: runs.LandedRun}; saliencies: {source: {test index: (h, w)}}
+    from the saved maps. The per-image scores come from the attMetrics_<key>_pop.csv files processResults has
+    just written."""
     scores = [(name, score.arrow, score.task) for name, score in SCORES.items()]
     sources = sorted({source for per_source in sets.values() for source in per_source})
     if not sources:
@@ -94,7 +85,7 @@ def experiment_gallery(exp_folder, sets, landed):
     test_folder = os.path.join(config.data_dir, config.dataset_test)
     mask_folder = test_folder + "_masks" if os.path.isdir(test_folder + "_masks") else None
     notes = []
-    maps = {source: source_maps(exp_folder, source, landed, sets, notes) for source in sources}
+    maps = {source: drawable_maps(exp_folder, source, sets, saliencies[source], notes) for source in sources}
     pop = {}
     for name, score in SCORES.items():
         path = results_io.summary_paths(exp_folder, score.key)["pop"]
