@@ -6,6 +6,8 @@ Two kinds of record, each a dict whose keys are listed here once, with a format 
   finished epoch (weights, optimiser, random states, early-stopping counters, the per-epoch rows).
 Writes are atomic (results_io). Reading checks the format, the keys and the run id.
 """
+import io
+
 import torch
 
 import results_io
@@ -25,11 +27,12 @@ def record(keys, **values):
     return {"format": FORMAT, **values}
 
 
-def read_checkpoint(path, remake_hint=""):
+def read_checkpoint(path, remake_hint="", data=None):
     """The dict saved in a checkpoint file; CheckpointError naming the file when it cannot be read. A
-    record written before format 2 has its searched values under 'hparams': they are read as 'searched'."""
+    record written before format 2 has its searched values under 'hparams': they are read as 'searched'.
+    data: the file's bytes, already read (path then only names the file in messages)."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} is missing{remake_hint}") from None
     except Exception as error:  # truncated zip, not a torch file, unpickling error: all mean unreadable

@@ -89,9 +89,16 @@ def make_storage(args):
                                       grace_period=2 * args.optuna_heartbeat)
 
 
-def count_trials(study, states, below=None):
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state in states and (below is None or t.number < below))
+def read_trials(study):
+    """One read of the study's trials (FrozenTrial list). Every decision about the trials (how many are
+    finished, which is the best, which checkpoints can go) is taken from a single read: another worker may
+    complete a trial between two reads, and two reads would then disagree."""
+    return study.get_trials(deepcopy=False)
+
+
+def count_trials(trials, states, below=None):
+    """How many of trials (one read_trials) are in states, counting only numbers below `below` if given."""
+    return sum(1 for t in trials if t.state in states and (below is None or t.number < below))
 
 
 def has_heartbeat(args):
@@ -105,7 +112,7 @@ def make_objective(args, samples, teacher):
     def objective(trial):
         # States that still count toward the total: with a heartbeat, running trials of other workers too.
         counted = FINISHED + ((TrialState.RUNNING,) if has_heartbeat(args) else ())
-        if count_trials(trial.study, counted, below=trial.number) >= args.optuna_trial_nb:
+        if count_trials(read_trials(trial.study), counted, below=trial.number) >= args.optuna_trial_nb:
             raise SurplusTrial(f"the study already holds {args.optuna_trial_nb} trials")
         config = trial_config(trial, args)
         checkpoint_file = results_io.checkpoint_path(exp_folder, args.model_id, trial.number)
@@ -141,22 +148,30 @@ def remove_file(path):
 
 
 def keep_best_checkpoint(study, args):
-    """Delete the checkpoints of finished trials other than the best complete one."""
+    """Delete the checkpoints that can never be the best's (surplus_checkpoints), from one read of the study."""
     exp_folder = results_io.exp_dir(args.results_dir, args.exp_id)
-    best = best_trial(study)
-    for trial in study.get_trials(deepcopy=False):
-        if trial.state != TrialState.RUNNING and (best is None or trial.number != best.number):
-            remove_file(results_io.checkpoint_path(exp_folder, args.model_id, trial.number))
+    for number in surplus_checkpoints(read_trials(study)):
+        remove_file(results_io.checkpoint_path(exp_folder, args.model_id, number))
 
 
-def best_trial(study):
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+def surplus_checkpoints(trials):
+    """Numbers of the trials whose checkpoint can go, from one read of the study (trials): the finished ones
+    (complete, pruned, failed) other than the best complete one. Such a trial can never become the best: the
+    best value of a study only grows, and a trial's state does not change once finished. A trial still running
+    in this read is left alone, whatever other workers do meanwhile: it may complete as the new best."""
+    best = best_trial(trials)
+    return [t.number for t in trials if t.state.is_finished() and (best is None or t.number != best.number)]
+
+
+def best_trial(trials):
+    """The best complete trial of one read of the study (highest value, then lowest number), or None."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
 
 
 def print_trial(study, trial):
     """One line on stderr per trial: number, state, value, parameters, best so far."""
-    best = best_trial(study)
+    best = best_trial(read_trials(study))
     value = "-" if trial.value is None else f"{trial.value:.4f}"
     reason = f" ({trial.user_attrs['fail_reason']})" if "fail_reason" in trial.user_attrs else ""
     best_text = "none yet" if best is None else f"trial {best.number} ({best.value:.4f})"
@@ -209,14 +224,18 @@ def run_search(args, samples):
             failures_in_a_row.clear()
 
     said_waiting = False
-    while count_trials(study, FINISHED) < args.optuna_trial_nb:
+    while True:
+        if has_heartbeat(args):
+            optuna.storages.fail_stale_trials(study)
+        trials = read_trials(study)  # the counts below come from this one read
+        if count_trials(trials, FINISHED) >= args.optuna_trial_nb:
+            break
         if len(failures_in_a_row) >= MAX_FAILURES_IN_A_ROW:
             raise SearchError(f"{MAX_FAILURES_IN_A_ROW} trials failed in a row, the last with "
                               f"'{failures_in_a_row[-1]}': fix the cause, then rerun to resume the study")
         if has_heartbeat(args):
-            optuna.storages.fail_stale_trials(study)
-            running = count_trials(study, (TrialState.RUNNING,))
-            if count_trials(study, FINISHED) + running >= args.optuna_trial_nb:
+            running = count_trials(trials, (TrialState.RUNNING,))
+            if count_trials(trials, FINISHED) + running >= args.optuna_trial_nb:
                 if not said_waiting:
                     print(f"[optuna] waiting for {running} running trial(s) of study '{args.model_id}': trials of "
                           f"other workers, or of a killed run, which optuna marks failed once silent for "
@@ -233,18 +252,35 @@ def run_search(args, samples):
     distributed.broadcast({"do": "stop"})
 
 
+def best_trial_checkpoint(study, exp_folder, model_id):
+    """(best complete trial, the bytes of its checkpoint file), read together. A worker deletes a trial's
+    checkpoint only when its own read of the study holds a better trial (surplus_checkpoints), so a best
+    trial whose file is gone has been overtaken: the study is read again and the new best taken. The same
+    best with its file gone is an error (someone deleted it by hand)."""
+    previous = None
+    while True:
+        best = best_trial(read_trials(study))
+        if best is None:
+            raise SearchError(f"no trial of study '{model_id}' completed: see the [optuna] lines above")
+        path = results_io.checkpoint_path(exp_folder, model_id, best.number)
+        try:
+            with open(path, "rb") as file:  # once open, the bytes stay readable even if the file is deleted
+                return best, file.read()
+        except FileNotFoundError:
+            if previous == best.number:
+                raise SearchError(f"checkpoint {path} is missing; the best trial's weights are gone: delete trial "
+                                  f"{best.number} from the study, or start a new study") from None
+            previous = best.number
+
+
 def finish_search(args, samples, study):
     """Test the best trial's checkpoint and land it, with its per-epoch metrics, resolved config and
     parameters, as the model's files (runs.Stage). Workers finishing together take turns; the best
     trial already landed with the same options is not tested again (unless --overwrite)."""
     exp_folder = results_io.exp_dir(args.results_dir, args.exp_id)
     model_id = args.model_id
-    best = best_trial(study)
-    if best is None:
-        raise SearchError(f"no trial of study '{model_id}' completed: see the [optuna] lines above")
-    trial_checkpoint = results_io.checkpoint_path(exp_folder, model_id, best.number)
-    checkpoint = read_checkpoint(trial_checkpoint, f"; the best trial's weights are gone: delete trial "
-                                                   f"{best.number} from the study, or start a new study")
+    best, checkpoint_data = best_trial_checkpoint(study, exp_folder, model_id)
+    checkpoint = read_checkpoint(results_io.checkpoint_path(exp_folder, model_id, best.number), data=checkpoint_data)
     best_config = with_changes(args, **checkpoint["searched"])
     stage = runs.model_stage(exp_folder, model_id)
     with stage.opened(wait_seconds=3600):
@@ -260,7 +296,7 @@ def finish_search(args, samples, study):
             return
         stage.fresh()
         checkpoint_file = results_io.checkpoint_path(stage.folder, model_id)
-        shutil.copyfile(trial_checkpoint, checkpoint_file)
+        results_io.atomic_write_bytes(checkpoint_file, checkpoint_data)  # the bytes tested are the bytes landed
         shutil.copyfile(results_io.epoch_metrics_path(exp_folder, model_id, best.number),
                         results_io.epoch_metrics_path(stage.folder, model_id))
         staged_config = results_io.config_path(stage.folder, model_id)
