@@ -25,6 +25,7 @@ import distributed
 import results_io
 import runs
 from args import NOT_RUN_DEFINING, with_changes
+from errors import UserError
 from load_data import build_transform, load_rgb, make_loader, scan_test_folder
 from metrics.perturbation import cells_per_step, step_masks
 from metrics.saliency import OWN_MAPS, SourceInputs, saliency_source
@@ -118,7 +119,8 @@ def run_attention_metrics(args):
     landed = runs.LandedRun(exp_folder, args.model_id, args)
     config = curve_args(args, landed)
     test_samples = scan_test_folder(config.data_dir, config.dataset_test, config.class_nb)
-    att_maps, norms = np.load(landed.paths["att_maps"]), np.load(landed.paths["norm"])
+    att_maps = results_io.read_array(landed.paths["att_maps"], landed.remake)
+    norms = results_io.read_array(landed.paths["norm"], landed.remake)
     if len(test_samples) != len(att_maps):
         raise runs.NotTrainedError(f"the test folder holds {len(test_samples)} images but the saved maps cover "
                                    f"{len(att_maps)}: the test folder changed since training; remake the model "
@@ -132,13 +134,18 @@ def run_attention_metrics(args):
 
 
 def saved_post_hoc_maps(paths, signature):
-    """The saved post-hoc maps if they were computed with this signature, else None."""
+    """The saved post-hoc maps if they were computed with this signature, else None (they are computed
+    again; an unreadable maps file is said to be so)."""
     try:
         with open(paths["meta"]) as file:
             if json.load(file) != signature:
                 return None
-        return list(torch.from_numpy(np.load(paths["maps"])))
     except (OSError, ValueError):
+        return None
+    try:
+        return list(torch.from_numpy(results_io.read_array(paths["maps"], "the same command")))
+    except UserError as error:
+        print(f"{error}: they are computed again", file=sys.stderr)
         return None
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import results_io
 import runs
 from args import REPO_ROOT, resolve_path
 from errors import run_main
@@ -65,7 +66,8 @@ def draw(opts):
     axes[0, 0].set_ylabel("image" + (" + part" if os.path.isdir(mask_folder) else ""), fontsize=8)
     for row, model_id in enumerate(opts.model_ids, start=1):
         model_args, paths = landed[model_id].args, landed[model_id].paths
-        att_maps, norms = np.load(paths["att_maps"]), np.load(paths["norm"])
+        att_maps = results_io.read_array(paths["att_maps"], landed[model_id].remake)
+        norms = results_io.read_array(paths["norm"], landed[model_id].remake)
         for col, (index, image) in enumerate(zip(shown, images)):
             saliency = saliency_map(att_maps[index], norms[index], head_class(model_args.head).combine_maps)
             saliency = F.interpolate(saliency[None, None], size=image.shape[:2], mode="bilinear",

@@ -44,14 +44,6 @@ from metrics.tasks import TASKS
 from options import str2bool
 
 
-def load_array(path, remake):
-    """np.load with one clear error for a truncated or foreign file."""
-    try:
-        return np.load(path)
-    except (OSError, ValueError, EOFError) as error:
-        raise UserError(f"cannot read {path} ({error}): remake it with {remake}") from None
-
-
 def landed_runs(exp_folder):
     """{model_id: runs.LandedRun} of every model with a test CSV in exp_folder."""
     return {model_id: runs.LandedRun(exp_folder, model_id) for model_id in results_io.tested_model_ids(exp_folder)}
@@ -88,7 +80,7 @@ def load_task_sets(exp_folder, task, landed):
         except (OSError, ValueError, KeyError):
             raise UserError(f"{path} has no readable metadata ({paths['meta']}): remake it with {remake}") from None
         model.check_run_id(path, run_id, remake)
-        arrays = {name: load_array(array_path, remake) for name, array_path in paths.items()
+        arrays = {name: results_io.read_array(array_path, remake) for name, array_path in paths.items()
                   if name != "meta" and os.path.exists(array_path)}
         if len({len(array) for array in arrays.values()}) != 1:
             raise UserError(f"the files of the {task.description} of {source} ({path} and the files beside it) "
@@ -219,8 +211,8 @@ def test_folder_samples(config):
 def own_saliencies(landed):
     """(test samples, the saliency (h, w) of every test image) from a model's saved maps and norms."""
     from models.heads import head_class
-    att_maps = load_array(landed.paths["att_maps"], landed.remake)
-    norms = load_array(landed.paths["norm"], landed.remake)
+    att_maps = results_io.read_array(landed.paths["att_maps"], landed.remake)
+    norms = results_io.read_array(landed.paths["norm"], landed.remake)
     samples = test_folder_samples(landed.args)
     if len(samples) != len(att_maps):
         raise UserError(f"the test folder {os.path.join(landed.args.data_dir, landed.args.dataset_test)} holds "
@@ -242,7 +234,7 @@ def post_hoc_saliencies(exp_folder, landed, source, method):
         raise UserError(f"the maps of {source} ({paths['maps']}) or their metadata are missing or unreadable: "
                         f"remake them with {remake}") from None
     landed.check_run_id(paths["maps"], meta.get("run_id"), remake)
-    maps = load_array(paths["maps"], remake)
+    maps = results_io.read_array(paths["maps"], remake)
     if maps.ndim != 3 or len(maps) != len(meta["images"]):
         raise UserError(f"{paths['maps']} does not hold one map per evaluated image: remake it with {remake}")
     return meta["images"], maps

@@ -21,8 +21,8 @@ Everything lives in <results_dir>/<exp_id>/:
 A model id holds no '-' (args.py refuses it), so '<model_id>-<method>' reads back without ambiguity.
 This module is the one place that spells these names and parses them back.
 
-Every write goes to a temporary name first and is renamed into place; a full
-disk raises DiskFullError and leaves no temporary file behind.
+Every write goes to a temporary name first, is flushed to the disk and renamed into place; a full
+disk raises DiskFullError and leaves no temporary file behind. Saved arrays are read back with read_array.
 """
 import csv
 import glob
@@ -34,7 +34,7 @@ import re
 import numpy as np
 import torch
 
-from errors import DiskFullError, disk_full_cause
+from errors import DiskFullError, UserError, disk_full_cause
 
 # Saved beside the arrays of every perturbation task: the evaluated images, the predicted and true classes.
 SHARED_ARRAYS = ("img_inds", "preds", "targets")
@@ -251,13 +251,17 @@ def write_test_artifacts(folder, model_id, epoch, values, header, att_maps, norm
 
 
 def atomic_write(path, write):
-    """write(temporary path) then rename to path. On any failure the temporary file is removed;
-    a full disk becomes DiskFullError naming the file. The temporary name holds the process id, so
-    two processes writing one file do not share it."""
+    """write(temporary path) then rename to path. The file's bytes and then its folder's entry are flushed to
+    the disk (fsync) before and after the rename, so that a power cut after this returns cannot leave an
+    empty or missing file. On any failure, an interrupt included, the temporary file is removed; a full disk
+    becomes DiskFullError naming the file. The temporary name holds the process id, so two processes
+    writing one file do not share it."""
     tmp_path = f"{path}.{os.getpid()}.tmp"
     try:
         write(tmp_path)
+        sync_to_disk(tmp_path)
         os.replace(tmp_path, path)
+        sync_to_disk(os.path.dirname(os.path.abspath(path)))
     except BaseException as error:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
@@ -265,6 +269,31 @@ def atomic_write(path, write):
             raise DiskFullError(f"the disk is full: could not write {path}. Free some space and run the same "
                                 f"command again (a training resumes from its last finished epoch)") from error
         raise
+
+
+def sync_to_disk(path):
+    """fsync a file or a folder (a folder's fsync makes the names created or renamed in it durable)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def read_array(path, remake):
+    """np.load of a saved result array, with one clear line for a missing, truncated or foreign file that
+    names it and the command that remakes it (remake)."""
+    try:
+        return np.load(path)
+    except (OSError, ValueError, EOFError) as error:
+        raise UserError(f"cannot read {path} ({error}): remake it with {remake}") from None
+
+
+def atomic_write_bytes(path, data):
+    def write(tmp_path):
+        with open(tmp_path, "wb") as file:
+            file.write(data)
+    atomic_write(path, write)
 
 
 def atomic_save_npy(path, array):
@@ -278,11 +307,7 @@ def atomic_save_torch(path, obj):
     """torch.save through a buffer, so that a full disk raises an OSError rather than torch's RuntimeError."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-
-    def write(tmp_path):
-        with open(tmp_path, "wb") as file:
-            file.write(buffer.getbuffer())
-    atomic_write(path, write)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def atomic_write_csv(path, header, rows):

@@ -105,7 +105,8 @@ class Stage:
     1. a LANDING file listing the staged names is written in the staging folder;
     2. the old marker files go first (a marker is the file that says "this set is complete": a model's
        test CSV, a curve set's .json), then the set's other old files;
-    3. the staged files are moved in, markers last, and the staging folder is removed.
+    3. the staged files are moved in, markers last, the folder's entries are flushed to the disk, and the
+       staging folder is removed.
 
     A crash anywhere leaves the old set (before 1), a set without marker that the next run finishes landing
     (1 to 3), or the new set: never a mix that a reader accepts. owned() lists the set's existing files
@@ -153,6 +154,7 @@ class Stage:
                 os.remove(path)
         for name in sorted(still_staged, key=self.is_marker):
             os.replace(os.path.join(self.folder, name), os.path.join(self.exp_folder, name))
+        results_io.sync_to_disk(self.exp_folder)  # the renames are durable before the record of them goes
         shutil.rmtree(self.folder)
 
     @contextlib.contextmanager

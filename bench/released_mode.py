@@ -8,6 +8,7 @@ equal values moves; for the CNN also the sparsity as the released code computed 
 import sys
 import numpy as np
 import torch
+import results_io
 import runs
 from load_data import build_transform, load_rgb, scan_test_folder
 from metrics.curves import CURVE_METRICS
@@ -47,7 +48,8 @@ for model_id in ("b_cnn", "br_npa_high_res_distill", "br_npa_low_res", "cnn"):
     classes = model(images)["output"].argmax(1).tolist()
     inds = list(range(len(images)))
     rel = list(released(model, images, classes, inds))
-    att, norm = np.load(landed.paths["att_maps"]), np.load(landed.paths["norm"])
+    att = results_io.read_array(landed.paths["att_maps"], landed.remake)
+    norm = results_io.read_array(landed.paths["norm"], landed.remake)
     flt = [saliency_map(att[i], norm[i], head.combine_maps) for i in inds]
     cells, _ = step_plan(config, *rel[0].shape)
 
