@@ -57,9 +57,10 @@ def script_env(config=None):
     return env
 
 
-def slow_curve(model, image, saliency, metric, step_cells):
+def slow_curve(model, image, saliency, metric, step_cells, cells=None):
     """A deletion ('Del') or insertion ('Add') curve computed the slow, obvious way: one forward per step,
-    cells painted with Python loops, blur by an explicit 121x121 window sum. model: images -> logits."""
+    cells painted with Python loops, blur by an explicit 121x121 window sum. model: images -> logits. cells:
+    the flat cell indices in the order they are perturbed (default: by decreasing saliency, ties by index)."""
     import torch
     _, height, width = image.shape
     map_h, map_w = saliency.shape
@@ -75,7 +76,8 @@ def slow_curve(model, image, saliency, metric, step_cells):
                 current[:, y, x] = padded[:, y:y + 121, x:x + 121].sum(dim=(1, 2)) / 121 ** 2
     with torch.no_grad():
         cls = model(image.unsqueeze(0)).argmax(dim=1).item()
-    cells = sorted(range(map_h * map_w), key=lambda c: (-float(saliency.flatten()[c]), c))
+    if cells is None:
+        cells = sorted(range(map_h * map_w), key=lambda c: (-float(saliency.flatten()[c]), c))
     points = []
     for step in range(len(cells) // step_cells):
         for cell in cells[step * step_cells:(step + 1) * step_cells]:

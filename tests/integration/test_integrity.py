@@ -23,7 +23,8 @@ from helpers import REPO_ROOT, TINY_CONFIG, Crash, script_env
 from model_ids import model_options
 from load_data import load_rgb
 
-SCRIPT_OPTIONS = {"train.sh": (), "get_dauc_scores.sh": ("--optuna", "False", "--attention_metrics", "Del")}
+SCRIPT_OPTIONS = {"train.sh": (), "get_dauc_scores.sh": ("--optuna", "False", "--attention_metrics", "Del"),
+                  "get_single_step_scores.sh": ("--optuna", "False", "--attention_metrics", "Single")}
 
 
 @pytest.fixture
@@ -160,7 +161,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(setup):
 
 def test_finished_run_is_not_trained_again(setup, capsys):
     """Repro 4 and the finished-run rule: --epochs 0 is refused; the same command does not train again;
-    --overwrite True does."""
+    another --seed is another run, and trains; --overwrite True trains again."""
     config, data, results = setup
     assert main("train.sh", config, data, results, "cnn", "--optuna", "False") is None
     before = folder_state(results / "e2e")
@@ -171,9 +172,15 @@ def test_finished_run_is_not_trained_again(setup, capsys):
     again = capsys.readouterr()
     assert "already has a finished run" in again.out and "epoch 1:" not in again.err
     assert folder_state(results / "e2e") == before
+    first_seed = landed(results).run_id
+    assert main("train.sh", config, data, results, "cnn", "--optuna", "False", "--seed", "2") is None
+    other_seed = capsys.readouterr()
+    assert "already has a finished run" not in other_seed.out and "epoch 1:" in other_seed.err
+    assert landed(results).run_id != first_seed and landed(results).args.seed == 2
     first = landed(results).run_id
-    assert main("train.sh", config, data, results, "cnn", "--optuna", "False", "--overwrite", "True") is None
-    assert landed(results).run_id != first
+    assert main("train.sh", config, data, results, "cnn", "--optuna", "False", "--seed", "2", "--overwrite",
+                "True") is None
+    assert landed(results).run_id != first and landed(results).args.seed == 2
 
 
 def test_class_folders_must_match(setup):
@@ -237,6 +244,13 @@ def test_truncated_teacher_and_curves_are_one_line(setup):
     one_line(main("train.sh", config, data, results, "br_npa_high_res_distill", "--optuna", "False"),
              "teacher model 'br_npa_low_res'", "cannot read checkpoint", "truncated")
     assert not glob.glob(str(results / "e2e" / "*distill*")) and not glob.glob(str(results / "e2e" / ".*distill*"))
+    # a truncated attention-map file, as a full disk or a cut copy leaves it: one line in every task script
+    att_maps = glob.glob(str(results / "e2e" / "attMapsbr_npa_low_res_epoch*_test.npy"))[0]
+    with open(att_maps, "r+b") as file:
+        file.truncate(200)
+    for script in ("get_dauc_scores.sh", "get_single_step_scores.sh"):
+        one_line(main(script, config, data, results, "br_npa_low_res", "--overwrite", "True"), "cannot read",
+                 os.path.basename(att_maps), f"CONFIG={config} ./train.sh br_npa_low_res")
 
 
 def test_hash_in_paths_and_comments(tmp_path):

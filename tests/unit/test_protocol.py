@@ -12,9 +12,10 @@ import torch
 import search
 import training
 from args import parse_args, with_changes
-from helpers import REPO_ROOT, TINY_CONFIG, tiny_model, tiny_options
+from helpers import REPO_ROOT, TINY_CONFIG, slow_curve, tiny_model, tiny_options
 from metrics.attention import scale_to_uint8, sparsity
 from metrics.perturbation import released_saliency_map, saliency_map
+from metrics.tasks import TASKS
 from model_ids import model_options
 from models.heads import HEADS
 
@@ -311,3 +312,37 @@ def test_released_mode_equals_a_transcription_of_the_released_code(head):
                   for t in range(len(masks))]
         assert picked == expected_steps
         assert source.order is topk_step_masks
+
+
+def released_topk_cells(saliency, cells_per_step):
+    """The cells in the order the released loop picks them: topk of the flat map, picked cells set to -1."""
+    current, left, cells = saliency.flatten().clone(), saliency.numel(), []
+    while left > 0:
+        picked = current.topk(k=cells_per_step).indices[:left]
+        cells += picked.tolist()
+        current[picked] = -1
+        left -= cells_per_step
+    return cells
+
+
+@pytest.mark.parametrize("key", [key for key, task in TASKS.items() if task.curve is not None])
+def test_a_curve_task_in_released_mode_perturbs_in_the_released_order(key):
+    """A curve task run with the order of the released source (--att_metrics_saliency released) perturbs the
+    cells the released topk loop picks, ties included, against a slow curve painted in that order. The
+    saliency is all ties, where topk's order and the stable order differ."""
+    from metrics.saliency import SOURCES, SourceInputs
+    torch.manual_seed(0)
+    model = tiny_model(head="br_npa", resnet_stride=1).eval()  # 4x4 maps at 32 px
+    image = torch.randn(3, 32, 32)
+    source = SOURCES["own_maps"].build(SourceInputs({"att_metrics_saliency": "released"}, head=HEADS["br_npa"],
+                                                    test_images=lambda: [image[None]]))
+    saliency = torch.tensor([[0., 1, 1, 0], [1, 0, 0, 1], [0, 1, 1, 0], [1, 0, 0, 1]])
+    released_cells = released_topk_cells(saliency, 2)
+    stable_cells = sorted(range(16), key=lambda c: (-float(saliency.flatten()[c]), c))
+    assert released_cells[:2] != stable_cells[:2]  # the case tells the two orders apart
+    with torch.no_grad():
+        predicted = model(image[None])["output"].argmax(1).item()
+        curve = TASKS[key].compute(lambda images: model(images)["output"], [image], [saliency], [predicted], 2, 5,
+                                   source.order)["curves"][0]
+    expected = slow_curve(lambda images: model(images)["output"], image, saliency, key, 2, cells=released_cells)
+    assert torch.allclose(curve.double(), expected, atol=1e-5)

@@ -76,12 +76,18 @@ def test_landing_removes_every_file_of_the_old_run(tmp_path):
     assert all((tmp_path / name).read_text().startswith("new") for name in NEW_RUN)
 
 
+# An old run whose best epoch is the new one's: its test CSV has the new one's name, and must go first all the same.
+OLD_RUN_SAME_EPOCH = [name.replace("epoch3", "epoch5") for name in OLD_RUN]
+
+
+@pytest.mark.parametrize("old_run", [OLD_RUN, OLD_RUN_SAME_EPOCH], ids=["other_epoch", "same_epoch"])
 @pytest.mark.parametrize("moves_before_the_kill", range(len(NEW_RUN)))
-def test_an_interrupted_landing_is_never_read_as_a_finished_run(tmp_path, monkeypatch, moves_before_the_kill):
+def test_an_interrupted_landing_is_never_read_as_a_finished_run(tmp_path, monkeypatch, moves_before_the_kill,
+                                                                old_run):
     """Killed after each move of a landing: while the new test CSV is not in place, no test CSV is (the model
     reads as unfinished); once it is, every new file is; the next run finishes the landing."""
     stage = runs.model_stage(str(tmp_path), "m")
-    write_files(tmp_path, OLD_RUN, "old")
+    write_files(tmp_path, old_run, "old")
     stage.fresh()
     write_files(tmp_path / ".m.staging", NEW_RUN, "new")
     records = crash_at(monkeypatch, moves_before_the_kill + 2)  # the first call writes the LANDING record
@@ -99,6 +105,63 @@ def test_an_interrupted_landing_is_never_read_as_a_finished_run(tmp_path, monkey
     assert sorted(os.listdir(tmp_path)) == sorted(NEW_RUN + ["m.lock"]) or sorted(os.listdir(tmp_path)) == \
         sorted(NEW_RUN)
     assert all((tmp_path / name).read_text().startswith("new") for name in NEW_RUN)
+
+
+def test_an_interrupt_inside_an_atomic_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Ctrl-C while the array is being written: the interrupt goes on, the old file stays, no .tmp is left."""
+    target = tmp_path / "a.npy"
+    results_io.atomic_save_npy(str(target), np.arange(3))
+
+    def interrupted_save(file, array):
+        file.write(b"half")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(np, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        results_io.atomic_save_npy(str(target), np.arange(5))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["a.npy"] and np.load(target).tolist() == [0, 1, 2]
+
+
+def test_an_atomic_write_is_flushed_before_and_after_its_rename(tmp_path, monkeypatch):
+    """The file's bytes reach the disk before the rename, its folder's entry after it."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 real_fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", str(b))), real_replace(a, b)))
+    target = tmp_path / "a.json"
+    results_io.atomic_write_json(str(target), {"a": 1})
+    tmp_name = f"{target}.{os.getpid()}.tmp"
+    assert events == [("fsync", tmp_name), ("replace", str(target)), ("fsync", str(tmp_path))]
+
+
+def test_a_landing_is_flushed_before_its_record_goes(tmp_path, monkeypatch):
+    """The landed names are flushed (an fsync of the experiment folder) before the staging folder, which
+    records the landing, is removed."""
+    stage = runs.model_stage(str(tmp_path), "m")
+    stage.fresh()
+    write_files(tmp_path / ".m.staging", NEW_RUN, "new")
+    synced = []
+    real_sync = results_io.sync_to_disk
+    monkeypatch.setattr(results_io, "sync_to_disk", lambda path: (synced.append((path, os.path.isdir(stage.folder))),
+                                                                  real_sync(path)))
+    stage.land()
+    assert (str(tmp_path), True) in synced  # the folder was flushed while the staging folder still existed
+
+
+def test_big_images_sets_the_authors_sizes():
+    assert parse_args(["--big_images", "True"]).img_size == 448
+    assert parse_args(["--big_images", "False"]).img_size == 224
+    assert parse_args(["--big_images", "False", "--img_size", "64"]).img_size == 64
+
+
+def test_the_seed_defines_a_run():
+    """Two runs that differ only in --seed are two runs, and a remake hint keeps the seed."""
+    from args import run_differences, run_signature
+    first, second = parse_args(["--seed", "1"]), parse_args(["--seed", "2"])
+    assert run_signature(first) != run_signature(second) and "seed" in run_differences(first, second)
+    assert "--seed 2" in runs.train_command(second, "cnn")
+    assert "--seed" not in runs.train_command(first, "cnn")  # the config's value needs no word
 
 
 def write_config_text(tmp_path, text, name="c.config"):
