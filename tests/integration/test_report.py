@@ -1,5 +1,6 @@
 """The HTML report (processResults.py --report) of a tiny demo run: its files against the CSV and .npy files,
 then the page in headless Chromium from file:// (skipped, with the reason, where the browser is missing)."""
+import base64
 import csv
 import json
 import os
@@ -15,10 +16,14 @@ SOURCES = ["br_npa_low_res", "cnn", "cnn-gradcam"]
 
 
 @pytest.fixture(scope="module")
-def demo_report(tiny_synth, tmp_path_factory):
-    """The demo's pipeline on the tiny set (two models and Grad-CAM of the CNN): (results folder, report.html)."""
+def demo_report(tmp_path_factory):
+    """The demo's pipeline on a tiny set of 45 test images, so that the gallery has three chunks (two models and
+    Grad-CAM of the CNN): (results folder, report.html)."""
+    from data.synthetic import make_synthetic
     from helpers import TINY_CONFIG
     root = tmp_path_factory.mktemp("report")
+    tiny_synth = str(root / "data")
+    make_synthetic(tiny_synth, "tiny", class_nb=3, train_per_class=12, test_per_class=15, img_size=32, seed=3)
     config = root / "tiny.config"
     config.write_text(TINY_CONFIG)
     os.environ["CONFIG"] = str(config)
@@ -63,6 +68,46 @@ def test_report_files_match_the_results(demo_report):
     assert not [name for name in os.listdir(report.parent) if name.startswith(".report")]
 
 
+def script_argument(path, function):
+    """The JSON arguments of the one call function(...) a report asset file holds."""
+    text = path.read_text()
+    assert text.startswith(function + "(") and text.rstrip().endswith(");")
+    return json.loads("[" + text[len(function) + 1:text.rstrip().rindex(")")] + "]")
+
+
+def decoded(text):
+    """A report's base64 uint8 values, as integers."""
+    return np.frombuffer(base64.b64decode(text), dtype=np.uint8).astype(int)
+
+
+def test_report_chunks_hold_the_saved_values(demo_report):
+    """Every image's curves and post-hoc map in the chunk file its index entry names, against the .npy files."""
+    folder, report = demo_report
+    assets = report.parent / "report_assets"
+    index = script_argument(assets / "index.js", "reportIndex")[0]
+    assert len(index["images"]) == 45
+    chunks = {}
+    for path in assets.glob("chunk_*.js"):
+        number, payload = script_argument(path, "reportChunk")
+        assert path.name == f"chunk_{number}.js"
+        chunks[number] = payload
+    assert sorted(chunks) == [0, 1, 2]
+    saved = {(key, source): np.load(folder / f"attMetr{key}_{source}.npy") for key in ("Del", "Add")
+             for source in SOURCES}
+    inds = {source: np.load(folder / f"attMetrDel_{source}_imgInds.npy").tolist() for source in SOURCES}
+    post_hoc_maps = np.load(folder / "attMapscnn-gradcam_test.npy")
+    for image in index["images"]:
+        payload = chunks[image["chunk"]][str(image["i"])]
+        for (key, source), curves in saved.items():
+            scores = curves[inds[source].index(image["i"]), :, 1]
+            assert np.array_equal(decoded(payload["curves"][key][source]), np.round(scores * 255).astype(int))
+        gradcam = payload["maps"]["cnn-gradcam"]
+        expected = post_hoc_maps[inds["cnn-gradcam"].index(image["i"])]
+        assert (gradcam["h"], gradcam["w"]) == expected.shape
+        assert np.array_equal(decoded(gradcam["data"]), np.round(expected.flatten() * 255).astype(int))
+    assert sum(len(payload) for payload in chunks.values()) == 45
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     reason = missing()
@@ -97,10 +142,21 @@ def test_report_in_chromium(demo_report, browser):
     # every evaluated image is shown, in test order
     inds = np.load(folder / "attMetrDel_cnn_imgInds.npy").tolist()
 
+    def rows():
+        return browser.find_elements(By.CSS_SELECTOR, "#gallery .row[data-test-index]")
+
     def shown():
-        return [int(row.get_attribute("data-test-index"))
-                for row in browser.find_elements(By.CSS_SELECTOR, "#gallery .row[data-test-index]")]
+        """The test indices of the rows, once scrolling has rendered as many as the count line says."""
+        expected = int(browser.find_element(By.ID, "count").text.split()[0])
+
+        def scrolled_to_the_end(driver):
+            driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+            return len(rows()) >= expected
+        WebDriverWait(browser, 30, poll_frequency=0.1).until(scrolled_to_the_end)
+        return [int(row.get_attribute("data-test-index")) for row in rows()]
     assert shown() == inds
+    # the rows of the last chunk get their maps too
+    WebDriverWait(browser, 30).until(lambda d: all(row.find_elements(By.TAG_NAME, "canvas") for row in rows()))
 
     # a displayed per-image AUC is the _pop.csv value
     dauc = pop_values(folder, "Del")
