@@ -64,13 +64,18 @@ def test_train_writes_seed_artifacts(trained, model_id):
     # the epoch in the file names is the best validation epoch (the first of equals)
     accuracies = [float(row["val_accuracy"]) for row in epochs]
     assert epoch == int(epochs[accuracies.index(max(accuracies))]["epoch"])
-    # recomputed here from the checkpoint, in test order: the accuracy and the uint8 maps and norms
+    check_against_the_checkpoint(folder, model_id, float(rows[1][0]), maps, norm)
+
+
+def check_against_the_checkpoint(folder, model_id, accuracy, maps, norm):
+    """The test accuracy and the uint8 maps and norms a model saved, recomputed here from its checkpoint on the
+    test images in test order."""
     landed = runs.LandedRun(str(folder), model_id)
     model, _ = landed.load_model()
     images, labels = transformed_test_images(landed.args)
     with torch.no_grad():
         result = model(images)
-    assert float(rows[1][0]) == pytest.approx((result["output"].argmax(1) == labels).float().mean().item())
+    assert accuracy == pytest.approx((result["output"].argmax(1) == labels).float().mean().item())
     for saved, computed in ((maps, result["att_maps"]), (norm, result["norm"])):
         flat = computed.flatten(1)
         low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
@@ -86,6 +91,12 @@ def test_distilled_high_res_model(trained, tiny_synth):
     # high-res strides 2,1,1 at 32 px with conv1 stride 1: 8x8 maps
     maps = np.load(folder / f"attMapsbr_npa_high_res_distill_epoch{epoch}_test.npy")
     assert maps.shape == (15, 3, 8, 8)
+    student = runs.LandedRun(str(folder), "br_npa_high_res_distill")
+    assert student.args.master_net and student.args.m_model_id == "br_npa_low_res"
+    with open(folder / f"modelbr_npa_high_res_distill_epoch{epoch}_test.csv") as file:
+        accuracy = float(list(csv.DictReader(file))[0]["accuracy"])
+    check_against_the_checkpoint(folder, "br_npa_high_res_distill", accuracy, maps,
+                                 np.load(folder / f"normbr_npa_high_res_distill_epoch{epoch}_test.npy"))
 
 
 def test_curves_and_process_results(trained, tiny_synth, tmp_path):

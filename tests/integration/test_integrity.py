@@ -3,11 +3,13 @@
 Each test reproduces a way a user can break a run (kill, rerun, two processes, bad input, full disk)
 on the tiny synthetic set and checks what is left on disk."""
 import csv
+import fcntl
 import glob
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -150,13 +152,21 @@ def test_retraining_removes_the_old_curves(setup, capsys):
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(setup):
+    """A killed training left its lock: the recorded process is dead, and a loader worker it forked still holds
+    the flock. The next training takes the lock over and finishes."""
     config, data, results = setup
     os.makedirs(results / "e2e")
     dead = subprocess.Popen(["true"])
     dead.wait()
-    (results / "e2e" / "cnn.lock").write_text(json.dumps({"pid": dead.pid, "host": "here", "since": "then"}))
-    assert main("train.sh", config, data, results, "cnn", "--optuna", "False") is None
-    assert not (results / "e2e" / "cnn.lock").exists()
+    orphan = open(results / "e2e" / "cnn.lock", "a+")  # the worker's inherited handle, flock held
+    fcntl.flock(orphan, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    orphan.write(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": "then", "command": "-"}))
+    orphan.flush()
+    try:
+        assert main("train.sh", config, data, results, "cnn", "--optuna", "False") is None
+    finally:
+        orphan.close()
+    assert not (results / "e2e" / "cnn.lock").exists() and landed(results).run_id
 
 
 def test_finished_run_is_not_trained_again(setup, capsys):

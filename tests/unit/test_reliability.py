@@ -257,6 +257,22 @@ def test_a_lock_recorded_by_a_dead_process_is_taken_over(tmp_path):
         orphan.close()
 
 
+@pytest.mark.parametrize("done, staged, overwrite, resume, expected", [
+    (None, None, False, True, "fresh"),  # nothing there
+    ("A", None, False, True, "done"),  # landed with the wanted options
+    ("A", None, True, True, "fresh"),  # --overwrite
+    ("B", None, False, True, "fresh"),  # landed with other options
+    ("B", "A", False, True, "resume"),  # an interrupted run of the wanted options
+    ("B", "A", False, False, "fresh"),  # ... and --resume False
+    (None, "B", False, True, "fresh"),  # an interrupted run of other options
+    ("A", "A", True, True, "resume"),  # --overwrite with a run of it interrupted: resumes the new run
+])
+def test_plan_of_a_run(done, staged, overwrite, resume, expected):
+    """runs.plan on every combination that matters, the wanted signature being A."""
+    signature = {"A": {"lr": 0.1}, "B": {"lr": 0.2}, None: None}
+    assert runs.plan(signature[done], {"lr": 0.1}, signature[staged], overwrite, resume) == expected
+
+
 def test_a_lock_in_a_missing_folder_is_one_clear_error(tmp_path):
     with pytest.raises(runs.UserError, match="does not exist"):
         with runs.lock(str(tmp_path / "renamed"), "m"):

@@ -46,6 +46,26 @@ def test_every_head_through_the_model(head):
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
+# Three 2x2 maps of one image, and each head's combined map worked out by hand: a new head adds its line.
+MAPS = [[[1., 2.], [3., 4.]], [[5., 6.], [7., 8.]], [[0., 3.], [3., 0.]]]
+COMBINED_BY_HAND = {
+    "cnn": [[1., 2.], [3., 4.]],  # its one map, the first
+    "b_cnn": [[2., 11 / 3], [13 / 3, 4.]],  # the mean of the maps: (1 + 5 + 0) / 3, (2 + 6 + 3) / 3, ...
+    "br_npa": [[1., 2.], [3., 4.]],  # the map of the most active vector, the first
+}
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_every_head_combines_its_maps_as_worked_by_hand(head):
+    """One image (M, h, w) and a batch (B, M, h, w) give the hand-worked map."""
+    assert head in COMBINED_BY_HAND, f"add the combined map of head '{head}' worked out by hand"
+    expected = torch.tensor(COMBINED_BY_HAND[head])
+    maps = torch.tensor(MAPS)
+    assert torch.allclose(HEADS[head].combine_maps(maps), expected)
+    batch = torch.stack([maps, maps * 2])
+    assert torch.allclose(HEADS[head].combine_maps(batch), torch.stack([expected, expected * 2]))
+
+
 @pytest.mark.parametrize("head", HEADS)
 def test_every_head_has_a_model_id(head):
     assert any(parse_args(model_options(model_id)).head == head for model_id in MODEL_IDS)
@@ -93,17 +113,33 @@ def test_every_saliency_source(name):
         assert results_io.parse_source_id(f"my_model-{name}", POST_HOC_NAMES) == ("my_model", name)
 
 
+def blurred_by_hand(image):
+    """The 121x121 box blur with zero padding of an image smaller than the box: every pixel's window holds the
+    whole image, so each pixel is its channel's sum / 121^2."""
+    return image.sum(dim=(1, 2), keepdim=True).expand_as(image) / 121 ** 2
+
+
+# Each curve metric's start image and what a chosen cell becomes, and its x axis on 7 cells taken 2 at a time
+# (cells left 6, 4, 2: the last step leaves one cell, so the deletion and insertion axes differ), by hand.
+CURVES_BY_HAND = {
+    "Del": {"start": lambda image: image, "chosen": torch.zeros_like, "x": [0, 0.5, 1]},  # 1 - (left - 2) / 4
+    "Add": {"start": blurred_by_hand, "chosen": lambda image: image, "x": [0, 1 / 3, 2 / 3]},  # 1 - left / 6
+}
+
+
 @pytest.mark.parametrize("key", CURVE_METRICS)
-def test_every_curve_metric(key):
-    """A curve's substrate keeps the image shape, its x axis runs from 0 to 1 and a constant score of 1 has an
-    area of 1."""
-    metric = CURVE_METRICS[key]
+def test_every_curve_metric_as_worked_by_hand(key):
+    """A curve's start image, what its chosen cells become and its x axis, against the hand-worked table; the
+    area of a constant score of 1 is the x axis' span."""
+    assert key in CURVES_BY_HAND, f"add curve metric '{key}' to CURVES_BY_HAND"
+    metric, by_hand = CURVE_METRICS[key], CURVES_BY_HAND[key]
+    torch.manual_seed(0)
     image = torch.rand(3, 8, 8)
     start, chosen = metric.substrate(image)
-    assert start.shape == chosen.shape == image.shape
-    x = metric.x_axis(np.array([3, 2, 1, 0]))
-    assert np.all(np.diff(x) > 0) and x[-1] == pytest.approx(1.0)
-    assert metric.auc(np.array([[4, 1.], [3, 1.], [2, 1.], [1, 1.], [0, 1.]])) == pytest.approx(1.0)
+    assert torch.allclose(start, by_hand["start"](image), atol=1e-7)
+    assert torch.allclose(chosen, by_hand["chosen"](image))
+    assert metric.x_axis(np.array([6, 4, 2])) == pytest.approx(by_hand["x"])
+    assert metric.auc(np.array([[6, 1.], [4, 1.], [2, 1.]])) == pytest.approx(by_hand["x"][-1])
     assert metric.name and metric.perturbed
 
 
@@ -139,15 +175,42 @@ def test_every_task(key):
     assert len(set(paths.values())) == len(paths)
 
 
+def top_left_forward(images):
+    """A two-class 'model' that looks at the top-left quarter of 8x8 images: class 0's logit is 8 x (mean of the
+    top-left 4x4 block - mean of the rest)."""
+    corner = torch.zeros(8, 8, dtype=torch.bool)
+    corner[:4, :4] = True
+    logit = 8 * (images[..., corner].mean(dim=-1) - images[..., ~corner].mean(dim=-1)).mean(dim=1)
+    return torch.stack([logit, torch.zeros_like(logit)], dim=1)
+
+
+# Saliencies of the 2x2 cells of the images above: the faithful one ranks the top-left cell first, the
+# unfaithful one last (distinct values, so that no correlation is undefined).
+FAITHFUL = torch.tensor([[1.0, 0.3], [0.2, 0.1]])
+UNFAITHFUL = torch.tensor([[0.1, 0.3], [0.2, 1.0]])
+
+
 @pytest.mark.parametrize("name", SCORES)
-def test_every_score(name):
-    """A score reads arrays its task saves and gives one finite value per image; its CSV names are its own."""
+def test_every_score_prefers_the_faithful_saliency(name):
+    """On images whose class depends on the top-left cell only, each score ranks the saliency that points there
+    above the one that points away, on every image, in its stated direction."""
     score = SCORES[name]
     assert score.task in TASKS and set(score.needs) <= set(TASKS[score.task].arrays)
-    values = score.per_image(task_arrays(TASKS[score.task]))
-    assert values.shape == (3,) and np.all(np.isfinite(values))
-    assert score.direction in ("lower is better", "higher is better")
-    assert len({other.key for other in SCORES.values()}) == len(SCORES)
+    torch.manual_seed(0)
+    images = list(torch.rand(4, 3, 8, 8))
+
+    def values(saliency):
+        computed = TASKS[score.task].compute(top_left_forward, images, [saliency] * 4, [0] * 4, 1, 5, step_masks)
+        values = score.per_image({name: torch.stack(per_image).numpy() for name, per_image in computed.items()})
+        assert values.shape == (4,) and np.all(np.isfinite(values))
+        return values
+    faithful, unfaithful = values(FAITHFUL), values(UNFAITHFUL)
+    assert np.all(faithful < unfaithful) if score.lower_is_better else np.all(faithful > unfaithful), \
+        (faithful, unfaithful)
+
+
+def test_score_keys_are_distinct():
+    assert len({score.key for score in SCORES.values()}) == len(SCORES)
 
 
 @pytest.mark.parametrize("name", LOCALISATION_SCORES)
@@ -160,12 +223,40 @@ def test_every_localisation_score(name):
     assert score(np.array([[0., 1.], [1., 1.]]), mask) == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("name", OPTIONS)
-def test_every_option_default_is_valid(name):
-    option = OPTIONS[name]
-    assert option.check(option.default) is None
-    assert not option.searchable or option.run_defining
-    assert option.help or option.choices, f"--{name} has no help"
+# Option defaults the README and docs/METHOD.md state (the authors' values where the paper has them).
+DOCUMENTED_DEFAULTS = {
+    "seed": 1, "resnet_stride": 2, "stride_lay2": 2, "nb_att_maps": 3, "end_relu": True, "big_images": True,
+    "optim": "SGD", "lr": 0.001, "momentum": 0.9, "weight_decay": 0.0, "use_scheduler": True, "batch_size": 12,
+    "dropout": 0.0, "lin_lay_bias": False, "epochs": 50, "max_batch_size_single_pass": 12,
+    "dataset_val": "CUB-200-2011_train", "hflip": True, "amp": True, "amp_eval": False, "sync_bn": False,
+    "br_npa_randvec": False, "br_npa_norefine": False, "aux_on_masked": False, "master_net": False,
+    "optuna_trial_nb": 25, "opt_data_aug": True, "optuna_pruner": "none", "optuna_heartbeat": 30,
+    "resume": True, "overwrite": False, "att_metrics_img_nb": 100, "att_metrics_few_steps": False,
+    "att_metrics_batch_size": 64, "att_metrics_saliency": "float", "rise_masks": 4000, "rise_grid": 7,
+    "rise_keep_prob": 0.5,
+}
+# What config_cub.config sets on top: the authors' CUB setting (docs/METHOD.md, "Training").
+AUTHORS_CUB = {"backbone": "resnet50", "pretrained": True, "img_size": 448, "stride_lay3": 1, "stride_lay4": 1,
+               "class_nb": 200, "seed": 1, "optim": "SGD", "lr": 0.001, "momentum": 0.9, "weight_decay": 0.0,
+               "batch_size": 12, "dropout": 0.0, "use_scheduler": True, "lin_lay_bias": False, "epochs": 50,
+               "optuna_trial_nb": 25, "opt_data_aug": True, "nb_att_maps": 3}
+
+
+@pytest.mark.parametrize("name", DOCUMENTED_DEFAULTS)
+def test_documented_option_defaults(name):
+    assert OPTIONS[name].default == DOCUMENTED_DEFAULTS[name]
+
+
+def test_config_cub_is_the_authors_setting():
+    resolved = vars(parse_args(["-c", os.path.join(REPO_ROOT, "config_cub.config")]))
+    assert {name: resolved[name] for name in AUTHORS_CUB} == AUTHORS_CUB
+
+
+def test_every_option_has_help_and_a_valid_default():
+    for name, option in OPTIONS.items():
+        assert option.check(option.default) is None, name
+        assert not option.searchable or option.run_defining, name
+        assert option.help or option.choices, f"--{name} has no help"
 
 
 def test_searchable_options():
