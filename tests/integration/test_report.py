@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import run_models
+from helpers import skip_unless_ci
 from report.browser import missing, open_browser
 
 MODELS = ["br_npa_low_res", "cnn"]
@@ -112,7 +113,7 @@ def test_report_chunks_hold_the_saved_values(demo_report):
 def browser(tmp_path_factory):
     reason = missing()
     if reason:
-        pytest.skip(f"no browser for the report test: {reason}")
+        skip_unless_ci(f"no browser for the report test: {reason}")
     driver = open_browser(str(tmp_path_factory.mktemp("chromium")))
     yield driver
     driver.quit()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import tiny_model
+from helpers import import_or_skip_unless_ci, tiny_model
 from metrics.faithfulness import keep_mask, pearson_rows, single_step_scores
 from metrics.perturbation import box_blur, deletion_substrate, insertion_substrate, min_max, perturbation_records
 from metrics.scores import SCORES
@@ -116,7 +116,7 @@ class SoftmaxScores(torch.nn.Module):
 def test_correlations_equal_the_reference_package(key):
     """saliency-maps-metrics' Deletion / Insertion (black deletion; insertion from the image our blur gives,
     passed in as its masking data) give the same curves and the same DC / IC per image."""
-    multi_step = pytest.importorskip("saliency_maps_metrics.multi_step_metrics")
+    multi_step = import_or_skip_unless_ci("saliency_maps_metrics.multi_step_metrics")
     model, images, classes, saliencies = reference_setup(3, 4)
 
     def forward(batch):
@@ -141,7 +141,7 @@ def test_correlations_equal_the_reference_package(key):
 def test_single_step_scores_equal_the_reference_package():
     """saliency-maps-metrics' IIC_AD and ADD, one image per call (it min-max scales over the whole batch) and maps
     at the image size (its bicubic and our bilinear upsampling then both keep the map as it is)."""
-    single_step = pytest.importorskip("saliency_maps_metrics.single_step_metrics")
+    single_step = import_or_skip_unless_ci("saliency_maps_metrics.single_step_metrics")
     model, images, classes, saliencies = reference_setup(4, 32)
 
     def forward(batch):
