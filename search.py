@@ -9,7 +9,6 @@ optuna's heartbeat. After the study, the best trial's best checkpoint is
 tested and written under the names of a run without search.
 """
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -297,8 +296,8 @@ def finish_search(args, samples, study):
         stage.fresh()
         checkpoint_file = results_io.checkpoint_path(stage.folder, model_id)
         results_io.atomic_write_bytes(checkpoint_file, checkpoint_data)  # the bytes tested are the bytes landed
-        shutil.copyfile(results_io.epoch_metrics_path(exp_folder, model_id, best.number),
-                        results_io.epoch_metrics_path(stage.folder, model_id))
+        with open(results_io.epoch_metrics_path(exp_folder, model_id, best.number), "rb") as file:
+            results_io.atomic_write_bytes(results_io.epoch_metrics_path(stage.folder, model_id), file.read())
         staged_config = results_io.config_path(stage.folder, model_id)
         write_config(best_config, staged_config, run_id=checkpoint["run_id"], search_trial=best.number)
         results_io.atomic_write_json(results_io.best_params_path(stage.folder, model_id),
