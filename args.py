@@ -66,6 +66,9 @@ OPTION_GROUPS = [
         run_option("dataset_test", str, "CUB-200-2011_test", "test folder in data_dir"),
         run_option("class_nb", int, 200, "number of classes (must match the folders)", **at_least(2)),
         run_option("train_prop", float, 0.9, "share of the train folder used for training when it also validates"),
+        run_option("released_split", str2bool, False,
+                   "the released code's split: unstratified, seeded 1 whatever --seed, and the train folder cut "
+                   "to train_prop even when another folder validates (False: stratified, seeded by --seed)"),
         run_option("big_images", str2bool, True, "448 px input (True) or 224 px (False)"),
         run_option("img_size", optional_int, None, "input side in pixels; None means 448 or 224 from --big_images",
                    valid=lambda v: v is None or v >= 8, expected="at least 8 (pixels)"),
@@ -85,7 +88,8 @@ OPTION_GROUPS = [
         run_option("stride_lay2", int, 2, "stride of the first block of layer2", **at_least(1)),
         run_option("stride_lay3", int, 1, "stride of the first block of layer3", **at_least(1)),
         run_option("stride_lay4", int, 1, "stride of the first block of layer4", **at_least(1)),
-        run_option("end_relu", str2bool, True, "keep the ReLU ending the last block"),
+        run_option("end_relu", str2bool, True,
+                   "keep the ReLU ending the last block of the last stage (docs/METHOD.md)"),
         run_option("head", optional_str, None, choices=(None, *HEADS),
                    help="attention head (models/heads.py); None: the head that --attention and --br_npa describe"),
         run_option("attention", str2bool, True, "attention head (False: plain CNN); --head wins when given"),
@@ -107,6 +111,10 @@ OPTION_GROUPS = [
         searched("batch_size", int, 12, "images per optimiser step", **at_least(1)),
         run_option("max_batch_size_single_pass", int, 12,
                    "images per forward pass; larger batches use gradient accumulation", **at_least(1)),
+        run_option("released_batch_cut", str2bool, False,
+                   "train on the images the authors' released loop trained on: loader batches of "
+                   "max_batch_size_single_pass images gathered up to batch_size, the one that overflows cut "
+                   "(its other images unseen); False trains on every image"),
         setting("val_batch_size", int, 32, "batch size of validation / test", **at_least(1)),
         run_option("epochs", int, 50, "maximum number of epochs", **at_least(1)),
         run_option("max_worse_epoch_nb", int, 10, "stop after this many epochs without validation gain",
@@ -276,7 +284,7 @@ def check_args(args, parser):
         parser.error("--aux_on_masked True needs the BR-NPA head with --nb_att_maps 3")
     if args.master_net and not args.m_model_id:
         parser.error("--master_net True needs --m_model_id (the teacher's model id)")
-    if not 0 < args.train_prop < 1 and args.dataset_val == args.dataset_train:
+    if not 0 < args.train_prop < 1 and (args.dataset_val == args.dataset_train or args.released_split):
         parser.error("--train_prop must be strictly between 0 and 1 when the train folder also validates")
     if args.pretrained and args.resnet_chan != 64:
         parser.error("--pretrained True needs --resnet_chan 64 (ImageNet weights have the standard width)")

@@ -54,6 +54,7 @@ class Folders:
     class_nb: int
     train_prop: float
     seed: int
+    released_split: bool = False
 
 
 def scan_folder(data_dir, name, class_nb=None, checked_images_file=None):
@@ -194,6 +195,16 @@ def split_samples(samples, train_prop, seed):
     return [samples[i] for i in sorted(train_inds)], [samples[i] for i in sorted(val_inds)]
 
 
+def released_split(samples, train_prop):
+    """The split of the authors' released code: (train samples, val samples) of torch's random_split with the
+    global generator seeded 1 (whatever the run's seed), not stratified; the first int(N * train_prop) images
+    of the permutation train, the rest validate. Both lists are in folder order."""
+    total = len(samples)
+    permutation = torch.randperm(total, generator=torch.Generator().manual_seed(1)).tolist()
+    cut = int(total * train_prop)
+    return [samples[i] for i in sorted(permutation[:cut])], [samples[i] for i in sorted(permutation[cut:])]
+
+
 def checked_images_file():
     """Where images known to decode are listed (path -> [size, mtime_ns]): a cache in the user's cache
     folder, not a result."""
@@ -224,7 +235,10 @@ def load_samples(folders):
                             f"those of {os.path.join(folders.data_dir, folders.dataset_train)} (only in train: "
                             f"{only_train[:5]}, only in {split}: {only_here[:5]}): labels would not match")
     samples = {split: found for split, (_, found) in scanned.items()}
-    if "val" not in samples:
+    if folders.released_split:  # the train folder is cut to train_prop even when another folder validates
+        samples["train"], own_val = released_split(samples["train"], folders.train_prop)
+        samples.setdefault("val", own_val)
+    elif "val" not in samples:
         samples["train"], samples["val"] = split_samples(samples["train"], folders.train_prop, folders.seed)
     return samples
 

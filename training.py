@@ -21,6 +21,7 @@ import distributed
 import results_io
 import runs
 from args import SEARCHABLE
+from errors import UserError
 from load_data import build_transform, make_loader, make_train_loader, set_loader_epoch
 from metrics.attention import scale_to_uint8, sparsity
 from models.net import AUX_SLICES, build_model
@@ -32,9 +33,12 @@ METRICS_HEADER = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accu
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
-    """How a training step runs: chunks of at most chunk_size images per forward pass, the loss weights and
-    the distillation values, bf16 autocast or not, the memory layout of the batches."""
+    """How a training step runs: chunks of at most chunk_size images per forward pass, batch_size images per
+    optimiser step, whether the batches are cut as the released loop cut them (released_step_chunks), the
+    loss weights and the distillation values, bf16 autocast or not, the memory layout of the batches."""
     chunk_size: int
+    batch_size: int = 0
+    released_batch_cut: bool = False
     nll_weight: float = 1.0
     kl_interp: float = 0.5
     kl_temp: float = 1.0
@@ -121,16 +125,44 @@ def local_share(samples):
     return samples[start:stop]
 
 
+def step_chunks(loader, chunk_size):
+    """The optimiser steps of an epoch, each a list of (images, target) chunks: one step per loader batch,
+    cut into chunks of at most chunk_size images."""
+    for images, target in loader:
+        yield list(zip(images.split(chunk_size), target.split(chunk_size)))
+
+
+def released_step_chunks(loader, batch_size):
+    """The optimiser steps of an epoch as the authors' released loop formed them, each a list of (images,
+    target) chunks: the loader gives batches of at most the chunk size, which are gathered until they hold
+    batch_size images; the batch that would overflow is cut to the images still missing, and its other images
+    are not trained on (with batch 12 and chunk 9, 9 + 3 of every 18 images). What is gathered when the epoch
+    ends is a last, smaller step."""
+    group, size = [], 0
+    for images, target in loader:
+        keep = min(len(target), batch_size - size)
+        group.append((images[:keep], target[:keep]))
+        size += keep
+        if size == batch_size:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
 def train_one_epoch(model, loader, optimizer, device, step, teacher=None):
-    """One epoch. Each loader batch is split into chunks of at most step.chunk_size images whose gradients
-    accumulate into ONE optimiser step. step: a StepConfig."""
+    """One epoch. The gradients of a step's chunks (step_chunks, or released_step_chunks with
+    step.released_batch_cut) accumulate, weighted by their image counts, into ONE optimiser step.
+    step: a StepConfig."""
     model.train()
     sums = MetricSums(device, aux_names(model))
-    for images, target in progress(loader, desc="train"):
-        images, target = to_device(images, target, device, step.layout)
+    steps = released_step_chunks(loader, step.batch_size) if step.released_batch_cut \
+        else step_chunks(loader, step.chunk_size)
+    for chunks in progress(steps, desc="train", total=None if step.released_batch_cut else len(loader)):
         optimizer.zero_grad(set_to_none=True)
-        chunks = list(zip(images.split(step.chunk_size), target.split(step.chunk_size)))
+        step_images = sum(len(chunk_target) for _, chunk_target in chunks)
         for chunk_index, (chunk_images, chunk_target) in enumerate(chunks):
+            chunk_images, chunk_target = to_device(chunk_images, chunk_target, device, step.layout)
             # several processes: gradients are averaged across them once, after the last chunk
             last_chunk = chunk_index == len(chunks) - 1
             sync = model.no_sync() if isinstance(model, DistributedDataParallel) and not last_chunk \
@@ -143,7 +175,7 @@ def train_one_epoch(model, loader, optimizer, device, step, teacher=None):
                         teacher_logits = teacher(chunk_images)["output"]
                 loss = compute_loss(result, chunk_target, step.nll_weight, teacher_logits, step.kl_interp,
                                     step.kl_temp)
-            (loss * len(chunk_target) / len(target)).backward()
+            (loss * len(chunk_target) / step_images).backward()
             sums.add(loss, result, chunk_target)
         optimizer.step()
     return sums.means()
@@ -181,7 +213,8 @@ def evaluate(model, loader, device, nll_weight=1.0, amp=False, layout=torch.pres
 
 def step_config(config, device):
     """The StepConfig of a run's configuration."""
-    return StepConfig(chunk_size=config.max_batch_size_single_pass, nll_weight=config.nll_weight,
+    return StepConfig(chunk_size=config.max_batch_size_single_pass, batch_size=config.batch_size,
+                      released_batch_cut=config.released_batch_cut, nll_weight=config.nll_weight,
                       kl_interp=config.kl_interp, kl_temp=config.kl_temp, amp=train_amp(config.amp, device),
                       layout=memory_format(config.channels_last, device))
 
@@ -192,6 +225,11 @@ def build_train_loaders(config, samples):
     _, geometry, augmentation = data_config(config)
     # several processes share the global batch: each takes its part of every batch (rounded up)
     process_batch = math.ceil(config.batch_size / distributed.world_size())
+    if config.released_batch_cut:  # the released loader: batches of at most one chunk
+        if distributed.world_size() > 1:
+            raise UserError("--released_batch_cut True reproduces the released single-process loop: run it "
+                            "without torchrun")
+        process_batch = min(config.batch_size, config.max_batch_size_single_pass)
     train_loader = make_train_loader(samples["train"], build_transform(geometry, augmentation), process_batch,
                                      config.seed, config.num_workers, pin_memory(config), distributed.rank(),
                                      distributed.world_size())

@@ -77,6 +77,25 @@ def test_validation_split_is_seeded_and_stratified(tiny_synth):
     assert first["test"] == sorted(first["test"], key=lambda s: (s[1], os.path.basename(s[0])))
 
 
+def test_released_split_is_the_released_random_split(tiny_synth):
+    """--released_split True: the images of the released code's random_split with torch seeded 1, whatever
+    --seed; the train folder is cut to train_prop even when another folder validates."""
+    import torch
+    argv = ["--data_dir", tiny_synth, "--dataset_train", "tiny_train", "--dataset_val", "tiny_train",
+            "--dataset_test", "tiny_test", "--class_nb", "3", "--train_prop", "0.75", "--released_split", "True"]
+    samples = load_samples(parse_args(argv + ["--seed", "7"]))
+    folder = scan_folder(tiny_synth, "tiny_train")[1]
+    state = torch.get_rng_state()
+    torch.manual_seed(1)  # as the released load_data did
+    train_part, val_part = torch.utils.data.random_split(folder, [int(len(folder) * 0.75),
+                                                                  len(folder) - int(len(folder) * 0.75)])
+    torch.set_rng_state(state)
+    assert sorted(samples["train"]) == sorted(train_part) and sorted(samples["val"]) == sorted(val_part)
+    assert load_samples(parse_args(argv + ["--seed", "2"])) == samples
+    other_val = load_samples(parse_args(argv[:4] + ["--dataset_val", "tiny_test"] + argv[6:]))
+    assert other_val["train"] == samples["train"] and other_val["val"] == other_val["test"]
+
+
 def test_prepare_cub_on_fake_tree(tmp_path):
     cub = tmp_path / "CUB_200_2011"
     rel_paths = ["001.Black_footed_Albatross/a_1.jpg", "001.Black_footed_Albatross/a_2.jpg",

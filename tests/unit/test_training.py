@@ -122,3 +122,67 @@ def test_the_teachers_logits_reach_the_loss():
     values = train_one_epoch(student, [(images, target)], optimizer, torch.device("cpu"), step, teacher=teacher)
     assert values["loss"] == pytest.approx(expected.item(), abs=1e-6)
     assert abs(values["loss"] - alone.item()) > 1e-3
+
+
+def released_kept_counts(loader_sizes, batch_size):
+    """How many images of each loader batch the authors' released loop trained on, transcribed from its
+    accumulation: a batch that overflows batch_size is cut to what is missing (it keeps 2 x the GPU count
+    instead when fewer are missing: no GPU here)."""
+    acc_size, kept = 0, []
+    for size in loader_sizes:
+        if acc_size + size > batch_size:
+            size = batch_size - acc_size
+            acc_size = batch_size
+        else:
+            acc_size += size
+        kept.append(size)
+        if acc_size == batch_size:
+            acc_size = 0
+    return kept
+
+
+class RecordingModel(LinearModel):
+    """Remembers the index of every image it is trained on (each image holds its index in every pixel)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, images):
+        self.seen += images[:, 0, 0, 0].round().long().tolist()
+        return super().forward(images)
+
+
+@pytest.mark.parametrize("image_nb, batch_size, chunk, expected_steps", [
+    (18, 12, 9, 1),  # the ablations' setting: 9 + 3 of every 18 images
+    (27, 12, 9, 2),  # 9 + 3 | the third batch, at the end of the epoch: a last, smaller step
+    (140, 130, 12, 2),  # the searched maximum: 2 images of 132 lost, then the 8 left at the end
+    (20, 8, 8, 3),  # batch = chunk: nothing is cut
+])
+def test_released_batch_cut_trains_on_the_released_images(image_nb, batch_size, chunk, expected_steps):
+    images = torch.arange(image_nb, dtype=torch.float32)[:, None, None, None].expand(image_nb, 3, 2, 2).clone()
+    target = torch.arange(image_nb) % 3
+    loader = [(images[i:i + chunk], target[i:i + chunk]) for i in range(0, image_nb, chunk)]
+    kept = released_kept_counts([len(t) for _, t in loader], batch_size)
+    expected = [int(index) for (batch, _), count in zip(loader, kept) for index in batch[:count, 0, 0, 0]]
+    model = RecordingModel()
+    optimizer = build_optimizer(model.parameters(), "SGD", 0.1)
+    steps = []
+    real_step = optimizer.step
+    optimizer.step = lambda: (steps.append(1), real_step())
+    step = StepConfig(chunk_size=chunk, batch_size=batch_size, released_batch_cut=True)
+    train_one_epoch(model, loader, optimizer, torch.device("cpu"), step)
+    assert model.seen == expected and len(steps) == expected_steps
+    if batch_size == chunk:
+        assert expected == list(range(image_nb))
+    else:
+        assert len(expected) < image_nb  # some images are never seen
+
+
+def test_every_image_is_trained_on_by_default():
+    images = torch.arange(18, dtype=torch.float32)[:, None, None, None].expand(18, 3, 2, 2).clone()
+    loader = [(images[i:i + 12], torch.arange(i, min(i + 12, 18)) % 3) for i in (0, 12)]
+    model = RecordingModel()
+    train_one_epoch(model, loader, build_optimizer(model.parameters(), "SGD", 0.1), torch.device("cpu"),
+                    StepConfig(chunk_size=9, batch_size=12))
+    assert model.seen == list(range(18))
