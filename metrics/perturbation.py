@@ -83,10 +83,11 @@ def step_masks(saliency, cells_per_step):
 def topk_step_masks(saliency, cells_per_step):
     """The order of the authors' released code: at every step torch.topk picks the cells_per_step highest
     cells, and the picked cells are set to -1 (below any saliency) for the next steps. The order among equal
-    values is topk's, which may differ between devices. saliency: (h, w) in [0, 1]. Returns (T, h, w) bool,
-    as step_masks."""
+    values is topk's, which may differ between devices: the released code ran it on CPU tensors (its maps were
+    loaded on the CPU and never moved), so it runs on the CPU here too, whatever the saliency's device.
+    saliency: (h, w) in [0, 1]. Returns (T, h, w) bool on the saliency's device, as step_masks."""
     height, width = saliency.shape
-    current = saliency.flatten().clone().float()
+    current = saliency.detach().cpu().flatten().clone().float()
     picked = torch.zeros(current.numel(), dtype=torch.bool, device=current.device)
     masks, left = [], current.numel()
     while left > 0:
@@ -95,7 +96,7 @@ def topk_step_masks(saliency, cells_per_step):
         current[indices] = -1
         masks.append(picked.clone())
         left -= cells_per_step
-    return torch.stack(masks).view(len(masks), height, width)
+    return torch.stack(masks).view(len(masks), height, width).to(saliency.device)
 
 
 def box_blur(images, kernel=BLUR_KERNEL):

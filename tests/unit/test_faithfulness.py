@@ -190,3 +190,60 @@ def test_progress_and_sets_of_an_older_version_are_computed_again(tmp_path, caps
     assert saved_signature(paths) is None
     err = capsys.readouterr().err
     assert "start_scores, step_saliency" in err and "computing the set again" in err
+
+
+@pytest.mark.parametrize("key", ["Del", "Add"])
+def test_the_reference_package_default_step_cap(key):
+    """saliency-maps-metrics caps a curve at 196 steps by default (bound_max_step=True, max_step_nb=196): on a
+    28x28 map it moves 784 // 196 = 4 cells per step. The project's equivalent, the step count of
+    --att_metrics_few_steps at 448 px (196, the low-res map's cell count), gives the same 4 cells per step,
+    and the same curves and DC / IC as the package's defaults."""
+    from attention_metrics import few_step_nb
+    from helpers import tiny_options
+    from metrics.perturbation import cells_per_step
+    multi_step = import_or_skip_unless_ci("saliency_maps_metrics.multi_step_metrics")
+    assert few_step_nb(tiny_options(img_size=448, resnet_stride=2)) == 196
+    step_cells = cells_per_step(28, 28, 196)
+    assert step_cells == 4
+    torch.manual_seed(3)
+    model = tiny_model(head="cnn").eval()
+    images, saliencies = torch.rand(2, 3, 56, 56), torch.rand(2, 28, 28)
+    with torch.no_grad():
+        classes = model(images)["output"].argmax(dim=1)
+        records = perturbation_records(lambda batch: model(batch)["output"], list(images),
+                                       [min_max(s) for s in saliencies], classes.tolist(),
+                                       deletion_substrate if key == "Del" else insertion_substrate, step_cells, 64)
+    ours = SCORES["DC" if key == "Del" else "IC"].per_image(score_arrays(records))
+    metric = multi_step.Deletion() if key == "Del" else multi_step.Insertion()  # the package's defaults
+    for index in range(2):
+        image = images[index:index + 1]
+        masking = torch.zeros_like(image) if key == "Del" else box_blur(image)
+        scores, saliency_means = metric.compute_scores(SoftmaxScores(model), image, saliencies[index][None, None],
+                                                       classes[index:index + 1], masking_data=masking)
+        assert scores.shape == (1, 197)  # the start image and 196 steps
+        assert scores[0, 1:] == pytest.approx(records["curves"][index][:, 1].numpy(), abs=1e-5)
+        assert ours[index] == pytest.approx(metric.compute_calibration_metric(scores, saliency_means)[0], abs=1e-5)
+
+
+class WeightedScores(torch.nn.Module):
+    """The hand-worked model as the reference package wants it: images -> softmax scores."""
+
+    def forward(self, images):
+        return torch.softmax(weighted_model(images), dim=1)
+
+
+def test_a_constant_map_keeps_nothing_here_and_its_level_in_the_package():
+    """A constant map of 0.7 on the ones image (clean score 0.9). Here it is scaled to 0: the kept image is
+    black (score 0.1, AD = 0.8 / 0.9) and the removed one is the clean image (ADD 0). saliency-maps-metrics
+    leaves it at 0.7: kept 0.7 (score 0.1 + 0.8 * 0.7 = 0.66, AD = 0.24 / 0.9), removed 0.3 (score 0.34,
+    ADD = 0.56 / 0.9)."""
+    constant = torch.full((2, 2), 0.7)
+    scores = single_step_scores(weighted_model, [torch.ones(3, 2, 2)], [constant], [0], 2)
+    arrays = {"scores": torch.stack(scores).numpy().astype(np.float64)}
+    assert scores[0].tolist() == pytest.approx([0.9, 0.1, 0.9])
+    assert SCORES["AD"].per_image(arrays)[0] == pytest.approx(0.8 / 0.9)
+    assert SCORES["ADD"].per_image(arrays)[0] == pytest.approx(0.0)
+    single_step = import_or_skip_unless_ci("saliency_maps_metrics.single_step_metrics")
+    arguments = (WeightedScores(), torch.ones(1, 3, 2, 2), constant[None, None], torch.tensor([0]))
+    assert float(single_step.IIC_AD()(*arguments)["ad"]) == pytest.approx(0.24 / 0.9, abs=1e-6)
+    assert float(single_step.ADD()(*arguments)["add"]) == pytest.approx(0.56 / 0.9, abs=1e-6)
