@@ -93,10 +93,11 @@ def load_task_sets(exp_folder, task, landed):
 
 
 def score_values(sets, landed):
-    """({score name: {source: per-image values (N,)}}, notes) of every score of metrics/scores.py, from the
-    sets of its task (sets: {task key: load_task_sets result}). A set that lacks an array a score needs gets
-    a note with the command that computes it again, instead of a value."""
-    values, notes = {name: {} for name in SCORES}, []
+    """({score name: {source: per-image values (N,)}}, {score name: {source: per-image denominators (N,)}} for
+    the ratio scores, notes) of every score of metrics/scores.py, from the sets of its task (sets: {task key:
+    load_task_sets result}). A set that lacks an array a score needs gets a note with the command that
+    computes it again, instead of a value."""
+    values, denominators, notes = {name: {} for name in SCORES}, {}, []
     for score in SCORES.values():
         for source, arrays in sets[score.task].items():
             missing = [name for name in score.needs if name not in arrays]
@@ -107,7 +108,9 @@ def score_values(sets, landed):
                              f"{remake_command(landed[model_id], source, score.task)} to compute them again")
                 continue
             values[score.name][source] = score.per_image(arrays)
-    return values, notes
+            if score.denominator is not None:
+                denominators.setdefault(score.name, {})[source] = score.denominator(arrays)
+    return values, denominators, notes
 
 
 def mean_ci(values):
@@ -131,10 +134,13 @@ def welch_matrix(aucs):
 
 
 def write_score_csvs(exp_folder, score, aucs):
-    """attMetrics_<key>.csv (the mean) and attMetrics_<key>_pop.csv (every image's value) of a score."""
+    """attMetrics_<key>.csv (the mean, and the median for a ratio score) and attMetrics_<key>_pop.csv (every
+    image's value) of a score."""
     paths = results_io.summary_paths(exp_folder, score.key)
-    rows = [[model_id, float(values.mean())] for model_id, values in sorted(aucs.items())]
-    results_io.atomic_write_csv(paths["mean"], ["model_id", "mean"], rows)
+    ratio = score.denominator is not None  # a ratio score's mean can hang on one image: its median goes beside it
+    rows = [[model_id, float(values.mean())] + ([float(np.median(values))] if ratio else [])
+            for model_id, values in sorted(aucs.items())]
+    results_io.atomic_write_csv(paths["mean"], ["model_id", "mean"] + (["median"] if ratio else []), rows)
     width = max(len(values) for values in aucs.values())
     pop_rows = [[model_id] + list(values) for model_id, values in sorted(aucs.items())]
     results_io.atomic_write_csv(paths["pop"], ["model_id"] + [f"img_{i}" for i in range(width)], pop_rows)
@@ -267,10 +273,32 @@ def post_hoc_row(exp_folder, landed, source, method):
             "local": localisation(landed.args, test_folder_samples(landed.args), maps, images)}
 
 
+MAX_NUMBER_WIDTH = 6
+
+
+def fmt_number(value, digits=3):
+    """value with `digits` decimals, or in scientific notation where that is longer than MAX_NUMBER_WIDTH
+    characters (a ratio of a tiny clean score), so that a column keeps its width."""
+    text = f"{value:.{digits}f}"
+    return text if len(text) <= MAX_NUMBER_WIDTH else f"{value:.2e}"
+
+
 def fmt(value, half=None, digits=3):
     if value is None or np.isnan(value):
         return "-"
-    return f"{value:.{digits}f}" + ("" if half is None or np.isnan(half) else f" ±{half:.{digits}f}")
+    return fmt_number(value, digits) + ("" if half is None or np.isnan(half) else f" ±{fmt_number(half, digits)}")
+
+
+def tiny_denominator_notes(denominators, threshold):
+    """One line per ratio score: which sources have images whose denominator (the clean score of AD and ADD) is
+    below threshold, and how many. denominators: Experiment.denominators."""
+    notes = []
+    for name, per_source in denominators.items():
+        counts = {source: int((values < threshold).sum()) for source, values in sorted(per_source.items())}
+        found = ", ".join(f"{source} {count}" for source, count in counts.items() if count)
+        notes.append(f"{name}: images whose clean score is below {threshold:g}, which can dominate the mean "
+                     f"(the median is beside it): {found or 'none'}")
+    return notes
 
 
 def incomplete_models(exp_folder, landed):
@@ -293,7 +321,7 @@ class Experiment:
     uniform_energy: the energy in part of a uniform saliency, or None; run_ids: {model_id: run id} of the runs
     summarised; incomplete: notes of incomplete sets; not_computed: notes of the scores a source has no set for,
     with the command that computes them; sets: {task key: {source: {array name: array}}} as read; landed:
-    {model_id: runs.LandedRun}."""
+    {model_id: runs.LandedRun}; denominators: {ratio score name: {source: per-image denominators}}."""
     rows: dict
     curves: dict
     uniform_energy: Optional[float]
@@ -302,6 +330,7 @@ class Experiment:
     not_computed: list
     sets: dict
     landed: dict
+    denominators: dict
 
 
 def experiment_rows(exp_folder):
@@ -313,7 +342,7 @@ def experiment_rows(exp_folder):
     for key, task in TASKS.items():
         sets[key], notes = load_task_sets(exp_folder, task, landed)
         incomplete += notes
-    values, notes = score_values(sets, landed)
+    values, denominators, notes = score_values(sets, landed)
     incomplete += notes
     sources = sorted(set(landed) | {source for key in TASKS for source in sets[key]})
     rows, uniform_energy = {}, None
@@ -332,7 +361,7 @@ def experiment_rows(exp_folder):
     curves = {key: {source: arrays["curves"] for source, arrays in sets[key].items()}
               for key, task in TASKS.items() if task.curve is not None}
     return Experiment(rows, curves, uniform_energy, {model_id: run.run_id for model_id, run in landed.items()},
-                      incomplete, not_computed_notes(exp_folder, sources, landed), sets, landed)
+                      incomplete, not_computed_notes(exp_folder, sources, landed), sets, landed, denominators)
 
 
 def not_computed_notes(exp_folder, sources, landed):
@@ -396,6 +425,9 @@ def build_parser():
     parser.add_argument("--report", type=str2bool, nargs="?", const=True, default=False,
                         help="also write <vis_dir>/<exp_id>/report.html: the table, the plots and every evaluated "
                              "test image's maps and curves, to open in a browser (offline)")
+    parser.add_argument("--tiny_clean_score", type=float, default=1e-3,
+                        help="AD and ADD divide by the clean image's score: the images whose clean score is below "
+                             "this are counted in a note under the table (one of them can dominate a mean)")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
     return parser
 
@@ -410,9 +442,9 @@ def summarise(opts):
             raise UserError(f"no results in {exp_folder}: run ./train.sh MODEL_ID, then ./get_dauc_scores.sh "
                             f"MODEL_ID and ./get_iauc_scores.sh MODEL_ID")
     if len(opts.exp_id) == 1:
-        summarise_experiment(results_dir, vis_dir, opts.exp_id[0], opts.report)
+        summarise_experiment(results_dir, vis_dir, opts.exp_id[0], opts.report, opts.tiny_clean_score)
     else:
-        summarise_seeds(results_dir, vis_dir, opts.exp_id, opts.report)
+        summarise_seeds(results_dir, vis_dir, opts.exp_id, opts.report, opts.tiny_clean_score)
 
 
 def write_experiment_csvs(exp_folder, rows):
@@ -427,8 +459,9 @@ def write_experiment_csvs(exp_folder, rows):
     return written
 
 
-def summarise_experiment(results_dir, vis_dir, exp_id, report=False):
-    """One experiment: CSVs, plots and a table with 95% intervals over the test images (and the HTML report)."""
+def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_score=1e-3):
+    """One experiment: CSVs, plots and a table with 95% intervals over the test images (and the HTML report).
+    tiny_clean_score: the clean scores below it are counted, per source, in a note on AD and ADD."""
     exp_folder, vis_folder = os.path.join(results_dir, exp_id), os.path.join(vis_dir, exp_id)
     experiment = experiment_rows(exp_folder)
     rows, curves, uniform_energy = experiment.rows, experiment.curves, experiment.uniform_energy
@@ -441,15 +474,19 @@ def summarise_experiment(results_dir, vis_dir, exp_id, report=False):
             os.makedirs(vis_folder, exist_ok=True)
             plot_mean_curves(os.path.join(vis_folder, results_io.curves_plot_name(key)), TASKS[key].curve,
                              task_curves)
-    header = [("model_id", ""), ("accuracy", ""), ("sparsity", ""),
-              *((name, score.arrow) for name, score in SCORES.items()), ("n", ""),
-              *((name, "") for name in LOCALISATION_SCORES)]
+    header = [("model_id", ""), ("accuracy", ""), ("sparsity", "")]
+    for name, score in SCORES.items():
+        header += [(name, score.arrow)] + ([(f"{name} median", score.arrow)] if score.denominator else [])
+    header += [("n", ""), *((name, "") for name in LOCALISATION_SCORES)]
     table = []
     for model_id, row in sorted(rows.items()):
         cells = [(fmt(row["accuracy"]), row["accuracy"]), (fmt(row["sparsity"]), row["sparsity"])]
-        for name in SCORES:
+        for name, score in SCORES.items():
             mean_half = mean_ci(row[name]) if name in row else None
             cells.append((fmt(*mean_half), mean_half[0]) if mean_half else ("-", None))
+            if score.denominator:
+                median = float(np.median(row[name])) if name in row else None
+                cells.append((fmt(median), median))
         counts = sorted({len(row[name]) for name in SCORES if name in row})
         cells.append(("/".join(map(str, counts)) or "-", counts[0] if counts else None))
         cells += [(fmt(row.get(name)), row.get(name)) for name in LOCALISATION_SCORES]
@@ -457,11 +494,11 @@ def summarise_experiment(results_dir, vis_dir, exp_id, report=False):
     print("mean and 95% interval over the test images (n: images per score; several counts when they differ)")
     print_table(header_names(header), [[model_id, *(text for text, _ in cells)] for model_id, cells in table])
     print(directions())
-    if uniform_energy is not None:
-        print(f"energy in part of a uniform saliency map (chance): {uniform_energy:.3f}")
+    notes = tiny_denominator_notes(experiment.denominators, tiny_clean_score) + chance_note(uniform_energy)
+    for note in notes:
+        print(note)
     if report:
-        write_html_report(vis_folder, f"{exp_id}", header, table, chance_note(uniform_energy),
-                          exp_folder, experiment)
+        write_html_report(vis_folder, f"{exp_id}", header, table, notes, exp_folder, experiment)
     write_summary_runs([exp_folder] + ([vis_folder] if os.path.isdir(vis_folder) else []), {exp_id: experiment})
     if any(curves.values()):
         print(f"CSV files in {exp_folder}, plots in {vis_folder}")
@@ -512,9 +549,9 @@ def write_html_report(vis_folder, title, header, table, notes, exp_folder, exper
     print(f"report of {len(gallery.images)} test images x {len(gallery.sources)} sources: {path}")
 
 
-def summarise_seeds(results_dir, vis_dir, exp_ids, report=False):
+def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_score=1e-3):
     """Several experiments (seeds): per-model means over them, 95% t-intervals, Welch tests on the
-    per-experiment means, mean curves with a band."""
+    per-experiment means, mean curves with a band (tiny_clean_score: as summarise_experiment's)."""
     summary_id = "+".join(exp_ids)
     summary_folder, vis_folder = os.path.join(results_dir, summary_id), os.path.join(vis_dir, summary_id)
     experiments = {exp_id: experiment_rows(os.path.join(results_dir, exp_id)) for exp_id in exp_ids}
@@ -564,11 +601,14 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False):
     print_table(header_names(header), [[model_id, *(text for text, _ in cells)] for model_id, cells in table])
     print(directions())
     uniform = [experiment.uniform_energy for experiment in per_experiment if experiment.uniform_energy is not None]
-    if uniform:
-        print(f"energy in part of a uniform saliency map (chance): {np.mean(uniform):.3f}")
+    notes = [f"{exp_id}, {note}" for exp_id, experiment in experiments.items()
+             for note in tiny_denominator_notes(experiment.denominators, tiny_clean_score)]
+    notes += chance_note(np.mean(uniform) if uniform else None)
+    for note in notes:
+        print(note)
     if report:
         write_html_report(vis_folder, f"{summary_id}: mean and 95% interval over {len(exp_ids)} experiments",
-                          header, table, chance_note(np.mean(uniform) if uniform else None),
+                          header, table, notes,
                           os.path.join(results_dir, exp_ids[0]), experiments[exp_ids[0]],
                           gallery_note=f"the images of {exp_ids[0]}, the first of the {len(exp_ids)} experiments")
     write_summary_runs([summary_folder] + ([vis_folder] if os.path.isdir(vis_folder) else []), experiments)

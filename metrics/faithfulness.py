@@ -41,6 +41,11 @@ def step_correlations(arrays, deletion):
     return pearson_rows(changes, arrays["step_saliency"])
 
 
+def clean_scores(arrays):
+    """y per image, the score of the clean image: arrays['scores'] (N, 3) -> (N,). AD and ADD divide by it."""
+    return arrays["scores"][:, 0]
+
+
 def average_drop(arrays):
     """AD per image: max(0, y - y_kept) / y. arrays['scores']: (N, 3) of (clean, kept, removed)."""
     clean, kept = arrays["scores"][:, 0], arrays["scores"][:, 1]

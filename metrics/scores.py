@@ -7,17 +7,21 @@ in the tables is the mean over the images, with a 95% interval. Each entry state
 - task: the key of the task whose files it reads;
 - needs: the arrays of that task it reads (a set written without one of them gets a note, not a number);
 - per_image: {array name: (N, ...) numpy array} -> (N,) float64 values;
-- lower_is_better: its direction.
+- lower_is_better: its direction;
+- denominator (optional): for a ratio, {array name: array} -> (N,) per-image values it divides by. Where one
+  is tiny a single image can dominate the mean: processResults.py counts such images and shows the median
+  beside the mean.
 
 Adding a score means writing its per_image function and adding one Score here.
 """
 import dataclasses
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
 from metrics.curves import CURVE_METRICS
-from metrics.faithfulness import average_drop, average_drop_in_deletion, increase_in_confidence, step_correlations
+from metrics.faithfulness import (average_drop, average_drop_in_deletion, clean_scores, increase_in_confidence,
+                                  step_correlations)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +32,7 @@ class Score:
     needs: tuple
     per_image: Callable
     lower_is_better: bool
+    denominator: Optional[Callable] = None
 
     @property
     def direction(self):
@@ -52,7 +57,8 @@ SCORES = {score.name: score for score in [
           lambda arrays: step_correlations(arrays, deletion=True), lower_is_better=False),
     Score("IC", "IC", "Add", ("curves", "start_scores", "step_saliency"),
           lambda arrays: step_correlations(arrays, deletion=False), lower_is_better=False),
-    Score("AD", "AD", "Single", ("scores",), average_drop, lower_is_better=True),
+    Score("AD", "AD", "Single", ("scores",), average_drop, lower_is_better=True, denominator=clean_scores),
     Score("IIC", "IIC", "Single", ("scores",), increase_in_confidence, lower_is_better=False),
-    Score("ADD", "ADD", "Single", ("scores",), average_drop_in_deletion, lower_is_better=False),
+    Score("ADD", "ADD", "Single", ("scores",), average_drop_in_deletion, lower_is_better=False,
+          denominator=clean_scores),
 ]}

@@ -1,6 +1,7 @@
 """Fast reproductions of ways a run could go silently wrong or end in a traceback: names, landing, locks,
 config files, statistics, images. Each compares with an independent computation or a hand-made state."""
 import argparse
+import csv
 import fcntl
 import json
 import math
@@ -353,3 +354,29 @@ def test_high_res_demo_maps_are_16x16():
     maps = build_model(model_config(options)).eval()(torch.randn(1, 3, 64, 64))["att_maps"]
     assert maps.shape == (1, 3, 16, 16)
     assert step_plan(options, 16, 16) == (16, 16)
+
+
+def test_a_tiny_clean_score_is_counted_and_the_median_shown(tmp_path):
+    """AD and ADD divide by the clean score: an image whose clean score is 1e-6 gives an ADD of about -2e5 that
+    swamps the mean. The note counts such images per source, the CSV holds the median beside the mean, and the
+    table prints the number in scientific notation instead of widening the column."""
+    from metrics.scores import SCORES
+    scores = {"a": np.array([[0.9, 0.8, 0.45], [0.8, 0.8, 0.4], [1e-6, 0.5, 0.2], [0.5, 0.6, 0.25]]),
+              "b": np.array([[0.9, 0.9, 0.3], [0.6, 0.3, 0.3], [0.7, 0.7, 0.35], [0.8, 0.6, 0.4]])}
+    add = {source: SCORES["ADD"].per_image({"scores": array}) for source, array in scores.items()}
+    assert add["a"][2] == pytest.approx((1e-6 - 0.2) / 1e-6)  # about -2e5
+    denominators = {name: {source: SCORES[name].denominator({"scores": array}) for source, array in scores.items()}
+                    for name in ("AD", "ADD")}
+    notes = processResults.tiny_denominator_notes(denominators, 1e-3)
+    assert notes == [f"{name}: images whose clean score is below 0.001, which can dominate the mean (the median is "
+                     f"beside it): a 1" for name in ("AD", "ADD")]
+    assert processResults.tiny_denominator_notes(denominators, 1e-7)[0].endswith(": none")
+    processResults.write_score_csvs(str(tmp_path), SCORES["ADD"], add)
+    with open(tmp_path / "attMetrics_ADD.csv") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["model_id", "mean", "median"]
+    assert float(rows[1][2]) == pytest.approx(0.5)  # the median of 0.5, 0.5, -2e5, 0.5 by hand
+    assert float(rows[2][2]) == pytest.approx(0.5)  # 2/3, 0.5, 0.5, 0.5
+    text = processResults.fmt(add["a"].mean(), 123456.0)
+    assert text == f"{add['a'].mean():.2e} ±1.23e+05" and len(text.split(" ±")[0]) <= 9
+    assert processResults.fmt(0.246, 0.062) == "0.246 ±0.062"  # the usual case is unchanged
