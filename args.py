@@ -58,6 +58,9 @@ OPTION_GROUPS = [
         setting("overwrite", str2bool, False, "train again a model whose finished run has the same options "
                                               "(False: say where its results are and stop)"),
         setting("debug", str2bool, False, "show the traceback of an error"),
+        setting("progress_interval", float, 30.0,
+                "seconds between two progress lines (images done, images/s, time left) when stderr is not a "
+                "terminal, as in a batch job's log; a terminal shows progress bars", **positive()),
     ]),
     ("data", [
         run_option("dataset_train", str, "CUB-200-2011_train", "train folder in data_dir"),

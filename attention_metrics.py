@@ -152,7 +152,8 @@ def saved_post_hoc_maps(paths, signature):
 def compute_saliencies(saliency, model, forward_images, subset, preds, image_inds, batch_size):
     """saliency(model, images, classes, indices) over the given images, in batches: a list of (h, w)."""
     saliencies = []
-    for start in progress(range(0, len(subset), batch_size), desc="saliency"):
+    for start in progress(range(0, len(subset), batch_size), "saliency",
+                          images_of=lambda start: min(batch_size, len(subset) - start), image_total=len(subset)):
         images = forward_images(subset[start:start + batch_size])
         saliencies += list(saliency(model, images, preds[start:start + batch_size],
                                     image_inds[start:start + batch_size]))
@@ -243,7 +244,7 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
         chunk = images_per_chunk(task.forwards_per_image(step_nb), config.att_metrics_batch_size)
         save_every = max(chunk, len(mine) // SAVES_PER_RUN)
         last_saved = done
-        bar = progress(range(len(mine)), desc=task.key, initial=done)
+        bar = progress(range(len(mine)), task.key, initial=done)
         while done < len(mine):
             stop = min(done + chunk, len(mine))
             computed = task.compute(forward, list(load_images(mine[done:stop])), saliencies[done:stop],

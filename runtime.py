@@ -1,8 +1,9 @@
 """Helpers shared by the tasks (training, search, DAUC / IAUC): device, precision, memory layout, progress
-bars, seeding, and the model configuration of a run's options."""
+(bars on a terminal, timed lines in a log), seeding, and the model configuration of a run's options."""
 import contextlib
 import dataclasses
 import sys
+import time
 
 import numpy as np
 import torch
@@ -40,9 +41,61 @@ def prepare_model(model, device, layout):
     return model.to(device).to(memory_format=layout)
 
 
-def progress(iterable, **kwargs):
-    """tqdm bar, quiet when stderr is not a terminal."""
-    return tqdm(iterable, disable=not sys.stderr.isatty(), leave=False, **kwargs)
+# Seconds between two progress lines when stderr is not a terminal; trainVal.py sets it from --progress_interval.
+PROGRESS_INTERVAL = {"seconds": 30.0}
+
+
+def progress(iterable, desc, total=None, initial=0, images_of=None, image_total=None):
+    """A tqdm bar on a terminal. Elsewhere (a batch job's log file) a LogLines line every PROGRESS_INTERVAL
+    seconds, counting images: images_of(item) per item of iterable (1 by default), image_total in all
+    (default: total, or len(iterable)); update(n) adds n images by hand."""
+    if sys.stderr.isatty():
+        return tqdm(iterable, desc=desc, total=total, initial=initial, leave=False)
+    if image_total is None:
+        image_total = total if total is not None or not hasattr(iterable, "__len__") else len(iterable)
+    return LogLines(iterable, desc, image_total, initial, images_of, PROGRESS_INTERVAL["seconds"])
+
+
+def duration(seconds):
+    """m:ss, or h:mm:ss from an hour on."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class LogLines:
+    """Progress for a log: iterating passes the items through, and at most every `interval` seconds one line
+    goes to the stream (stderr): '<desc>: <done> of <total> images, <rate> images/s, <m:ss> left'. The rate
+    counts the images of this pass only (initial: images done before, by a run that resumed). clock: a
+    function giving seconds (time.monotonic; the tests pass their own)."""
+
+    def __init__(self, iterable, desc, total, initial=0, images_of=None, interval=30.0, clock=time.monotonic,
+                 stream=None):
+        self.iterable, self.desc, self.total, self.images_of = iterable, desc, total, images_of
+        self.interval, self.clock, self.stream = interval, clock, stream
+        self.done = self.initial = initial
+        self.start = self.last_line = clock()
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update(1 if self.images_of is None else self.images_of(item))
+
+    def update(self, images):
+        self.done += images
+        now = self.clock()
+        if now - self.last_line >= self.interval:
+            self.last_line = now
+            print(self.line(now), file=self.stream or sys.stderr, flush=True)
+
+    def line(self, now):
+        rate = (self.done - self.initial) / max(now - self.start, 1e-9)
+        of_total = "" if self.total is None else f" of {self.total}"
+        left = "" if self.total is None or rate == 0 else f", {duration((self.total - self.done) / rate)} left"
+        return f"{self.desc}: {self.done}{of_total} images, {rate:.1f} images/s{left}"
+
+    def close(self):
+        pass
 
 
 def seed_everything(seed):

@@ -15,9 +15,12 @@ from errors import run_main
 
 def run(args):
     """The task the options ask for: DAUC / IAUC curves, a search, or a plain training run."""
+    import runtime
     from load_data import load_samples
     from models.resnet import imagenet_state_dict
     from runtime import data_config
+
+    runtime.PROGRESS_INTERVAL["seconds"] = args.progress_interval
 
     if args.attention_metrics is not None:
         from attention_metrics import run_attention_metrics

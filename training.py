@@ -150,6 +150,11 @@ def released_step_chunks(loader, batch_size):
         yield group
 
 
+def dataset_size(loader):
+    """Images a loader goes through in an epoch (None for a plain list of batches)."""
+    return len(loader.dataset) if hasattr(loader, "dataset") else None
+
+
 def train_one_epoch(model, loader, optimizer, device, step, teacher=None):
     """One epoch. The gradients of a step's chunks (step_chunks, or released_step_chunks with
     step.released_batch_cut) accumulate, weighted by their image counts, into ONE optimiser step.
@@ -158,7 +163,9 @@ def train_one_epoch(model, loader, optimizer, device, step, teacher=None):
     sums = MetricSums(device, aux_names(model))
     steps = released_step_chunks(loader, step.batch_size) if step.released_batch_cut \
         else step_chunks(loader, step.chunk_size)
-    for chunks in progress(steps, desc="train", total=None if step.released_batch_cut else len(loader)):
+    for chunks in progress(steps, "train", total=None if step.released_batch_cut else len(loader),
+                           images_of=lambda chunks: sum(len(target) for _, target in chunks),
+                           image_total=dataset_size(loader)):
         optimizer.zero_grad(set_to_none=True)
         step_images = sum(len(chunk_target) for _, chunk_target in chunks)
         for chunk_index, (chunk_images, chunk_target) in enumerate(chunks):
@@ -190,7 +197,8 @@ def evaluate(model, loader, device, nll_weight=1.0, amp=False, layout=torch.pres
     model.eval()
     sums = MetricSums(device, aux_names(model))
     maps, norms, sparsities = [], [], []
-    for images, target in progress(loader, desc="eval"):
+    for images, target in progress(loader, "eval", images_of=lambda batch: len(batch[1]),
+                                   image_total=dataset_size(loader)):
         images, target = to_device(images, target, device, layout)
         with autocast(device, amp):
             result = model(images)

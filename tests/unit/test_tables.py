@@ -230,7 +230,7 @@ DOCUMENTED_DEFAULTS = {
     "dropout": 0.0, "lin_lay_bias": False, "epochs": 50, "max_batch_size_single_pass": 12,
     "dataset_val": "CUB-200-2011_train", "hflip": True, "amp": True, "amp_eval": False, "sync_bn": False,
     "br_npa_randvec": False, "br_npa_norefine": False, "aux_on_masked": False, "master_net": False,
-    "released_batch_cut": False, "released_split": False,
+    "released_batch_cut": False, "released_split": False, "progress_interval": 30.0,
     "optuna_trial_nb": 25, "opt_data_aug": True, "optuna_pruner": "none", "optuna_heartbeat": 30,
     "resume": True, "overwrite": False, "att_metrics_img_nb": 100, "att_metrics_few_steps": False,
     "att_metrics_batch_size": 64, "att_metrics_saliency": "float", "rise_masks": 4000, "rise_grid": 7,

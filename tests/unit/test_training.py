@@ -186,3 +186,27 @@ def test_every_image_is_trained_on_by_default():
     train_one_epoch(model, loader, build_optimizer(model.parameters(), "SGD", 0.1), torch.device("cpu"),
                     StepConfig(chunk_size=9, batch_size=12))
     assert model.seen == list(range(18))
+
+
+def test_a_log_gets_a_progress_line_at_each_interval():
+    """Ten batches of 4 images, 10 s each, a line every 30 s: lines after 3, 6 and 9 batches, with the images
+    done, the rate since the start (0.4 images/s) and the time left (28 images at 0.4/s = 1:10 after 12)."""
+    import io
+    from runtime import LogLines
+    now = [0.0]
+
+    def clock():
+        return now[0]
+    stream = io.StringIO()
+    batches = [(torch.zeros(4, 3), torch.zeros(4)) for _ in range(10)]
+    lines = LogLines(batches, "train", 40, images_of=lambda batch: len(batch[1]), interval=30, clock=clock,
+                     stream=stream)
+    for _ in lines:
+        now[0] += 10
+    assert stream.getvalue().splitlines() == ["train: 12 of 40 images, 0.4 images/s, 1:10 left",
+                                              "train: 24 of 40 images, 0.4 images/s, 0:40 left",
+                                              "train: 36 of 40 images, 0.4 images/s, 0:10 left"]
+    resumed = LogLines(range(3), "Del", 10, initial=5, interval=0, clock=clock, stream=stream)
+    now[0] += 4
+    resumed.update(2)  # 2 images in 4 s since this pass began: 0.5/s, 3 left
+    assert stream.getvalue().splitlines()[-1] == "Del: 7 of 10 images, 0.5 images/s, 0:06 left"
