@@ -16,9 +16,9 @@ import sys
 from metrics.saliency import POST_HOC_NAMES, SOURCES
 from metrics.tasks import TASKS
 from models.heads import HEADS
-from options import Option, at_least, non_negative, optional_int, optional_str, positive, str2bool, within
+from options import (REPO_ROOT, Option, at_least, non_negative, optional_int, optional_str, positive, resolve_path,
+                     str2bool, within)
 
-REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 # Keys of a resolved .ini that describe the run rather than set an option.
 RUN_METADATA = ("run_id", "search_trial", "config")
 COMMENT = re.compile(r"(^|\s)#.*$")
@@ -163,8 +163,9 @@ OPTION_GROUPS = [
         setting("att_metrics_few_steps", str2bool, False, "196 steps instead of h*w"),
         setting("att_metrics_batch_size", int, 64, "perturbed images per forward pass", **at_least(1)),
         setting("att_metrics_post_hoc", optional_str, None, choices=(None, *POST_HOC_NAMES),
-                help="curves of a post-hoc saliency of the model (pytorch-grad-cam's CAMs on the last stage, or "
-                     "RISE) instead of its own maps; files attMetr<Del|Add>_<model_id>-<method>.npy"),
+                help="a perturbation task on a post-hoc saliency of the model instead of its own maps, one of: "
+                     + "; ".join(f"{name} ({SOURCES[name].description})" for name in POST_HOC_NAMES)
+                     + ". Files attMetr<task>_<model_id>-<method>.npy"),
     ]),
     ("saliency sources", [option for source in SOURCES.values() for option in source.options]),
 ]
@@ -233,11 +234,6 @@ def read_config_file(path, parser, metadata=None):
                                  f"{', '.join(map(str, action.choices))}, got '{value}'")
             values[key] = typed
     return values
-
-
-def resolve_path(path):
-    """Relative paths are taken from the repo root, never from the working directory."""
-    return path if os.path.isabs(path) else os.path.join(REPO_ROOT, path)
 
 
 def parse_args(argv=None):

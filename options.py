@@ -2,12 +2,22 @@
 the run (two runs differing in it are different runs) and whether a search may sample it.
 
 args.py holds the table of trainVal.py's options; a saliency source of metrics/saliency.py declares
-its own options the same way, and args.py adds them to the table. This module imports nothing of the
-project, so any layer may use it.
+its own options the same way, and args.py adds them to the table. This module also says where the
+repository is (REPO_ROOT, resolve_path). It imports nothing of the project, so any layer may use it.
 """
 import argparse
 import dataclasses
+import os
 from typing import Any, Callable, Optional
+
+# The repository's root: relative paths in options and config files are taken from here, never from the
+# working directory.
+REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def resolve_path(path):
+    """An absolute path as it is; a relative one taken from the repository root."""
+    return path if os.path.isabs(path) else os.path.join(REPO_ROOT, path)
 
 
 def str2bool(value):

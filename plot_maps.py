@@ -11,12 +11,11 @@ import torch.nn.functional as F
 
 import results_io
 import runs
-from args import REPO_ROOT, resolve_path
 from errors import run_main
 from load_data import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb, scan_test_folder
 from metrics.perturbation import saliency_map
 from models.heads import head_class
-from options import str2bool
+from options import REPO_ROOT, resolve_path, str2bool
 from runtime import data_config
 
 
@@ -43,7 +42,7 @@ def draw(opts):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    exp_folder = os.path.join(resolve_path(opts.results_dir), opts.exp_id)
+    exp_folder = results_io.exp_dir(resolve_path(opts.results_dir), opts.exp_id)
     landed = {model_id: runs.LandedRun(exp_folder, model_id) for model_id in opts.model_ids}
     first_args = landed[opts.model_ids[0]].args
     samples = scan_test_folder(first_args.data_dir, first_args.dataset_test, first_args.class_nb)
@@ -52,18 +51,17 @@ def draw(opts):
     transform = build_transform(geometry)
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     images = [(transform(load_rgb(samples[i][0])) * std + mean).clamp(0, 1).permute(1, 2, 0).numpy() for i in shown]
-    mask_folder = os.path.join(first_args.data_dir, first_args.dataset_test + "_masks")
     test_folder = os.path.join(first_args.data_dir, first_args.dataset_test)
+    has_masks = os.path.isdir(results_io.mask_folder(test_folder))
 
     rows = len(opts.model_ids) + 1
     fig, axes = plt.subplots(rows, len(shown), figsize=(1.6 * len(shown), 1.6 * rows), squeeze=False)
     for col, (index, image) in enumerate(zip(shown, images)):
         axes[0, col].imshow(image)
-        if os.path.isdir(mask_folder):
-            mask = load_mask_array(os.path.join(mask_folder, os.path.relpath(samples[index][0], test_folder)),
-                                   geometry)
+        if has_masks:
+            mask = load_mask_array(results_io.part_mask_path(test_folder, samples[index][0]), geometry)
             axes[0, col].contour(mask, levels=[0.5], colors="lime", linewidths=1)
-    axes[0, 0].set_ylabel("image" + (" + part" if os.path.isdir(mask_folder) else ""), fontsize=8)
+    axes[0, 0].set_ylabel("image" + (" + part" if has_masks else ""), fontsize=8)
     for row, model_id in enumerate(opts.model_ids, start=1):
         model_args, paths = landed[model_id].args, landed[model_id].paths
         att_maps = results_io.read_array(paths["att_maps"], landed[model_id].remake)

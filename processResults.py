@@ -33,7 +33,6 @@ from scipy import stats
 
 import results_io
 import runs
-from args import REPO_ROOT, resolve_path
 from errors import UserError, run_main
 from metrics.attention import sparsity
 from metrics.localisation import LOCALISATION_SCORES, localisation_scores
@@ -41,18 +40,12 @@ from metrics.perturbation import saliency_map
 from metrics.saliency import POST_HOC_NAMES
 from metrics.scores import SCORES
 from metrics.tasks import TASKS
-from options import str2bool
+from options import REPO_ROOT, resolve_path, str2bool
 
 
 def landed_runs(exp_folder):
     """{model_id: runs.LandedRun} of every model with a test CSV in exp_folder."""
     return {model_id: runs.LandedRun(exp_folder, model_id) for model_id in results_io.tested_model_ids(exp_folder)}
-
-
-def remake_command(landed, source, task_key):
-    """The command that remakes a source's set of a perturbation task (landed: the model's LandedRun)."""
-    method = results_io.parse_source_id(source, POST_HOC_NAMES)[1]
-    return landed.curves_command(task_key, *(("--att_metrics_post_hoc", method) if method else ()))
 
 
 def load_task_sets(exp_folder, task, landed):
@@ -68,7 +61,7 @@ def load_task_sets(exp_folder, task, landed):
             raise UserError(f"{path} has no model beside it: '{model_id}' has no finished run in {exp_folder} "
                             f"(train it with {runs.train_command(None, model_id)}, or delete the file)")
         model = landed[model_id]
-        remake = remake_command(model, source, task.key)
+        remake = model.curves_command(task.key, source)
         paths = results_io.att_metrics_paths(exp_folder, source, task.key)
         if not os.path.exists(paths["meta"]):
             notes.append(f"the {task.description} of {source} are incomplete ({path} has no .json beside "
@@ -105,7 +98,7 @@ def score_values(sets, landed):
                 model_id = results_io.parse_source_id(source, POST_HOC_NAMES)[0]
                 notes.append(f"{score.name} of {source}: its {TASKS[score.task].description} have no "
                              f"{', '.join(missing)} (an older version wrote them): run "
-                             f"{remake_command(landed[model_id], source, score.task)} to compute them again")
+                             f"{landed[model_id].curves_command(score.task, source)} to compute them again")
                 continue
             values[score.name][source] = score.per_image(arrays)
             if score.denominator is not None:
@@ -113,13 +106,20 @@ def score_values(sets, landed):
     return values, denominators, notes
 
 
+def t_half_width(values, axis=0):
+    """Half-width of the 95% t confidence interval of the mean along axis: t(0.975, n - 1) s / sqrt(n), with s the
+    standard deviation (n - 1 in the denominator) of the n values."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[axis]
+    return stats.t.ppf(0.975, n - 1) * values.std(axis=axis, ddof=1) / np.sqrt(n)
+
+
 def mean_ci(values):
     """Mean and half-width of the 95% t confidence interval (nan for fewer than 2 values)."""
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 2:
         return float(values.mean()) if len(values) else float("nan"), float("nan")
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return float(values.mean()), float(half)
+    return float(values.mean()), float(t_half_width(values))
 
 
 def welch_matrix(aucs):
@@ -195,14 +195,13 @@ def localisation(config, samples, saliencies, indices):
     (h, w) of the test images samples[i] for i in `indices`, when the test set has part masks (None otherwise)."""
     from load_data import load_mask_array
     from runtime import data_config
-    mask_folder = os.path.join(config.data_dir, config.dataset_test + "_masks")
-    if not os.path.isdir(mask_folder):
+    test_folder = os.path.join(config.data_dir, config.dataset_test)
+    if not os.path.isdir(results_io.mask_folder(test_folder)):
         return None
     geometry = data_config(config)[1]
-    test_folder = os.path.join(config.data_dir, config.dataset_test)
     scores, areas = {name: [] for name in LOCALISATION_SCORES}, []
     for index, saliency in zip(indices, saliencies):
-        mask = load_mask_array(os.path.join(mask_folder, os.path.relpath(samples[index][0], test_folder)), geometry)
+        mask = load_mask_array(results_io.part_mask_path(test_folder, samples[index][0]), geometry)
         for name, value in localisation_scores(saliency, mask).items():
             scores[name].append(value)
         areas.append(mask.mean())
@@ -231,7 +230,7 @@ def own_saliencies(landed):
 def post_hoc_saliencies(exp_folder, landed, source, method):
     """(test indices of the evaluated images, their maps (N, h, w)) of a post-hoc saliency
     '<model_id>-<method>', checked to come from the model's landed run."""
-    remake = landed.curves_command(next(iter(TASKS)), "--att_metrics_post_hoc", method)
+    remake = landed.curves_command(next(iter(TASKS)), source)
     paths = results_io.post_hoc_maps_paths(exp_folder, source)
     try:
         with open(paths["meta"]) as file:
@@ -374,7 +373,7 @@ def not_computed_notes(exp_folder, sources, landed):
         for source in sources:
             if source not in present and names:
                 model_id = results_io.parse_source_id(source, POST_HOC_NAMES)[0]
-                notes.append(f"{names} of {source}: run {remake_command(landed[model_id], source, key)}")
+                notes.append(f"{names} of {source}: run {landed[model_id].curves_command(key, source)}")
     return notes
 
 
@@ -435,7 +434,7 @@ def build_parser():
 def summarise(opts):
     results_dir, vis_dir = resolve_path(opts.results_dir), resolve_path(opts.vis_dir)
     for exp_id in opts.exp_id:
-        exp_folder = os.path.join(results_dir, exp_id)
+        exp_folder = results_io.exp_dir(results_dir, exp_id)
         if not os.path.isdir(exp_folder):
             raise UserError(f"no results folder {exp_folder}: train a model first (./train.sh MODEL_ID)")
         if not results_io.tested_model_ids(exp_folder):
@@ -462,7 +461,7 @@ def write_experiment_csvs(exp_folder, rows):
 def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_score=1e-3):
     """One experiment: CSVs, plots and a table with 95% intervals over the test images (and the HTML report).
     tiny_clean_score: the clean scores below it are counted, per source, in a note on AD and ADD."""
-    exp_folder, vis_folder = os.path.join(results_dir, exp_id), os.path.join(vis_dir, exp_id)
+    exp_folder, vis_folder = results_io.exp_dir(results_dir, exp_id), results_io.exp_dir(vis_dir, exp_id)
     experiment = experiment_rows(exp_folder)
     rows, curves, uniform_energy = experiment.rows, experiment.curves, experiment.uniform_energy
     for name, per_image in write_experiment_csvs(exp_folder, rows).items():
@@ -553,12 +552,12 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
     """Several experiments (seeds): per-model means over them, 95% t-intervals, Welch tests on the
     per-experiment means, mean curves with a band (tiny_clean_score: as summarise_experiment's)."""
     summary_id = "+".join(exp_ids)
-    summary_folder, vis_folder = os.path.join(results_dir, summary_id), os.path.join(vis_dir, summary_id)
-    experiments = {exp_id: experiment_rows(os.path.join(results_dir, exp_id)) for exp_id in exp_ids}
+    summary_folder, vis_folder = results_io.exp_dir(results_dir, summary_id), results_io.exp_dir(vis_dir, summary_id)
+    experiments = {exp_id: experiment_rows(results_io.exp_dir(results_dir, exp_id)) for exp_id in exp_ids}
     per_experiment = list(experiments.values())
     for exp_id, experiment in experiments.items():
-        write_experiment_csvs(os.path.join(results_dir, exp_id), experiment.rows)
-        write_summary_runs([os.path.join(results_dir, exp_id)], {exp_id: experiment})
+        write_experiment_csvs(results_io.exp_dir(results_dir, exp_id), experiment.rows)
+        write_summary_runs([results_io.exp_dir(results_dir, exp_id)], {exp_id: experiment})
     values = seed_values([experiment.rows for experiment in per_experiment])
     os.makedirs(summary_folder, exist_ok=True)
     csv_rows = []
@@ -609,7 +608,7 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
     if report:
         write_html_report(vis_folder, f"{summary_id}: mean and 95% interval over {len(exp_ids)} experiments",
                           header, table, notes,
-                          os.path.join(results_dir, exp_ids[0]), experiments[exp_ids[0]],
+                          results_io.exp_dir(results_dir, exp_ids[0]), experiments[exp_ids[0]],
                           gallery_note=f"the images of {exp_ids[0]}, the first of the {len(exp_ids)} experiments")
     write_summary_runs([summary_folder] + ([vis_folder] if os.path.isdir(vis_folder) else []), experiments)
     print(f"CSV files in {summary_folder}, plots in {vis_folder}")
@@ -634,7 +633,7 @@ def plot_band_curves(path, metric, curves_per_experiment):
         center = means.mean(axis=0)
         line, = ax.plot(x, center, label=f"{model_id} (n={len(means)})")
         if len(means) > 1:
-            half = stats.t.ppf(0.975, len(means) - 1) * means.std(axis=0, ddof=1) / np.sqrt(len(means))
+            half = t_half_width(means, axis=0)
             ax.fill_between(x, center - half, center + half, color=line.get_color(), alpha=0.2)
     ax.set_xlabel(f"share of the map {metric.perturbed}")
     ax.set_ylabel("score of the predicted class")

@@ -1,6 +1,6 @@
 """Names of the result files and atomic writes.
 
-Everything lives in <results_dir>/<exp_id>/:
+Everything lives in <results_dir>/<exp_id>/ (exp_dir):
     <model_id>.ini                       resolved configuration of the run (and its run id)
     model<model_id>_best.pth             best checkpoint (by validation accuracy)
     model<model_id>_metrics.csv          per-epoch train / validation metrics
@@ -32,7 +32,6 @@ import os
 import re
 
 import numpy as np
-import torch
 
 from errors import DiskFullError, UserError, disk_full_cause
 
@@ -63,7 +62,20 @@ def all_task_file_suffixes():
 
 
 def exp_dir(results_dir, exp_id):
+    """The folder of an experiment: <results_dir>/<exp_id> (and its plots' <vis_dir>/<exp_id>)."""
     return os.path.join(results_dir, exp_id)
+
+
+def mask_folder(image_folder):
+    """The folder of an image folder's part masks, beside it: <image folder>_masks (the synthetic data has one
+    per split). It holds one mask per image, at the image's path relative to the image folder."""
+    return image_folder + "_masks"
+
+
+def part_mask_path(image_folder, image_path):
+    """The part mask of an image of image_folder, or None where the folder has no masks."""
+    masks = mask_folder(image_folder)
+    return os.path.join(masks, os.path.relpath(image_path, image_folder)) if os.path.isdir(masks) else None
 
 
 def source_id(model_id, method=None):
@@ -305,6 +317,7 @@ def atomic_save_npy(path, array):
 
 def atomic_save_torch(path, obj):
     """torch.save through a buffer, so that a full disk raises an OSError rather than torch's RuntimeError."""
+    import torch  # here: reading file names needs no torch (data/synthetic.py, --help)
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getbuffer())

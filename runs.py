@@ -31,9 +31,10 @@ from typing import Callable
 
 import results_io
 from args import (NOT_RUN_DEFINING, RUN_METADATA, SEARCHABLE, build_parser, load_run_config, read_config_file,
-                  resolve_derived, resolve_path)
+                  resolve_derived)
 from checkpoints import load_weights, read_checkpoint
 from errors import DiskFullError, LockedError, NotTrainedError, UserError
+from options import resolve_path
 
 LANDING = "LANDING"
 
@@ -382,11 +383,14 @@ class LandedRun:
         except (OSError, NotTrainedError):
             return False
 
-    def curves_command(self, task_key, *options):
-        """The command that remakes this model's set of a perturbation task (metrics/tasks.py key)."""
+    def curves_command(self, task_key, source=None):
+        """The command that remakes the set of a perturbation task (metrics/tasks.py key) of a source of this
+        model: its own maps (source None or the model id), or a post-hoc one ('<model_id>-<method>')."""
+        from metrics.saliency import POST_HOC_NAMES
         from metrics.tasks import task
-        return train_command(self.args, self.model_id, *options, script=task(task_key).script,
-                             config=self.config)
+        method = None if source is None else results_io.parse_source_id(source, POST_HOC_NAMES)[1]
+        return train_command(self.args, self.model_id, *(("--att_metrics_post_hoc", method) if method else ()),
+                             script=task(task_key).script, config=self.config)
 
     def load_model(self):
         """(model on the CPU in eval mode with the run's best weights, checkpoint dict)."""

@@ -11,7 +11,7 @@ import time
 
 import results_io
 import run_models
-from args import REPO_ROOT
+from options import REPO_ROOT
 
 
 def run_demo(models, results_dir, vis_dir):

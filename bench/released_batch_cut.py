@@ -9,14 +9,12 @@ import argparse
 import os
 import tempfile
 
-import numpy as np
-from scipy import stats
-
 import results_io
 import runs
 import trainVal
-from args import REPO_ROOT
+from options import REPO_ROOT
 from model_ids import model_options
+from processResults import mean_ci
 
 ABLATIONS = ["br_npa_high_res_no_refining", "br_npa_high_res_random_vectors",
              "br_npa_high_res_random_vectors_no_refining"]
@@ -27,15 +25,13 @@ def train(model_id, seed, cut, results_dir):
     trainVal.main(["-c", os.path.join(REPO_ROOT, "config_demo.config"), "--model_id", model_id,
                    *model_options(model_id), "--batch_size", "12", "--seed", str(seed), "--released_batch_cut",
                    str(cut), "--exp_id", exp_id, "--results_dir", results_dir, "--cuda", "False"])
-    landed = runs.LandedRun(os.path.join(results_dir, exp_id), model_id)
+    landed = runs.LandedRun(results_io.exp_dir(results_dir, exp_id), model_id)
     epoch = results_io.parse_test_csv_name(os.path.basename(landed.paths["csv"]))[1]
     return float(runs.read_test_csv(landed.paths["csv"])["accuracy"]), epoch
 
 
 def interval(values):
-    values = np.asarray(values, dtype=float)
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0
-    return f"{values.mean():.3f} ±{half:.3f}"
+    return "{:.3f} ±{:.3f}".format(*mean_ci(values))
 
 
 def main():

@@ -27,10 +27,9 @@ from PIL import Image
 if not __package__:  # started as a file: the project's modules are importable only as a package
     sys.exit("error: run it from the repository root as python3 -m data.synthetic (or anywhere after pip install -e .)")
 
+import results_io  # noqa: E402
 from errors import DataError, run_main  # noqa: E402
-from options import str2bool  # noqa: E402
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from options import REPO_ROOT, str2bool  # noqa: E402
 
 PATTERNS = ("hstripes", "vstripes", "checker")
 COLOR_PAIRS = (((230, 40, 40), (250, 220, 40)),
@@ -110,7 +109,7 @@ def make_synthetic(data_dir, name="synth", class_nb=6, train_per_class=200, test
     folders = {}
     for split_index, (split, per_class) in enumerate(splits.items()):
         folder = os.path.join(data_dir, f"{name}_{split}")
-        mask_folder = folder + "_masks"
+        mask_folder = results_io.mask_folder(folder)
         folders[split], folders[split + "_masks"] = folder, mask_folder
         if os.path.exists(folder) or os.path.exists(mask_folder):
             if not overwrite:

@@ -83,7 +83,6 @@ def experiment_gallery(exp_folder, sets, landed, saliencies):
         class_names.setdefault(label, os.path.basename(os.path.dirname(path)))
     geometry = data_config(config)[1]
     test_folder = os.path.join(config.data_dir, config.dataset_test)
-    mask_folder = test_folder + "_masks" if os.path.isdir(test_folder + "_masks") else None
     notes = []
     maps = {source: drawable_maps(exp_folder, source, sets, saliencies[source], notes) for source in sources}
     pop = {}
@@ -97,7 +96,7 @@ def experiment_gallery(exp_folder, sets, landed, saliencies):
     images = []
     for index in test_indices:
         path, label = samples[index]
-        mask_path = None if mask_folder is None else os.path.join(mask_folder, os.path.relpath(path, test_folder))
+        mask_path = results_io.part_mask_path(test_folder, path)
         preds, curves, values = {}, {}, {name: {} for name in SCORES}
         for key, per_source in sets.items():
             for source, arrays in per_source.items():

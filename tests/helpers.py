@@ -2,7 +2,7 @@
 import os
 import sys
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from options import REPO_ROOT  # noqa: F401  (the tests import it from here)
 
 TINY_CONFIG = """[default]
 exp_id = e2e

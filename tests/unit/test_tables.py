@@ -163,7 +163,10 @@ def test_every_task(key):
     """A task's script runs it, --attention_metrics offers it, and its compute gives one value of every array
     per image (a curve task: one point per step)."""
     task = TASKS[key]
-    with open(os.path.join(REPO_ROOT, task.script)) as file:
+    assert re.fullmatch(r"[A-Za-z]+", key), "task keys are letters only: file names are parsed as attMetr<key>_"
+    script = os.path.join(REPO_ROOT, task.script)
+    assert os.access(script, os.X_OK), f"{task.script} is not executable"
+    with open(script) as file:
         assert f"--attention_metrics {key}" in file.read()
     assert key in OPTIONS["attention_metrics"].choices and task.description
     assert task.forwards_per_image(4) >= 1
