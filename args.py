@@ -16,6 +16,7 @@ import sys
 from metrics.saliency import POST_HOC_NAMES, SOURCES
 from metrics.tasks import TASKS
 from models.heads import HEADS
+from models.resnet import ARCHITECTURES
 from options import (REPO_ROOT, Option, at_least, non_negative, optional_int, optional_str, positive, resolve_path,
                      str2bool, within)
 
@@ -83,8 +84,7 @@ OPTION_GROUPS = [
         setting("num_workers", int, 4, "data loader worker processes", **non_negative()),
     ]),
     ("model", [
-        run_option("backbone", str, "resnet50", "ResNet of the backbone",
-                   choices=("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")),
+        run_option("backbone", str, "resnet50", "ResNet of the backbone", choices=tuple(ARCHITECTURES)),
         run_option("pretrained", str2bool, False, "start from torchvision's ImageNet weights"),
         run_option("resnet_chan", int, 64, "width of the first stage (64 = standard)", **at_least(1)),
         run_option("resnet_stride", int, 2, "stride of conv1", **at_least(1)),
@@ -160,7 +160,9 @@ OPTION_GROUPS = [
                      + ", ".join(f"{key} ({task.description})" for key, task in TASKS.items())),
         setting("att_metrics_img_nb", int, 100, "test images evaluated (-1: all)",
                 valid=lambda v: v == -1 or v >= 1, expected="-1 (all test images) or at least 1"),
-        setting("att_metrics_few_steps", str2bool, False, "196 steps instead of h*w"),
+        setting("att_metrics_few_steps", str2bool, False,
+                "as many steps as the low-res map of the same input has cells (196 at 448 px) instead of one "
+                "cell per step"),
         setting("att_metrics_batch_size", int, 64, "perturbed images per forward pass", **at_least(1)),
         setting("att_metrics_post_hoc", optional_str, None, choices=(None, *POST_HOC_NAMES),
                 help="a perturbation task on a post-hoc saliency of the model instead of its own maps, one of: "

@@ -1,6 +1,6 @@
 """The training loop, validation and the test pass of one model (docs/METHOD.md, "Training" and "Test
-artifacts"). No bookkeeping here: where the files go, run ids, staging and landing are train_task.py's
-and search.py's; checkpoints go through checkpoints.Checkpoints.
+artifacts"). The loop writes the per-epoch CSV and the checkpoints it is handed (checkpoints.Checkpoints);
+where a run's files go, run ids, staging and landing are train_task.py's and search.py's.
 
 train_model and test_model take the run's configuration (the resolved options; for a search trial, the
 same with the sampled values replaced). train_one_epoch and evaluate take explicit arguments.

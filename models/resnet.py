@@ -155,22 +155,3 @@ def imagenet_state_dict(name, chan):
 def torchvision_cache_dir():
     return os.path.join(torch.hub.get_dir(), "checkpoints")
 
-
-def resnet18(**kwargs):
-    return build_resnet("resnet18", **kwargs)
-
-
-def resnet34(**kwargs):
-    return build_resnet("resnet34", **kwargs)
-
-
-def resnet50(**kwargs):
-    return build_resnet("resnet50", **kwargs)
-
-
-def resnet101(**kwargs):
-    return build_resnet("resnet101", **kwargs)
-
-
-def resnet152(**kwargs):
-    return build_resnet("resnet152", **kwargs)

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torchvision
 
-from models.resnet import build_resnet, resnet18, resnet50
+from models.resnet import build_resnet
 
 
 def torchvision_features(net, x):
@@ -25,7 +25,7 @@ def test_same_as_torchvision(name):
 @pytest.mark.parametrize("size,strides,expected", [
     (224, (2, 2, 2), 7), (448, (2, 2, 2), 14), (224, (2, 1, 1), 28), (448, (2, 1, 1), 56)])
 def test_feature_map_sizes(size, strides, expected):
-    net = resnet50(chan=8, stride_lay2=strides[0], stride_lay3=strides[1], stride_lay4=strides[2]).eval()
+    net = build_resnet("resnet50", chan=8, stride_lay2=strides[0], stride_lay3=strides[1], stride_lay4=strides[2]).eval()
     with torch.no_grad():
         features = net(torch.randn(1, 3, size, size))
     assert features.shape == (1, 8 * 8 * 4, expected, expected)
@@ -35,8 +35,8 @@ def test_end_relu_and_width():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        with_relu = resnet18(chan=8).eval()(x)
-        without = resnet18(chan=8, end_relu=False).eval()(x)
+        with_relu = build_resnet("resnet18", chan=8).eval()(x)
+        without = build_resnet("resnet18", chan=8, end_relu=False).eval()(x)
     assert with_relu.shape[1] == 64 and with_relu.min() >= 0
     assert without.min() < 0
 
