@@ -17,8 +17,8 @@ from metrics.saliency import POST_HOC_NAMES, SOURCES
 from metrics.tasks import TASKS
 from models.heads import HEADS
 from models.resnet import ARCHITECTURES
-from options import (REPO_ROOT, Option, at_least, non_negative, optional_int, optional_str, positive, resolve_path,
-                     str2bool, within)
+from options import (REPO_ROOT, Option, SearchSpace, at_least, non_negative, optional_int, optional_str, positive,
+                     resolve_path, str2bool, within)
 
 # Keys of a resolved .ini that describe the run rather than set an option.
 RUN_METADATA = ("run_id", "search_trial", "config")
@@ -38,9 +38,27 @@ def setting(name, type, default, help="", **more):
     return Option(name, type, default, help, run_defining=False, **more)
 
 
-def searched(name, type, default, help="", **more):
-    """A run-defining option a search trial may replace (search.py samples it)."""
-    return Option(name, type, default, help, searchable=True, **more)
+def searched(name, type, default, help, space, **more):
+    """A run-defining option a search trial replaces by a value drawn from space (a SearchSpace; search.py
+    samples it)."""
+    return Option(name, type, default, help, search=space, **more)
+
+
+def batch_size_floor(options):
+    """Lower bound of the searched batch size: 12, or 4 when --max_batch_size is 12 or less (the authors' rule)."""
+    return 12 if options.max_batch_size > 12 else 4
+
+
+def sgd_trial(options, sampled):
+    return sampled["optim"] == "SGD"
+
+
+def augmentation_searched(options, sampled):
+    return options.opt_data_aug
+
+
+def distillation_searched(options, sampled):
+    return options.master_net
 
 
 # (group title, options): every option of trainVal.py, stated once.
@@ -77,9 +95,13 @@ OPTION_GROUPS = [
         run_option("img_size", optional_int, None, "input side in pixels; None means 448 or 224 from --big_images",
                    valid=lambda v: v is None or v >= 8, expected="at least 8 (pixels)"),
         run_option("sq_resizing", str2bool, True, "resize to a square before cropping (False: keep the aspect ratio)"),
-        searched("crop_ratio", float, 0.875, "crop size / resize size", **within(0, 1, low_open=True)),
-        searched("brightness", float, 0.126, "ColorJitter brightness (train)", **non_negative()),
-        searched("saturation", float, 0.5, "ColorJitter saturation (train)", **non_negative()),
+        searched("crop_ratio", float, 0.875, "crop size / resize size",
+                 SearchSpace("float", 9, 0.8, 1.0, step=0.05, when=augmentation_searched),
+                 **within(0, 1, low_open=True)),
+        searched("brightness", float, 0.126, "ColorJitter brightness (train)",
+                 SearchSpace("float", 7, 0.0, 0.5, step=0.05, when=augmentation_searched), **non_negative()),
+        searched("saturation", float, 0.5, "ColorJitter saturation (train)",
+                 SearchSpace("float", 8, 0.0, 0.9, step=0.1, when=augmentation_searched), **non_negative()),
         run_option("hflip", str2bool, True, "random horizontal flip (train)"),
         setting("num_workers", int, 4, "data loader worker processes", **non_negative()),
     ]),
@@ -102,16 +124,24 @@ OPTION_GROUPS = [
         run_option("br_npa_norefine", str2bool, False, "ablation: no refining"),
         run_option("aux_on_masked", str2bool, False,
                    "five auxiliary classifiers on v1, v2, v3, v1v2, v2v3 (K=3 only)"),
-        searched("dropout", float, 0.0, "dropout before the last layer", **within(0, 1, high_open=True)),
+        searched("dropout", float, 0.0, "dropout before the last layer", SearchSpace("float", 3, 0.0, 0.6, step=0.2),
+                 **within(0, 1, high_open=True)),
         run_option("lin_lay_bias", str2bool, False, "bias in the last layer"),
     ]),
     ("training", [
-        searched("optim", str, "SGD", "optimiser", choices=("SGD", "Adam", "AMSGrad")),
-        searched("lr", float, 0.001, "learning rate of the first epochs (see --use_scheduler)", **positive()),
-        searched("momentum", float, 0.9, "SGD momentum", **within(0, 1)),
-        searched("weight_decay", float, 0.0, "weight decay of the optimiser", **non_negative()),
-        searched("use_scheduler", str2bool, True, "StepLR(step_size=2, gamma=0.9)"),
-        searched("batch_size", int, 12, "images per optimiser step", **at_least(1)),
+        searched("optim", str, "SGD", "optimiser", SearchSpace("categorical", 1, choices=("Adam", "AMSGrad", "SGD")),
+                 choices=("SGD", "Adam", "AMSGrad")),
+        searched("lr", float, 0.001, "learning rate of the first epochs (see --use_scheduler)",
+                 SearchSpace("float", 0, 1e-4, 1e-2, log=True), **positive()),
+        searched("momentum", float, 0.9, "SGD momentum", SearchSpace("float", 5, 0.0, 0.9, step=0.1, when=sgd_trial),
+                 **within(0, 1)),
+        searched("weight_decay", float, 0.0, "weight decay of the optimiser",
+                 SearchSpace("float", 4, 1e-6, 1e-3, log=True), **non_negative()),
+        searched("use_scheduler", str2bool, True, "StepLR(step_size=2, gamma=0.9)",
+                 SearchSpace("categorical", 6, choices=(True, False), when=sgd_trial)),
+        searched("batch_size", int, 12, "images per optimiser step",
+                 SearchSpace("int", 2, batch_size_floor, lambda options: options.max_batch_size, log=True),
+                 **at_least(1)),
         run_option("max_batch_size_single_pass", int, 12,
                    "images per forward pass; larger batches use gradient accumulation", **at_least(1)),
         run_option("released_batch_cut", str2bool, False,
@@ -127,8 +157,10 @@ OPTION_GROUPS = [
         run_option("nll_weight", float, 1.0, "weight of the classification loss", **positive()),
         run_option("master_net", str2bool, False, "distil from the teacher --m_model_id"),
         run_option("m_model_id", optional_str, None, "teacher model id (same exp_id)"),
-        searched("kl_interp", float, 0.5, "weight alpha of the KL term", **within(0, 1)),
-        searched("kl_temp", float, 1.0, "distillation temperature T", **positive()),
+        searched("kl_interp", float, 0.5, "weight alpha of the KL term",
+                 SearchSpace("float", 11, 0.1, 1.0, step=0.1, when=distillation_searched), **within(0, 1)),
+        searched("kl_temp", float, 1.0, "distillation temperature T",
+                 SearchSpace("float", 10, 1.0, 21.0, step=5.0, when=distillation_searched), **positive()),
     ]),
     ("device", [
         setting("cuda", str2bool, True, "use the GPU when there is one"),
@@ -172,8 +204,9 @@ OPTION_GROUPS = [
     ("saliency sources", [option for source in SOURCES.values() for option in source.options]),
 ]
 OPTIONS = {option.name: option for _, group in OPTION_GROUPS for option in group}
-# Hyper-parameters a search may change; a plain run takes them from the options.
-SEARCHABLE = tuple(name for name, option in OPTIONS.items() if option.searchable)
+# Hyper-parameters a search may change, in the order it samples them; a plain run takes them from the options.
+SEARCHABLE = tuple(option.name for option in sorted((option for option in OPTIONS.values() if option.searchable),
+                                                    key=lambda option: option.search.rank))
 # Options that do not change what a run computes: a rerun that differs only in these is the same run.
 NOT_RUN_DEFINING = {"config"} | {name for name, option in OPTIONS.items() if not option.run_defining}
 

@@ -52,7 +52,7 @@ class Option:
     valid / expected: a test of the parsed value and what the value must be (for the error message).
     run_defining: False for options that do not change what a run computes (paths, device, workers,
     the DAUC / IAUC options): a rerun differing only in them is the same run.
-    searchable: a search trial may replace the value (see search.py).
+    search: how a search trial samples the value (a SearchSpace), or None where a search keeps it.
     """
     name: str
     type: Callable[[str], Any]
@@ -62,13 +62,42 @@ class Option:
     valid: Optional[Callable[[Any], bool]] = None
     expected: str = ""
     run_defining: bool = True
-    searchable: bool = False
+    search: Optional["SearchSpace"] = None
+
+    @property
+    def searchable(self):
+        return self.search is not None
 
     def check(self, value):
         """None if the value is in range, else the message saying what it must be."""
         if self.valid is None or self.valid(value):
             return None
         return f"--{self.name} must be {self.expected}, got {value}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """The distribution a search samples an option from (docs/METHOD.md, "Search"), as optuna's suggest_float,
+    suggest_int or suggest_categorical take it.
+
+    kind: 'float', 'int' or 'categorical'. low, high: the bounds, or functions of the run's options for a bound
+    that depends on them. step, log: as optuna's. choices: the values of a categorical. when: a function of
+    (the run's options, the values sampled so far in this trial) saying whether the option is searched in
+    this trial (None: always). rank: the option's place in the sampling order. The order matters: a seeded
+    sampler draws its numbers in turn, so the same seed gives the released search's values only in the
+    released order."""
+    kind: str
+    rank: int
+    low: Any = None
+    high: Any = None
+    step: Optional[float] = None
+    log: bool = False
+    choices: Optional[tuple] = None
+    when: Optional[Callable[[Any, dict], bool]] = None
+
+    def bounds(self, options):
+        """(low, high) for the run's options."""
+        return tuple(bound(options) if callable(bound) else bound for bound in (self.low, self.high))
 
 
 def at_least(low, unit=""):

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 import distributed
 import results_io
 import runs
-from args import run_signature, with_changes, write_config
+from args import OPTIONS, SEARCHABLE, run_signature, with_changes, write_config
 from checkpoints import Checkpoints, read_checkpoint
 from errors import SearchError
 from runtime import get_device
@@ -40,30 +40,27 @@ class SurplusTrial(Exception):
     """Raised when other workers already hold enough trials: this one is failed without training."""
 
 
-def batch_size_floor(max_batch_size):
-    """Lower bound of the searched batch size: 12, or 4 when the maximum is 12 or less (the authors' rule)."""
-    return 12 if max_batch_size > 12 else 4
-
-
 def trial_config(trial, config):
-    """The configuration of one trial: the run's, with the search space of docs/METHOD.md sampled."""
-    sampled = {"lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-               "optim": trial.suggest_categorical("optim", ["Adam", "AMSGrad", "SGD"]),
-               "batch_size": trial.suggest_int("batch_size", batch_size_floor(config.max_batch_size),
-                                               config.max_batch_size, log=True),
-               "dropout": trial.suggest_float("dropout", 0.0, 0.6, step=0.2),
-               "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)}
-    if sampled["optim"] == "SGD":
-        sampled["momentum"] = trial.suggest_float("momentum", 0.0, 0.9, step=0.1)
-        sampled["use_scheduler"] = trial.suggest_categorical("use_scheduler", [True, False])
-    if config.opt_data_aug:
-        sampled["brightness"] = trial.suggest_float("brightness", 0.0, 0.5, step=0.05)
-        sampled["saturation"] = trial.suggest_float("saturation", 0.0, 0.9, step=0.1)
-        sampled["crop_ratio"] = trial.suggest_float("crop_ratio", 0.8, 1.0, step=0.05)
-    if config.master_net:
-        sampled["kl_temp"] = trial.suggest_float("kl_temp", 1, 21, step=5)
-        sampled["kl_interp"] = trial.suggest_float("kl_interp", 0.1, 1.0, step=0.1)
+    """The configuration of one trial: the run's, with every searched option of the option table (args.py,
+    each with its SearchSpace) sampled in the table's order, those whose `when` says so for this trial."""
+    sampled = {}
+    for name in SEARCHABLE:
+        space = OPTIONS[name].search
+        if space.when is None or space.when(config, sampled):
+            sampled[name] = suggest(trial, name, space, config)
     return with_changes(config, **sampled)
+
+
+def suggest(trial, name, space, config):
+    """One value of an option drawn from its SearchSpace by an optuna trial."""
+    if space.kind == "categorical":
+        return trial.suggest_categorical(name, list(space.choices))
+    low, high = space.bounds(config)
+    if space.kind == "float":
+        return trial.suggest_float(name, low, high, step=space.step, log=space.log)
+    if space.kind == "int":
+        return trial.suggest_int(name, low, high, log=space.log)
+    raise ValueError(f"search space of '{name}': kind must be float, int or categorical, got '{space.kind}'")
 
 
 def make_pruner(name):

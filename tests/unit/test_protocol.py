@@ -346,3 +346,44 @@ def test_a_curve_task_in_released_mode_perturbs_in_the_released_order(key):
                                    source.order)["curves"][0]
     expected = slow_curve(lambda images: model(images)["output"], image, saliency, key, 2, cells=released_cells)
     assert torch.allclose(curve.double(), expected, atol=1e-5)
+
+
+def released_suggestions(trial, max_batch_size, opt_data_aug, master_net):
+    """The released search's suggest calls, transcribed in their order (one process, always_sched False)."""
+    values = {"lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+              "optim": trial.suggest_categorical("optim", ["Adam", "AMSGrad", "SGD"])}
+    values["batch_size"] = trial.suggest_int("batch_size", 4 if max_batch_size <= 12 else 12, max_batch_size,
+                                             log=True)
+    values["dropout"] = trial.suggest_float("dropout", 0, 0.6, step=0.2)
+    values["weight_decay"] = trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)
+    if values["optim"] == "SGD":
+        values["momentum"] = trial.suggest_float("momentum", 0., 0.9, step=0.1)
+        values["use_scheduler"] = trial.suggest_categorical("use_scheduler", [True, False])
+    if opt_data_aug:
+        values["brightness"] = trial.suggest_float("brightness", 0, 0.5, step=0.05)
+        values["saturation"] = trial.suggest_float("saturation", 0, 0.9, step=0.1)
+        values["crop_ratio"] = trial.suggest_float("crop_ratio", 0.8, 1, step=0.05)
+    if master_net:
+        values["kl_temp"] = trial.suggest_float("kl_temp", 1, 21, step=5)
+        values["kl_interp"] = trial.suggest_float("kl_interp", 0.1, 1, step=0.1)
+    return values
+
+
+@pytest.mark.parametrize("max_batch_size, opt_data_aug, master_net", [(130, True, False), (12, False, True),
+                                                                      (60, True, True)])
+def test_the_search_samples_what_the_released_search_sampled(max_batch_size, opt_data_aug, master_net):
+    """Seeded random and TPE samplers give the same values and distributions through the option table
+    (search.trial_config) as through the released suggest calls, trial after trial."""
+    args = parse_args(["--max_batch_size", str(max_batch_size), "--opt_data_aug", str(opt_data_aug),
+                       "--master_net", str(master_net), "--m_model_id", "teacher"])
+    for sampler in (optuna.samplers.RandomSampler, optuna.samplers.TPESampler):
+        ours = optuna.create_study(sampler=sampler(seed=3), direction="maximize")
+        released = optuna.create_study(sampler=sampler(seed=3), direction="maximize")
+        for index in range(15):
+            trial, reference = ours.ask(), released.ask()
+            config = vars(search.trial_config(trial, args))
+            expected = released_suggestions(reference, max_batch_size, opt_data_aug, master_net)
+            assert {name: config[name] for name in expected} == expected and trial.params == reference.params
+            assert trial.distributions == reference.distributions
+            ours.tell(trial, index % 4 / 4)
+            released.tell(reference, index % 4 / 4)

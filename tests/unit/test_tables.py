@@ -263,6 +263,11 @@ def test_every_option_has_help_and_a_valid_default():
         assert option.help or option.choices, f"--{name} has no help"
 
 
-def test_searchable_options():
-    assert set(SEARCHABLE) == {"lr", "optim", "batch_size", "dropout", "weight_decay", "momentum", "use_scheduler",
-                               "brightness", "saturation", "crop_ratio", "kl_temp", "kl_interp"}
+def test_searched_options_are_the_ones_docs_method_lists():
+    """The parameters of the search table in docs/METHOD.md, "Search", are the options with a SearchSpace, in
+    the table's order (the sampling order)."""
+    with open(os.path.join(REPO_ROOT, "docs", "METHOD.md")) as file:
+        section = file.read().split("## Search")[1].split("\n## ")[0]
+    documented = re.findall(r"^\| (\w+)(?: \([^|]*\))? \|", section, flags=re.M)
+    assert documented[0] == "parameter" and documented[1:] == list(SEARCHABLE)
+    assert all(OPTIONS[name].search.kind in ("float", "int", "categorical") for name in SEARCHABLE)
