@@ -17,8 +17,8 @@ from metrics.saliency import POST_HOC_NAMES, SOURCES
 from metrics.tasks import TASKS
 from models.heads import HEADS
 from models.resnet import ARCHITECTURES
-from options import (REPO_ROOT, Option, SearchSpace, at_least, non_negative, optional_int, optional_str, positive,
-                     resolve_path, str2bool, within)
+from options import (REPO_ROOT, Option, SearchSpace, at_least, non_negative, optional_bool, optional_int, optional_str,
+                     positive, resolve_path, str2bool, within)
 
 # Keys of a resolved .ini that describe the run rather than set an option.
 RUN_METADATA = ("run_id", "search_trial", "config")
@@ -117,8 +117,11 @@ OPTION_GROUPS = [
                    "keep the ReLU ending the last block of the last stage (docs/METHOD.md)"),
         run_option("head", optional_str, None, choices=(None, *HEADS),
                    help="attention head (models/heads.py); None: the head that --attention and --br_npa describe"),
-        run_option("attention", str2bool, True, "attention head (False: plain CNN); --head wins when given"),
-        run_option("br_npa", str2bool, True, "BR-NPA head (False: B-CNN head); --head wins when given"),
+        run_option("attention", optional_bool, True,
+                   "older way to choose a built-in head: attention head (False: plain CNN); --head wins when given, "
+                   "and a head outside cnn, b_cnn and br_npa sets it to None"),
+        run_option("br_npa", optional_bool, True,
+                   "older way to choose a built-in head: BR-NPA head (False: B-CNN head); as --attention"),
         run_option("nb_att_maps", int, 3, "number K of attention maps / vectors", **at_least(1)),
         run_option("br_npa_randvec", str2bool, False, "ablation: random picks"),
         run_option("br_npa_norefine", str2bool, False, "ablation: no refining"),
@@ -294,14 +297,14 @@ def parse_args(argv=None):
 
 def resolve_derived(args):
     """Fill the options whose default depends on others: img_size from big_images, and head from the legacy
-    --attention / --br_npa (or, when --head is given, those two from the head, so that the .ini is one
-    consistent description)."""
+    --attention / --br_npa (or, when --head is given, those two from the head, None for a head they cannot
+    describe, so that the .ini is one consistent description)."""
     if args.img_size is None:
         args.img_size = 448 if args.big_images else 224
     if args.head is None:
         args.head = "br_npa" if args.attention and args.br_npa else "b_cnn" if args.attention else "cnn"
-    elif args.head in LEGACY_HEAD_FLAGS:
-        args.attention, args.br_npa = LEGACY_HEAD_FLAGS[args.head]
+    else:  # the pair describes the built-in heads only: None for any other
+        args.attention, args.br_npa = LEGACY_HEAD_FLAGS.get(args.head, (None, None))
     return args
 
 

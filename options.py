@@ -31,6 +31,11 @@ def str2bool(value):
     raise argparse.ArgumentTypeError(f"expected True or False, got '{value}'")
 
 
+def optional_bool(value):
+    """True / False as str2bool, or None written as 'None'."""
+    return None if value in (None, "None") else str2bool(value)
+
+
 def optional_str(value):
     """A string, or None written as 'None'."""
     if value in (None, "None", ""):

@@ -13,7 +13,7 @@ import results_io
 import runs
 from errors import run_main
 from load_data import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb, scan_test_folder
-from metrics.perturbation import saliency_map
+from metrics.saliency import saliencies_from_maps
 from models.heads import head_class
 from options import REPO_ROOT, resolve_path, str2bool
 from runtime import data_config
@@ -67,7 +67,7 @@ def draw(opts):
         att_maps = results_io.read_array(paths["att_maps"], landed[model_id].remake)
         norms = results_io.read_array(paths["norm"], landed[model_id].remake)
         for col, (index, image) in enumerate(zip(shown, images)):
-            saliency = saliency_map(att_maps[index], norms[index], head_class(model_args.head).combine_maps)
+            saliency = saliencies_from_maps(att_maps, norms, head_class(model_args.head), [index])[0]
             saliency = F.interpolate(saliency[None, None], size=image.shape[:2], mode="bilinear",
                                      align_corners=False)[0, 0].numpy()
             axes[row, col].imshow(image)

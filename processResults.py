@@ -36,8 +36,7 @@ import runs
 from errors import UserError, run_main
 from metrics.attention import sparsity
 from metrics.localisation import LOCALISATION_SCORES, localisation_scores
-from metrics.perturbation import saliency_map
-from metrics.saliency import POST_HOC_NAMES
+from metrics.saliency import POST_HOC_NAMES, saliencies_from_maps
 from metrics.scores import SCORES
 from metrics.tasks import TASKS
 from options import REPO_ROOT, resolve_path, str2bool
@@ -223,8 +222,8 @@ def own_saliencies(landed):
         raise UserError(f"the test folder {os.path.join(landed.args.data_dir, landed.args.dataset_test)} holds "
                         f"{len(samples)} images but {landed.paths['att_maps']} has maps of {len(att_maps)}: remake "
                         f"the model with {landed.remake}")
-    combine_maps = head_class(landed.args.head).combine_maps
-    return samples, [saliency_map(maps, norm, combine_maps).numpy() for maps, norm in zip(att_maps, norms)]
+    saliencies = saliencies_from_maps(att_maps, norms, head_class(landed.args.head), range(len(att_maps)))
+    return samples, [saliency.numpy() for saliency in saliencies]
 
 
 def post_hoc_saliencies(exp_folder, landed, source, method):

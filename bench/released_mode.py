@@ -12,8 +12,8 @@ import results_io
 import runs
 from load_data import build_transform, load_rgb, scan_test_folder
 from metrics.curves import CURVE_METRICS
-from metrics.perturbation import perturbation_curves, step_masks, topk_step_masks, saliency_map
-from metrics.saliency import SOURCES, SourceInputs
+from metrics.perturbation import perturbation_curves, step_masks, topk_step_masks
+from metrics.saliency import SOURCES, SourceInputs, saliencies_from_maps
 from models.heads import head_class
 from runtime import data_config
 from attention_metrics import step_plan
@@ -50,7 +50,7 @@ for model_id in ("b_cnn", "br_npa_high_res_distill", "br_npa_low_res", "cnn"):
     rel = list(released(model, images, classes, inds))
     att = results_io.read_array(landed.paths["att_maps"], landed.remake)
     norm = results_io.read_array(landed.paths["norm"], landed.remake)
-    flt = [saliency_map(att[i], norm[i], head.combine_maps) for i in inds]
+    flt = saliencies_from_maps(att, norm, head, inds)
     cells, _ = step_plan(config, *rel[0].shape)
 
     def forward(batch):

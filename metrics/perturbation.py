@@ -13,15 +13,15 @@ import torch.nn.functional as F
 BLUR_KERNEL = 121
 
 
-def saliency_map(att_maps, norm, combine_maps):
+def saliency_map(att_maps, norm, head):
     """Saliency of one image, min-max scaled to [0, 1], in floating point.
 
-    att_maps: (M, h, w), norm: (1, h, w) (uint8 as saved, or float). combine_maps: the model's head's
-    (models.heads): map 0 for BR-NPA and the CNN, the mean of the maps for B-CNN. The saliency is
-    combine_maps(att_maps) * norm. Returns (h, w) float32.
+    att_maps: (M, h, w), norm: (1, h, w) (uint8 as saved, or float). head: the model's head class
+    (models.heads), whose saliency(maps, norm) it is: for the built-in heads, the combined map (map 0 for
+    BR-NPA and the CNN, the mean of the maps for B-CNN) times the norm. Returns (h, w) float32.
     """
     att_maps, norm = torch.as_tensor(att_maps).float(), torch.as_tensor(norm).float()
-    return min_max(combine_maps(att_maps) * norm[0])
+    return min_max(head.saliency(att_maps, norm))
 
 
 def released_saliency_map(att_maps, norm, combine_maps):

@@ -30,11 +30,18 @@ from metrics.perturbation import released_saliency_map, released_uint8, saliency
 from options import Option, at_least, within
 
 
-def own_maps(att_maps, norms, combine_maps):
-    """Source reading the saved uint8 arrays: att_maps (N, M, h, w), norms (N, 1, h, w), indexed by test index.
-    combine_maps: the model's head's (models.heads). The saliency is metrics.perturbation.saliency_map."""
+def saliencies_from_maps(att_maps, norms, head, indices):
+    """A model's own saliency (h, w) of the test images `indices`, from its saved arrays att_maps (N, M, h, w) and
+    norms (N, 1, h, w), indexed by test index; head: its head class (models.heads), whose saliency rule
+    metrics.perturbation.saliency_map applies. The one place this is computed: the curve tasks (own_maps),
+    processResults.py, plot_maps.py and the released-mode bench call it."""
+    return [saliency_map(att_maps[i], norms[i], head) for i in indices]
+
+
+def own_maps(att_maps, norms, head):
+    """Source reading the saved uint8 arrays (saliencies_from_maps)."""
     def saliency(model, images, classes, indices):
-        return torch.stack([saliency_map(att_maps[i], norms[i], combine_maps) for i in indices])
+        return torch.stack(saliencies_from_maps(att_maps, norms, head, indices))
     return saliency
 
 
@@ -215,7 +222,7 @@ def build_rise(inputs):
 def build_own_maps(inputs):
     if inputs.values["att_metrics_saliency"] == "released":
         return released_own_maps(inputs.test_images, inputs.head)
-    return own_maps(inputs.att_maps, inputs.norms, inputs.head.combine_maps)
+    return own_maps(inputs.att_maps, inputs.norms, inputs.head)
 
 
 @torch.no_grad()

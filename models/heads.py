@@ -1,13 +1,18 @@
 """The table of attention heads. A head turns the backbone's feature map into the vector the classifier
 reads and the attention maps that are saved and evaluated:
 
-    forward(features (B, C, h, w)) -> (pooled vector (B, out_dim), attention maps (B, M, h, w))
+    forward(features (B, C, h, w), classifier) -> (pooled vector (B, out_dim), attention maps (B, M, h, w))
 
-Each head class states what the rest of the code needs from it:
+classifier is the model's last layer (nn.Linear(out_dim, class_nb)), for a head whose map depends on the class
+it explains (a CAM head: the classifier's weights of the predicted class); the built-in heads ignore it.
+
+Each head class (a subclass of Head) states what the rest of the code needs from it:
 - out_dim (set by __init__(chan, config)): the size of the pooled vector, the classifier's input;
   config is the models.net.ModelConfig of the run (a head reads the fields it needs, e.g. nb_att_maps);
-- combine_maps(maps (..., M, h, w)) -> (..., h, w): how its maps become one map, which times the
-  feature norm is its saliency (metrics.perturbation.saliency_map);
+- saliency(maps (..., M, h, w), norm (..., 1, h, w)) -> (..., h, w): its saliency before min-max scaling,
+  which the metrics use (metrics.perturbation.saliency_map). Head's default is combine_maps(maps) times the
+  feature norm;
+- combine_maps(maps (..., M, h, w)) -> (..., h, w): how its maps become one map (Head's default: the first);
 - released_map_axis (optional, default True): False where the authors' released code handled the head's
   map without its map axis (the CNN), for `--att_metrics_saliency released`.
 
@@ -21,7 +26,24 @@ from models.br_npa import representative_vectors
 from models.resnet import BasicBlock
 
 
-class CNNHead(nn.Module):
+class Head(nn.Module):
+    """What every head shares: its saliency is its combined map times the feature norm, and its combined map is
+    its first map, unless it says otherwise."""
+    released_map_axis = True
+
+    def forward(self, features, classifier):
+        raise NotImplementedError
+
+    @staticmethod
+    def combine_maps(maps):
+        return maps[..., 0, :, :]
+
+    @classmethod
+    def saliency(cls, maps, norm):
+        return cls.combine_maps(maps) * norm[..., 0, :, :]
+
+
+class CNNHead(Head):
     """Plain CNN: spatial mean; the 'attention map' is the feature norm (one map). The authors' released code
     kept this map without its map axis (released_map_axis False), which its saved arrays and its DAUC code
     reflect (metrics.saliency's released mode reproduces it)."""
@@ -31,15 +53,11 @@ class CNNHead(nn.Module):
         super().__init__()
         self.out_dim = chan
 
-    def forward(self, features):
+    def forward(self, features, classifier):
         return features.mean(dim=(2, 3)), features.norm(dim=1, keepdim=True)
 
-    @staticmethod
-    def combine_maps(maps):
-        return maps[..., 0, :, :]
 
-
-class BCNNHead(nn.Module):
+class BCNNHead(Head):
     """Bilinear attention pooling (WS-DAN): BasicBlock + bias-free 1x1 conv to K+1 maps, ReLU;
     z = concat_k(spatial mean of A_k * F) over the first K maps. Its saliency reads the mean of the maps."""
 
@@ -50,7 +68,7 @@ class BCNNHead(nn.Module):
         self.att_conv = nn.Conv2d(chan, self.nb_maps + 1, kernel_size=1, bias=False)  # bias-free, as the authors'
         self.out_dim = chan * self.nb_maps
 
-    def forward(self, features):
+    def forward(self, features, classifier):
         maps = torch.relu(self.att_conv(self.att_block(features)))  # (B, K+1, h, w)
         pooled = torch.einsum("bkhw,bchw->bkc", maps[:, :self.nb_maps], features)
         pooled = pooled / (features.shape[2] * features.shape[3])
@@ -61,7 +79,7 @@ class BCNNHead(nn.Module):
         return maps.mean(dim=-3)
 
 
-class BRNPAHead(nn.Module):
+class BRNPAHead(Head):
     """Non-parametric BR-NPA head (see models.br_npa.representative_vectors); its saliency reads the first
     map (the most active vector's). Ablations: br_npa_norefine, br_npa_randvec."""
 
@@ -71,12 +89,8 @@ class BRNPAHead(nn.Module):
         self.refine, self.rand_vec = not config.br_npa_norefine, config.br_npa_randvec
         self.out_dim = chan * self.nb_maps
 
-    def forward(self, features):
+    def forward(self, features, classifier):
         return representative_vectors(features, self.nb_maps, self.refine, self.rand_vec)
-
-    @staticmethod
-    def combine_maps(maps):
-        return maps[..., 0, :, :]
 
 
 HEADS = {"cnn": CNNHead, "b_cnn": BCNNHead, "br_npa": BRNPAHead}

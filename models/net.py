@@ -29,7 +29,7 @@ class Net(nn.Module):
 
     def forward(self, images):
         features = self.backbone(images)
-        pooled, maps = self.head(features)
+        pooled, maps = self.head(features, self.classifier)
         pooled = self.dropout(pooled)
         result = {"output": self.classifier(pooled),
                   "att_maps": maps, "norm": features.float().norm(dim=1, keepdim=True)}

@@ -35,7 +35,7 @@ def test_bcnn_pooling_is_mean_of_maps_times_features():
     torch.manual_seed(0)
     model = tiny_model(head="b_cnn", nb_att_maps=2).eval()
     features = torch.relu(torch.randn(2, 64, 3, 3))
-    pooled, maps = model.head(features)
+    pooled, maps = model.head(features, model.classifier)
     for k in range(2):
         expected = (maps[:, k:k + 1] * features).mean(dim=(2, 3))
         assert torch.allclose(pooled[:, k * 64:(k + 1) * 64], expected, atol=1e-6)
@@ -71,7 +71,7 @@ def test_one_step_moves_the_classifier_by_the_hand_gradient(head):
     model = tiny_model(head=head).train()
     images, target = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     with torch.no_grad():
-        pooled = model.head(model.backbone(images))[0]  # no dropout by default
+        pooled = model.head(model.backbone(images), model.classifier)[0]  # no dropout by default
         weight = model.classifier.weight.clone()
         probabilities = torch.softmax(pooled @ weight.T, dim=1)
         hand_gradient = (probabilities - torch.nn.functional.one_hot(target, 5).float()).T @ pooled / 4

@@ -71,9 +71,9 @@ def test_saliency_choice_per_model():
     maps = torch.tensor([[[0., 2.], [4., 8.]], [[8., 4.], [2., 0.]]])
     norm = torch.tensor([[[1., 1.], [1., 2.]]])
     for head in ("br_npa", "cnn"):  # map 0 times the norm
-        assert torch.allclose(saliency_map(maps, norm, HEADS[head].combine_maps), torch.tensor([[0, .125], [.25, 1.]]))
+        assert torch.allclose(saliency_map(maps, norm, HEADS[head]), torch.tensor([[0, .125], [.25, 1.]]))
     # b_cnn: mean map (4, 3, 3, 4) * norm -> (4, 3, 3, 8) -> minmax
-    assert torch.allclose(saliency_map(maps, norm, HEADS["b_cnn"].combine_maps), torch.tensor([[.2, 0.], [0., 1.]]))
+    assert torch.allclose(saliency_map(maps, norm, HEADS["b_cnn"]), torch.tensor([[.2, 0.], [0., 1.]]))
 
 
 def test_cells_per_step():

@@ -152,7 +152,7 @@ def test_released_saliency_wraps_like_the_released_code():
     norm = torch.tensor([[[200, 2], [16, 255]]], dtype=torch.uint8)
     released = released_saliency_map(maps, norm, BR_NPA)
     assert torch.allclose(released, torch.tensor([[64., 200.], [0., 255.]]) / 255)
-    floating = saliency_map(maps, norm, BR_NPA)
+    floating = saliency_map(maps, norm, HEADS["br_npa"])
     assert torch.allclose(floating, (torch.tensor([[40000., 200.], [256., 255.]]) - 200) / (40000 - 200))
     # the most salient cell differs: the wrap changes the order
     assert released.flatten().argmax() == 3 and floating.flatten().argmax() == 0

@@ -15,7 +15,7 @@ def test_gradcam_equals_hand_computation():
     images, classes = torch.randn(3, 3, 32, 32), [2, 0, 1]
     features = model.backbone(images)
     features.retain_grad()
-    logits = model.classifier(model.dropout(model.head(features)[0]))
+    logits = model.classifier(model.dropout(model.head(features, model.classifier)[0]))
     logits[torch.arange(3), classes].sum().backward()
     weights = features.grad.mean(dim=(2, 3))
     cam = torch.relu((weights[:, :, None, None] * features).sum(dim=1)).detach()

@@ -29,7 +29,7 @@ def test_every_head_through_the_model(head):
     model = tiny_model(head=head)
     images, target = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
     features = model.backbone(images)
-    pooled, maps = model.head(features)
+    pooled, maps = model.head(features, model.classifier)
     assert pooled.shape == (2, model.head.out_dim) == (2, model.classifier.in_features)
     assert maps.shape[0] == 2 and maps.shape[2:] == features.shape[2:]
     combined = HEADS[head].combine_maps(maps)
@@ -38,7 +38,7 @@ def test_every_head_through_the_model(head):
         assert HEADS[head].combine_maps(one_image).shape == features.shape[2:]
         as_saved = (one_image / one_image.max().clamp_min(1e-12) * 255).round().to(torch.uint8)
         norm = torch.full((1, *features.shape[2:]), 7, dtype=torch.uint8)
-        for saliency in (saliency_map(as_saved, norm, HEADS[head].combine_maps),
+        for saliency in (saliency_map(as_saved, norm, HEADS[head]),
                          released_saliency_map(as_saved, norm, HEADS[head].combine_maps)):
             assert saliency.shape == features.shape[2:] and 0 <= saliency.min() and saliency.max() <= 1
     loss = torch.nn.functional.cross_entropy(model(images)["output"], target)
@@ -55,15 +55,27 @@ COMBINED_BY_HAND = {
 }
 
 
+# The saliency (before min-max scaling) of those maps with the feature norm NORM, by hand: a new head adds its line.
+NORM = [[[2., 1.], [1., 2.]]]
+SALIENCY_BY_HAND = {
+    "cnn": [[2., 2.], [3., 8.]],  # combined map x norm
+    "b_cnn": [[4., 11 / 3], [13 / 3, 8.]],
+    "br_npa": [[2., 2.], [3., 8.]],
+}
+
+
 @pytest.mark.parametrize("head", HEADS)
 def test_every_head_combines_its_maps_as_worked_by_hand(head):
-    """One image (M, h, w) and a batch (B, M, h, w) give the hand-worked map."""
+    """One image (M, h, w) and a batch (B, M, h, w) give the hand-worked combined map and saliency."""
     assert head in COMBINED_BY_HAND, f"add the combined map of head '{head}' worked out by hand"
-    expected = torch.tensor(COMBINED_BY_HAND[head])
-    maps = torch.tensor(MAPS)
-    assert torch.allclose(HEADS[head].combine_maps(maps), expected)
-    batch = torch.stack([maps, maps * 2])
-    assert torch.allclose(HEADS[head].combine_maps(batch), torch.stack([expected, expected * 2]))
+    assert head in SALIENCY_BY_HAND, f"add the saliency of head '{head}' worked out by hand"
+    maps, norm = torch.tensor(MAPS), torch.tensor(NORM)
+    for table, compute in ((COMBINED_BY_HAND, lambda m, n: HEADS[head].combine_maps(m)),
+                           (SALIENCY_BY_HAND, HEADS[head].saliency)):
+        expected = torch.tensor(table[head])
+        assert torch.allclose(compute(maps, norm), expected)
+        batch = compute(torch.stack([maps, maps * 2]), torch.stack([norm, norm]))
+        assert torch.allclose(batch, torch.stack([expected, expected * 2]))
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -83,6 +95,10 @@ def test_legacy_head_options_map_onto_head():
     assert parse_args([]).head == "br_npa"
     bcnn = parse_args(["--head", "b_cnn"])
     assert (bcnn.attention, bcnn.br_npa) == (True, False)  # the .ini describes one head
+    from args import resolve_derived, with_changes
+    other = resolve_derived(with_changes(parse_args([]), head="cam"))  # a head the pair cannot describe
+    assert (other.head, other.attention, other.br_npa) == ("cam", None, None)
+    assert parse_args(["--attention", "None", "--head", "cnn"]).attention is False  # None reads back from an .ini
 
 
 @pytest.mark.parametrize("name", SOURCES)
