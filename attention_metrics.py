@@ -164,51 +164,28 @@ def compute_saliencies(saliency, model, forward_images, subset, preds, image_ind
 def compute_and_save_curves(config, landed, source, inputs, test_samples, image_inds, map_size):
     """The task's arrays for the chosen images and the saliencies a source gives (metrics/saliency.py), staged
     and landed as one set (runs.curve_stage), with progress saved on the way and resumed from. A post-hoc
-    source's maps are saved too, and reused by the other tasks."""
+    source's maps are saved too, and reused by the other tasks. The steps: plan (done, resume or fresh),
+    predict, saliencies (computed or read back), the resumable loop, land."""
     exp_folder = results_io.exp_dir(config.results_dir, config.exp_id)
     task = perturbation_task(config.attention_metrics)
     source_id = results_io.source_id(config.model_id, source.name if source.post_hoc else None)
     paths = results_io.att_metrics_paths(exp_folder, source_id, task.key)
     device = get_device(config.cuda)
     layout = memory_format(config.channels_last, device)
-
-    def forward(images):
-        with autocast(device, config.amp_eval):
-            return model(images.contiguous(memory_format=layout))["output"]
-
-    _, geometry, _ = data_config(config)
-    transform = build_transform(geometry)
-
-    def load_images(samples):
-        return torch.stack([transform(load_rgb(path)) for path, _ in samples]).to(device)
-
-    def test_images():  # the whole test set in the batches of the test pass, for sources that need it
-        for images, _ in make_loader(test_samples, transform, config.val_batch_size, config.num_workers,
-                                     pin_memory(config)):
-            yield images.to(device).contiguous(memory_format=layout)
-
+    transform = build_transform(data_config(config)[1])
     step_cells, step_nb = step_plan(config, *map_size)
     subset = [test_samples[i] for i in image_inds]
-    identity = {"post_hoc": source.name} if source.post_hoc else {}
-    identity.update(source.identify(inputs.values))
-    signature = {"run_id": landed.run_id, "images": image_inds.tolist(), "step_cells": step_cells,
-                 "batch_size": config.att_metrics_batch_size, "amp_eval": config.amp_eval, **identity}
+    identity, signature = set_signature(landed, source, inputs, image_inds, step_cells, config)
     stage = runs.curve_stage(exp_folder, source_id, task.key)
     partial = os.path.join(stage.folder, partial_name(distributed.rank(), distributed.world_size()))
     with distributed.main_only(stage.opened()):
-        decision = None
-        if distributed.is_main():
-            staged_signature = read_partial(partial, task.arrays, explain=True)[0]
-            decision = runs.plan(saved_signature(paths), signature, staged_signature, config.overwrite, config.resume)
-            if decision == "fresh":
-                stage.fresh()
-        decision = distributed.broadcast(decision)
-        if decision == "done":
+        if plan_set(stage, paths, partial, task, signature, config) == "done":
             if distributed.is_main():
                 print(f"the {task.description} of {source_id} are already computed from run {landed.run_id} with "
                       f"these options: {paths[task.arrays[0]]} (--overwrite True computes them again)")
             return
         model = prepare_model(landed.load_model()[0], device, layout)  # only when there are curves to compute
+        forward, load_images, test_images = model_io(model, device, layout, transform, test_samples, config)
         distributed.barrier()  # the staging folder exists for every process
         # each process takes a contiguous share of the images; rank 0 gathers and writes
         first, last = distributed.shard_bounds(len(subset))
@@ -217,69 +194,137 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
                                                          config.num_workers, pin_memory(config))
                  for pred in forward(images.to(device)).argmax(dim=1).cpu()]
         saliency = source.build(dataclasses.replace(inputs, test_images=test_images))
-        order = getattr(saliency, "order", step_masks)  # the cells' order a source may impose
-        saliencies = None
-        if source.post_hoc:
-            maps_paths = results_io.post_hoc_maps_paths(exp_folder, source_id)
-            maps_signature = {key: value for key, value in signature.items() if key not in ("step_cells", "batch_size")}
-            saliencies = saved_post_hoc_maps(maps_paths, maps_signature)
-            saliencies = None if saliencies is None else saliencies[first:last]
-        if saliencies is None:
-            saliencies = compute_saliencies(saliency, model, load_images, mine, preds, my_inds,
-                                            config.att_metrics_batch_size)
-            if source.post_hoc:  # the same on every process: the gather is collective
-                all_saliencies = distributed.gather_in_order(saliencies)
-                if distributed.is_main():
-                    results_io.atomic_save_npy(maps_paths["maps"], torch.stack(all_saliencies).numpy())
-                    results_io.atomic_write_json(maps_paths["meta"], maps_signature)
+        saliencies = set_saliencies(saliency, model, load_images, mine, preds, my_inds, (first, last), source,
+                                    exp_folder, source_id, signature, config.att_metrics_batch_size)
         if saliencies and tuple(saliencies[0].shape) != tuple(map_size):
             raise ValueError(f"the {source_id} saliency is {tuple(saliencies[0].shape)}, the model's maps "
                              f"{tuple(map_size)}")
-        saved, records = read_partial(partial, task.arrays) if config.resume else (None, None)
-        records = records if saved == signature else {name: [] for name in task.arrays}
-        done = len(records[task.arrays[0]])
-        if done:
-            print(f"resuming the {task.description} of {source_id} after {done} of {len(mine)} images",
-                  file=sys.stderr)
-        chunk = images_per_chunk(task.forwards_per_image(step_nb), config.att_metrics_batch_size)
-        save_every = max(chunk, len(mine) // SAVES_PER_RUN)
-        last_saved = done
-        bar = progress(range(len(mine)), task.key, initial=done)
-        while done < len(mine):
-            stop = min(done + chunk, len(mine))
-            computed = task.compute(forward, list(load_images(mine[done:stop])), saliencies[done:stop],
-                                    preds[done:stop], step_cells, config.att_metrics_batch_size, order)
-            for name in task.arrays:
-                records[name] += computed[name]
-            bar.update(stop - done)
-            done = stop
-            if done - last_saved >= save_every and done < len(mine):
-                results_io.atomic_save_torch(partial, {"signature": signature, "records": records})
-                last_saved = done
-        bar.close()
+        order = getattr(saliency, "order", step_masks)  # the cells' order a source may impose
+        records = resumable_records(task, forward, load_images, mine, saliencies, preds, (step_cells, step_nb),
+                                    order, partial, signature, source_id, config)
         records = {name: distributed.gather_in_order(values) for name, values in records.items()}
         preds = distributed.gather_in_order(preds)
-        if distributed.is_main():
-            if not landed.still_landed():
-                raise runs.NotTrainedError(f"'{config.model_id}' was trained again while its {task.description} "
-                                           f"were computed: run the same command again for the new model")
-            staged = results_io.att_metrics_paths(stage.folder, source_id, task.key)
-            for name, values in records.items():
-                array = torch.stack(values).numpy()
-                results_io.atomic_save_npy(staged[name], array.astype(np.float64) if array.dtype.kind == "f" else array)
-            results_io.atomic_save_npy(staged["img_inds"], image_inds)
-            results_io.atomic_save_npy(staged["preds"], np.array(preds))
-            results_io.atomic_save_npy(staged["targets"], np.array([label for _, label in subset]))
-            results_io.atomic_write_json(staged["meta"], {
-                "run_id": landed.run_id, "model_id": config.model_id, "source": source_id, "metric": task.key,
+        meta = {"run_id": landed.run_id, "model_id": config.model_id, "source": source_id, "metric": task.key,
                 "image_nb": len(subset), "step_nb": step_nb, "cells_per_step": step_cells,
                 "few_steps": config.att_metrics_few_steps, "amp_eval": config.amp_eval,
-                "written": time.strftime("%Y-%m-%d %H:%M:%S"), **identity, "signature": signature})
-            distributed.barrier()  # every process is done with its progress file
-            stage.land(keep=[name for name in os.listdir(stage.folder) if name.startswith("partial")])
-        else:
-            distributed.barrier()
+                "written": time.strftime("%Y-%m-%d %H:%M:%S"), **identity, "signature": signature}
+        land_set(stage, landed, task, source_id, records, image_inds, preds, [label for _, label in subset], meta)
     if not distributed.is_main():
         return
     steps = f" ({step_nb} steps of {step_cells} cells)" if task.curve is not None else ""
     print(f"{task.description} of {len(subset)} images{steps} -> {paths[task.arrays[0]]}")
+
+
+def set_signature(landed, source, inputs, image_inds, step_cells, config):
+    """(identity: what names the source's results, signature: what defines the set; a set or saved progress of
+    another signature is computed again)."""
+    identity = {"post_hoc": source.name} if source.post_hoc else {}
+    identity.update(source.identify(inputs.values))
+    signature = {"run_id": landed.run_id, "images": image_inds.tolist(), "step_cells": step_cells,
+                 "batch_size": config.att_metrics_batch_size, "amp_eval": config.amp_eval, **identity}
+    return identity, signature
+
+
+def land_set(stage, landed, task, source_id, records, image_inds, preds, targets, meta):
+    """Rank 0 writes the set into the staging folder and lands it (unless the model was trained again
+    meanwhile); every process waits until its progress file is no longer needed."""
+    if not distributed.is_main():
+        distributed.barrier()
+        return
+    if not landed.still_landed():
+        raise runs.NotTrainedError(f"'{landed.model_id}' was trained again while its {task.description} were "
+                                   f"computed: run the same command again for the new model")
+    write_set(results_io.att_metrics_paths(stage.folder, source_id, task.key), records, image_inds, preds, targets,
+              meta)
+    distributed.barrier()  # every process is done with its progress file
+    stage.land(keep=[name for name in os.listdir(stage.folder) if name.startswith("partial")])
+
+
+def model_io(model, device, layout, transform, test_samples, config):
+    """(forward: images -> logits under --amp_eval, load_images: samples -> a batch on the device, test_images:
+    the whole test set in the batches of the test pass, for the sources that need it)."""
+    def forward(images):
+        with autocast(device, config.amp_eval):
+            return model(images.contiguous(memory_format=layout))["output"]
+
+    def load_images(samples):
+        return torch.stack([transform(load_rgb(path)) for path, _ in samples]).to(device)
+
+    def test_images():
+        for images, _ in make_loader(test_samples, transform, config.val_batch_size, config.num_workers,
+                                     pin_memory(config)):
+            yield images.to(device).contiguous(memory_format=layout)
+    return forward, load_images, test_images
+
+
+def plan_set(stage, paths, partial, task, signature, config):
+    """'done', 'resume' or 'fresh' (runs.plan), decided by rank 0 from the landed set and the progress saved in
+    the staging folder, and told to the other processes; 'fresh' empties the staging folder."""
+    decision = None
+    if distributed.is_main():
+        staged_signature = read_partial(partial, task.arrays, explain=True)[0]
+        decision = runs.plan(saved_signature(paths), signature, staged_signature, config.overwrite, config.resume)
+        if decision == "fresh":
+            stage.fresh()
+    return distributed.broadcast(decision)
+
+
+def set_saliencies(saliency, model, load_images, mine, preds, my_inds, bounds, source, exp_folder, source_id,
+                   signature, batch_size):
+    """This process's saliencies (h, w) of its images `mine`: a post-hoc source's saved maps where they were
+    computed with this signature, else computed (and, for a post-hoc source, saved for the other tasks; the
+    gather is collective, so every process computes). bounds: (first, last) of this process's share."""
+    if not source.post_hoc:
+        return compute_saliencies(saliency, model, load_images, mine, preds, my_inds, batch_size)
+    maps_paths = results_io.post_hoc_maps_paths(exp_folder, source_id)
+    maps_signature = {key: value for key, value in signature.items() if key not in ("step_cells", "batch_size")}
+    saved = saved_post_hoc_maps(maps_paths, maps_signature)
+    if saved is not None:
+        return saved[bounds[0]:bounds[1]]
+    saliencies = compute_saliencies(saliency, model, load_images, mine, preds, my_inds, batch_size)
+    all_saliencies = distributed.gather_in_order(saliencies)
+    if distributed.is_main():
+        results_io.atomic_save_npy(maps_paths["maps"], torch.stack(all_saliencies).numpy())
+        results_io.atomic_write_json(maps_paths["meta"], maps_signature)
+    return saliencies
+
+
+def resumable_records(task, forward, load_images, mine, saliencies, preds, steps, order, partial, signature,
+                      source_id, config):
+    """{array name: list of per-image tensors} of the task on this process's images, in chunks, resumed from the
+    progress file `partial` when it holds this signature (and --resume), and saved to it every few images.
+    steps: (cells per step, step count)."""
+    step_cells, step_nb = steps
+    saved, records = read_partial(partial, task.arrays) if config.resume else (None, None)
+    records = records if saved == signature else {name: [] for name in task.arrays}
+    done = len(records[task.arrays[0]])
+    if done:
+        print(f"resuming the {task.description} of {source_id} after {done} of {len(mine)} images", file=sys.stderr)
+    chunk = images_per_chunk(task.forwards_per_image(step_nb), config.att_metrics_batch_size)
+    save_every, last_saved = max(chunk, len(mine) // SAVES_PER_RUN), done
+    bar = progress(range(len(mine)), task.key, initial=done)
+    while done < len(mine):
+        stop = min(done + chunk, len(mine))
+        computed = task.compute(forward, list(load_images(mine[done:stop])), saliencies[done:stop], preds[done:stop],
+                                step_cells, config.att_metrics_batch_size, order)
+        for name in task.arrays:
+            records[name] += computed[name]
+        bar.update(stop - done)
+        done = stop
+        if done - last_saved >= save_every and done < len(mine):
+            results_io.atomic_save_torch(partial, {"signature": signature, "records": records})
+            last_saved = done
+    bar.close()
+    return records
+
+
+def write_set(staged, records, image_inds, preds, targets, meta):
+    """The files of a set into the staging folder (staged: their paths): the task's arrays (floats as float64),
+    the image indices, predictions and targets, and the .json of metadata last."""
+    for name, values in records.items():
+        array = torch.stack(values).numpy()
+        results_io.atomic_save_npy(staged[name], array.astype(np.float64) if array.dtype.kind == "f" else array)
+    results_io.atomic_save_npy(staged["img_inds"], image_inds)
+    results_io.atomic_save_npy(staged["preds"], np.array(preds))
+    results_io.atomic_save_npy(staged["targets"], np.array(targets))
+    results_io.atomic_write_json(staged["meta"], meta)
