@@ -144,6 +144,18 @@
     document.getElementById("count").textContent =
       order.length + " of " + index.images.length + " evaluated test images";
     renderMore();
+    watchSentinel();
+  }
+
+  // More rows are rendered while the sentinel under the gallery is near the viewport. An observer reports only
+  // changes, so after each page (and after a new filter or sort) the sentinel is observed again: the fresh
+  // report says whether it is still in view, and if so the next page follows.
+  let sentinelWatch = null;
+  function watchSentinel() {
+    if (sentinelWatch === null) return;
+    const sentinel = document.getElementById("sentinel");
+    sentinelWatch.unobserve(sentinel);
+    sentinelWatch.observe(sentinel);
   }
 
   function header(shown) {
@@ -290,11 +302,14 @@
 
   window.reportIndex = function (index) {
     state.index = index;
+    sentinelWatch = new IntersectionObserver((entries) => {
+      if (entries.some((entry) => entry.isIntersecting) && state.rendered < state.order.length) {
+        renderMore();
+        watchSentinel();
+      }
+    }, {rootMargin: "600px"});
     setupControls();
     apply();
-    new IntersectionObserver((entries) => {
-      if (entries.some((entry) => entry.isIntersecting)) renderMore();
-    }, {rootMargin: "600px"}).observe(document.getElementById("sentinel"));
   };
 
   setupTable();
