@@ -226,7 +226,7 @@ def own_saliencies(landed):
     return samples, [saliency.numpy() for saliency in saliencies]
 
 
-def post_hoc_saliencies(exp_folder, landed, source, method):
+def post_hoc_saliencies(exp_folder, landed, source):
     """(test indices of the evaluated images, their maps (N, h, w)) of a post-hoc saliency
     '<model_id>-<method>', checked to come from the model's landed run."""
     remake = landed.curves_command(next(iter(TASKS)), source)
@@ -250,7 +250,7 @@ def source_saliencies(exp_folder, landed, source):
     model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
     if method is None:
         return dict(enumerate(own_saliencies(landed[model_id])[1]))
-    return dict(zip(*post_hoc_saliencies(exp_folder, landed[model_id], source, method)))
+    return dict(zip(*post_hoc_saliencies(exp_folder, landed[model_id], source)))
 
 
 def own_map_row(landed):
@@ -261,10 +261,10 @@ def own_map_row(landed):
             "local": localisation(landed.args, samples, saliencies, range(len(saliencies)))}
 
 
-def post_hoc_row(exp_folder, landed, source, method):
+def post_hoc_row(exp_folder, landed, source):
     """The row of a post-hoc saliency '<model_id>-<method>': the model's accuracy; sparsity and localisation
     scores of the saved post-hoc maps of the evaluated images (each map its own weight, norm 1)."""
-    images, maps = post_hoc_saliencies(exp_folder, landed, source, method)
+    images, maps = post_hoc_saliencies(exp_folder, landed, source)
     scaled = torch.from_numpy(maps).float()[:, None]
     return {"accuracy": test_values(landed).get("accuracy"),
             "sparsity": float(sparsity(scaled, torch.ones_like(scaled)).mean()),
@@ -346,8 +346,7 @@ def experiment_rows(exp_folder):
     rows, uniform_energy = {}, None
     for source in sources:
         model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
-        base = own_map_row(landed[model_id]) if method is None else post_hoc_row(exp_folder, landed[model_id],
-                                                                                  source, method)
+        base = own_map_row(landed[model_id]) if method is None else post_hoc_row(exp_folder, landed[model_id], source)
         row = {"accuracy": base["accuracy"], "sparsity": base["sparsity"]}
         for name, per_source in values.items():
             if source in per_source:

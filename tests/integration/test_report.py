@@ -178,7 +178,7 @@ def test_report_in_chromium(demo_report, browser):
     assert shown() == misclassified(folder, "cnn")
     # in a window taller than a page of rows the sentinel under the gallery never leaves the view: the rows
     # must still come, page after page, after the filter changes
-    browser.set_window_size(1400, 40000)
+    browser.set_window_size(1400, 12000)
     Select(browser.find_element(By.ID, "filter")).select_by_value("any")
     any_source = sorted(set().union(*(misclassified(folder, source) for source in SOURCES)))
     assert len(any_source) > 20  # more than one page
