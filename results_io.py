@@ -317,7 +317,7 @@ def atomic_save_npy(path, array):
 
 def atomic_save_torch(path, obj):
     """torch.save through a buffer, so that a full disk raises an OSError rather than torch's RuntimeError."""
-    import torch  # here: reading file names needs no torch (data/synthetic.py, --help)
+    import torch  # here: naming and reading result files needs no torch (data/synthetic.py)
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getbuffer())

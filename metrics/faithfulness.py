@@ -48,19 +48,19 @@ def clean_scores(arrays):
 
 def average_drop(arrays):
     """AD per image: max(0, y - y_kept) / y. arrays['scores']: (N, 3) of (clean, kept, removed)."""
-    clean, kept = arrays["scores"][:, 0], arrays["scores"][:, 1]
+    clean, kept = clean_scores(arrays), arrays["scores"][:, 1]
     return np.maximum(clean - kept, 0) / clean
 
 
 def increase_in_confidence(arrays):
     """IIC per image: 1 where y_kept > y, else 0 (its mean is the share of images whose score rises)."""
-    clean, kept = arrays["scores"][:, 0], arrays["scores"][:, 1]
+    clean, kept = clean_scores(arrays), arrays["scores"][:, 1]
     return (kept > clean).astype(np.float64)
 
 
 def average_drop_in_deletion(arrays):
     """ADD per image: (y - y_removed) / y (negative where removing the salient part raises the score)."""
-    clean, removed = arrays["scores"][:, 0], arrays["scores"][:, 2]
+    clean, removed = clean_scores(arrays), arrays["scores"][:, 2]
     return (clean - removed) / clean
 
 
