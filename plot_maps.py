@@ -9,14 +9,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import results_io
-import runs
-from errors import run_main
-from load_data import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb, scan_test_folder
+from runs import results_io
+from runs import lifecycle
+from core.errors import run_main
+from data.load_data import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb, scan_test_folder
 from metrics.saliency import saliencies_from_maps
 from models.heads import head_class
-from options import REPO_ROOT, resolve_path, str2bool
-from runtime import data_config
+from core.options import REPO_ROOT, resolve_path, str2bool
+from core.runtime import data_config
 
 
 def main(argv=None):
@@ -43,7 +43,7 @@ def draw(opts):
     import matplotlib.pyplot as plt
 
     exp_folder = results_io.exp_dir(resolve_path(opts.results_dir), opts.exp_id)
-    landed = {model_id: runs.LandedRun(exp_folder, model_id) for model_id in opts.model_ids}
+    landed = {model_id: lifecycle.LandedRun(exp_folder, model_id) for model_id in opts.model_ids}
     first_args = landed[opts.model_ids[0]].args
     samples = scan_test_folder(first_args.data_dir, first_args.dataset_test, first_args.class_nb)
     shown = np.linspace(0, len(samples) - 1, opts.img_nb).round().astype(int)

@@ -20,11 +20,11 @@ import argparse
 import os
 import time
 
-from errors import UserError, run_main
+from core.errors import UserError, run_main
 from metrics.saliency import POST_HOC_NAMES
 from metrics.tasks import TASKS
 from model_ids import MODEL_IDS, model_options
-from options import str2bool
+from core.options import str2bool
 
 
 def table_options(model_id):

@@ -9,39 +9,39 @@ or compute its DAUC / IAUC curves.
 A problem the user can fix (an option, a data folder, a missing or inconsistent result file, a full
 disk) ends the run with one line, 'error: ...', and exit status 1; --debug True shows the traceback.
 """
-from args import parse_args
-from errors import run_main
+from core.args import parse_args
+from core.errors import run_main
 
 
 def run(args):
     """The task the options ask for: DAUC / IAUC curves, a search, or a plain training run."""
-    import runtime
-    from load_data import load_samples
+    from core import runtime
+    from data.load_data import load_samples
     from models.resnet import imagenet_state_dict
-    from runtime import data_config
+    from core.runtime import data_config
 
     runtime.PROGRESS_INTERVAL["seconds"] = args.progress_interval
 
     if args.attention_metrics is not None:
-        from attention_metrics import run_attention_metrics
+        from tasks.attention_metrics import run_attention_metrics
         run_attention_metrics(args)
         return
     samples = load_samples(data_config(args)[0])  # every data check runs before anything is written
     if args.pretrained:
         imagenet_state_dict(args.backbone, args.resnet_chan)  # download (or fail) before anything is written
     if args.optuna:
-        from search import run_search
+        from tasks.search import run_search
         run_search(args, samples)
     else:
-        from train_task import train_and_test
+        from tasks.train_task import train_and_test
         train_and_test(args, samples)
 
 
 def run_in_group(args):
     """run(args), where a collective broken by another process's death (torchrun, several processes) is
     reported as such, in one line: the message of the collective itself says only that a connection closed."""
-    import distributed
-    from errors import UserError
+    from core import distributed
+    from core.errors import UserError
     try:
         run(args)
     except RuntimeError as error:
@@ -53,7 +53,7 @@ def run_in_group(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    import distributed
+    from core import distributed
     distributed.setup(args.cuda)  # several processes when started by torchrun
     run_main(lambda: run_in_group(args), args.debug, on_error=lambda: distributed.teardown(succeeded=False))
     distributed.teardown()

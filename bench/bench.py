@@ -33,17 +33,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from args import parse_args, with_changes
-from attention_metrics import step_plan
-from load_data import build_transform, load_rgb, make_loader, make_train_loader
+from core.args import parse_args, with_changes
+from tasks.attention_metrics import step_plan
+from data.load_data import build_transform, load_rgb, make_loader, make_train_loader
 from metrics.curves import CURVE_METRICS
 from metrics.perturbation import perturbation_curves
 from metrics.saliency import POST_HOC_NAMES, SourceInputs, saliency_source
 from models.br_npa import representative_vectors
 from models.net import build_model
 from models.resnet import build_resnet
-from runtime import autocast, data_config, memory_format, model_config, prepare_model
-from training import build_optimizer, evaluate, step_config, train_one_epoch
+from core.runtime import autocast, data_config, memory_format, model_config, prepare_model
+from tasks.training import build_optimizer, evaluate, step_config, train_one_epoch
 
 PRESETS = {
     "cpu": dict(backbone="resnet18", chan=16, img_size=64, resnet_stride=1, train_batch_low=32,

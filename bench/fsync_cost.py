@@ -9,9 +9,9 @@ import os
 import tempfile
 import time
 
-import results_io
+from runs import results_io
 import run_models
-from options import REPO_ROOT
+from core.options import REPO_ROOT
 
 
 def run_demo(models, results_dir, vis_dir):

@@ -9,12 +9,12 @@ import argparse
 import os
 import tempfile
 
-import results_io
-import runs
+from runs import results_io
+from runs import lifecycle
 import trainVal
-from options import REPO_ROOT
+from core.options import REPO_ROOT
 from model_ids import model_options
-from processResults import mean_ci
+from analysis.statistics import mean_ci
 
 ABLATIONS = ["br_npa_high_res_no_refining", "br_npa_high_res_random_vectors",
              "br_npa_high_res_random_vectors_no_refining"]
@@ -25,9 +25,9 @@ def train(model_id, seed, cut, results_dir):
     trainVal.main(["-c", os.path.join(REPO_ROOT, "config_demo.config"), "--model_id", model_id,
                    *model_options(model_id), "--batch_size", "12", "--seed", str(seed), "--released_batch_cut",
                    str(cut), "--exp_id", exp_id, "--results_dir", results_dir, "--cuda", "False"])
-    landed = runs.LandedRun(results_io.exp_dir(results_dir, exp_id), model_id)
+    landed = lifecycle.LandedRun(results_io.exp_dir(results_dir, exp_id), model_id)
     epoch = results_io.parse_test_csv_name(os.path.basename(landed.paths["csv"]))[1]
-    return float(runs.read_test_csv(landed.paths["csv"])["accuracy"]), epoch
+    return float(lifecycle.read_test_csv(landed.paths["csv"])["accuracy"]), epoch
 
 
 def interval(values):

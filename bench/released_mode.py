@@ -8,15 +8,15 @@ equal values moves; for the CNN also the sparsity as the released code computed 
 import sys
 import numpy as np
 import torch
-import results_io
-import runs
-from load_data import build_transform, load_rgb, scan_test_folder
+from runs import results_io
+from runs import lifecycle
+from data.load_data import build_transform, load_rgb, scan_test_folder
 from metrics.curves import CURVE_METRICS
 from metrics.perturbation import perturbation_curves, step_masks, topk_step_masks
 from metrics.saliency import SOURCES, SourceInputs, saliencies_from_maps
 from models.heads import head_class
-from runtime import data_config
-from attention_metrics import step_plan
+from core.runtime import data_config
+from tasks.attention_metrics import step_plan
 
 def released_sparsity_sum(att_maps, norm):
     """The released sparsity of a batch, summed over its images: maps (B, h, w) without map axis (the CNN's)
@@ -34,7 +34,7 @@ if len(sys.argv) != 2:
 folder = sys.argv[1]
 torch.set_grad_enabled(False)
 for model_id in ("b_cnn", "br_npa_high_res_distill", "br_npa_low_res", "cnn"):
-    landed = runs.LandedRun(folder, model_id)
+    landed = lifecycle.LandedRun(folder, model_id)
     model, _ = landed.load_model()
     config = landed.args
     config.att_metrics_few_steps = True

@@ -16,8 +16,8 @@ import sys
 if not __package__:  # started as a file: the project's modules are importable only as a package
     sys.exit("error: run it from the repository root as python3 -m data.prepare_cub (or anywhere after pip install -e .)")
 
-from errors import DataError, run_main  # noqa: E402
-from options import REPO_ROOT, str2bool  # noqa: E402
+from core.errors import DataError, run_main  # noqa: E402
+from core.options import REPO_ROOT, str2bool  # noqa: E402
 
 CUB_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt")
 

@@ -27,9 +27,9 @@ from PIL import Image
 if not __package__:  # started as a file: the project's modules are importable only as a package
     sys.exit("error: run it from the repository root as python3 -m data.synthetic (or anywhere after pip install -e .)")
 
-import results_io  # noqa: E402
-from errors import DataError, run_main  # noqa: E402
-from options import REPO_ROOT, str2bool  # noqa: E402
+from runs import results_io  # noqa: E402
+from core.errors import DataError, run_main  # noqa: E402
+from core.options import REPO_ROOT, str2bool  # noqa: E402
 
 PATTERNS = ("hstripes", "vstripes", "checker")
 COLOR_PAIRS = (((230, 40, 40), (250, 220, 40)),

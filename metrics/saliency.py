@@ -13,7 +13,7 @@ saliencies and never asks which source made them:
 - RISE (Petsiuk et al. 2018), batched here.
 
 They are registered in SOURCES, the table at the end of this module: each entry has its name, how to
-build it, its own options (added to trainVal.py's options by args.py) and the values that identify its
+build it, its own options (added to trainVal.py's options by core/args.py) and the values that identify its
 results. Adding a source means writing its builder here and adding one SaliencySource to SOURCES.
 """
 import contextlib
@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from metrics.perturbation import released_saliency_map, released_uint8, saliency_map, topk_step_masks
-from options import Option, at_least, within
+from core.options import Option, at_least, within
 
 
 def saliencies_from_maps(att_maps, norms, head, indices):

@@ -3,13 +3,13 @@
 
 A task perturbs each evaluated test image as its saliency map says and saves per-image arrays, from which
 the scores of metrics/scores.py are computed; trainVal.py --attention_metrics <key> runs it
-(attention_metrics.py), which handles the images, the saliency sources, progress and the files. Each entry
+(tasks/attention_metrics.py), which handles the images, the saliency sources, progress and the files. Each entry
 states:
 - key: the value of --attention_metrics, and the files' name attMetr<key>_<source>...;
 - script: the shell script that runs it (./<script> MODEL_ID);
 - description: what it computes, in a few words ('deletion curves'), for --help and messages;
 - arrays: the per-image arrays it saves. The first goes to attMetr<key>_<source>.npy, each other one to
-  attMetr<key>_<source>_<name in camelCase>.npy (results_io.py); _imgInds, _preds, _targets and a .json of
+  attMetr<key>_<source>_<name in camelCase>.npy (runs/results_io.py); _imgInds, _preds, _targets and a .json of
   metadata are saved beside them for every task;
 - compute(forward, images, saliencies, classes, cells_per_step, batch_size, order) -> {array name: list of
   one tensor per image}: forward maps (B, 3, H, W) to (B, class_nb) logits; images are (3, H, W), saliencies

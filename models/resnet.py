@@ -11,7 +11,7 @@ import os
 import torch.hub
 import torch.nn as nn
 
-from errors import WeightsDownloadError
+from core.errors import WeightsDownloadError
 
 
 def conv3x3(in_chan, out_chan, stride=1):

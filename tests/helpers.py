@@ -2,7 +2,7 @@
 import os
 import sys
 
-from options import REPO_ROOT  # noqa: F401  (the tests import it from here)
+from core.options import REPO_ROOT  # noqa: F401  (the tests import it from here)
 
 TINY_CONFIG = """[default]
 exp_id = e2e
@@ -50,7 +50,7 @@ def import_or_skip_unless_ci(module):
 
 def tiny_options(**overrides):
     """trainVal.py's resolved options with a tiny model (resnet18 of width 8, 32 px, 5 classes, low-res maps)."""
-    from args import build_parser, resolve_derived, with_changes
+    from core.args import build_parser, resolve_derived, with_changes
     options = build_parser().parse_args([])
     values = dict(backbone="resnet18", resnet_chan=8, class_nb=5, stride_lay3=2, stride_lay4=2, img_size=32,
                   cuda=False)
@@ -63,7 +63,7 @@ def tiny_options(**overrides):
 def tiny_model(**overrides):
     """The model of tiny_options(**overrides), built through the model table like a run builds it."""
     from models.net import build_model
-    from runtime import model_config
+    from core.runtime import model_config
     return build_model(model_config(tiny_options(**overrides)))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import runs
+from runs import lifecycle
 import trainVal
 from helpers import REPO_ROOT, TINY_CONFIG, script_env, slow_curve, transformed_test_images
 from model_ids import model_options
@@ -70,7 +70,7 @@ def test_train_writes_seed_artifacts(trained, model_id):
 def check_against_the_checkpoint(folder, model_id, accuracy, maps, norm):
     """The test accuracy and the uint8 maps and norms a model saved, recomputed here from its checkpoint on the
     test images in test order."""
-    landed = runs.LandedRun(str(folder), model_id)
+    landed = lifecycle.LandedRun(str(folder), model_id)
     model, _ = landed.load_model()
     images, labels = transformed_test_images(landed.args)
     with torch.no_grad():
@@ -91,7 +91,7 @@ def test_distilled_high_res_model(trained, tiny_synth):
     # high-res strides 2,1,1 at 32 px with conv1 stride 1: 8x8 maps
     maps = np.load(folder / f"attMapsbr_npa_high_res_distill_epoch{epoch}_test.npy")
     assert maps.shape == (15, 3, 8, 8)
-    student = runs.LandedRun(str(folder), "br_npa_high_res_distill")
+    student = lifecycle.LandedRun(str(folder), "br_npa_high_res_distill")
     assert student.args.master_net and student.args.m_model_id == "br_npa_low_res"
     with open(folder / f"modelbr_npa_high_res_distill_epoch{epoch}_test.csv") as file:
         accuracy = float(list(csv.DictReader(file))[0]["accuracy"])
@@ -112,7 +112,7 @@ def test_curves_and_process_results(trained, tiny_synth, tmp_path):
     image_inds = np.load(folder / "attMetrDel_br_npa_low_res_imgInds.npy")
     assert len(image_inds) == 4
     # two curves recomputed one forward per step from the checkpoint, the image and map x norm by hand
-    landed = runs.LandedRun(str(folder), "br_npa_low_res")
+    landed = lifecycle.LandedRun(str(folder), "br_npa_low_res")
     model, _ = landed.load_model()
     images, _ = transformed_test_images(landed.args)
     maps, norms = np.load(landed.paths["att_maps"]), np.load(landed.paths["norm"])

@@ -18,12 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
-import runs
+from runs import lifecycle
 import trainVal
-from args import build_parser, load_run_config, parse_args, write_config
+from core.args import build_parser, load_run_config, parse_args, write_config
 from helpers import REPO_ROOT, TINY_CONFIG, Crash, script_env
 from model_ids import model_options
-from load_data import load_rgb
+from data.load_data import load_rgb
 
 SCRIPT_OPTIONS = {"train.sh": (), "get_dauc_scores.sh": ("--optuna", "False", "--attention_metrics", "Del"),
                   "get_single_step_scores.sh": ("--optuna", "False", "--attention_metrics", "Single")}
@@ -102,7 +102,7 @@ def folder_state(folder):
 
 
 def landed(results, model_id="cnn"):
-    return runs.LandedRun(str(results / "e2e"), model_id)
+    return lifecycle.LandedRun(str(results / "e2e"), model_id)
 
 
 def kill_after_line(process, prefix):
@@ -269,7 +269,7 @@ def test_hash_in_paths_and_comments(tmp_path):
     write_config(args, str(tmp_path / "x.ini"), run_id="abc")
     back, metadata = load_run_config(str(tmp_path / "x.ini"))
     assert back.data_dir == "/data/set#2" and back.results_dir == "/results/#a" and metadata["run_id"] == "abc"
-    from args import read_config_file
+    from core.args import read_config_file
     (tmp_path / "c.config").write_text("# comment\nlr = 0.5 # after a space\ndata_dir = /d#1\n")
     values = read_config_file(str(tmp_path / "c.config"), build_parser())
     assert values == {"lr": 0.5, "data_dir": "/d#1"}
@@ -316,7 +316,7 @@ def test_killed_training_resumes_exactly(setup, tmp_path, monkeypatch, capsys):
     for first, second in zip(straight_rows, again_rows):
         assert first.keys() == second.keys() and all(abs(first[k] - second[k]) <= 1e-6 for k in first)
     # --resume False starts over (the interruption is injected in this process: a crash after epoch 1's save)
-    import checkpoints
+    from runs import checkpoints
     real_save_last = checkpoints.Checkpoints.save_last
 
     def crash_after_saving(self, *state):
@@ -400,7 +400,7 @@ def test_full_disk_is_one_line_and_leaves_no_temporary_file(setup, small_disk, m
     config, data, _ = setup
     one_line(main("train.sh", config, data, small_disk, "cnn", "--optuna", "False"), "MiB free",
              str(small_disk))  # the check before anything is written
-    monkeypatch.setattr(runs, "check_results_folder", lambda folder, needed: os.makedirs(folder, exist_ok=True))
+    monkeypatch.setattr(lifecycle, "check_results_folder", lambda folder, needed: os.makedirs(folder, exist_ok=True))
     argv = ["-c", config, "--data_dir", data, "--results_dir", str(small_disk), "--model_id", "cnn",
             "--attention", "False"]
     with pytest.raises(SystemExit, match="the disk is full"):

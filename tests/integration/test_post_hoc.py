@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import runs
+from runs import lifecycle
 import trainVal
 from helpers import TINY_CONFIG, transformed_test_images
 from metrics.saliency import POST_HOC_NAMES
@@ -55,7 +55,7 @@ def library_maps(folder, method, image_inds, preds):
 
         def forward(self, images):
             return self.net(images)["output"]
-    landed = runs.LandedRun(str(folder), "cnn")
+    landed = lifecycle.LandedRun(str(folder), "cnn")
     model, _ = landed.load_model()
     images, _ = transformed_test_images(landed.args)
     with AtFeatureSize(model=Logits(model), target_layers=[model.backbone.layer4]) as cam:

@@ -10,7 +10,7 @@ import pytest
 
 import run_models
 from helpers import skip_unless_ci
-from report.browser import missing, open_browser
+from analysis.report.browser import missing, open_browser
 
 MODELS = ["br_npa_low_res", "cnn"]
 SOURCES = ["br_npa_low_res", "cnn", "cnn-gradcam"]

@@ -8,9 +8,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import search
+from tasks import search
 import trainVal
-from args import parse_args, with_changes
+from core.args import parse_args, with_changes
 from helpers import REPO_ROOT, script_env
 
 
@@ -111,7 +111,7 @@ def test_killed_search_resumes(config, tiny_synth, tmp_path, capsys, monkeypatch
         """The dead trial stays within its grace period (2 s) until the rerun has completed a trial of its own
         and looked at the study once more, however long that takes on a loaded machine: the rerun then holds
         as many trials as it needs, one of them the dead one, and must say it waits. Every later check
-        (search.py's and optuna's own before each trial) is optuna's."""
+        (tasks/search.py's and optuna's own before each trial) is optuna's."""
         if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
             checks_after_a_complete_trial.append(1)
         if len(checks_after_a_complete_trial) > 1:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import processResults
-import runs
+from runs import lifecycle
 import trainVal
 from helpers import Crash, crash_at
 from model_ids import model_options
@@ -88,13 +88,13 @@ def test_process_results_names_an_interrupted_landing(trained, capsys):
     common, results = trained
     folder = results / "e2e"
     trainVal.main(common + ["--model_id", "other"])
-    stage = runs.model_stage(str(folder), "other")
+    stage = lifecycle.model_stage(str(folder), "other")
     stage.fresh()
     for name in os.listdir(folder):  # stage a copy of its files, and stop the landing after its first step
         if name.startswith(("modelother", "attMapsother", "normother", "other.")):
             shutil.copy(folder / name, folder / ".other.staging" / name)
     os.remove(folder / next(name for name in os.listdir(folder) if name.startswith("modelother_epoch")))
-    (folder / ".other.staging" / runs.LANDING).write_text(json.dumps({"names": os.listdir(folder / ".other.staging")}))
+    (folder / ".other.staging" / lifecycle.LANDING).write_text(json.dumps({"names": os.listdir(folder / ".other.staging")}))
     os.remove(folder / "attMetrDel_cnn.json")  # and a curve set without its metadata
     capsys.readouterr()
     processResults.main(["--exp_id", "e2e", "--results_dir", str(results), "--vis_dir", str(results / "vis")])
@@ -105,7 +105,7 @@ def test_process_results_names_an_interrupted_landing(trained, capsys):
     assert "python3 trainVal.py -c" in notes[0] and "--model_id other" in notes[0]
     assert "deletion curves of cnn" in notes[1] and "./get_dauc_scores.sh cnn" in notes[1]
     trainVal.main(common + ["--model_id", "other"])  # the command finishes the landing
-    assert runs.LandedRun(str(folder), "other").run_id
+    assert lifecycle.LandedRun(str(folder), "other").run_id
 
 
 def test_process_results_reads_a_model_id_with_a_dash_of_an_older_version(trained, capsys):
@@ -123,9 +123,9 @@ def test_process_results_reads_a_model_id_with_a_dash_of_an_older_version(traine
 def test_summaries_say_which_runs_they_show(trained, capsys):
     common, results = trained
     processResults.main(["--exp_id", "e2e", "--results_dir", str(results), "--vis_dir", str(results / "vis")])
-    run_id = runs.LandedRun(str(results / "e2e"), "cnn").run_id
+    run_id = lifecycle.LandedRun(str(results / "e2e"), "cnn").run_id
     for folder in (results / "e2e", results / "vis" / "e2e"):
         record = json.loads((folder / "summary_runs.json").read_text())
         assert record["runs"] == {"e2e": {"cnn": run_id}}
     trainVal.main(common + ["--overwrite", "True", "--lr", "0.002"])
-    assert runs.LandedRun(str(results / "e2e"), "cnn").run_id != run_id  # the record now says they are stale
+    assert lifecycle.LandedRun(str(results / "e2e"), "cnn").run_id != run_id  # the record now says they are stale

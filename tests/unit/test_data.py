@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from args import parse_args
+from core.args import parse_args
 from data.prepare_cub import prepare_cub
-from load_data import DataError, load_rgb, load_samples, scan_folder
+from data.load_data import DataError, load_rgb, load_samples, scan_folder
 
 
 def make_tree(root, layout):

@@ -9,9 +9,9 @@ import optuna
 import pytest
 import torch
 
-import search
-import training
-from args import parse_args, with_changes
+from tasks import search
+from tasks import training
+from core.args import parse_args, with_changes
 from helpers import REPO_ROOT, TINY_CONFIG, slow_curve, tiny_model, tiny_options
 from metrics.attention import scale_to_uint8, sparsity
 from metrics.perturbation import released_saliency_map, saliency_map
@@ -136,7 +136,7 @@ def test_evaluation_runs_in_float32_by_default(scheduled_run, monkeypatch):
     loader = [(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]
     training.evaluate(model, loader, torch.device("cpu"), args.nll_weight, args.amp_eval, collect_maps=True)
     assert asked == [False]
-    import attention_metrics
+    from tasks import attention_metrics
     monkeypatch.setattr(attention_metrics, "autocast", spy)
     asked.clear()
     trainVal.main(argv + ["--attention_metrics", "Del", "--att_metrics_img_nb", "2"])
@@ -223,7 +223,7 @@ def test_search_distributions_are_the_released_kinds():
 
 
 def test_resize_side_is_truncated():
-    from load_data import Geometry, resize_to_crop
+    from data.load_data import Geometry, resize_to_crop
     assert resize_to_crop(Geometry(448, 0.9)).size == (497, 497)  # 497.78
     assert resize_to_crop(Geometry(448, 0.95)).size == (471, 471)  # 471.58
     assert resize_to_crop(Geometry(448, 0.9, sq_resizing=False)).size == 497

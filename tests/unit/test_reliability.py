@@ -17,13 +17,14 @@ from PIL import Image
 from scipy import stats
 
 import processResults
-import results_io
+from analysis import statistics, tables
+from runs import results_io
 import run_models
-import runs
-from args import build_parser, parse_args, read_config_file
-from errors import DataError, LockedError
+from runs import lifecycle
+from core.args import build_parser, parse_args, read_config_file
+from core.errors import DataError, LockedError
 from helpers import Crash, crash_at
-from load_data import load_rgb
+from data.load_data import load_rgb
 from metrics.saliency import POST_HOC_NAMES
 
 
@@ -68,7 +69,7 @@ NEW_RUN = ["modelm_epoch5_test.csv", "attMapsm_epoch5_test.npy", "normm_epoch5_t
 
 def test_landing_removes_every_file_of_the_old_run(tmp_path):
     """The new run's best epoch (5) differs from the old one's (3): the old epoch's maps go too."""
-    stage = runs.model_stage(str(tmp_path), "m")
+    stage = lifecycle.model_stage(str(tmp_path), "m")
     write_files(tmp_path, OLD_RUN + ["modelother_epoch1_test.csv"], "old")
     stage.fresh()
     write_files(tmp_path / ".m.staging", NEW_RUN + ["modelm_last.pth"], "new")
@@ -87,7 +88,7 @@ def test_an_interrupted_landing_is_never_read_as_a_finished_run(tmp_path, monkey
                                                                 old_run):
     """Killed after each move of a landing: while the new test CSV is not in place, no test CSV is (the model
     reads as unfinished); once it is, every new file is; the next run finishes the landing."""
-    stage = runs.model_stage(str(tmp_path), "m")
+    stage = lifecycle.model_stage(str(tmp_path), "m")
     write_files(tmp_path, old_run, "old")
     stage.fresh()
     write_files(tmp_path / ".m.staging", NEW_RUN, "new")
@@ -139,7 +140,7 @@ def test_an_atomic_write_is_flushed_before_and_after_its_rename(tmp_path, monkey
 def test_a_landing_is_flushed_before_its_record_goes(tmp_path, monkeypatch):
     """The landed names are flushed (an fsync of the experiment folder) before the staging folder, which
     records the landing, is removed."""
-    stage = runs.model_stage(str(tmp_path), "m")
+    stage = lifecycle.model_stage(str(tmp_path), "m")
     stage.fresh()
     write_files(tmp_path / ".m.staging", NEW_RUN, "new")
     synced = []
@@ -158,11 +159,11 @@ def test_big_images_sets_the_authors_sizes():
 
 def test_the_seed_defines_a_run():
     """Two runs that differ only in --seed are two runs, and a remake hint keeps the seed."""
-    from args import run_differences, run_signature
+    from core.args import run_differences, run_signature
     first, second = parse_args(["--seed", "1"]), parse_args(["--seed", "2"])
     assert run_signature(first) != run_signature(second) and "seed" in run_differences(first, second)
-    assert "--seed 2" in runs.train_command(second, "cnn")
-    assert "--seed" not in runs.train_command(first, "cnn")  # the config's value needs no word
+    assert "--seed 2" in lifecycle.train_command(second, "cnn")
+    assert "--seed" not in lifecycle.train_command(first, "cnn")  # the config's value needs no word
 
 
 def write_config_text(tmp_path, text, name="c.config"):
@@ -197,7 +198,7 @@ def test_welch_test_with_unequal_sizes_and_variances():
     """Against the formula: t = (m1 - m2) / sqrt(v1/n1 + v2/n2), Welch-Satterthwaite degrees of freedom."""
     first = np.array([0.1, 0.2, 0.15, 0.3, 0.25, 0.22, 0.18])
     second = np.array([0.4, 0.9, 0.1])
-    _, p_values = processResults.welch_matrix({"a": first, "b": second})
+    _, p_values = statistics.welch_matrix({"a": first, "b": second})
     v1, v2 = first.var(ddof=1) / len(first), second.var(ddof=1) / len(second)
     t = (first.mean() - second.mean()) / math.sqrt(v1 + v2)
     dof = (v1 + v2) ** 2 / (v1 ** 2 / (len(first) - 1) + v2 ** 2 / (len(second) - 1))
@@ -209,7 +210,7 @@ def test_welch_test_with_unequal_sizes_and_variances():
 
 def test_t_interval_uses_n_minus_1_degrees_of_freedom():
     values = [0.2, 0.4, 0.9]
-    mean, half = processResults.mean_ci(values)
+    mean, half = statistics.mean_ci(values)
     sd = math.sqrt(sum((v - 0.5) ** 2 for v in values) / 2)
     assert mean == pytest.approx(0.5)
     assert half == pytest.approx(4.302652729911275 * sd / math.sqrt(3), rel=1e-9)  # t(0.975, 2 dof)
@@ -218,8 +219,8 @@ def test_t_interval_uses_n_minus_1_degrees_of_freedom():
 def test_validation_sees_the_test_transform(tmp_path):
     """No random crop, flip or jitter in validation: two passes over one image give the same tensor, the one
     the test transform gives."""
-    import training
-    from load_data import Geometry, build_transform
+    from tasks import training
+    from data.load_data import Geometry, build_transform
     image_path = tmp_path / "a.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(image_path)
     options = parse_args(["--img_size", "32", "--crop_ratio", "0.8", "--num_workers", "0", "--brightness", "0.5"])
@@ -234,11 +235,11 @@ def test_validation_sees_the_test_transform(tmp_path):
 
 
 def test_two_holders_of_one_lock_conflict(tmp_path):
-    with runs.lock(str(tmp_path), "m"):
+    with lifecycle.lock(str(tmp_path), "m"):
         with pytest.raises(LockedError, match=rf"m is in use: .*m\.lock is held by pid {os.getpid()}"):
-            with runs.lock(str(tmp_path), "m"):
+            with lifecycle.lock(str(tmp_path), "m"):
                 pass
-    with runs.lock(str(tmp_path), "m"):  # released at the end of the block
+    with lifecycle.lock(str(tmp_path), "m"):  # released at the end of the block
         pass
 
 
@@ -252,7 +253,7 @@ def test_a_lock_recorded_by_a_dead_process_is_taken_over(tmp_path):
     orphan.write(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": "-", "command": "-"}))
     orphan.flush()
     try:
-        with runs.lock(str(tmp_path), "m"):
+        with lifecycle.lock(str(tmp_path), "m"):
             assert json.loads(path.read_text())["pid"] == os.getpid()
     finally:
         orphan.close()
@@ -269,14 +270,14 @@ def test_a_lock_recorded_by_a_dead_process_is_taken_over(tmp_path):
     ("A", "A", True, True, "resume"),  # --overwrite with a run of it interrupted: resumes the new run
 ])
 def test_plan_of_a_run(done, staged, overwrite, resume, expected):
-    """runs.plan on every combination that matters, the wanted signature being A."""
+    """lifecycle.plan on every combination that matters, the wanted signature being A."""
     signature = {"A": {"lr": 0.1}, "B": {"lr": 0.2}, None: None}
-    assert runs.plan(signature[done], {"lr": 0.1}, signature[staged], overwrite, resume) == expected
+    assert lifecycle.plan(signature[done], {"lr": 0.1}, signature[staged], overwrite, resume) == expected
 
 
 def test_a_lock_in_a_missing_folder_is_one_clear_error(tmp_path):
-    with pytest.raises(runs.UserError, match="does not exist"):
-        with runs.lock(str(tmp_path / "renamed"), "m"):
+    with pytest.raises(lifecycle.UserError, match="does not exist"):
+        with lifecycle.lock(str(tmp_path / "renamed"), "m"):
             pass
 
 
@@ -303,13 +304,13 @@ def test_remake_hints_keep_the_runs_options():
     options = parse_args(["-c", "config_demo.config", "--model_id", "cnn", "--head", "cnn", "--stride_lay3", "2",
                           "--stride_lay4", "2", "--optuna", "False", "--exp_id", "other", "--epochs", "3",
                           "--data_dir", "/somewhere/data", "--results_dir", "/somewhere/results"])
-    hint = runs.train_command(options, "cnn", "--overwrite True")
+    hint = lifecycle.train_command(options, "cnn", "--overwrite True")
     assert hint.startswith("CONFIG=config_demo.config ./train.sh cnn ")
     for words in ("--exp_id other", "--epochs 3", "--optuna False", "--data_dir /somewhere/data",
                   "--results_dir /somewhere/results", "--overwrite True"):
         assert words in hint, hint
     assert "--lr" not in hint and "--stride_lay3" not in hint  # as the config file and the model table say
-    curves = runs.train_command(options, "cnn", script="get_dauc_scores.sh")
+    curves = lifecycle.train_command(options, "cnn", script="get_dauc_scores.sh")
     assert curves == ("CONFIG=config_demo.config ./get_dauc_scores.sh cnn --exp_id other "
                       "--data_dir /somewhere/data --results_dir /somewhere/results")
 
@@ -343,11 +344,11 @@ def test_every_parser_refuses_abbreviations():
 def test_high_res_demo_maps_are_16x16():
     """The demo config's distilled high-res model has (3, 16, 16) maps on 64 px images, and its curves take
     16 steps of 16 cells with --att_metrics_few_steps (the run_models default)."""
-    from attention_metrics import step_plan
+    from tasks.attention_metrics import step_plan
     from helpers import REPO_ROOT
     from model_ids import model_options
     from models.net import build_model
-    from runtime import model_config
+    from core.runtime import model_config
     options = parse_args(["-c", os.path.join(REPO_ROOT, "config_demo.config"), "--model_id", "br_npa_high_res_distill",
                           *model_options("br_npa_high_res_distill"), "--att_metrics_few_steps", "True"])
     torch.manual_seed(0)
@@ -367,16 +368,16 @@ def test_a_tiny_clean_score_is_counted_and_the_median_shown(tmp_path):
     assert add["a"][2] == pytest.approx((1e-6 - 0.2) / 1e-6)  # about -2e5
     denominators = {name: {source: SCORES[name].denominator({"scores": array}) for source, array in scores.items()}
                     for name in ("AD", "ADD")}
-    notes = processResults.tiny_denominator_notes(denominators, 1e-3)
+    notes = tables.tiny_denominator_notes(denominators, 1e-3)
     assert notes == [f"{name}: images whose clean score is below 0.001, which can dominate the mean (the median is "
                      f"beside it): a 1" for name in ("AD", "ADD")]
-    assert processResults.tiny_denominator_notes(denominators, 1e-7)[0].endswith(": none")
-    processResults.write_score_csvs(str(tmp_path), SCORES["ADD"], add)
+    assert tables.tiny_denominator_notes(denominators, 1e-7)[0].endswith(": none")
+    tables.write_score_csvs(str(tmp_path), SCORES["ADD"], add)
     with open(tmp_path / "attMetrics_ADD.csv") as file:
         rows = list(csv.reader(file))
     assert rows[0] == ["model_id", "mean", "median"]
     assert float(rows[1][2]) == pytest.approx(0.5)  # the median of 0.5, 0.5, -2e5, 0.5 by hand
     assert float(rows[2][2]) == pytest.approx(0.5)  # 2/3, 0.5, 0.5, 0.5
-    text = processResults.fmt(add["a"].mean(), 123456.0)
+    text = tables.fmt(add["a"].mean(), 123456.0)
     assert text == f"{add['a'].mean():.2e} ±1.23e+05" and len(text.split(" ±")[0]) <= 9
-    assert processResults.fmt(0.246, 0.062) == "0.246 ±0.062"  # the usual case is unchanged
+    assert tables.fmt(0.246, 0.062) == "0.246 ±0.062"  # the usual case is unchanged

@@ -48,7 +48,7 @@ def test_pretrained_without_internet_gives_clear_error(monkeypatch, tmp_path):
     def refuse(*args, **kwargs):
         raise OSError("network unreachable")
     monkeypatch.setattr(api.WeightsEnum, "get_state_dict", refuse)
-    from errors import UserError, WeightsDownloadError
+    from core.errors import UserError, WeightsDownloadError
     with pytest.raises(WeightsDownloadError, match="--pretrained False") as raised:
         build_resnet("resnet18", pretrained=True)
     assert isinstance(raised.value, UserError)  # reported in one line by every entry point

@@ -8,9 +8,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-import results_io
-import search
-from errors import SearchError
+from runs import results_io
+from tasks import search
+from core.errors import SearchError
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import results_io
-from args import OPTIONS, SEARCHABLE, parse_args
+from runs import results_io
+from core.args import OPTIONS, SEARCHABLE, parse_args
 from helpers import REPO_ROOT, tiny_model
 from metrics.curves import CURVE_METRICS
 from metrics.localisation import LOCALISATION_SCORES
@@ -95,7 +95,7 @@ def test_legacy_head_options_map_onto_head():
     assert parse_args([]).head == "br_npa"
     bcnn = parse_args(["--head", "b_cnn"])
     assert (bcnn.attention, bcnn.br_npa) == (True, False)  # the .ini describes one head
-    from args import resolve_derived, with_changes
+    from core.args import resolve_derived, with_changes
     other = resolve_derived(with_changes(parse_args([]), head="cam"))  # a head the pair cannot describe
     assert (other.head, other.attention, other.br_npa) == ("cam", None, None)
     assert parse_args(["--attention", "None", "--head", "cnn"]).attention is False  # None reads back from an .ini

@@ -17,15 +17,15 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-import distributed
-import results_io
-import runs
-from args import OPTIONS, SEARCHABLE, run_signature, with_changes, write_config
-from checkpoints import Checkpoints, read_checkpoint
-from errors import SearchError
-from runtime import get_device
-from train_task import load_teacher
-from training import checkpoint_bytes, test_model, train_model
+from core import distributed
+from runs import results_io
+from runs import lifecycle
+from core.args import OPTIONS, SEARCHABLE, run_signature, with_changes, write_config
+from runs.checkpoints import Checkpoints, read_checkpoint
+from core.errors import SearchError
+from core.runtime import get_device
+from tasks.train_task import load_teacher
+from tasks.training import checkpoint_bytes, test_model, train_model
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # optuna flags its heartbeat as experimental; it is what resumes a study after a crash, so it is used on purpose.
@@ -41,7 +41,7 @@ class SurplusTrial(Exception):
 
 
 def trial_config(trial, config):
-    """The configuration of one trial: the run's, with every searched option of the option table (args.py,
+    """The configuration of one trial: the run's, with every searched option of the option table (core/args.py,
     each with its SearchSpace) sampled in the table's order, those whose `when` says so for this trial."""
     sampled = {}
     for name in SEARCHABLE:
@@ -119,7 +119,7 @@ def make_objective(args, samples, teacher):
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         metrics_file = results_io.epoch_metrics_path(exp_folder, args.model_id, trial.number)
-        run_id = runs.new_run_id()
+        run_id = lifecycle.new_run_id()
         distributed.broadcast({"do": "trial", "config": config, "checkpoint": checkpoint_file,
                                "metrics": metrics_file, "run_id": run_id})
         try:
@@ -205,7 +205,7 @@ def run_search(args, samples):
     if not distributed.is_main():
         follow_search(args, samples, teacher)
         return
-    runs.check_results_folder(exp_folder, checkpoint_bytes(args))
+    lifecycle.check_results_folder(exp_folder, checkpoint_bytes(args))
     pruner = make_pruner(args.optuna_pruner)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=make_storage(args), study_name=args.model_id, direction="maximize",
@@ -271,23 +271,23 @@ def best_trial_checkpoint(study, exp_folder, model_id):
 
 def finish_search(args, samples, study):
     """Test the best trial's checkpoint and land it, with its per-epoch metrics, resolved config and
-    parameters, as the model's files (runs.Stage). Workers finishing together take turns; the best
+    parameters, as the model's files (lifecycle.Stage). Workers finishing together take turns; the best
     trial already landed with the same options is not tested again (unless --overwrite)."""
     exp_folder = results_io.exp_dir(args.results_dir, args.exp_id)
     model_id = args.model_id
     best, checkpoint_data = best_trial_checkpoint(study, exp_folder, model_id)
     checkpoint = read_checkpoint(results_io.checkpoint_path(exp_folder, model_id, best.number), data=checkpoint_data)
     best_config = with_changes(args, **checkpoint["searched"])
-    stage = runs.model_stage(exp_folder, model_id)
+    stage = lifecycle.model_stage(exp_folder, model_id)
     with stage.opened(wait_seconds=3600):
         try:
-            landed = runs.LandedRun(exp_folder, model_id, args)
-        except runs.NotTrainedError:
+            landed = lifecycle.LandedRun(exp_folder, model_id, args)
+        except lifecycle.NotTrainedError:
             landed = None
         done_signature = None
         if landed is not None and landed.metadata.get("search_trial") == str(best.number):
             done_signature = run_signature(landed.args)
-        if runs.plan(done_signature, run_signature(best_config), None, args.overwrite, False) == "done":
+        if lifecycle.plan(done_signature, run_signature(best_config), None, args.overwrite, False) == "done":
             print(f"best trial {best.number} is already tested (run {landed.run_id}): {landed.paths['csv']}")
             return
         stage.fresh()
@@ -301,7 +301,7 @@ def finish_search(args, samples, study):
                                      {"trial": best.number, "val_accuracy": best.value, "params": best.params,
                                       "searched": checkpoint["searched"]})
         test_order = {"config": best_config, "checkpoint_file": checkpoint_file, "run_id": checkpoint["run_id"],
-                      "reference": staged_config, "remake": runs.train_command(args, model_id, "--overwrite True")}
+                      "reference": staged_config, "remake": lifecycle.train_command(args, model_id, "--overwrite True")}
         distributed.broadcast({"do": "test", **test_order})
         test_values, att_maps, norms, header = test_model(samples=samples, **test_order)
         results_io.write_test_artifacts(stage.folder, model_id, test_values["epoch"], test_values, header, att_maps,

@@ -14,11 +14,11 @@ Everything lives in <results_dir>/<exp_id>/ (exp_dir):
                                          _targets and a .json of metadata (run id, options) beside them
     attMetr<key>_<model_id>-<method>.npy       the same for a post-hoc saliency of the model, whose
     attMaps<model_id>-<method>_test.npy        float maps (and .json) of the evaluated images are kept
-    .<model_id>.staging/                 the files of a run in progress (see runs.py)
+    .<model_id>.staging/                 the files of a run in progress (see runs/lifecycle.py)
     <model_id>.lock                      held by the process training the model
     attMetrics_<key>.csv, _pop.csv       summaries of a score (metrics/scores.py), by processResults.py
 
-A model id holds no '-' (args.py refuses it), so '<model_id>-<method>' reads back without ambiguity.
+A model id holds no '-' (core/args.py refuses it), so '<model_id>-<method>' reads back without ambiguity.
 This module is the one place that spells these names and parses them back.
 
 Every write goes to a temporary name first, is flushed to the disk and renamed into place; a full
@@ -33,7 +33,7 @@ import re
 
 import numpy as np
 
-from errors import DiskFullError, UserError, disk_full_cause
+from core.errors import DiskFullError, UserError, disk_full_cause
 
 # Saved beside the arrays of every perturbation task: the evaluated images, the predicted and true classes.
 SHARED_ARRAYS = ("img_inds", "preds", "targets")

@@ -17,7 +17,7 @@ from metrics.saliency import POST_HOC_NAMES, SOURCES
 from metrics.tasks import TASKS
 from models.heads import HEADS
 from models.resnet import ARCHITECTURES
-from options import (REPO_ROOT, Option, SearchSpace, at_least, non_negative, optional_bool, optional_int, optional_str,
+from core.options import (REPO_ROOT, Option, SearchSpace, at_least, non_negative, optional_bool, optional_int, optional_str,
                      positive, resolve_path, str2bool, within)
 
 # Keys of a resolved .ini that describe the run rather than set an option.
@@ -39,7 +39,7 @@ def setting(name, type, default, help="", **more):
 
 
 def searched(name, type, default, help, space, **more):
-    """A run-defining option a search trial replaces by a value drawn from space (a SearchSpace; search.py
+    """A run-defining option a search trial replaces by a value drawn from space (a SearchSpace; tasks/search.py
     samples it)."""
     return Option(name, type, default, help, search=space, **more)
 
@@ -335,7 +335,7 @@ def with_changes(args, **changes):
 def write_config(args, path, **metadata):
     """Write the resolved configuration (and RUN_METADATA values, e.g. run_id) as a config file
     that read_config_file reads back."""
-    from results_io import atomic_write
+    from runs.results_io import atomic_write
 
     if args.config is not None:
         metadata = {"config": args.config, **metadata}

@@ -1,18 +1,18 @@
 """The plain training task (--optuna False): train one model with the configured hyper-parameters in its
-staging folder, test it, and land its files as the model's (runs.Stage). A rerun of the same command
+staging folder, test it, and land its files as the model's (lifecycle.Stage). A rerun of the same command
 resumes an interrupted run, and does nothing when the model already has a finished run with the same
 options (unless --overwrite True)."""
 import os
 import sys
 
-import distributed
-import results_io
-import runs
-from args import load_run_config, run_differences, run_signature, write_config
-from checkpoints import Checkpoints
-from errors import UserError
-from runtime import get_device, memory_format, prepare_model
-from training import checkpoint_bytes, test_model, train_model
+from core import distributed
+from runs import results_io
+from runs import lifecycle
+from core.args import load_run_config, run_differences, run_signature, write_config
+from runs.checkpoints import Checkpoints
+from core.errors import UserError
+from core.runtime import get_device, memory_format, prepare_model
+from tasks.training import checkpoint_bytes, test_model, train_model
 
 
 def load_teacher(config, device):
@@ -20,7 +20,7 @@ def load_teacher(config, device):
     checkpoint, which must carry one run id."""
     exp_folder = results_io.exp_dir(config.results_dir, config.exp_id)
     try:
-        teacher, _ = runs.LandedRun(exp_folder, config.m_model_id, config).load_model()
+        teacher, _ = lifecycle.LandedRun(exp_folder, config.m_model_id, config).load_model()
     except UserError as error:
         raise type(error)(f"teacher model '{config.m_model_id}' is not ready: {error}") from None
     teacher = prepare_model(teacher, device, memory_format(config.channels_last, device)).eval()
@@ -35,8 +35,8 @@ def plan_plain_run(stage, config):
     resolved options."""
     model_id = config.model_id
     try:
-        landed = runs.LandedRun(stage.exp_folder, model_id, config)
-    except runs.NotTrainedError:
+        landed = lifecycle.LandedRun(stage.exp_folder, model_id, config)
+    except lifecycle.NotTrainedError:
         landed = None
     done_signature = run_signature(landed.args) if landed is not None and "search_trial" not in landed.metadata \
         else None
@@ -45,7 +45,7 @@ def plan_plain_run(stage, config):
     if os.path.exists(results_io.last_checkpoint_path(stage.folder, model_id)) and os.path.exists(staged_config):
         staged = load_run_config(staged_config)
         staged_signature = run_signature(staged[0])
-    decision = runs.plan(done_signature, run_signature(config), staged_signature, config.overwrite, config.resume)
+    decision = lifecycle.plan(done_signature, run_signature(config), staged_signature, config.overwrite, config.resume)
     if decision == "done":
         return {"plan": "done", "run_id": landed.run_id, "csv": landed.paths["csv"]}
     if decision == "resume":
@@ -56,7 +56,7 @@ def plan_plain_run(stage, config):
         print(f"starting '{model_id}' over: the unfinished run in {stage.folder} is discarded ({reason})",
               file=sys.stderr)
     stage.fresh()
-    run_id = runs.new_run_id()
+    run_id = lifecycle.new_run_id()
     write_config(config, staged_config, run_id=run_id)
     return {"plan": "fresh", "run_id": run_id}
 
@@ -67,8 +67,8 @@ def train_and_test(config, samples):
     exp_folder = results_io.exp_dir(config.results_dir, config.exp_id)
     teacher = load_teacher(config, get_device(config.cuda)) if config.master_net else None
     if distributed.is_main():
-        runs.check_results_folder(exp_folder, checkpoint_bytes(config))
-    stage = runs.model_stage(exp_folder, config.model_id)
+        lifecycle.check_results_folder(exp_folder, checkpoint_bytes(config))
+    stage = lifecycle.model_stage(exp_folder, config.model_id)
     model_id = config.model_id
     with distributed.main_only(stage.opened()):
         decision = distributed.broadcast(plan_plain_run(stage, config) if distributed.is_main() else None)
@@ -85,7 +85,7 @@ def train_and_test(config, samples):
                                                 teacher=teacher, resume=decision["plan"] == "resume")
         test_values, att_maps, norms, header = test_model(
             config, samples, checkpoints.best_path, run_id, results_io.config_path(stage.folder, model_id),
-            runs.train_command(config, model_id, "--resume False"))
+            lifecycle.train_command(config, model_id, "--resume False"))
         if distributed.is_main():
             results_io.write_test_artifacts(stage.folder, model_id, test_values["epoch"], test_values, header,
                                             att_maps, norms, run_id)

@@ -8,7 +8,7 @@ are saved as attMaps<model_id>-<method>_test.npy and reused by the other tasks. 
 few images, so a killed run started again with the same command resumes where it stopped. The task's
 arrays are written as attMetr<key>_<source>.npy (and _<array>.npy; source: <model_id> or
 <model_id>-<method>) with _imgInds, _preds and _targets beside them and a .json of metadata (run id, steps,
-options). The files are staged and land together, the .json last (runs.Stage): a killed run leaves the
+options). The files are staged and land together, the .json last (lifecycle.Stage): a killed run leaves the
 previous set or none, never a mix.
 """
 import dataclasses
@@ -21,18 +21,18 @@ import time
 import numpy as np
 import torch
 
-import distributed
-import results_io
-import runs
-from args import NOT_RUN_DEFINING, with_changes
-from errors import UserError
-from load_data import build_transform, load_rgb, make_loader, scan_test_folder
+from core import distributed
+from runs import results_io
+from runs import lifecycle
+from core.args import NOT_RUN_DEFINING, with_changes
+from core.errors import UserError
+from data.load_data import build_transform, load_rgb, make_loader, scan_test_folder
 from metrics.perturbation import cells_per_step, step_masks
 from metrics.saliency import OWN_MAPS, SourceInputs, saliency_source
 from metrics.tasks import task as perturbation_task
 from models.heads import head_class
 from models.resnet import feature_map_side
-from runtime import autocast, data_config, get_device, memory_format, pin_memory, prepare_model, progress
+from core.runtime import autocast, data_config, get_device, memory_format, pin_memory, prepare_model, progress
 
 # Progress is saved about this many times over a run (and never less often than every image).
 SAVES_PER_RUN = 20
@@ -116,13 +116,13 @@ def run_attention_metrics(args):
     """The task of --attention_metrics on --att_metrics_img_nb test images, for the model's own maps or for a
     post-hoc saliency of it with --att_metrics_post_hoc (see the module docstring)."""
     exp_folder = results_io.exp_dir(args.results_dir, args.exp_id)
-    landed = runs.LandedRun(exp_folder, args.model_id, args)
+    landed = lifecycle.LandedRun(exp_folder, args.model_id, args)
     config = curve_args(args, landed)
     test_samples = scan_test_folder(config.data_dir, config.dataset_test, config.class_nb)
     att_maps = results_io.read_array(landed.paths["att_maps"], landed.remake)
     norms = results_io.read_array(landed.paths["norm"], landed.remake)
     if len(test_samples) != len(att_maps):
-        raise runs.NotTrainedError(f"the test folder holds {len(test_samples)} images but the saved maps cover "
+        raise lifecycle.NotTrainedError(f"the test folder holds {len(test_samples)} images but the saved maps cover "
                                    f"{len(att_maps)}: the test folder changed since training; remake the model "
                                    f"with {landed.remake}")
     image_inds = choose_images(config.att_metrics_img_nb, len(test_samples), config.seed)
@@ -163,7 +163,7 @@ def compute_saliencies(saliency, model, forward_images, subset, preds, image_ind
 @torch.no_grad()
 def compute_and_save_curves(config, landed, source, inputs, test_samples, image_inds, map_size):
     """The task's arrays for the chosen images and the saliencies a source gives (metrics/saliency.py), staged
-    and landed as one set (runs.curve_stage), with progress saved on the way and resumed from. A post-hoc
+    and landed as one set (lifecycle.curve_stage), with progress saved on the way and resumed from. A post-hoc
     source's maps are saved too, and reused by the other tasks. The steps: plan (done, resume or fresh),
     predict, saliencies (computed or read back), the resumable loop, land."""
     exp_folder = results_io.exp_dir(config.results_dir, config.exp_id)
@@ -176,7 +176,7 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
     step_cells, step_nb = step_plan(config, *map_size)
     subset = [test_samples[i] for i in image_inds]
     identity, signature = set_signature(landed, source, inputs, image_inds, step_cells, config)
-    stage = runs.curve_stage(exp_folder, source_id, task.key)
+    stage = lifecycle.curve_stage(exp_folder, source_id, task.key)
     partial = os.path.join(stage.folder, partial_name(distributed.rank(), distributed.world_size()))
     with distributed.main_only(stage.opened()):
         if plan_set(stage, paths, partial, task, signature, config) == "done":
@@ -232,7 +232,7 @@ def land_set(stage, landed, task, source_id, records, image_inds, preds, targets
         distributed.barrier()
         return
     if not landed.still_landed():
-        raise runs.NotTrainedError(f"'{landed.model_id}' was trained again while its {task.description} were "
+        raise lifecycle.NotTrainedError(f"'{landed.model_id}' was trained again while its {task.description} were "
                                    f"computed: run the same command again for the new model")
     write_set(results_io.att_metrics_paths(stage.folder, source_id, task.key), records, image_inds, preds, targets,
               meta)
@@ -258,12 +258,12 @@ def model_io(model, device, layout, transform, test_samples, config):
 
 
 def plan_set(stage, paths, partial, task, signature, config):
-    """'done', 'resume' or 'fresh' (runs.plan), decided by rank 0 from the landed set and the progress saved in
+    """'done', 'resume' or 'fresh' (lifecycle.plan), decided by rank 0 from the landed set and the progress saved in
     the staging folder, and told to the other processes; 'fresh' empties the staging folder."""
     decision = None
     if distributed.is_main():
         staged_signature = read_partial(partial, task.arrays, explain=True)[0]
-        decision = runs.plan(saved_signature(paths), signature, staged_signature, config.overwrite, config.resume)
+        decision = lifecycle.plan(saved_signature(paths), signature, staged_signature, config.overwrite, config.resume)
         if decision == "fresh":
             stage.fresh()
     return distributed.broadcast(decision)

@@ -1,8 +1,8 @@
 """What one command-line option is, stated once: its type, default, help, valid range, whether it defines
 the run (two runs differing in it are different runs) and whether a search may sample it.
 
-args.py holds the table of trainVal.py's options; a saliency source of metrics/saliency.py declares
-its own options the same way, and args.py adds them to the table. This module also says where the
+core/args.py holds the table of trainVal.py's options; a saliency source of metrics/saliency.py declares
+its own options the same way, and core/args.py adds them to the table. This module also says where the
 repository is (REPO_ROOT, resolve_path). It imports nothing of the project, so any layer may use it.
 """
 import argparse
@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 # The repository's root: relative paths in options and config files are taken from here, never from the
 # working directory.
-REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # core/ is one level down
 
 
 def resolve_path(path):

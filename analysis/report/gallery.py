@@ -8,13 +8,13 @@ import os
 import numpy as np
 from PIL import Image
 
-import results_io
-from load_data import load_mask_array, load_rgb, resize_to_crop, scan_test_folder
+from runs import results_io
+from data.load_data import load_mask_array, load_rgb, resize_to_crop, scan_test_folder
 from metrics.saliency import POST_HOC_NAMES
 from metrics.scores import SCORES
 from metrics.tasks import TASKS
-from report.build import Gallery, GalleryImage
-from runtime import data_config
+from analysis.report.build import Gallery, GalleryImage
+from core.runtime import data_config
 
 THUMBNAIL_SIDE = 128
 OUTLINE_COLOUR = (255, 230, 0)

@@ -1,6 +1,6 @@
 """The training loop, validation and the test pass of one model (docs/METHOD.md, "Training" and "Test
 artifacts"). The loop writes the per-epoch CSV and the checkpoints it is handed (checkpoints.Checkpoints);
-where a run's files go, run ids, staging and landing are train_task.py's and search.py's.
+where a run's files go, run ids, staging and landing are tasks/train_task.py's and tasks/search.py's.
 
 train_model and test_model take the run's configuration (the resolved options; for a search trial, the
 same with the sampled values replaced). train_one_epoch and evaluate take explicit arguments.
@@ -17,15 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-import distributed
-import results_io
-import runs
-from args import SEARCHABLE
-from errors import UserError
-from load_data import build_transform, make_loader, make_train_loader, set_loader_epoch
+from core import distributed
+from runs import results_io
+from runs import lifecycle
+from core.args import SEARCHABLE
+from core.errors import UserError
+from data.load_data import build_transform, make_loader, make_train_loader, set_loader_epoch
 from metrics.attention import scale_to_uint8, sparsity
 from models.net import AUX_SLICES, build_model
-from runtime import (autocast, data_config, get_device, memory_format, model_config, pin_memory, prepare_model,
+from core.runtime import (autocast, data_config, get_device, memory_format, model_config, pin_memory, prepare_model,
                      progress, seed_everything, train_amp)
 
 METRICS_HEADER = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
@@ -319,7 +319,7 @@ def test_model(config, samples, checkpoint_file, run_id, reference, remake):
     distributed.barrier()  # the checkpoint is complete on disk for every process
     device = get_device(config.cuda)
     layout = memory_format(config.channels_last, device)
-    model, checkpoint = runs.load_model_for_inference(config, checkpoint_file, run_id, reference, remake)
+    model, checkpoint = lifecycle.load_model_for_inference(config, checkpoint_file, run_id, reference, remake)
     model = prepare_model(model, device, layout)
     _, geometry, _ = data_config(config)
     test_loader = make_loader(local_share(samples["test"]), build_transform(geometry), config.val_batch_size,

@@ -14,7 +14,7 @@ def get_device(use_cuda):
     """CUDA when asked for and present (this process's GPU under torchrun); --cuda True without a GPU runs on
     the CPU (the default works anywhere)."""
     if use_cuda and torch.cuda.is_available():
-        import distributed
+        from core import distributed
         return distributed.cuda_device()
     return torch.device("cpu")
 
@@ -118,7 +118,7 @@ def model_config(options, **changes):
 
 def data_config(options):
     """(load_data.Folders, load_data.Geometry, load_data.Augmentation) of a run's options."""
-    from load_data import Augmentation, Folders, Geometry
+    from data.load_data import Augmentation, Folders, Geometry
     return pick(Folders, options), pick(Geometry, options), pick(Augmentation, options)
 
 

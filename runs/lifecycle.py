@@ -5,9 +5,9 @@ A training run gets a run id (12 hex digits) when it starts, and every file it w
 resolved .ini (`run_id = ...`), the checkpoints, the test CSV (a run_id column) and the metadata of
 every curve set computed from it. Each task works through a Stage (see its docstring):
 
-- a plain training run (train_task.py) and the search's final test (search.py) stage the model's files
+- a plain training run (tasks/train_task.py) and the search's final test (tasks/search.py) stage the model's files
   in <exp_folder>/.<model_id>.staging/ and land them, test CSV last;
-- the curve task (attention_metrics.py) stages the five files of one curve set in
+- the curve task (tasks/attention_metrics.py) stages the five files of one curve set in
   <exp_folder>/.attMetr<metric>_<source>.staging/ and lands them, the .json last.
 
 Stage.opened() takes the set's lock and finishes a landing a crash interrupted; plan() decides whether
@@ -29,12 +29,12 @@ import time
 import uuid
 from typing import Callable
 
-import results_io
-from args import (NOT_RUN_DEFINING, RUN_METADATA, SEARCHABLE, build_parser, load_run_config, read_config_file,
+from runs import results_io
+from core.args import (NOT_RUN_DEFINING, RUN_METADATA, SEARCHABLE, build_parser, load_run_config, read_config_file,
                   resolve_derived)
-from checkpoints import load_weights, read_checkpoint
-from errors import DiskFullError, LockedError, NotTrainedError, UserError
-from options import resolve_path
+from runs.checkpoints import load_weights, read_checkpoint
+from core.errors import DiskFullError, LockedError, NotTrainedError, UserError
+from core.options import resolve_path
 
 LANDING = "LANDING"
 
@@ -318,7 +318,7 @@ def load_model_for_inference(config, checkpoint_file, run_id, reference, remake)
     which must carry run_id; on the CPU, in eval mode. The one place a trained model is loaded: the test pass,
     a teacher, the curves and the benchmarks all go through it."""
     from models.net import build_model  # torch models: imported when a model is needed
-    from runtime import model_config
+    from core.runtime import model_config
     checkpoint = read_checkpoint(checkpoint_file, f"; remake it with {remake}")
     check_same_run(checkpoint_file, checkpoint.get("run_id"), run_id, reference, remake)
     model = build_model(model_config(config, pretrained=False))

@@ -10,8 +10,8 @@ import io
 
 import torch
 
-import results_io
-from errors import CheckpointError
+from runs import results_io
+from core.errors import CheckpointError
 
 FORMAT = 2
 BEST_KEYS = ("format", "run_id", "model", "epoch", "val_accuracy", "searched")

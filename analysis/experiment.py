@@ -1,0 +1,118 @@
+"""One experiment as rows: for every source (a model's own maps, or '<model_id>-<method>'), its accuracy,
+sparsity, per-image score values and localisation scores; and the same columns over several experiments."""
+import dataclasses
+import os
+from typing import Optional
+
+import numpy as np
+import torch
+
+from analysis.sets import (incomplete_models, landed_runs, load_task_sets, not_computed_notes, own_saliencies,
+                           post_hoc_saliencies, score_values, test_folder_samples, test_values)
+from metrics.attention import sparsity
+from metrics.localisation import LOCALISATION_SCORES, localisation_scores
+from metrics.saliency import POST_HOC_NAMES
+from metrics.scores import SCORES
+from metrics.tasks import TASKS
+from runs import results_io
+
+COLUMNS = ("accuracy", "sparsity", *SCORES, *LOCALISATION_SCORES)
+
+
+def localisation(config, samples, saliencies, indices):
+    """({score name: mean over the images} of metrics/localisation.py, uniform-saliency energy) of saliencies
+    (h, w) of the test images samples[i] for i in `indices`, when the test set has part masks (None otherwise)."""
+    from data.load_data import load_mask_array
+    from core.runtime import data_config
+    test_folder = os.path.join(config.data_dir, config.dataset_test)
+    if not os.path.isdir(results_io.mask_folder(test_folder)):
+        return None
+    geometry = data_config(config)[1]
+    scores, areas = {name: [] for name in LOCALISATION_SCORES}, []
+    for index, saliency in zip(indices, saliencies):
+        mask = load_mask_array(results_io.part_mask_path(test_folder, samples[index][0]), geometry)
+        for name, value in localisation_scores(saliency, mask).items():
+            scores[name].append(value)
+        areas.append(mask.mean())
+    return {name: float(np.mean(values)) for name, values in scores.items()}, float(np.mean(areas))
+
+
+def own_map_row(landed):
+    """A model's row from its test CSV and saved maps (all test images)."""
+    samples, saliencies = own_saliencies(landed)
+    values = test_values(landed)
+    return {"accuracy": values.get("accuracy"), "sparsity": values.get("sparsity"),
+            "local": localisation(landed.args, samples, saliencies, range(len(saliencies)))}
+
+
+def post_hoc_row(exp_folder, landed, source):
+    """The row of a post-hoc saliency '<model_id>-<method>': the model's accuracy; sparsity and localisation
+    scores of the saved post-hoc maps of the evaluated images (each map its own weight, norm 1)."""
+    images, maps = post_hoc_saliencies(exp_folder, landed, source)
+    scaled = torch.from_numpy(maps).float()[:, None]
+    return {"accuracy": test_values(landed).get("accuracy"),
+            "sparsity": float(sparsity(scaled, torch.ones_like(scaled)).mean()),
+            "local": localisation(landed.args, test_folder_samples(landed.args), maps, images)}
+
+
+@dataclasses.dataclass
+class Experiment:
+    """What processResults reads of one experiment. rows: {source: {column: value}} (the scores of
+    metrics/scores.py are arrays of per-image values, absent without their task's set; the localisation scores
+    are present where the test set has part masks); curves: {curve task key: {source: (N, T, 2)}};
+    uniform_energy: the energy in part of a uniform saliency, or None; run_ids: {model_id: run id} of the runs
+    summarised; incomplete: notes of incomplete sets; not_computed: notes of the scores a source has no set for,
+    with the command that computes them; sets: {task key: {source: {array name: array}}} as read; landed:
+    {model_id: lifecycle.LandedRun}; denominators: {ratio score name: {source: per-image denominators}}."""
+    rows: dict
+    curves: dict
+    uniform_energy: Optional[float]
+    run_ids: dict
+    incomplete: list
+    not_computed: list
+    sets: dict
+    landed: dict
+    denominators: dict
+
+
+def experiment_rows(exp_folder):
+    """Every model of one experiment, and every post-hoc saliency of a model ('<model_id>-<method>'), as an
+    Experiment."""
+    landed = landed_runs(exp_folder)
+    incomplete = incomplete_models(exp_folder, landed)
+    sets = {}
+    for key, task in TASKS.items():
+        sets[key], notes = load_task_sets(exp_folder, task, landed)
+        incomplete += notes
+    values, denominators, notes = score_values(sets, landed)
+    incomplete += notes
+    sources = sorted(set(landed) | {source for key in TASKS for source in sets[key]})
+    rows, uniform_energy = {}, None
+    for source in sources:
+        model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
+        base = own_map_row(landed[model_id]) if method is None else post_hoc_row(exp_folder, landed[model_id], source)
+        row = {"accuracy": base["accuracy"], "sparsity": base["sparsity"]}
+        for name, per_source in values.items():
+            if source in per_source:
+                row[name] = per_source[source]
+        if base["local"] is not None:
+            scores, uniform_energy = base["local"]
+            row.update(scores)
+        rows[source] = row
+    curves = {key: {source: arrays["curves"] for source, arrays in sets[key].items()}
+              for key, task in TASKS.items() if task.curve is not None}
+    return Experiment(rows, curves, uniform_energy, {model_id: run.run_id for model_id, run in landed.items()},
+                      incomplete, not_computed_notes(exp_folder, sources, landed), sets, landed, denominators)
+
+
+def seed_values(per_experiment):
+    """{model_id: {column: per-experiment values (in experiment order)}} from experiment_rows rows; a score's
+    value (DAUC, IAUC...) is the experiment's mean over images. A model missing from an experiment has fewer values."""
+    values = {}
+    for rows in per_experiment:
+        for model_id, row in rows.items():
+            model_values = values.setdefault(model_id, {column: [] for column in COLUMNS})
+            for column in COLUMNS:
+                if row.get(column) is not None:
+                    model_values[column].append(float(np.mean(row[column])))
+    return values

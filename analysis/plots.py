@@ -1,0 +1,76 @@
+"""The figures processResults.py writes to vis/<exp_id>/: test matrices and mean curves (with a band over
+experiments)."""
+import numpy as np
+
+from analysis.statistics import t_half_width
+from core.errors import UserError
+
+
+def pyplot():
+    """matplotlib's pyplot, drawing to files only."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_ttest(path, score, model_ids, p_values):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(1.2 * len(model_ids) + 3, 1.0 * len(model_ids) + 2))
+    image = ax.imshow(p_values, cmap="viridis_r", vmin=0, vmax=1)
+    ax.set_xticks(range(len(model_ids)), model_ids, rotation=45, ha="right")
+    ax.set_yticks(range(len(model_ids)), model_ids)
+    for i in range(len(model_ids)):
+        for j in range(len(model_ids)):
+            color = "white" if p_values[i, j] < .5 else "black"
+            ax.text(j, i, f"{p_values[i, j]:.2g}", ha="center", va="center", color=color)
+    ax.set_title(f"Welch t-test p-values, {score.name}")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_mean_curves(path, metric, curves_per_source):
+    """The mean curve of each source (curves_per_source: {source: (N, T, 2)}) of a CurveMetric, its mean AUC in
+    the legend."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model_id, curves in sorted(curves_per_source.items()):
+        x = metric.x_axis(curves[0, :, 0])
+        mean_auc = np.mean([metric.auc(curve) for curve in curves])
+        ax.plot(x, curves[:, :, 1].mean(axis=0), label=f"{model_id} ({mean_auc:.3f})")
+    ax.set_xlabel(f"share of the map {metric.perturbed}")
+    ax.set_ylabel("score of the predicted class")
+    ax.set_title(f"mean {metric.name} curve")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_band_curves(path, metric, curves_per_experiment):
+    """Mean curve of each model over experiments (each experiment's mean curve first), with a 95% band."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    model_ids = sorted(set().union(*curves_per_experiment))
+    for model_id in model_ids:
+        experiment_curves = [curves[model_id] for curves in curves_per_experiment if model_id in curves]
+        steps = {curves.shape[1] for curves in experiment_curves}
+        if len(steps) != 1:
+            raise UserError(f"the curves of '{model_id}' have different step counts across experiments ({steps}): "
+                            f"compute them with the same options")
+        means = np.stack([curves[:, :, 1].mean(axis=0) for curves in experiment_curves])  # (experiments, T)
+        x = metric.x_axis(experiment_curves[0][0, :, 0])
+        center = means.mean(axis=0)
+        line, = ax.plot(x, center, label=f"{model_id} (n={len(means)})")
+        if len(means) > 1:
+            half = t_half_width(means, axis=0)
+            ax.fill_between(x, center - half, center + half, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel(f"share of the map {metric.perturbed}")
+    ax.set_ylabel("score of the predicted class")
+    ax.set_title(f"mean {metric.name} curve, 95% band over experiments")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

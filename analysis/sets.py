@@ -1,0 +1,152 @@
+"""Reading one experiment's saved files back: the landed models, the sets of the perturbation tasks, the
+per-image values of the scores, and the saliency maps of every source, each checked to come from the run
+that made the model's landed files."""
+import json
+import os
+
+from core.errors import UserError
+from metrics.saliency import POST_HOC_NAMES, saliencies_from_maps
+from metrics.scores import SCORES
+from metrics.tasks import TASKS
+from runs import lifecycle, results_io
+
+
+def landed_runs(exp_folder):
+    """{model_id: lifecycle.LandedRun} of every model with a test CSV in exp_folder."""
+    return {model_id: lifecycle.LandedRun(exp_folder, model_id)
+            for model_id in results_io.tested_model_ids(exp_folder)}
+
+
+def load_task_sets(exp_folder, task, landed):
+    """({source id: {array name: array}}, notes) for every set of a perturbation task (metrics/tasks.py) in
+    exp_folder, where the source is a model id (or '<model_id>-<method>'). Every set must come from the run
+    that made the model's landed files (landed: {model_id: LandedRun}). A set without its .json (its landing
+    was interrupted) is left out, with a note naming the command that finishes it. An array missing from a
+    set (one that an older version did not write) is missing from its dict."""
+    results, notes = {}, []
+    for source, path in results_io.task_file_names(exp_folder, task.key).items():
+        model_id, _ = results_io.parse_source_id(source, POST_HOC_NAMES)
+        if model_id not in landed:
+            raise UserError(f"{path} has no model beside it: '{model_id}' has no finished run in {exp_folder} "
+                            f"(train it with {lifecycle.train_command(None, model_id)}, or delete the file)")
+        model = landed[model_id]
+        remake = model.curves_command(task.key, source)
+        paths = results_io.att_metrics_paths(exp_folder, source, task.key)
+        if not os.path.exists(paths["meta"]):
+            notes.append(f"the {task.description} of {source} are incomplete ({path} has no .json beside "
+                         f"it): run {remake} to finish them")
+            continue
+        try:
+            with open(paths["meta"]) as file:
+                run_id = json.load(file)["run_id"]
+        except (OSError, ValueError, KeyError):
+            raise UserError(f"{path} has no readable metadata ({paths['meta']}): remake it with {remake}") from None
+        model.check_run_id(path, run_id, remake)
+        arrays = {name: results_io.read_array(array_path, remake) for name, array_path in paths.items()
+                  if name != "meta" and os.path.exists(array_path)}
+        if len({len(array) for array in arrays.values()}) != 1:
+            raise UserError(f"the files of the {task.description} of {source} ({path} and the files beside it) "
+                            f"hold different image counts: remake them with {remake}")
+        curves = arrays.get("curves")
+        if task.curve is not None and (curves.ndim != 3 or curves.shape[2] != 2):
+            raise UserError(f"{path} does not hold curves (shape {curves.shape}): remake it with {remake}")
+        results[source] = arrays
+    return results, notes
+
+
+def score_values(sets, landed):
+    """({score name: {source: per-image values (N,)}}, {score name: {source: per-image denominators (N,)}} for
+    the ratio scores, notes) of every score of metrics/scores.py, from the sets of its task (sets: {task key:
+    load_task_sets result}). A set that lacks an array a score needs gets a note with the command that
+    computes it again, instead of a value."""
+    values, denominators, notes = {name: {} for name in SCORES}, {}, []
+    for score in SCORES.values():
+        for source, arrays in sets[score.task].items():
+            missing = [name for name in score.needs if name not in arrays]
+            if missing:
+                model_id = results_io.parse_source_id(source, POST_HOC_NAMES)[0]
+                notes.append(f"{score.name} of {source}: its {TASKS[score.task].description} have no "
+                             f"{', '.join(missing)} (an older version wrote them): run "
+                             f"{landed[model_id].curves_command(score.task, source)} to compute them again")
+                continue
+            values[score.name][source] = score.per_image(arrays)
+            if score.denominator is not None:
+                denominators.setdefault(score.name, {})[source] = score.denominator(arrays)
+    return values, denominators, notes
+
+
+def test_values(landed):
+    """The model's test CSV row as floats (the run id left out)."""
+    return {key: float(value) for key, value in landed.test.items() if key != "run_id"}
+
+
+def incomplete_models(exp_folder, landed):
+    """One line per model of exp_folder whose files were being replaced when its run stopped (it has no test
+    CSV, so it is not in landed), with the command that finishes it."""
+    notes = []
+    for name in lifecycle.interrupted_stages(exp_folder):
+        if results_io.parse_curve_stage_name(name) is None and name not in landed:
+            config = lifecycle.staged_config(exp_folder, name)
+            notes.append(f"model '{name}' is incomplete (its files were being replaced when its run stopped): "
+                         f"run {lifecycle.train_command(None, name, config=config)} to finish it")
+    return notes
+
+
+def not_computed_notes(exp_folder, sources, landed):
+    """One line per source and task that has no files of it at all: the scores it would give and the command
+    that computes them."""
+    notes = []
+    for key in TASKS:
+        present = results_io.task_file_names(exp_folder, key)
+        names = ", ".join(name for name, score in SCORES.items() if score.task == key)
+        for source in sources:
+            if source not in present and names:
+                model_id = results_io.parse_source_id(source, POST_HOC_NAMES)[0]
+                notes.append(f"{names} of {source}: run {landed[model_id].curves_command(key, source)}")
+    return notes
+
+
+def test_folder_samples(config):
+    from data.load_data import scan_test_folder
+    return scan_test_folder(config.data_dir, config.dataset_test, config.class_nb)
+
+
+def own_saliencies(landed):
+    """(test samples, the saliency (h, w) of every test image) from a model's saved maps and norms."""
+    from models.heads import head_class
+    att_maps = results_io.read_array(landed.paths["att_maps"], landed.remake)
+    norms = results_io.read_array(landed.paths["norm"], landed.remake)
+    samples = test_folder_samples(landed.args)
+    if len(samples) != len(att_maps):
+        raise UserError(f"the test folder {os.path.join(landed.args.data_dir, landed.args.dataset_test)} holds "
+                        f"{len(samples)} images but {landed.paths['att_maps']} has maps of {len(att_maps)}: remake "
+                        f"the model with {landed.remake}")
+    saliencies = saliencies_from_maps(att_maps, norms, head_class(landed.args.head), range(len(att_maps)))
+    return samples, [saliency.numpy() for saliency in saliencies]
+
+
+def post_hoc_saliencies(exp_folder, landed, source):
+    """(test indices of the evaluated images, their maps (N, h, w)) of a post-hoc saliency
+    '<model_id>-<method>', checked to come from the model's landed run."""
+    remake = landed.curves_command(next(iter(TASKS)), source)
+    paths = results_io.post_hoc_maps_paths(exp_folder, source)
+    try:
+        with open(paths["meta"]) as file:
+            meta = json.load(file)
+    except (OSError, ValueError):
+        raise UserError(f"the maps of {source} ({paths['maps']}) or their metadata are missing or unreadable: "
+                        f"remake them with {remake}") from None
+    landed.check_run_id(paths["maps"], meta.get("run_id"), remake)
+    maps = results_io.read_array(paths["maps"], remake)
+    if maps.ndim != 3 or len(maps) != len(meta["images"]):
+        raise UserError(f"{paths['maps']} does not hold one map per evaluated image: remake it with {remake}")
+    return meta["images"], maps
+
+
+def source_saliencies(exp_folder, landed, source):
+    """{test index: saliency (h, w)} of a source: a model's own maps (every test image) or a post-hoc one's
+    (the evaluated images). landed: {model_id: lifecycle.LandedRun}."""
+    model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
+    if method is None:
+        return dict(enumerate(own_saliencies(landed[model_id])[1]))
+    return dict(zip(*post_hoc_saliencies(exp_folder, landed[model_id], source)))

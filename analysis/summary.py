@@ -1,0 +1,196 @@
+"""The two summaries of processResults.py: one experiment (intervals over its test images) and several
+experiments, one per seed (intervals over the experiments). Both end the same way (publish): the table and
+its notes printed, the HTML report if asked, and summary_runs.json naming the runs they were made from."""
+import dataclasses
+import os
+
+import numpy as np
+
+from analysis.experiment import COLUMNS, experiment_rows, seed_values
+from analysis.plots import plot_band_curves, plot_mean_curves, plot_ttest
+from analysis.sets import source_saliencies
+from analysis.statistics import mean_ci, welch_matrix
+from analysis.tables import (chance_note, directions, fmt, header_names, print_incomplete, print_table,
+                             tiny_denominator_notes, write_experiment_csvs, write_summary_runs)
+from metrics.localisation import LOCALISATION_SCORES
+from metrics.scores import SCORES
+from metrics.tasks import TASKS
+from runs import results_io
+
+PLOT_CAPTIONS = [*((results_io.curves_plot_name(key), f"mean {task.curve.name} curve") for key, task in TASKS.items()
+                   if task.curve is not None),
+                 *((results_io.ttest_plot_name(score.key), f"Welch t-test p-values, {name}")
+                   for name, score in SCORES.items())]
+
+
+@dataclasses.dataclass
+class Summary:
+    """A summary table. header: [(column name, direction arrow)]; table: [(source, [(text, value)])] with one
+    cell per column after the first; caption: the line above it; notes: the lines below it."""
+    caption: str
+    header: list
+    table: list
+    notes: list
+
+
+def mean_cell(values):
+    """(text, value) of a column's cell: the mean and 95% interval of values, '-' without values."""
+    if values is None or len(values) == 0:
+        return "-", None
+    mean, half = mean_ci(values)
+    return fmt(mean, half), mean
+
+
+def plot_curves(vis_folder, curves_per_key, plot):
+    """plot(path, curve metric, curves) for each curve task with curves (curves_per_key: {task key: curves})."""
+    for key, curves in curves_per_key.items():
+        if curves:
+            os.makedirs(vis_folder, exist_ok=True)
+            plot(os.path.join(vis_folder, results_io.curves_plot_name(key)), TASKS[key].curve, curves)
+
+
+def plot_tests(vis_folder, values_per_score):
+    """The Welch matrix of each score (values_per_score: {score name: {source: values}})."""
+    for name, values in values_per_score.items():
+        os.makedirs(vis_folder, exist_ok=True)
+        plot_ttest(os.path.join(vis_folder, results_io.ttest_plot_name(SCORES[name].key)), SCORES[name],
+                   *welch_matrix(values))
+
+
+def experiment_summary(experiment, tiny_clean_score):
+    """The Summary of one experiment: per source, the mean and 95% interval over the test images of each
+    score (and the median of a ratio score), the image counts, and the localisation scores."""
+    header = [("model_id", ""), ("accuracy", ""), ("sparsity", "")]
+    for name, score in SCORES.items():
+        header += [(name, score.arrow)] + ([(f"{name} median", score.arrow)] if score.denominator else [])
+    header += [("n", ""), *((name, "") for name in LOCALISATION_SCORES)]
+    table = []
+    for source, row in sorted(experiment.rows.items()):
+        cells = [(fmt(row["accuracy"]), row["accuracy"]), (fmt(row["sparsity"]), row["sparsity"])]
+        for name, score in SCORES.items():
+            cells.append(mean_cell(row.get(name)))
+            if score.denominator:
+                median = float(np.median(row[name])) if name in row else None
+                cells.append((fmt(median), median))
+        counts = sorted({len(row[name]) for name in SCORES if name in row})
+        cells.append(("/".join(map(str, counts)) or "-", counts[0] if counts else None))
+        cells += [(fmt(row.get(name)), row.get(name)) for name in LOCALISATION_SCORES]
+        table.append((source, cells))
+    notes = (tiny_denominator_notes(experiment.denominators, tiny_clean_score)
+             + chance_note(experiment.uniform_energy))
+    return Summary("mean and 95% interval over the test images (n: images per score; several counts when "
+                   "they differ)", header, table, notes)
+
+
+def seeds_summary(exp_ids, experiments, values, tiny_clean_score):
+    """The Summary of several experiments: per source, each column's mean over the experiments (a score's
+    value in one experiment is its mean over the images) and its 95% t-interval, and the experiment count.
+    values: seed_values of the experiments."""
+    header = [("model_id", ""), *((column, SCORES[column].arrow if column in SCORES else "") for column in COLUMNS),
+              ("n", "")]
+    table = []
+    for source, source_values in sorted(values.items()):
+        experiment_nb = max(len(v) for v in source_values.values())
+        table.append((source, [mean_cell(source_values[column]) for column in COLUMNS]
+                      + [(str(experiment_nb), experiment_nb)]))
+    notes = [f"{exp_id}, {note}" for exp_id, experiment in experiments.items()
+             for note in tiny_denominator_notes(experiment.denominators, tiny_clean_score)]
+    uniform = [experiment.uniform_energy for experiment in experiments.values()
+               if experiment.uniform_energy is not None]
+    notes += chance_note(np.mean(uniform) if uniform else None)
+    return Summary(f"mean and 95% interval over {len(exp_ids)} experiments ({', '.join(exp_ids)})", header, table,
+                   notes)
+
+
+def publish(summary, out_folder, vis_folder, experiments, report=None):
+    """Print the summary, write the HTML report if asked (report: the title, the folder and Experiment of
+    the images in its gallery, and a note on them or None), write summary_runs.json in out_folder and
+    vis_folder, and print what is incomplete."""
+    print(summary.caption)
+    print_table(header_names(summary.header), [[source, *(text for text, _ in cells)]
+                                               for source, cells in summary.table])
+    print(directions())
+    for note in summary.notes:
+        print(note)
+    if report is not None:
+        write_html_report(vis_folder, summary, *report)
+    write_summary_runs([out_folder] + ([vis_folder] if os.path.isdir(vis_folder) else []), experiments)
+    if os.path.isdir(vis_folder):
+        print(f"CSV files in {out_folder}, plots in {vis_folder}")
+    print_incomplete(experiments)
+
+
+def write_html_report(vis_folder, summary, title, exp_folder, experiment, gallery_note=None):
+    """vis_folder/report.html (analysis/report/): the summary's table, the plots in vis_folder, and the
+    gallery of one experiment's evaluated test images; prints its path."""
+    from analysis.report.build import Table, write_report
+    from analysis.report.gallery import experiment_gallery
+    sources = sorted({source for per_source in experiment.sets.values() for source in per_source})
+    saliencies = {source: source_saliencies(exp_folder, experiment.landed, source) for source in sources}
+    gallery = experiment_gallery(exp_folder, experiment.sets, experiment.landed, saliencies)
+    if gallery_note:
+        gallery.note = gallery_note + ("; " + gallery.note if gallery.note else "")
+    plots = [(caption, name) for name, caption in PLOT_CAPTIONS if os.path.exists(os.path.join(vis_folder, name))]
+    table = Table(summary.header, summary.table, summary.notes + [directions()])
+    path = write_report(vis_folder, title, table, plots, gallery)
+    print(f"report of {len(gallery.images)} test images x {len(gallery.sources)} sources: {path}")
+
+
+def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_score=1e-3):
+    """One experiment: CSVs, plots and a table with 95% intervals over the test images (and the HTML report).
+    tiny_clean_score: the clean scores below it are counted, per source, in a note on AD and ADD."""
+    exp_folder, vis_folder = results_io.exp_dir(results_dir, exp_id), results_io.exp_dir(vis_dir, exp_id)
+    experiment = experiment_rows(exp_folder)
+    plot_tests(vis_folder, write_experiment_csvs(exp_folder, experiment.rows))
+    plot_curves(vis_folder, experiment.curves, plot_mean_curves)
+    publish(experiment_summary(experiment, tiny_clean_score), exp_folder, vis_folder, {exp_id: experiment},
+            (exp_id, exp_folder, experiment) if report else None)
+
+
+def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_score=1e-3):
+    """Several experiments (seeds): each experiment's CSVs as summarise_experiment writes them; per-model means
+    over the experiments with 95% t-intervals (summary.csv), Welch tests on the per-experiment means, mean
+    curves with a band (tiny_clean_score: as summarise_experiment's)."""
+    summary_id = "+".join(exp_ids)
+    summary_folder, vis_folder = results_io.exp_dir(results_dir, summary_id), results_io.exp_dir(vis_dir, summary_id)
+    experiments = {exp_id: experiment_rows(results_io.exp_dir(results_dir, exp_id)) for exp_id in exp_ids}
+    for exp_id, experiment in experiments.items():
+        write_experiment_csvs(results_io.exp_dir(results_dir, exp_id), experiment.rows)
+        write_summary_runs([results_io.exp_dir(results_dir, exp_id)], {exp_id: experiment})
+    values = seed_values([experiment.rows for experiment in experiments.values()])
+    os.makedirs(summary_folder, exist_ok=True)
+    write_seeds_csvs(summary_folder, exp_ids, values)
+    plot_tests(vis_folder, {name: means for name, means in seed_means(values).items() if means})
+    plot_curves(vis_folder, {key: [experiment.curves[key] for experiment in experiments.values()
+                                   if experiment.curves.get(key)] for key in TASKS if TASKS[key].curve}, plot_band_curves)
+    first = exp_ids[0]
+    publish(seeds_summary(exp_ids, experiments, values, tiny_clean_score), summary_folder, vis_folder, experiments,
+            (f"{summary_id}: mean and 95% interval over {len(exp_ids)} experiments", results_io.exp_dir(results_dir, first),
+             experiments[first], f"the images of {first}, the first of the {len(exp_ids)} experiments")
+            if report else None)
+
+
+def seed_means(values):
+    """{score name: {source: per-experiment means (E,)}} of the sources with values, from seed_values."""
+    return {name: {source: np.array(source_values[name]) for source, source_values in values.items()
+                   if source_values[name]} for name in SCORES}
+
+
+def write_seeds_csvs(summary_folder, exp_ids, values):
+    """summary.csv (each column's mean, interval and count over the experiments) and, per score, the
+    per-experiment means (attMetrics_<key>_seeds.csv)."""
+    rows = []
+    for source, source_values in sorted(values.items()):
+        row = [source]
+        for column in COLUMNS:
+            mean, half = mean_ci(source_values[column]) if source_values[column] else (float("nan"), float("nan"))
+            row += [mean, half, len(source_values[column])]
+        rows.append(row)
+    header = ["model_id"] + [f"{column.replace(' ', '_')}_{part}" for column in COLUMNS
+                             for part in ("mean", "ci95", "n")]
+    results_io.atomic_write_csv(results_io.seeds_summary_path(summary_folder), header, rows)
+    for name, means in seed_means(values).items():
+        if means:
+            results_io.atomic_write_csv(results_io.summary_paths(summary_folder, SCORES[name].key)["seeds"],
+                                        ["model_id"] + list(exp_ids),
+                                        [[source] + list(source_means) for source, source_means in sorted(means.items())])

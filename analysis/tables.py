@@ -1,0 +1,100 @@
+"""What processResults.py prints and writes as tables: number formats, the printed table, the notes under
+it, and the CSV files of the scores."""
+import os
+import time
+
+import numpy as np
+
+from metrics.scores import SCORES
+from runs import results_io
+
+MAX_NUMBER_WIDTH = 6
+
+
+def fmt_number(value, digits=3):
+    """value with `digits` decimals, or in scientific notation where that is longer than MAX_NUMBER_WIDTH
+    characters (a ratio of a tiny clean score), so that a column keeps its width."""
+    text = f"{value:.{digits}f}"
+    return text if len(text) <= MAX_NUMBER_WIDTH else f"{value:.2e}"
+
+
+def fmt(value, half=None, digits=3):
+    if value is None or np.isnan(value):
+        return "-"
+    return fmt_number(value, digits) + ("" if half is None or np.isnan(half) else f" ±{fmt_number(half, digits)}")
+
+
+def header_names(header):
+    """The printed header: each column's name with its direction arrow."""
+    return [f"{name} {arrow}" if arrow else name for name, arrow in header]
+
+
+def print_table(header, rows):
+    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+
+
+def directions():
+    """'DAUC ↓: lower is better; IAUC ↑: higher is better...' from the table of scores."""
+    return "; ".join(f"{score.name} {score.arrow}: {score.direction}" for score in SCORES.values()) + "."
+
+
+def tiny_denominator_notes(denominators, threshold):
+    """One line per ratio score: which sources have images whose denominator (the clean score of AD and ADD) is
+    below threshold, and how many. denominators: Experiment.denominators."""
+    notes = []
+    for name, per_source in denominators.items():
+        counts = {source: int((values < threshold).sum()) for source, values in sorted(per_source.items())}
+        found = ", ".join(f"{source} {count}" for source, count in counts.items() if count)
+        notes.append(f"{name}: images whose clean score is below {threshold:g}, which can dominate the mean "
+                     f"(the median is beside it): {found or 'none'}")
+    return notes
+
+
+def chance_note(uniform_energy):
+    return [] if uniform_energy is None else [
+        f"energy in part of a uniform saliency map (chance): {uniform_energy:.3f}"]
+
+
+def write_score_csvs(exp_folder, score, aucs):
+    """attMetrics_<key>.csv (the mean, and the median for a ratio score) and attMetrics_<key>_pop.csv (every
+    image's value) of a score."""
+    paths = results_io.summary_paths(exp_folder, score.key)
+    ratio = score.denominator is not None  # a ratio score's mean can hang on one image: its median goes beside it
+    rows = [[model_id, float(values.mean())] + ([float(np.median(values))] if ratio else [])
+            for model_id, values in sorted(aucs.items())]
+    results_io.atomic_write_csv(paths["mean"], ["model_id", "mean"] + (["median"] if ratio else []), rows)
+    width = max(len(values) for values in aucs.values())
+    pop_rows = [[model_id] + list(values) for model_id, values in sorted(aucs.items())]
+    results_io.atomic_write_csv(paths["pop"], ["model_id"] + [f"img_{i}" for i in range(width)], pop_rows)
+
+
+def write_experiment_csvs(exp_folder, rows):
+    """attMetrics_<key>.csv and _pop.csv of every score of one experiment; returns {score name: {model_id:
+    per-image values}} for the scores that have values."""
+    written = {}
+    for name, score in SCORES.items():
+        per_image = {model_id: row[name] for model_id, row in rows.items() if name in row}
+        if per_image:
+            write_score_csvs(exp_folder, score, per_image)
+            written[name] = per_image
+    return written
+
+
+def write_summary_runs(folders, experiments):
+    """summary_runs.json in each folder: the runs (per experiment, model id -> run id) the summaries and plots
+    beside it were made from, and when. Only processResults writes the summaries; this says what they show."""
+    record = {"written": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "runs": {exp_id: experiment.run_ids for exp_id, experiment in experiments.items()}}
+    for folder in folders:
+        os.makedirs(folder, exist_ok=True)
+        results_io.atomic_write_json(results_io.summary_runs_path(folder), record)
+
+
+def print_incomplete(experiments):
+    for exp_id, experiment in experiments.items():
+        for note in experiment.not_computed:
+            print(f"not computed in {exp_id}: {note}")
+        for note in experiment.incomplete:
+            print(f"incomplete in {exp_id}: {note}")
