@@ -13,12 +13,14 @@ import os
 import re
 import sys
 
+from core.options import (REPO_ROOT, Option, SearchSpace, at_least, non_negative, optional_bool, optional_int,
+                          optional_str, positive, resolve_path, str2bool, table_names, within)
 from metrics.saliency import POST_HOC_NAMES, SOURCES
 from metrics.tasks import TASKS
-from models.heads import HEADS
-from models.resnet import ARCHITECTURES
-from core.options import (REPO_ROOT, Option, SearchSpace, at_least, non_negative, optional_bool, optional_int, optional_str,
-                     positive, resolve_path, str2bool, within)
+
+# The names of the tables of models/, read without importing torch (the modules are imported when a model is built).
+HEAD_NAMES = table_names("models.heads", "HEADS")
+ARCHITECTURE_NAMES = table_names("models.resnet", "ARCHITECTURES")
 
 # Keys of a resolved .ini that describe the run rather than set an option.
 RUN_METADATA = ("run_id", "search_trial", "config")
@@ -106,7 +108,7 @@ OPTION_GROUPS = [
         setting("num_workers", int, 4, "data loader worker processes", **non_negative()),
     ]),
     ("model", [
-        run_option("backbone", str, "resnet50", "ResNet of the backbone", choices=tuple(ARCHITECTURES)),
+        run_option("backbone", str, "resnet50", "ResNet of the backbone", choices=ARCHITECTURE_NAMES),
         run_option("pretrained", str2bool, False, "start from torchvision's ImageNet weights"),
         run_option("resnet_chan", int, 64, "width of the first stage (64 = standard)", **at_least(1)),
         run_option("resnet_stride", int, 2, "stride of conv1", **at_least(1)),
@@ -115,7 +117,7 @@ OPTION_GROUPS = [
         run_option("stride_lay4", int, 1, "stride of the first block of layer4", **at_least(1)),
         run_option("end_relu", str2bool, True,
                    "keep the ReLU ending the last block of the last stage (docs/METHOD.md)"),
-        run_option("head", optional_str, None, choices=(None, *HEADS),
+        run_option("head", optional_str, None, choices=(None, *HEAD_NAMES),
                    help="attention head (models/heads.py); None: the head that --attention and --br_npa describe"),
         run_option("attention", optional_bool, True,
                    "older way to choose a built-in head: attention head (False: plain CNN); --head wins when given, "

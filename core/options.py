@@ -6,6 +6,7 @@ its own options the same way, and core/args.py adds them to the table. This modu
 repository is (REPO_ROOT, resolve_path). It imports nothing of the project, so any layer may use it.
 """
 import argparse
+import ast
 import dataclasses
 import os
 from typing import Any, Callable, Optional
@@ -124,3 +125,22 @@ def within(low, high, low_open=False, high_open=False):
         return (low < v if low_open else low <= v) and (v < high if high_open else v <= high)
     text = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
     return {"valid": valid, "expected": text}
+
+
+def table_names(module, table):
+    """The names (keys) of the table `table` of a module of the repository (module: 'models.heads'), read
+    from its source without importing it. The option table uses it for the tables of models/, whose modules
+    import torch, so that `--help` does not wait for torch. The table must be assigned a dict literal with
+    string keys; tests/unit/test_tables.py checks that the names read equal the imported table's keys."""
+    path = os.path.join(REPO_ROOT, *module.split(".")) + ".py"
+    with open(path) as file:
+        tree = ast.parse(file.read(), path)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(target, "id", None) == table for target in node.targets):
+            keys = getattr(node.value, "keys", None)
+            if isinstance(node.value, ast.Dict) and all(isinstance(key, ast.Constant) and isinstance(key.value, str)
+                                                        for key in keys):
+                return tuple(key.value for key in keys)
+            break
+    raise ValueError(f"{path}: {table} must be assigned a dict literal whose keys are strings, {{'name': entry, ...}} "
+                     f"(the option table reads its names without importing the module)")

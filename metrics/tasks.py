@@ -17,17 +17,15 @@ states:
   (metrics.perturbation.step_masks or topk_step_masks);
 - forwards_per_image(step_nb) -> the images it passes through the model per evaluated image (to size the
   chunks between two saves of progress);
-- curve: the CurveMetric (metrics/curves.py) of a curve task, for the mean-curve plots; None otherwise.
+- curve_key: the key of a curve task's CurveMetric (metrics/curves.py), whose `curve` is used for the
+  mean-curve plots; None otherwise.
 
 Adding a task means writing its compute function, adding one PerturbationTask here and its script; its
-scores go to metrics/scores.py.
+scores go to metrics/scores.py. trainVal.py --help reads this table, so it imports no torch at its top: a
+compute function imports what it needs when it runs.
 """
 import dataclasses
 from typing import Callable, Optional
-
-from metrics.curves import CURVE_METRICS, CurveMetric
-from metrics.faithfulness import single_step_scores
-from metrics.perturbation import perturbation_records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,27 +36,37 @@ class PerturbationTask:
     arrays: tuple
     compute: Callable
     forwards_per_image: Callable
-    curve: Optional[CurveMetric] = None
+    curve_key: Optional[str] = None
+
+    @property
+    def curve(self):
+        """The CurveMetric of a curve task (metrics/curves.py), None for another task."""
+        from metrics.curves import CURVE_METRICS
+        return None if self.curve_key is None else CURVE_METRICS[self.curve_key]
 
 
-def curve_task(metric, script, description):
-    """The task that computes the curves of a CurveMetric: the curves (N, T, 2), the start image's score (N,)
-    and the saliency each step perturbs (N, T) (metrics.perturbation.perturbation_records)."""
+def curve_task(curve_key, script, description):
+    """The task that computes the curves of the CurveMetric CURVE_METRICS[curve_key] (its key is the task's):
+    the curves (N, T, 2), the start image's score (N,) and the saliency each step perturbs (N, T)
+    (metrics.perturbation.perturbation_records)."""
     def compute(forward, images, saliencies, classes, cells_per_step, batch_size, order):
-        return perturbation_records(forward, images, saliencies, classes, metric.substrate, cells_per_step,
-                                    batch_size, order)
-    return PerturbationTask(metric.key, script, description, ("curves", "start_scores", "step_saliency"), compute,
-                            forwards_per_image=lambda step_nb: step_nb + 1, curve=metric)
+        from metrics.curves import CURVE_METRICS
+        from metrics.perturbation import perturbation_records
+        return perturbation_records(forward, images, saliencies, classes, CURVE_METRICS[curve_key].substrate,
+                                    cells_per_step, batch_size, order)
+    return PerturbationTask(curve_key, script, description, ("curves", "start_scores", "step_saliency"), compute,
+                            forwards_per_image=lambda step_nb: step_nb + 1, curve_key=curve_key)
 
 
 def compute_single_step(forward, images, saliencies, classes, cells_per_step, batch_size, order):
     """The single-step task: scores (N, 3) of the clean, kept and removed images (cells and order unused)."""
+    from metrics.faithfulness import single_step_scores
     return {"scores": single_step_scores(forward, images, saliencies, classes, batch_size)}
 
 
 TASKS = {task.key: task for task in [
-    curve_task(CURVE_METRICS["Del"], "get_dauc_scores.sh", "deletion curves"),
-    curve_task(CURVE_METRICS["Add"], "get_iauc_scores.sh", "insertion curves"),
+    curve_task("Del", "get_dauc_scores.sh", "deletion curves"),
+    curve_task("Add", "get_iauc_scores.sh", "insertion curves"),
     PerturbationTask("Single", "get_single_step_scores.sh", "single-step scores", ("scores",), compute_single_step,
                      forwards_per_image=lambda step_nb: 3),
 ]}

@@ -241,7 +241,7 @@ def test_rise_upsampling_mirrors_the_border():
     """Each RISE grid is upsampled as the reference's bilinear resize with 'reflect' borders does, i.e. scipy's
     map_coordinates with mode 'mirror' at the pixel-centre positions; then cropped at its shift."""
     from scipy import ndimage
-    from metrics.saliency import upsample_masks
+    from metrics.saliency_methods import upsample_masks
     generator = torch.Generator().manual_seed(0)
     grids = (torch.rand(3, 1, 4, 4, generator=generator) < 0.5).float()
     shift_y, shift_x = torch.tensor([0, 2, 4]), torch.tensor([4, 1, 0])

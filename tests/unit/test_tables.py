@@ -3,12 +3,15 @@ localisation scores, model ids, options) goes through the interface the rest of 
 A new entry is tested here as soon as it is registered."""
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from runs import results_io
+from core import options
 from core.args import OPTIONS, SEARCHABLE, parse_args
 from helpers import REPO_ROOT, tiny_model
 from metrics.curves import CURVE_METRICS
@@ -19,6 +22,7 @@ from metrics.scores import SCORES
 from metrics.tasks import TASKS
 from model_ids import MODEL_IDS, model_options
 from models.heads import HEADS
+from models.resnet import ARCHITECTURES
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -287,3 +291,25 @@ def test_searched_options_are_the_ones_docs_method_lists():
     documented = re.findall(r"^\| (\w+)(?: \([^|]*\))? \|", section, flags=re.M)
     assert documented[0] == "parameter" and documented[1:] == list(SEARCHABLE)
     assert all(OPTIONS[name].search.kind in ("float", "int", "categorical") for name in SEARCHABLE)
+
+
+def test_help_imports_no_torch():
+    """The option tables of trainVal.py and processResults.py import without torch (so --help is fast): a
+    table module that imports torch at its top fails here."""
+    code = ("import sys; import core.args, processResults; processResults.build_parser(); "
+            "core.args.build_parser(); print(sorted(name for name in ('torch', 'numpy') if name in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_table_names_read_without_import_equal_the_tables():
+    assert options.table_names("models.heads", "HEADS") == tuple(HEADS)
+    assert options.table_names("models.resnet", "ARCHITECTURES") == tuple(ARCHITECTURES)
+
+
+def test_table_names_refuse_a_table_built_otherwise(tmp_path, monkeypatch):
+    (tmp_path / "built.py").write_text("HEADS = dict(cnn=object)\nOTHER = {'a': 1}\n")
+    monkeypatch.setattr(options, "REPO_ROOT", str(tmp_path))
+    assert options.table_names("built", "OTHER") == ("a",)
+    with pytest.raises(ValueError, match="HEADS must be assigned a dict literal"):
+        options.table_names("built", "HEADS")
