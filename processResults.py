@@ -45,6 +45,14 @@ def build_parser():
     parser.add_argument("--tiny_clean_score", type=float, default=1e-3,
                         help="AD and ADD divide by the clean image's score: the images whose clean score is below "
                              "this are counted in a note under the table (one of them can dominate a mean)")
+    parser.add_argument("--test", choices=("wilcoxon", "welch"), default="wilcoxon",
+                        help="the test of every two sources on a score, Holm-adjusted over the score's pairs: "
+                             "wilcoxon, the Wilcoxon signed-rank test on the images both scored (paired); welch, "
+                             "Welch's t-test on all the images of each (unpaired, as the authors' release); "
+                             "compare_<key>.csv holds both p-values either way")
+    parser.add_argument("--resamples", type=int, default=1000,
+                        help="resamples of each bootstrap interval (the median paired differences, "
+                             "Krippendorff's alpha)")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
     return parser
 
@@ -53,6 +61,8 @@ def summarise(opts):
     """Check the experiments' folders, then summarise one experiment or several (analysis/summary.py)."""
     from analysis.summary import summarise_experiment, summarise_seeds  # here, so that --help needs no torch
     from runs import results_io
+    if opts.resamples < 1:
+        raise UserError(f"--resamples must be at least 1, got {opts.resamples}")
     results_dir, vis_dir = resolve_path(opts.results_dir), resolve_path(opts.vis_dir)
     for exp_id in opts.exp_id:
         exp_folder = results_io.exp_dir(results_dir, exp_id)
@@ -62,9 +72,11 @@ def summarise(opts):
             raise UserError(f"no results in {exp_folder}: run ./train.sh MODEL_ID, then ./get_dauc_scores.sh "
                             f"MODEL_ID and ./get_iauc_scores.sh MODEL_ID")
     if len(opts.exp_id) == 1:
-        summarise_experiment(results_dir, vis_dir, opts.exp_id[0], opts.report, opts.tiny_clean_score)
+        summarise_experiment(results_dir, vis_dir, opts.exp_id[0], opts.report, opts.tiny_clean_score, opts.test,
+                             opts.resamples)
     else:
-        summarise_seeds(results_dir, vis_dir, opts.exp_id, opts.report, opts.tiny_clean_score)
+        summarise_seeds(results_dir, vis_dir, opts.exp_id, opts.report, opts.tiny_clean_score, opts.test,
+                        opts.resamples)
 
 
 if __name__ == "__main__":

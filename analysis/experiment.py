@@ -116,3 +116,16 @@ def seed_values(per_experiment):
                 if row.get(column) is not None:
                     model_values[column].append(float(np.mean(row[column])))
     return values
+
+
+def indexed_values(experiment):
+    """{score name: {source: {test index: value}}} of every score with values: each source's per-image values
+    keyed by the test index of the image (the img_inds of the score's task set), so that two sources are
+    compared image by image."""
+    values = {}
+    for name, score in SCORES.items():
+        for source, row in experiment.rows.items():
+            if name in row:
+                indices = experiment.sets[score.task][source]["img_inds"]
+                values.setdefault(name, {})[source] = dict(zip(np.asarray(indices).tolist(), row[name].tolist()))
+    return values

@@ -14,7 +14,8 @@ def pyplot():
     return plt
 
 
-def plot_ttest(path, score, model_ids, p_values):
+def plot_ttest(path, score, model_ids, p_values, title):
+    """The matrix of the p-values (M, M) between every two sources (model_ids), titled '<title>, <score>'."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.2 * len(model_ids) + 3, 1.0 * len(model_ids) + 2))
     image = ax.imshow(p_values, cmap="viridis_r", vmin=0, vmax=1)
@@ -24,7 +25,7 @@ def plot_ttest(path, score, model_ids, p_values):
         for j in range(len(model_ids)):
             color = "white" if p_values[i, j] < .5 else "black"
             ax.text(j, i, f"{p_values[i, j]:.2g}", ha="center", va="center", color=color)
-    ax.set_title(f"Welch t-test p-values, {score.name}")
+    ax.set_title(f"{title}, {score.name}")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(path)
@@ -71,6 +72,42 @@ def plot_band_curves(path, metric, curves_per_experiment):
     ax.set_ylabel("score of the predicted class")
     ax.set_title(f"mean {metric.name} curve, 95% band over experiments")
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_critical_difference(path, score, reliability, sources, p_matrix):
+    """The critical-difference diagram of a score (Demšar 2006): each source at its mean rank over the images
+    every source scored (1 the best), sources whose pair is not significant (p_matrix (S, S), Holm-adjusted,
+    in the order of sources) joined by a bar; drawn by scikit-posthocs."""
+    import pandas as pd
+    import scikit_posthocs
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(sources) + 1.5))
+    significance = pd.DataFrame(p_matrix, index=sources, columns=sources)
+    scikit_posthocs.critical_difference_diagram(reliability.mean_ranks, significance, ax=ax)
+    ax.set_title(f"{score.name} {score.arrow}: mean rank over {reliability.images} images (1: the best), "
+                 f"Friedman p {reliability.friedman_p:.2g}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_agreement(path, names, correlations, counts):
+    """Heatmap of the Spearman correlations (K, K) between the scores over their (image, source) pairs."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(0.8 * len(names) + 3, 0.7 * len(names) + 2))
+    image = ax.imshow(correlations, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, "-" if np.isnan(correlations[i, j]) else f"{correlations[i, j]:.2f}", ha="center",
+                    va="center", color="black")
+    ax.set_title(f"Spearman correlation between scores over (image, source) pairs (n up to {counts.max()})",
+                 fontsize=9)
+    fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -1,17 +1,21 @@
-"""The two summaries of processResults.py: one experiment (intervals over its test images) and several
-experiments, one per seed (intervals over the experiments). Both end the same way (publish): the table and
+"""The two summaries of processResults.py: one experiment (intervals over its test images, paired
+comparisons of its sources, how far each score can be trusted) and several experiments, one per seed
+(intervals over the experiments, comparisons paired by seed). Both end the same way (publish): the table and
 its notes printed, the HTML report if asked, and summary_runs.json naming the runs they were made from."""
 import dataclasses
 import os
 
 import numpy as np
 
-from analysis.experiment import COLUMNS, experiment_rows, seed_values
-from analysis.plots import plot_band_curves, plot_mean_curves, plot_ttest
+from analysis import comparisons
+from analysis.experiment import COLUMNS, experiment_rows, indexed_values, seed_values
+from analysis.plots import plot_agreement, plot_band_curves, plot_critical_difference, plot_mean_curves, plot_ttest
 from analysis.sets import source_saliencies
 from analysis.statistics import mean_ci, welch_matrix
-from analysis.tables import (chance_note, directions, fmt, header_names, print_incomplete, print_table,
-                             tiny_denominator_notes, write_experiment_csvs, write_summary_runs)
+from analysis.tables import (chance_note, comparison_notes, directions, fmt, fmt_number, header_names,
+                             print_incomplete, print_table, reliability_lines, tiny_denominator_notes, write_agreement_csv,
+                             write_comparison_csv, write_experiment_csvs, write_reliability_csv,
+                             write_seed_comparison_csv, write_summary_runs)
 from metrics.localisation import LOCALISATION_SCORES
 from metrics.scores import SCORES
 from metrics.tasks import TASKS
@@ -19,8 +23,9 @@ from runs import results_io
 
 PLOT_CAPTIONS = [*((results_io.curves_plot_name(key), f"mean {task.curve.name} curve") for key, task in TASKS.items()
                    if task.curve is not None),
-                 *((results_io.ttest_plot_name(score.key), f"Welch t-test p-values, {name}")
+                 *((results_io.ttest_plot_name(score.key), f"p-values of every pair, {name}")
                    for name, score in SCORES.items())]
+SIGNIFICANTLY_BEST = "*"
 
 
 @dataclasses.dataclass
@@ -50,16 +55,58 @@ def plot_curves(vis_folder, curves_per_key, plot):
 
 
 def plot_tests(vis_folder, values_per_score):
-    """The Welch matrix of each score (values_per_score: {score name: {source: values}})."""
+    """The Welch matrix of each score (values_per_score: {score name: {source: values}}), the released
+    protocol's view of the seeds."""
     for name, values in values_per_score.items():
         os.makedirs(vis_folder, exist_ok=True)
         plot_ttest(os.path.join(vis_folder, results_io.ttest_plot_name(SCORES[name].key)), SCORES[name],
-                   *welch_matrix(values))
+                   *welch_matrix(values), "Welch t-test p-values")
 
 
-def experiment_summary(experiment, tiny_clean_score):
+def plot_comparisons(vis_folder, pairs, reliability, agreement, test):
+    """Per score, its critical-difference diagram and the matrix of its pairs' Holm-adjusted p-values; the
+    heatmap of the agreement between the scores."""
+    os.makedirs(vis_folder, exist_ok=True)
+    for name, score_pairs in pairs.items():
+        sources, matrix = comparisons.holm_matrix(score_pairs)
+        plot_ttest(os.path.join(vis_folder, results_io.ttest_plot_name(SCORES[name].key)), SCORES[name],
+                   sources, matrix, f"{comparisons.TEST_NAMES[test]} p-values, Holm-adjusted")
+        if len(reliability[name].mean_ranks) > 1:
+            plot_critical_difference(os.path.join(vis_folder, results_io.cd_plot_name(SCORES[name].key)),
+                                     SCORES[name], reliability[name], sources, matrix)
+    if len(agreement[0]) > 1:
+        plot_agreement(os.path.join(vis_folder, results_io.agreement_plot_name()), *agreement)
+
+
+def experiment_statistics(exp_folder, experiment, test, resamples):
+    """compare_experiment of an Experiment, its CSV files written to exp_folder (compare_<key>.csv,
+    metric_reliability.csv, metric_agreement.csv); returns what compare_experiment returns."""
+    pairs, reliability, agreement = compare_experiment(indexed_values(experiment), test, resamples)
+    for name, score_pairs in pairs.items():
+        write_comparison_csv(results_io.compare_path(exp_folder, SCORES[name].key), score_pairs, test)
+    if pairs:
+        write_reliability_csv(results_io.reliability_path(exp_folder), reliability)
+        write_agreement_csv(results_io.agreement_path(exp_folder), *agreement)
+    return pairs, reliability, agreement
+
+
+def compare_experiment(values, test, resamples):
+    """The paired comparisons and reliability of one experiment. values: indexed_values of it ({score name:
+    {source: {test index: value}}}). Returns ({score name: [PairedComparison]}, {score name: Reliability},
+    score_agreement's (names, correlations, counts))."""
+    pairs, reliability = {}, {}
+    for name, per_source in values.items():
+        lower = SCORES[name].lower_is_better
+        pairs[name] = comparisons.compare_sources(per_source, lower, test, resamples)
+        reliability[name] = comparisons.reliability(per_source, lower, resamples)
+    return pairs, reliability, comparisons.score_agreement(values)
+
+
+def experiment_summary(experiment, tiny_clean_score, best=None):
     """The Summary of one experiment: per source, the mean and 95% interval over the test images of each
-    score (and the median of a ratio score), the image counts, and the localisation scores."""
+    score (and the median of a ratio score), the image counts, and the localisation scores. best: {score name:
+    the source significantly better than every other one}, whose cell is marked SIGNIFICANTLY_BEST."""
+    best = best or {}
     header = [("model_id", ""), ("accuracy", ""), ("sparsity", "")]
     for name, score in SCORES.items():
         header += [(name, score.arrow)] + ([(f"{name} median", score.arrow)] if score.denominator else [])
@@ -68,7 +115,8 @@ def experiment_summary(experiment, tiny_clean_score):
     for source, row in sorted(experiment.rows.items()):
         cells = [(fmt(row["accuracy"]), row["accuracy"]), (fmt(row["sparsity"]), row["sparsity"])]
         for name, score in SCORES.items():
-            cells.append(mean_cell(row.get(name)))
+            text, value = mean_cell(row.get(name))
+            cells.append((text + (SIGNIFICANTLY_BEST if best.get(name) == source else ""), value))
             if score.denominator:
                 median = float(np.median(row[name])) if name in row else None
                 cells.append((fmt(median), median))
@@ -120,8 +168,50 @@ def publish(summary, out_folder, vis_folder, experiments, report=None):
     print_incomplete(experiments)
 
 
-def write_html_report(vis_folder, summary, title, exp_folder, experiment, gallery_note=None):
-    """vis_folder/report.html (analysis/report/): the summary's table, the plots in vis_folder, and the
+def statistics_sections(vis_folder, pairs, reliability, test):
+    """The report's sections on the paired comparisons (the critical-difference diagrams, and the pairs of
+    each score in a sortable table) and on the reliability of the scores (alphas, agreement heatmap)."""
+    from analysis.report.build import Section, Table
+
+    def cell(value, digits=3):
+        return fmt(value, digits=digits), value
+
+    def present(names):
+        return [(caption, name) for caption, name in names if os.path.exists(os.path.join(vis_folder, name))]
+
+    pair_header = [("pair", ""), ("n", ""), ("median difference", ""), ("95% low", ""), ("95% high", ""),
+                   ("rank-biserial", ""), (f"{comparisons.TEST_NAMES['wilcoxon']} p", ""), ("Welch p", ""),
+                   ("Holm p", ""), ("better", "")]
+    tables = [(name, Table(pair_header, [(f"{pair.first} vs {pair.second}",
+                                          [(str(pair.n), pair.n), cell(pair.median_difference), cell(pair.low),
+                                           cell(pair.high), cell(pair.effect), cell(pair.p, 4), cell(pair.welch_p, 4),
+                                           cell(pair.p_holm, 4), (pair.better or "-", pair.better)])
+                                         for pair in score_pairs], []))
+              for name, score_pairs in pairs.items()]
+    comparison = Section(
+        "Comparisons", f"Every two sources on the images both scored; Holm p: the {comparisons.TEST_NAMES[test]} "
+        f"test's p after Holm's correction over the pairs of the score; median difference: first - second.",
+        present([(f"critical-difference diagram, {name}", results_io.cd_plot_name(SCORES[name].key))
+                 for name in pairs]), tables, [])
+    trust_header = [("score", ""), ("alpha", ""), ("95% low", ""), ("95% high", ""), ("images", ""),
+                    ("sources", ""), ("Friedman p", "")]
+    trust = Section(
+        "Can the metrics be trusted here?", "Krippendorff's alpha of the images' rankings of the sources (the "
+        f"images as raters): at least {comparisons.RELIABLE} reliable, at least {comparisons.TENTATIVE} for "
+        "tentative conclusions only; and the agreement between the scores over the (image, source) pairs.",
+        present([("agreement between the scores (Spearman)", results_io.agreement_plot_name())]),
+        [("reliability", Table(trust_header, [(name, [cell(item.alpha), cell(item.low), cell(item.high),
+                                                      (str(item.images), item.images),
+                                                      (str(len(item.sources)), len(item.sources)),
+                                                      cell(item.friedman_p, 4)])
+                                               for name, item in reliability.items()], []))],
+        reliability_lines(reliability))
+    return [comparison, trust]
+
+
+def write_html_report(vis_folder, summary, title, exp_folder, experiment, gallery_note=None, statistics=None):
+    """vis_folder/report.html (analysis/report/): the summary's table, the plots in vis_folder, the sections
+    of the statistics (statistics: (pairs, reliability, test) of the gallery's experiment, or None), and the
     gallery of one experiment's evaluated test images; prints its path."""
     from analysis.report.build import Table, write_report
     from analysis.report.gallery import experiment_gallery
@@ -132,42 +222,93 @@ def write_html_report(vis_folder, summary, title, exp_folder, experiment, galler
         gallery.note = gallery_note + ("; " + gallery.note if gallery.note else "")
     plots = [(caption, name) for name, caption in PLOT_CAPTIONS if os.path.exists(os.path.join(vis_folder, name))]
     table = Table(summary.header, summary.table, summary.notes + [directions()])
-    path = write_report(vis_folder, title, table, plots, gallery)
+    sections = statistics_sections(vis_folder, *statistics) if statistics and statistics[0] else []
+    path = write_report(vis_folder, title, table, plots, gallery, sections)
     print(f"report of {len(gallery.images)} test images x {len(gallery.sources)} sources: {path}")
 
 
-def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_score=1e-3):
-    """One experiment: CSVs, plots and a table with 95% intervals over the test images (and the HTML report).
-    tiny_clean_score: the clean scores below it are counted, per source, in a note on AD and ADD."""
+def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_score=1e-3, test="wilcoxon",
+                         resamples=1000):
+    """One experiment: CSVs, plots and a table with 95% intervals over the test images, the paired comparisons
+    of its sources and the reliability of its scores (and the HTML report). tiny_clean_score: the clean scores
+    below it are counted, per source, in a note on AD and ADD; test: the test of the pairs ('wilcoxon' or
+    'welch'); resamples: of each bootstrap interval."""
     exp_folder, vis_folder = results_io.exp_dir(results_dir, exp_id), results_io.exp_dir(vis_dir, exp_id)
     experiment = experiment_rows(exp_folder)
-    plot_tests(vis_folder, write_experiment_csvs(exp_folder, experiment.rows))
+    write_experiment_csvs(exp_folder, experiment.rows)
+    pairs, reliability, agreement = experiment_statistics(exp_folder, experiment, test, resamples)
+    if pairs:
+        plot_comparisons(vis_folder, pairs, reliability, agreement, test)
     plot_curves(vis_folder, experiment.curves, plot_mean_curves)
-    publish(experiment_summary(experiment, tiny_clean_score), exp_folder, vis_folder, {exp_id: experiment},
-            (exp_id, exp_folder, experiment) if report else None)
+    best = {name: comparisons.significantly_best(score_pairs) for name, score_pairs in pairs.items()}
+    summary = experiment_summary(experiment, tiny_clean_score, best)
+    summary.notes += comparison_notes(pairs, test, SIGNIFICANTLY_BEST) + reliability_lines(reliability)
+    publish(summary, exp_folder, vis_folder, {exp_id: experiment},
+            (exp_id, exp_folder, experiment, None, (pairs, reliability, test)) if report else None)
 
 
-def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_score=1e-3):
-    """Several experiments (seeds): each experiment's CSVs as summarise_experiment writes them; per-model means
-    over the experiments with 95% t-intervals (summary.csv), Welch tests on the per-experiment means, mean
-    curves with a band (tiny_clean_score: as summarise_experiment's)."""
+def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_score=1e-3, test="wilcoxon",
+                    resamples=1000):
+    """Several experiments (seeds): each experiment's CSVs and statistics as summarise_experiment writes them
+    (without its plots); per-model means over the experiments with 95% t-intervals (summary.csv), every two
+    sources paired by seed (compare_<key>.csv), Welch tests on the per-experiment means, mean curves with a
+    band (tiny_clean_score, test, resamples: as summarise_experiment's)."""
     summary_id = "+".join(exp_ids)
     summary_folder, vis_folder = results_io.exp_dir(results_dir, summary_id), results_io.exp_dir(vis_dir, summary_id)
     experiments = {exp_id: experiment_rows(results_io.exp_dir(results_dir, exp_id)) for exp_id in exp_ids}
+    statistics = {}
     for exp_id, experiment in experiments.items():
         write_experiment_csvs(results_io.exp_dir(results_dir, exp_id), experiment.rows)
+        statistics[exp_id] = experiment_statistics(results_io.exp_dir(results_dir, exp_id), experiment, test,
+                                                   resamples)
         write_summary_runs([results_io.exp_dir(results_dir, exp_id)], {exp_id: experiment})
     values = seed_values([experiment.rows for experiment in experiments.values()])
     os.makedirs(summary_folder, exist_ok=True)
     write_seeds_csvs(summary_folder, exp_ids, values)
+    for name, means in per_seed_means(experiments).items():
+        write_seed_comparison_csv(results_io.compare_path(summary_folder, SCORES[name].key),
+                                  comparisons.compare_seeds(means))
     plot_tests(vis_folder, {name: means for name, means in seed_means(values).items() if means})
     plot_curves(vis_folder, {key: [experiment.curves[key] for experiment in experiments.values()
                                    if experiment.curves.get(key)] for key in TASKS if TASKS[key].curve}, plot_band_curves)
     first = exp_ids[0]
-    publish(seeds_summary(exp_ids, experiments, values, tiny_clean_score), summary_folder, vis_folder, experiments,
+    pairs, reliability, agreement = statistics[first]
+    if report and pairs:
+        plot_comparisons(vis_folder, pairs, reliability, agreement, test)
+    summary = seeds_summary(exp_ids, experiments, values, tiny_clean_score)
+    summary.notes += seed_statistics_notes(summary_folder, statistics)
+    publish(summary, summary_folder, vis_folder, experiments,
             (f"{summary_id}: mean and 95% interval over {len(exp_ids)} experiments", results_io.exp_dir(results_dir, first),
-             experiments[first], f"the images of {first}, the first of the {len(exp_ids)} experiments")
-            if report else None)
+             experiments[first], f"the images of {first}, the first of the {len(exp_ids)} experiments",
+             (pairs, reliability, test)) if report else None)
+
+
+def per_seed_means(experiments):
+    """{score name: {source: {exp id: the score's mean over the experiment's images}}}."""
+    means = {}
+    for exp_id, experiment in experiments.items():
+        for source, row in experiment.rows.items():
+            for name in SCORES:
+                if name in row:
+                    means.setdefault(name, {}).setdefault(source, {})[exp_id] = float(np.mean(row[name]))
+    return means
+
+
+def seed_statistics_notes(summary_folder, statistics):
+    """The lines under the seeds' table: where the by-seed comparisons are, and each score's alpha in each
+    experiment. statistics: {exp id: experiment_statistics result}."""
+    notes = [f"every two sources paired by seed (the mean per-seed difference and its t-interval; Welch on the "
+             f"per-seed means beside it): compare_<score key>.csv in {summary_folder}; per image, in each "
+             f"experiment's folder"]
+    for name in SCORES:
+        alphas = [(exp_id, reliability[name]) for exp_id, (_, reliability, _) in statistics.items()
+                  if name in reliability]
+        if alphas:
+            notes.append(f"{name}: alpha " + ", ".join(
+                f"{exp_id} {fmt_number(item.alpha)} [{fmt_number(item.low)}, {fmt_number(item.high)}]"
+                for exp_id, item in alphas) + f" ({comparisons.reliability_words(np.mean([a.alpha for _, a in alphas]))}, "
+                f"by the mean)")
+    return notes
 
 
 def seed_means(values):

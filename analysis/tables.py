@@ -98,3 +98,61 @@ def print_incomplete(experiments):
             print(f"not computed in {exp_id}: {note}")
         for note in experiment.incomplete:
             print(f"incomplete in {exp_id}: {note}")
+
+
+def write_comparison_csv(path, pairs, test):
+    """compare_<key>.csv: one row per pair of sources on a score (analysis.comparisons.PairedComparison)."""
+    header = ["first", "second", "n", "only_first", "only_second", "median_difference", "ci95_low", "ci95_high",
+              "rank_biserial", "wilcoxon_p", "welch_p", "holm_p", "holm_test", "better"]
+    rows = [[pair.first, pair.second, pair.n, pair.only_first, pair.only_second, pair.median_difference, pair.low,
+             pair.high, pair.effect, pair.p, pair.welch_p, pair.p_holm, test, pair.better] for pair in pairs]
+    results_io.atomic_write_csv(path, header, rows)
+
+
+def write_seed_comparison_csv(path, pairs):
+    """compare_<key>.csv of several experiments: one row per pair, paired by seed (SeedComparison)."""
+    header = ["first", "second", "seeds", "mean_difference", "ci95", "welch_p_seed_means"]
+    rows = [[pair.first, pair.second, pair.seeds, pair.mean_difference, pair.half_width, pair.welch_p]
+            for pair in pairs]
+    results_io.atomic_write_csv(path, header, rows)
+
+
+def write_reliability_csv(path, reliability):
+    """metric_reliability.csv: per score, Krippendorff's alpha with its interval, Friedman's p and counts."""
+    header = ["score", "alpha", "ci95_low", "ci95_high", "images", "sources", "friedman_p"]
+    rows = [[name, item.alpha, item.low, item.high, item.images, len(item.sources), item.friedman_p]
+            for name, item in reliability.items()]
+    results_io.atomic_write_csv(path, header, rows)
+
+
+def write_agreement_csv(path, names, correlations, counts):
+    """metric_agreement.csv: the Spearman correlation between every two scores over their (image, source)
+    pairs, one row per score."""
+    results_io.atomic_write_csv(path, ["score", *names],
+                                [[name, *row] for name, row in zip(names, correlations.tolist())])
+
+
+def comparison_notes(pairs, test, mark):
+    """The lines under the table on the paired comparisons: what the mark means, and the images that a pair's
+    two sources did not both score."""
+    if not pairs:
+        return []
+    from analysis.comparisons import ALPHA, TEST_NAMES
+    paired = "on the images both scored" if test == "wilcoxon" else "unpaired, on all the images of each"
+    notes = [f"{mark}: better than every other source on that score ({TEST_NAMES[test]} test {paired}, p "
+             f"Holm-adjusted over the score's pairs < {ALPHA}); every pair, with the median paired difference, its "
+             f"bootstrap 95% interval and the rank-biserial effect size: compare_<score key>.csv"]
+    for name, score_pairs in pairs.items():
+        for pair in score_pairs:
+            if pair.only_first or pair.only_second:
+                notes.append(f"{name}: {pair.first} and {pair.second} are paired on {pair.n} images; "
+                             f"{pair.only_first} only in {pair.first}, {pair.only_second} only in {pair.second}")
+    return notes
+
+
+def reliability_lines(reliability):
+    """One line per score: Krippendorff's alpha of the images' rankings of the sources, and what it says."""
+    from analysis.comparisons import reliability_words
+    return [f"{name}: alpha {fmt_number(item.alpha)} [{fmt_number(item.low)}, {fmt_number(item.high)}] over "
+            f"{item.images} images and {len(item.sources)} sources, {reliability_words(item.alpha)}"
+            for name, item in reliability.items()]

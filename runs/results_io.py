@@ -192,6 +192,32 @@ def ttest_plot_name(score_key):
     return f"ttest_{score_key}.png"
 
 
+def cd_plot_name(score_key):
+    """processResults' critical-difference diagram of a score, in its vis folder."""
+    return f"cd_{score_key}.png"
+
+
+def agreement_plot_name():
+    """processResults' heatmap of the agreement between the scores, in its vis folder."""
+    return "metric_agreement.png"
+
+
+def compare_path(folder, score_key):
+    """processResults' paired comparisons of every two sources on a score: per image in an experiment's
+    folder, per seed in the summary folder of several experiments."""
+    return os.path.join(folder, f"compare_{score_key}.csv")
+
+
+def reliability_path(folder):
+    """processResults' reliability of each score in an experiment (Krippendorff's alpha, Friedman's p)."""
+    return os.path.join(folder, "metric_reliability.csv")
+
+
+def agreement_path(folder):
+    """processResults' Spearman correlations between the scores of an experiment."""
+    return os.path.join(folder, "metric_agreement.csv")
+
+
 def summary_runs_path(folder):
     """Which runs processResults' summaries (and plots) in a folder were made from."""
     return os.path.join(folder, "summary_runs.json")

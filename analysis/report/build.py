@@ -33,6 +33,18 @@ class Table:
 
 
 @dataclasses.dataclass
+class Section:
+    """A section of the page between the plots and the gallery. hint: a line under its title; plots:
+    [(caption, file name)]; tables: [(choice label, Table)], shown one at a time with a select when there are
+    several; lines: sentences listed under them."""
+    title: str
+    hint: str
+    plots: list
+    tables: list
+    lines: list
+
+
+@dataclasses.dataclass
 class GalleryImage:
     """One evaluated test image. thumbnail: (S, S, 3) uint8, the image as the model sees it with the part's
     outline drawn in; maps: {source: (h, w) saliency in [0, 1], as the curves used it (None: not drawable)};
@@ -105,24 +117,52 @@ def chunk_payload(images):
     return payload
 
 
-def table_html(table):
+def table_html(table, table_id=None, choice=None):
+    """A sortable table (a cell's value sorts it: a number, a string, or None for missing); choice: (select id,
+    label) of a table shown when that label is selected."""
     head = "".join(f'<th data-column="{k}" title="click to sort">{html.escape(name)}'
                    f'{(" " + arrow) if arrow else ""}</th>' for k, (name, arrow) in enumerate(table.header))
     body = []
     for source, cells in table.rows:
         row = f'<td data-value="{html.escape(source)}">{html.escape(source)}</td>'
         for text, value in cells:
-            number = as_number(value)
-            row += f'<td data-value="{"" if number is None else repr(number)}">{html.escape(text)}</td>'
+            number = value if isinstance(value, str) else as_number(value)
+            key = "" if number is None else html.escape(number) if isinstance(number, str) else repr(number)
+            row += f'<td data-value="{key}">{html.escape(text)}</td>'
         body.append(f"<tr>{row}</tr>")
-    return f'<table id="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    attributes = f' id="{table_id}"' if table_id else ""
+    if choice:
+        attributes += f' data-choice-of="{html.escape(choice[0])}" data-choice="{html.escape(choice[1])}"'
+    return (f'<table class="sortable"{attributes}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
+            f'</table>')
 
 
-def page_html(title, table, plots):
-    """report.html: the table and plots are in the page; the gallery is built by page.js from the assets."""
+def figures_html(plots):
+    return "".join(f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}"></figure>'
+                   for caption, name in plots)
+
+
+def section_html(section, index):
+    """A Section as HTML: title, hint, plots, its tables (behind a select when several) and its lines."""
+    select_id = f"choice{index}"
+    tables = ""
+    if len(section.tables) > 1:
+        options = "".join(f'<option value="{html.escape(label)}">{html.escape(label)}</option>'
+                          for label, _ in section.tables)
+        tables = f'<label>table of <select id="{select_id}" class="table-choice">{options}</select></label>'
+    tables += "".join(table_html(table, choice=(select_id, label) if len(section.tables) > 1 else None)
+                      for label, table in section.tables)
+    lines = "".join(f"<li>{html.escape(line)}</li>" for line in section.lines)
+    return (f'<h2>{html.escape(section.title)}</h2>\n<p class="hint">{html.escape(section.hint)}</p>\n'
+            f'<div class="plots">{figures_html(section.plots)}</div>\n{tables}\n<ul class="notes">{lines}</ul>\n')
+
+
+def page_html(title, table, plots, sections=()):
+    """report.html: the table, plots and sections are in the page; the gallery is built by page.js from the
+    assets."""
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in table.notes)
-    figures = "".join(f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}"></figure>'
-                      for caption, name in plots)
+    figures = figures_html(plots)
+    extra = "".join(section_html(section, index) for index, section in enumerate(sections))
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -135,11 +175,11 @@ def page_html(title, table, plots):
 <h2>Summary</h2>
 <p class="hint">Mean over the images with its 95% interval; ↓ lower is better, ↑ higher is better. Click a column
 header to sort.</p>
-{table_html(table)}
+{table_html(table, "summary")}
 <ul class="notes">{notes}</ul>
 <h2>Plots</h2>
 <div class="plots">{figures}</div>
-<h2>Images</h2>
+{extra}<h2>Images</h2>
 <div id="controls"></div>
 <p id="count"></p>
 <div id="gallery"></div>
@@ -156,9 +196,9 @@ def save_jpeg(path, pixels):
     Image.fromarray(pixels).save(path, quality=85)
 
 
-def write_report(folder, title, table, plots, gallery):
+def write_report(folder, title, table, plots, gallery, sections=()):
     """Write <folder>/report.html and <folder>/report_assets/ (replacing an earlier report whole). plots:
-    [(caption, file name in folder)]. Returns the path of report.html."""
+    [(caption, file name in folder)]; sections: [Section] after the plots. Returns the path of report.html."""
     os.makedirs(folder, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".report.", dir=folder)
     try:
@@ -175,7 +215,7 @@ def write_report(folder, title, table, plots, gallery):
             for image in images:
                 save_jpeg(os.path.join(assets, "img", f"{image.test_index}.jpg"), image.thumbnail)
         with open(os.path.join(staging, "report.html"), "w") as file:
-            file.write(page_html(title, table, plots))
+            file.write(page_html(title, table, plots, sections))
         old = os.path.join(folder, ASSETS)
         if os.path.exists(old):
             shutil.rmtree(old)

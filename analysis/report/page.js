@@ -27,10 +27,9 @@
     return value === null || value === undefined ? "-" : value.toFixed(4);
   }
 
-  // ---- summary table: a click on a header sorts by that column, a second click reverses
-  function setupTable() {
-    const table = document.getElementById("summary");
-    if (!table) return;
+  // ---- tables (the summary, the pairs of each score): a click on a header sorts by that column, a second
+  // click reverses
+  function setupTable(table) {
     table.querySelectorAll("th").forEach((header, column) => {
       header.addEventListener("click", () => {
         const ascending = header.dataset.sorted !== "ascending";
@@ -49,6 +48,15 @@
         rows.forEach((row) => body.append(row));
       });
     });
+  }
+
+  // ---- a select that shows one of several tables (the pairs of the chosen score)
+  function setupChoice(select) {
+    const show = () => document.querySelectorAll(`[data-choice-of="${select.id}"]`).forEach((node) => {
+      node.hidden = node.dataset.choice !== select.value;
+    });
+    select.addEventListener("change", show);
+    show();
   }
 
   // ---- controls
@@ -312,5 +320,6 @@
     apply();
   };
 
-  setupTable();
+  document.querySelectorAll("table.sortable").forEach(setupTable);
+  document.querySelectorAll("select.table-choice").forEach(setupChoice);
 })();

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from runs import lifecycle
 import trainVal
@@ -179,6 +180,18 @@ def test_curves_and_process_results(trained, tiny_synth, tmp_path):
             aucs = ((x[:, 1:] - x[:, :-1]) * (scores[:, 1:] + scores[:, :-1]) / 2).sum(axis=1)
             assert rows[model_id] == pytest.approx(aucs.mean(), abs=1e-9)
         assert (tmp_path / "vis" / "e2e" / f"ttest_{metric}.png").exists()
+    # the paired comparison of two sources, from the per-image values of the _pop.csv file and scipy
+    with open(folder / "attMetrics_Del_pop.csv") as file:
+        per_image = {row[0]: np.array([float(value) for value in row[1:]]) for row in list(csv.reader(file))[1:]}
+    with open(folder / "compare_Del.csv") as file:
+        pairs = {(row["first"], row["second"]): row for row in csv.DictReader(file)}
+    assert sorted(pairs) == [("b_cnn", "br_npa_low_res"), ("b_cnn", "cnn"), ("br_npa_low_res", "cnn")]
+    pair = pairs[("b_cnn", "cnn")]
+    first, second = per_image["b_cnn"], per_image["cnn"]
+    expected = stats.wilcoxon(first, second).pvalue if np.any(first != second) else 1.0
+    assert int(pair["n"]) == len(first) and float(pair["wilcoxon_p"]) == pytest.approx(expected)
+    assert float(pair["median_difference"]) == pytest.approx(np.median(first - second))
+    assert "alpha" in completed.stdout and (folder / "metric_reliability.csv").exists()
 
 
 def test_curves_need_a_trained_model(tiny_config, tiny_synth, tmp_path):

@@ -140,6 +140,16 @@ def test_report_in_chromium(demo_report, browser):
     browser.find_elements(By.CSS_SELECTOR, "#summary th")[dauc_column].click()
     assert [float(value) for value in table_column(dauc_column)] == sorted(values, reverse=True)
 
+    # the Comparisons section shows the pairs of the score chosen in its list, one table at a time
+    choice = Select(browser.find_element(By.CSS_SELECTOR, "select.table-choice"))
+    visible = [table for table in browser.find_elements(By.CSS_SELECTOR, "table[data-choice]") if table.is_displayed()]
+    assert [table.get_attribute("data-choice") for table in visible] == [choice.first_selected_option.text]
+    choice.select_by_visible_text("IAUC")
+    visible = [table for table in browser.find_elements(By.CSS_SELECTOR, "table[data-choice]") if table.is_displayed()]
+    assert [table.get_attribute("data-choice") for table in visible] == ["IAUC"]
+    pair_rows = visible[0].find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert len(pair_rows) == len(SOURCES) * (len(SOURCES) - 1) // 2  # the sources that have IAUC: all of them
+
     # every evaluated image is shown, in test order
     inds = np.load(folder / "attMetrDel_cnn_imgInds.npy").tolist()
 

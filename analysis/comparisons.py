@@ -1,0 +1,285 @@
+"""Paired comparisons between the sources of one experiment, and how far a score can be trusted there
+(docs/METHOD.md, "Comparing sources" and "Can a score be trusted here?").
+
+Every source of an experiment is scored on the same test images, so two sources are compared on the images
+both scored, image by image: the Wilcoxon signed-rank test, the median paired difference with a bootstrap
+interval, and the matched-pairs rank-biserial correlation as the effect size; Holm's correction runs over
+all pairs of one score. Over all sources at once: the mean rank of each source over the images (rank 1 the
+best), Friedman's test, and Krippendorff's alpha of the images' rankings. Across scores: Spearman's
+correlation over the (image, source) pairs both scores have.
+
+Values are {source: {test index: value}}; a score's direction is lower_is_better. Everything here is a pure
+function of these values; analysis/summary.py writes and prints the results.
+"""
+import dataclasses
+import math
+
+import numpy as np
+from scipy import stats
+
+ALPHA = 0.05
+# Krippendorff's thresholds for alpha (Content Analysis, 2004, section 11.4.4): at least 0.8 to rely on the
+# data, at least 0.667 for tentative conclusions only.
+RELIABLE, TENTATIVE = 0.8, 0.667
+
+
+@dataclasses.dataclass
+class PairedComparison:
+    """first vs second on one score. n: images both scored; only_first, only_second: images only one of them
+    scored; median_difference, low, high: the median of (first - second) over the n images and its 95%
+    bootstrap interval; effect: the matched-pairs rank-biserial correlation (positive: first tends to be
+    higher); p: Wilcoxon's two-sided p; p_holm: p after Holm's correction over the score's pairs; welch_p:
+    Welch's t-test on all the values of each (unpaired, the released protocol); better: the source that is
+    better in the score's direction where p_holm < ALPHA, '' otherwise."""
+    first: str
+    second: str
+    n: int
+    only_first: int
+    only_second: int
+    median_difference: float
+    low: float
+    high: float
+    effect: float
+    p: float
+    welch_p: float
+    p_holm: float = math.nan
+    better: str = ""
+
+
+def paired_values(first, second):
+    """(a (n,), b (n,), only_first, only_second): the values of the images both {test index: value} dicts
+    hold, in test-index order, and the counts of the images only one of them holds."""
+    common = sorted(set(first) & set(second))
+    return (np.array([first[i] for i in common], dtype=np.float64),
+            np.array([second[i] for i in common], dtype=np.float64),
+            len(set(first) - set(second)), len(set(second) - set(first)))
+
+
+def rank_biserial(differences):
+    """Matched-pairs rank-biserial correlation of paired differences (n,) (Kerby 2014): (R+ - R-) / (R+ + R-),
+    R+ and R- the sums of the ranks of |d| (ties averaged, zero differences dropped, as Wilcoxon's test drops
+    them) over the positive and the negative differences. In [-1, 1]; 0 without a non-zero difference."""
+    differences = np.asarray(differences, dtype=np.float64)
+    differences = differences[differences != 0]
+    if len(differences) == 0:
+        return 0.0
+    ranks = stats.rankdata(np.abs(differences))
+    plus, minus = ranks[differences > 0].sum(), ranks[differences < 0].sum()
+    return float((plus - minus) / (plus + minus))
+
+
+def wilcoxon_p(a, b):
+    """Two-sided p of the Wilcoxon signed-rank test of paired values a, b (n,); 1.0 when every difference is
+    zero, nan for fewer than 2 pairs."""
+    if len(a) < 2:
+        return math.nan
+    if np.all(a == b):
+        return 1.0
+    return float(stats.wilcoxon(a, b).pvalue)
+
+
+def median_difference_interval(a, b, resamples, seed):
+    """(median of a - b, low, high): the 95% percentile bootstrap interval of the median paired difference,
+    resampling the pairs (scipy.stats.bootstrap, paired) with `resamples` resamples drawn from seed."""
+    median = float(np.median(a - b))
+    if len(a) < 2 or np.all(a - b == a[0] - b[0]):
+        return median, median, median
+    result = stats.bootstrap((a, b), lambda x, y, axis: np.median(x - y, axis=axis), paired=True,
+                             vectorized=True, n_resamples=resamples, method="percentile",
+                             random_state=np.random.default_rng(seed))
+    return median, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def holm(p_values):
+    """Holm's step-down adjustment of p-values (m,): the k-th smallest p becomes max over j <= k of
+    min(1, (m - j + 1) p_(j)); nan stays nan and does not count in m."""
+    from statsmodels.stats.multitest import multipletests
+    p_values = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(len(p_values), np.nan)
+    present = ~np.isnan(p_values)
+    if present.any():
+        adjusted[present] = multipletests(p_values[present], method="holm")[1]
+    return adjusted
+
+
+def compare_pair(first, second, values, lower_is_better, resamples, seed):
+    """The PairedComparison of sources first and second (values: {source: {test index: value}}), without its
+    Holm-adjusted p (compare_sources adds it)."""
+    a, b, only_first, only_second = paired_values(values[first], values[second])
+    median, low, high = median_difference_interval(a, b, resamples, seed)
+    everything_first, everything_second = list(values[first].values()), list(values[second].values())
+    welch = (float(stats.ttest_ind(everything_first, everything_second, equal_var=False).pvalue)
+             if min(len(everything_first), len(everything_second)) > 1 else math.nan)
+    return PairedComparison(first, second, len(a), only_first, only_second, median, low, high,
+                            rank_biserial(a - b), wilcoxon_p(a, b), welch)
+
+
+TESTS = ("wilcoxon", "welch")
+
+
+def compare_sources(values, lower_is_better, test="wilcoxon", resamples=1000, seed=0):
+    """[PairedComparison] of every pair of sources (in sorted order) on one score, with Holm's correction
+    over these pairs of the test's p (test: 'wilcoxon', the paired test, or 'welch', the released protocol's
+    unpaired one) and the better source of each significant pair."""
+    if test not in TESTS:
+        raise ValueError(f"the test must be one of {', '.join(TESTS)}, got '{test}'")
+    sources = sorted(values)
+    pairs = [compare_pair(first, second, values, lower_is_better, resamples, seed)
+             for i, first in enumerate(sources) for second in sources[i + 1:]]
+    for pair, adjusted in zip(pairs, holm([pair.p if test == "wilcoxon" else pair.welch_p for pair in pairs])):
+        pair.p_holm = float(adjusted)
+        if adjusted < ALPHA and pair.effect != 0:
+            first_higher = pair.effect > 0
+            pair.better = pair.first if first_higher != lower_is_better else pair.second
+    return pairs
+
+
+def significantly_best(pairs):
+    """The source that the Holm-adjusted paired test finds better than every other source, or None."""
+    sources = {pair.first for pair in pairs} | {pair.second for pair in pairs}
+    for source in sources:
+        own = [pair for pair in pairs if source in (pair.first, pair.second)]
+        if own and all(pair.better == source for pair in own):
+            return source
+    return None
+
+
+def common_matrix(values):
+    """(sources, test indices, values (N images, S sources)) on the images every source scored."""
+    sources = sorted(values)
+    common = sorted(set.intersection(*(set(values[source]) for source in sources))) if sources else []
+    return sources, common, np.array([[values[source][i] for source in sources] for i in common], dtype=np.float64)
+
+
+def ranks_per_image(matrix, lower_is_better):
+    """Rank of each source on each image (N, S): 1 the best in the score's direction, ties averaged."""
+    return stats.rankdata(matrix if lower_is_better else -matrix, axis=1)
+
+
+def friedman_p(matrix):
+    """p of Friedman's test that the S sources (columns of matrix (N, S)) rank alike; nan for fewer than 3
+    sources or 2 images."""
+    if matrix.shape[1] < 3 or matrix.shape[0] < 2:
+        return math.nan
+    return float(stats.friedmanchisquare(*matrix.T).pvalue)
+
+
+def krippendorff_alpha(ranks):
+    """Krippendorff's alpha, ordinal, of the images' rankings (N images, S sources): the images are the
+    raters, the sources the units they rank (the `krippendorff` package). nan below 2 images or 2 sources."""
+    import krippendorff
+    if ranks.shape[0] < 2 or ranks.shape[1] < 2 or len(np.unique(ranks)) < 2:
+        return math.nan
+    return float(krippendorff.alpha(reliability_data=ranks, level_of_measurement="ordinal"))
+
+
+def alpha_interval(ranks, resamples, seed):
+    """(alpha, low, high): Krippendorff's alpha of ranks (N, S) and its 95% percentile bootstrap interval,
+    resampling the images."""
+    alpha = krippendorff_alpha(ranks)
+    if math.isnan(alpha):
+        return alpha, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    draws = [krippendorff_alpha(ranks[rng.integers(0, len(ranks), len(ranks))]) for _ in range(resamples)]
+    low, high = np.nanpercentile(draws, [2.5, 97.5])
+    return alpha, float(low), float(high)
+
+
+@dataclasses.dataclass
+class Reliability:
+    """How far one score can be trusted in one experiment. sources: in sorted order; images: the images every
+    source scored; mean_ranks: {source: mean rank over those images, 1 the best}; friedman_p: Friedman's test;
+    alpha, low, high: Krippendorff's alpha of the images' rankings and its 95% bootstrap interval."""
+    sources: list
+    images: int
+    mean_ranks: dict
+    friedman_p: float
+    alpha: float
+    low: float
+    high: float
+
+
+def reliability(values, lower_is_better, resamples=1000, seed=0):
+    """The Reliability of one score (values: {source: {test index: value}}), on the images every source scored."""
+    sources, common, matrix = common_matrix(values)
+    if not common:
+        return Reliability(sources, 0, {}, math.nan, math.nan, math.nan, math.nan)
+    ranks = ranks_per_image(matrix, lower_is_better)
+    alpha, low, high = alpha_interval(ranks, resamples, seed)
+    return Reliability(sources, len(common), dict(zip(sources, ranks.mean(axis=0).tolist())), friedman_p(matrix),
+                       alpha, low, high)
+
+
+def reliability_words(alpha):
+    """What Krippendorff's thresholds say of an alpha."""
+    if math.isnan(alpha):
+        return "not computable (fewer than 2 images or sources)"
+    if alpha >= RELIABLE:
+        return f"at least {RELIABLE}: the images rank the sources consistently"
+    if alpha >= TENTATIVE:
+        return f"between {TENTATIVE} and {RELIABLE}: the images' rankings agree enough for tentative conclusions only"
+    return f"below {TENTATIVE}: the images do not rank the sources consistently"
+
+
+def score_agreement(values_per_score):
+    """(score names, (K, K) Spearman correlations, (K, K) pair counts) between every two scores over the
+    (image, source) pairs both have. values_per_score: {score name: {source: {test index: value}}}."""
+    names = list(values_per_score)
+    correlations, counts = np.eye(len(names)), np.zeros((len(names), len(names)), dtype=int)
+    for i, first in enumerate(names):
+        for j, second in enumerate(names):
+            keys = sorted({(source, index) for source, per_image in values_per_score[first].items()
+                           for index in per_image}
+                          & {(source, index) for source, per_image in values_per_score[second].items()
+                             for index in per_image})
+            counts[i, j] = len(keys)
+            if i != j and len(keys) > 2:
+                correlations[i, j] = stats.spearmanr([values_per_score[first][s][k] for s, k in keys],
+                                                     [values_per_score[second][s][k] for s, k in keys]).statistic
+            elif i != j:
+                correlations[i, j] = math.nan
+    return names, correlations, counts
+
+
+TEST_NAMES = {"wilcoxon": "Wilcoxon signed-rank", "welch": "Welch t-test"}
+
+
+def holm_matrix(pairs):
+    """(sources, (S, S) matrix) of the Holm-adjusted p-values of pairs (compare_sources), symmetric, 1 on
+    the diagonal."""
+    sources = sorted({pair.first for pair in pairs} | {pair.second for pair in pairs})
+    matrix = np.ones((len(sources), len(sources)))
+    for pair in pairs:
+        i, j = sources.index(pair.first), sources.index(pair.second)
+        matrix[i, j] = matrix[j, i] = pair.p_holm
+    return sources, matrix
+
+
+@dataclasses.dataclass
+class SeedComparison:
+    """first vs second on one score over several experiments (seeds): seeds, the experiments both have; the
+    mean over them of the per-seed difference of the experiment means (first - second) and the half-width of
+    its 95% t-interval; welch_p: Welch's t-test on the per-seed means of each (unpaired, as before)."""
+    first: str
+    second: str
+    seeds: int
+    mean_difference: float
+    half_width: float
+    welch_p: float
+
+
+def compare_seeds(means):
+    """[SeedComparison] of every pair of sources. means: {source: {exp id: the score's mean over the
+    experiment's images}}."""
+    from analysis.statistics import t_half_width
+    sources, result = sorted(means), []
+    for i, first in enumerate(sources):
+        for second in sources[i + 1:]:
+            a, b, _, _ = paired_values(means[first], means[second])
+            half = float(t_half_width(a - b)) if len(a) > 1 else math.nan
+            welch = (float(stats.ttest_ind(list(means[first].values()), list(means[second].values()),
+                                           equal_var=False).pvalue)
+                     if min(len(means[first]), len(means[second])) > 1 else math.nan)
+            result.append(SeedComparison(first, second, len(a), float(np.mean(a - b)) if len(a) else math.nan,
+                                         half, welch))
+    return result

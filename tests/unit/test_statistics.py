@@ -1,0 +1,102 @@
+"""The paired comparisons and reliability measures of analysis/comparisons.py, each against an independent
+computation: scipy called directly, a hand-worked example, or a published worked example."""
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from analysis import comparisons
+
+
+def paired_example():
+    """Two sources whose per-image difference is small but consistent, on images that differ a lot: the
+    paired test sees it, an unpaired one does not. The second source's dict is filled in reverse order, so
+    pairing by position instead of by test index gives other pairs."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, 40)
+    first = base + 0.05 + rng.normal(0, 0.01, 40)
+    return ({i: first[i] for i in range(40)}, {i: base[i] for i in reversed(range(40))}, first, base)
+
+
+def test_paired_comparison_is_scipy_called_directly():
+    first, second, a, b = paired_example()
+    pair = comparisons.compare_pair("a", "b", {"a": first, "b": second}, lower_is_better=True, resamples=500,
+                                    seed=3)
+    assert pair.n == 40 and pair.only_first == pair.only_second == 0
+    assert pair.p == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    assert pair.p < 1e-6 < stats.mannwhitneyu(a, b).pvalue  # paired, not unpaired
+    interval = stats.bootstrap((a, b), lambda x, y, axis: np.median(x - y, axis=axis), paired=True,
+                               vectorized=True, n_resamples=500, method="percentile",
+                               random_state=np.random.default_rng(3)).confidence_interval
+    assert pair.median_difference == pytest.approx(np.median(a - b))
+    assert (pair.low, pair.high) == pytest.approx((interval.low, interval.high))
+    assert pair.welch_p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def test_only_the_images_both_scored_are_paired():
+    first = {0: 1.0, 1: 2.0, 2: 3.0, 5: 9.0}
+    second = {1: 1.5, 2: 2.0, 0: 0.0, 7: 4.0, 8: 4.0}
+    a, b, only_first, only_second = comparisons.paired_values(first, second)
+    assert a.tolist() == [1.0, 2.0, 3.0] and b.tolist() == [0.0, 1.5, 2.0]
+    assert (only_first, only_second) == (1, 2)
+
+
+def test_holm_by_hand():
+    # sorted: 0.005 x 4 = 0.02; 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04 -> max(0.06, 0.04) = 0.06
+    adjusted = comparisons.holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted.tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert np.isnan(comparisons.holm([0.01, math.nan])[1]) and comparisons.holm([0.01, math.nan])[0] == 0.01
+
+
+def test_rank_biserial_by_hand():
+    # |d| without the zero: 1, 2, 3, 4 -> ranks 1, 2, 3, 4; R+ = 1 + 3 + 4 = 8, R- = 2: (8 - 2) / 10
+    assert comparisons.rank_biserial([1, -2, 3, 0, 4]) == pytest.approx(0.6)
+    assert comparisons.rank_biserial([0, 0]) == 0.0
+
+
+def test_the_better_source_follows_the_score_direction():
+    first, second, _, _ = paired_example()  # "a" is higher on every image
+    values = {"a": first, "b": second}
+    lower = comparisons.compare_sources(values, lower_is_better=True, resamples=100)
+    higher = comparisons.compare_sources(values, lower_is_better=False, resamples=100)
+    assert lower[0].better == "b" and higher[0].better == "a"
+    assert comparisons.significantly_best(higher) == "a"
+
+
+def test_mean_ranks_by_hand():
+    matrix = np.array([[1., 2., 3.], [2., 1., 3.], [1., 3., 2.]])  # 3 images x 3 sources
+    assert comparisons.ranks_per_image(matrix, True).mean(axis=0).tolist() == pytest.approx([4 / 3, 2, 8 / 3])
+    assert comparisons.ranks_per_image(matrix, False).mean(axis=0).tolist() == pytest.approx([8 / 3, 2, 4 / 3])
+    assert comparisons.friedman_p(matrix) == pytest.approx(stats.friedmanchisquare(*matrix.T).pvalue)
+
+
+def test_krippendorff_alpha_on_the_published_example():
+    """Krippendorff's own example (Computing Krippendorff's Alpha-Reliability, 2011): 4 observers, 12 units,
+    missing values; the published ordinal alpha is 0.815 (nominal 0.743, interval 0.849)."""
+    n = np.nan
+    observers = np.array([[1, 2, 3, 3, 2, 1, 4, 1, 2, n, n, n],
+                          [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, n, 3],
+                          [n, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, n],
+                          [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, n]])
+    assert comparisons.krippendorff_alpha(observers) == pytest.approx(0.815, abs=5e-4)
+
+
+def test_alpha_of_images_that_rank_alike_is_one_and_its_words():
+    ranks = np.tile([1., 2., 3., 4.], (10, 1))
+    alpha, low, high = comparisons.alpha_interval(ranks, resamples=20, seed=0)
+    assert alpha == low == high == pytest.approx(1.0)
+    assert "consistently" in comparisons.reliability_words(0.9)
+    assert "tentative" in comparisons.reliability_words(0.7)
+    assert "do not" in comparisons.reliability_words(0.3)
+
+
+def test_score_agreement_is_spearman_over_image_source_pairs():
+    rng = np.random.default_rng(1)
+    first = {"a": {i: rng.random() for i in range(6)}, "b": {i: rng.random() for i in range(6)}}
+    second = {"a": {i: -first["a"][i] for i in range(6)}, "b": {i: rng.random() for i in range(1, 6)}}
+    names, correlations, counts = comparisons.score_agreement({"S1": first, "S2": second})
+    keys = [("a", i) for i in range(6)] + [("b", i) for i in range(1, 6)]
+    expected = stats.spearmanr([first[s][i] for s, i in keys], [second[s][i] for s, i in keys]).statistic
+    assert names == ["S1", "S2"] and counts[0, 1] == 11
+    assert correlations[0, 1] == pytest.approx(expected) and correlations[1, 0] == pytest.approx(expected)
