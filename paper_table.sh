@@ -14,4 +14,4 @@ if [ ! -d "$ROOT/data/synth_train" ] || [ ! -d "$ROOT/data/synth_test" ]; then
 fi
 # shellcheck disable=SC2086  # the ids are words on purpose
 exec python3 "$ROOT/run_models.py" --models $(model_ids) --seeds 3 --exp_id "synth_s{seed}" \
-  --post_hoc_of cnn --post_hoc gradcam gradcampp scorecam ablationcam rise --rise_masks 1000 "$@"
+  --post_hoc_of cnn --post_hoc gradcam gradcampp scorecam ablationcam rise random center edges --rise_masks 1000 "$@"

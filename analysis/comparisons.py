@@ -13,6 +13,7 @@ function of these values; analysis/summary.py writes and prints the results.
 """
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 from scipy import stats
@@ -108,8 +109,10 @@ def compare_pair(first, second, values, lower_is_better, resamples, seed):
     a, b, only_first, only_second = paired_values(values[first], values[second])
     median, low, high = median_difference_interval(a, b, resamples, seed)
     everything_first, everything_second = list(values[first].values()), list(values[second].values())
-    welch = (float(stats.ttest_ind(everything_first, everything_second, equal_var=False).pvalue)
-             if min(len(everything_first), len(everything_second)) > 1 else math.nan)
+    with warnings.catch_warnings():  # identical constant samples (a floor's ρ of 1): scipy warns, p is nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        welch = (float(stats.ttest_ind(everything_first, everything_second, equal_var=False).pvalue)
+                 if min(len(everything_first), len(everything_second)) > 1 else math.nan)
     return PairedComparison(first, second, len(a), only_first, only_second, median, low, high,
                             rank_biserial(a - b), wilcoxon_p(a, b), welch)
 
@@ -132,6 +135,15 @@ def compare_sources(values, lower_is_better, test="wilcoxon", resamples=1000, se
             first_higher = pair.effect > 0
             pair.better = pair.first if first_higher != lower_is_better else pair.second
     return pairs
+
+
+def not_better_than(pairs, floor):
+    """The sources of pairs that are not significantly better than the source `floor` (no pair with it counts
+    as not better)."""
+    sources = {pair.first for pair in pairs} | {pair.second for pair in pairs}
+    better = {pair.first if pair.second == floor else pair.second for pair in pairs
+              if floor in (pair.first, pair.second) and pair.better not in ("", floor)}
+    return sources - better - {floor}
 
 
 def significantly_best(pairs):

@@ -111,3 +111,26 @@ def plot_agreement(path, names, correlations, counts):
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_sanity_curves(path, correlations, stages):
+    """The mean over the images of the correlation between each source's map and its map after each stage of
+    the randomisation (correlations: {source: (N, S)}), with its 95% t-interval; stages: {source: S names}."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for source, values in sorted(correlations.items()):
+        mean = values.mean(axis=0)
+        line, = ax.plot(range(values.shape[1]), mean, marker="o", label=source)
+        if len(values) > 1:
+            half = t_half_width(values, axis=0)
+            ax.fill_between(range(values.shape[1]), mean - half, mean + half, color=line.get_color(), alpha=0.2)
+    names = next(iter(stages.values()))
+    ax.set_xticks(range(len(names)), [f"+{name}" for name in names])
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_xlabel("stages re-initialised, cumulatively from the top")
+    ax.set_ylabel("Spearman ρ with the original map")
+    ax.set_title("sanity: cascading model randomisation")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

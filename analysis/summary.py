@@ -3,13 +3,15 @@ comparisons of its sources, how far each score can be trusted) and several exper
 (intervals over the experiments, comparisons paired by seed). Both end the same way (publish): the table and
 its notes printed, the HTML report if asked, and summary_runs.json naming the runs they were made from."""
 import dataclasses
+import json
 import os
 
 import numpy as np
 
 from analysis import comparisons
 from analysis.experiment import COLUMNS, experiment_rows, indexed_values, seed_values
-from analysis.plots import plot_agreement, plot_band_curves, plot_critical_difference, plot_mean_curves, plot_ttest
+from analysis.plots import (plot_agreement, plot_band_curves, plot_critical_difference, plot_mean_curves,
+                            plot_sanity_curves, plot_ttest)
 from analysis.sets import source_saliencies
 from analysis.statistics import mean_ci, welch_matrix
 from analysis.tables import (chance_note, comparison_notes, directions, fmt, fmt_number, header_names,
@@ -17,15 +19,19 @@ from analysis.tables import (chance_note, comparison_notes, directions, fmt, fmt
                              write_comparison_csv, write_experiment_csvs, write_reliability_csv,
                              write_seed_comparison_csv, write_summary_runs)
 from metrics.localisation import LOCALISATION_SCORES
+from metrics.saliency import POST_HOC_NAMES
 from metrics.scores import SCORES
 from metrics.tasks import TASKS
 from runs import results_io
 
+SANITY_TASK = "Sanity"  # the key of the sanity task (metrics/tasks.py)
 PLOT_CAPTIONS = [*((results_io.curves_plot_name(key), f"mean {task.curve.name} curve") for key, task in TASKS.items()
                    if task.curve is not None),
                  *((results_io.ttest_plot_name(score.key), f"p-values of every pair, {name}")
                    for name, score in SCORES.items())]
 SIGNIFICANTLY_BEST = "*"
+NOT_ABOVE_FLOOR = "°"
+RANDOM_FLOOR = "random"  # the saliency source whose scores are chance level (metrics/saliency.py)
 
 
 @dataclasses.dataclass
@@ -44,6 +50,21 @@ def mean_cell(values):
         return "-", None
     mean, half = mean_ci(values)
     return fmt(mean, half), mean
+
+
+def plot_sanity(vis_folder, exp_folder, experiment):
+    """sanity.png: the mean correlation of each source's map with its map after each stage of the cascading
+    randomisation, with its 95% interval, where the experiment has sets of the sanity task."""
+    sets = experiment.sets.get(SANITY_TASK, {})
+    if not sets:
+        return
+    stages = {}
+    for source in sets:
+        with open(results_io.att_metrics_paths(exp_folder, source, SANITY_TASK)["meta"]) as file:
+            stages[source] = json.load(file).get("sanity_stages", "").split(",")
+    os.makedirs(vis_folder, exist_ok=True)
+    plot_sanity_curves(os.path.join(vis_folder, results_io.sanity_plot_name()),
+                       {source: arrays["mprt_rho"] for source, arrays in sets.items()}, stages)
 
 
 def plot_curves(vis_folder, curves_per_key, plot):
@@ -97,16 +118,33 @@ def compare_experiment(values, test, resamples):
     pairs, reliability = {}, {}
     for name, per_source in values.items():
         lower = SCORES[name].lower_is_better
+        if lower is None:  # a score without direction (class ρ) is information, not a ranking
+            continue
         pairs[name] = comparisons.compare_sources(per_source, lower, test, resamples)
         reliability[name] = comparisons.reliability(per_source, lower, resamples)
-    return pairs, reliability, comparisons.score_agreement(values)
+    return pairs, reliability, comparisons.score_agreement({name: values[name] for name in pairs})
 
 
-def experiment_summary(experiment, tiny_clean_score, best=None):
+def below_floor(pairs):
+    """{score name: the sources not significantly better than the random floor of their model
+    ('<model_id>-random'), where that floor was scored}."""
+    marked = {}
+    for name, score_pairs in pairs.items():
+        sources = {pair.first for pair in score_pairs} | {pair.second for pair in score_pairs}
+        for source in sources:
+            model_id = results_io.parse_source_id(source, POST_HOC_NAMES)[0]
+            floor = results_io.source_id(model_id, RANDOM_FLOOR)
+            if floor in sources and source != floor and source in comparisons.not_better_than(score_pairs, floor):
+                marked.setdefault(name, set()).add(source)
+    return marked
+
+
+def experiment_summary(experiment, tiny_clean_score, best=None, floor=None):
     """The Summary of one experiment: per source, the mean and 95% interval over the test images of each
     score (and the median of a ratio score), the image counts, and the localisation scores. best: {score name:
-    the source significantly better than every other one}, whose cell is marked SIGNIFICANTLY_BEST."""
-    best = best or {}
+    the source significantly better than every other one}, whose cell is marked SIGNIFICANTLY_BEST; floor:
+    {score name: the sources not better than their model's random floor}, marked NOT_ABOVE_FLOOR."""
+    best, floor = best or {}, floor or {}
     header = [("model_id", ""), ("accuracy", ""), ("sparsity", "")]
     for name, score in SCORES.items():
         header += [(name, score.arrow)] + ([(f"{name} median", score.arrow)] if score.denominator else [])
@@ -116,7 +154,9 @@ def experiment_summary(experiment, tiny_clean_score, best=None):
         cells = [(fmt(row["accuracy"]), row["accuracy"]), (fmt(row["sparsity"]), row["sparsity"])]
         for name, score in SCORES.items():
             text, value = mean_cell(row.get(name))
-            cells.append((text + (SIGNIFICANTLY_BEST if best.get(name) == source else ""), value))
+            text += (SIGNIFICANTLY_BEST if best.get(name) == source else "") + (
+                NOT_ABOVE_FLOOR if source in floor.get(name, ()) else "")
+            cells.append((text, value))
             if score.denominator:
                 median = float(np.median(row[name])) if name in row else None
                 cells.append((fmt(median), median))
@@ -223,6 +263,14 @@ def write_html_report(vis_folder, summary, title, exp_folder, experiment, galler
     plots = [(caption, name) for name, caption in PLOT_CAPTIONS if os.path.exists(os.path.join(vis_folder, name))]
     table = Table(summary.header, summary.table, summary.notes + [directions()])
     sections = statistics_sections(vis_folder, *statistics) if statistics and statistics[0] else []
+    if os.path.exists(os.path.join(vis_folder, results_io.sanity_plot_name())):
+        from analysis.report.build import Section
+        sections.append(Section(
+            "Sanity", "Each source's map against its map after the model's stages are re-initialised one after "
+            "the other from the top (mean Spearman ρ over the images, 95% interval): a map that stays near 1 does "
+            "not depend on the trained weights. The table's MPRT columns are the last stage; class ρ compares the "
+            "maps of two classes.", [("sanity: cascading model randomisation", results_io.sanity_plot_name())],
+            [], []))
     path = write_report(vis_folder, title, table, plots, gallery, sections)
     print(f"report of {len(gallery.images)} test images x {len(gallery.sources)} sources: {path}")
 
@@ -241,8 +289,17 @@ def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_
         plot_comparisons(vis_folder, pairs, reliability, agreement, test)
     plot_curves(vis_folder, experiment.curves, plot_mean_curves)
     best = {name: comparisons.significantly_best(score_pairs) for name, score_pairs in pairs.items()}
-    summary = experiment_summary(experiment, tiny_clean_score, best)
+    floor = below_floor(pairs)
+    summary = experiment_summary(experiment, tiny_clean_score, best, floor)
     summary.notes += comparison_notes(pairs, test, SIGNIFICANTLY_BEST) + reliability_lines(reliability)
+    if floor:
+        summary.notes.append(f"{NOT_ABOVE_FLOOR}: not better than the same model's random floor "
+                             f"('<model_id>-{RANDOM_FLOOR}') on that score, by the same test")
+    if any(SCORES[name].lower_is_better is None for name in indexed_values(experiment)):
+        summary.notes.append("class ρ: the rank correlation between a source's map for the predicted class and for "
+                             "another class; 1.0 for a map that does not depend on the class (the models' own maps, "
+                             "the floors), lower for one that does")
+    plot_sanity(vis_folder, exp_folder, experiment)
     publish(summary, exp_folder, vis_folder, {exp_id: experiment},
             (exp_id, exp_folder, experiment, None, (pairs, reliability, test)) if report else None)
 
@@ -275,6 +332,8 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
     pairs, reliability, agreement = statistics[first]
     if report and pairs:
         plot_comparisons(vis_folder, pairs, reliability, agreement, test)
+    if report:
+        plot_sanity(vis_folder, results_io.exp_dir(results_dir, first), experiments[first])
     summary = seeds_summary(exp_ids, experiments, values, tiny_clean_score)
     summary.notes += seed_statistics_notes(summary_folder, statistics)
     publish(summary, summary_folder, vis_folder, experiments,

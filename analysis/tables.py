@@ -37,7 +37,8 @@ def print_table(header, rows):
 
 def directions():
     """'DAUC ↓: lower is better; IAUC ↑: higher is better...' from the table of scores."""
-    return "; ".join(f"{score.name} {score.arrow}: {score.direction}" for score in SCORES.values()) + "."
+    return "; ".join(f"{score.name}{' ' + score.arrow if score.arrow else ''}: {score.direction}"
+                     for score in SCORES.values()) + "."
 
 
 def tiny_denominator_notes(denominators, threshold):

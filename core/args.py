@@ -207,6 +207,7 @@ OPTION_GROUPS = [
                      + ". Files attMetr<task>_<model_id>-<method>.npy"),
     ]),
     ("saliency sources", [option for source in SOURCES.values() for option in source.options]),
+    ("perturbation tasks", [option for task in TASKS.values() for option in task.options]),
 ]
 OPTIONS = {option.name: option for _, group in OPTION_GROUPS for option in group}
 # Hyper-parameters a search may change, in the order it samples them; a plain run takes them from the options.

@@ -24,7 +24,7 @@ torch.
 import dataclasses
 from typing import Any, Callable, Optional
 
-from core.options import Option, at_least, within
+from core.options import Option, at_least, positive, within
 
 
 def saliencies_from_maps(att_maps, norms, head, indices):
@@ -34,6 +34,20 @@ def saliencies_from_maps(att_maps, norms, head, indices):
     processResults.py, plot_maps.py and the released-mode bench call it."""
     from metrics.perturbation import saliency_map
     return [saliency_map(att_maps[i], norms[i], head) for i in indices]
+
+
+def live_own_maps(head):
+    """The own-maps source computed from the model it is given (the maps and norm of its forward pass, the same
+    rule as saliencies_from_maps) rather than read from the saved arrays: for the sanity checks, where the
+    model is randomised. Class-agnostic, like the head's maps."""
+    def saliency(model, images, classes, indices):
+        import torch
+        from metrics.perturbation import saliency_map
+        with torch.no_grad():
+            result = model(images)
+        return torch.stack([saliency_map(maps, norm, head) for maps, norm
+                            in zip(result["att_maps"].float().cpu(), result["norm"].float().cpu())])
+    return saliency
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +102,57 @@ def build_own_maps(inputs):
     return own_maps(inputs.att_maps, inputs.norms, inputs.head)
 
 
+def map_size(model, images):
+    """(h, w) of the model's maps, from one forward pass of the first image."""
+    import torch
+    with torch.no_grad():
+        return tuple(model(images[:1])["att_maps"].shape[-2:])
+
+
+def build_random(inputs):
+    """The random floor: i.i.d. uniform noise at the map size, drawn from (seed, test index), so that an image
+    gets the same map on a rerun, whatever the batch it is in."""
+    seed = inputs.values["seed"]
+
+    def saliency(model, images, classes, indices):
+        import torch
+        height, width = map_size(model, images)
+        return torch.stack([torch.rand(height, width, generator=torch.Generator().manual_seed(
+            seed * 1_000_003 + int(index))) for index in indices])
+    return saliency
+
+
+def build_center(inputs):
+    """The centre floor: a Gaussian centred on the map, of standard deviation center_sigma times the half-side
+    of the map, the same for every image and every model."""
+    sigma = inputs.values["center_sigma"]
+
+    def saliency(model, images, classes, indices):
+        import torch
+        height, width = map_size(model, images)
+        rows = torch.linspace(-1, 1, height)[:, None]
+        cols = torch.linspace(-1, 1, width)[None, :]
+        prior = torch.exp(-(rows ** 2 + cols ** 2) / (2 * sigma ** 2))
+        return prior.expand(len(images), height, width).clone()
+    return saliency
+
+
+def build_edges(inputs):
+    """The edge floor: the Sobel gradient magnitude of the image (its channels averaged), average-pooled to
+    the map size. It knows the image, not the model (docs/METHOD.md, "Floors")."""
+    def saliency(model, images, classes, indices):
+        import torch
+        import torch.nn.functional as F
+        height, width = map_size(model, images)
+        gray = images.float().mean(dim=1, keepdim=True).cpu()
+        sobel_x = torch.tensor([[-1., 0., 1.], [-2., 0., 2.], [-1., 0., 1.]])
+        kernels = torch.stack([sobel_x, sobel_x.T])[:, None]  # (2, 1, 3, 3): d/dx, d/dy
+        gradients = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), kernels)
+        magnitude = gradients.pow(2).sum(dim=1, keepdim=True).sqrt()
+        return F.adaptive_avg_pool2d(magnitude, (height, width))[:, 0]
+    return saliency
+
+
 OWN_MAPS = "own_maps"
 SOURCES = {source.name: source for source in [
     SaliencySource(OWN_MAPS, build_own_maps, "the model's own saved maps times the feature norm", post_hoc=False,
@@ -113,6 +178,12 @@ SOURCES = {source.name: source for source in [
                             Option("rise_keep_prob", float, 0.5, "RISE: probability of keeping a grid cell",
                                    run_defining=False, **within(0, 1, low_open=True))),
                    identity=("rise_masks", "rise_grid", "rise_keep_prob", "seed")),
+    SaliencySource("random", build_random, "floor: uniform noise, seeded per image", identity=("seed",)),
+    SaliencySource("center", build_center, "floor: a centred Gaussian, the same for every image",
+                   options=(Option("center_sigma", float, 0.5, "center: standard deviation of the Gaussian, in "
+                                   "half-sides of the map", run_defining=False, **positive()),),
+                   identity=("center_sigma",)),
+    SaliencySource("edges", build_edges, "floor: the image's Sobel edges, pooled to the map size"),
 ]}
 POST_HOC_NAMES = tuple(name for name, source in SOURCES.items() if source.post_hoc)
 

@@ -7,7 +7,8 @@ in the tables is the mean over the images, with a 95% interval. Each entry state
 - task: the key of the task whose files it reads;
 - needs: the arrays of that task it reads (a set written without one of them gets a note, not a number);
 - per_image: {array name: (N, ...) numpy array} -> (N,) float64 values;
-- lower_is_better: its direction;
+- lower_is_better: its direction; None for a score that has none (class ρ), shown for information and left
+  out of the comparisons;
 - denominator (optional): for a ratio, {array name: array} -> (N,) per-image values it divides by. Where one
   is tiny a single image can dominate the mean: processResults.py counts such images and shows the median
   beside the mean.
@@ -31,16 +32,18 @@ class Score:
     task: str
     needs: tuple
     per_image: Callable
-    lower_is_better: bool
+    lower_is_better: Optional[bool]
     denominator: Optional[Callable] = None
 
     @property
     def direction(self):
+        if self.lower_is_better is None:
+            return "no direction, information only"
         return "lower is better" if self.lower_is_better else "higher is better"
 
     @property
     def arrow(self):
-        return "↓" if self.lower_is_better else "↑"
+        return "" if self.lower_is_better is None else "↓" if self.lower_is_better else "↑"
 
 
 def curve_aucs(metric):
@@ -61,4 +64,9 @@ SCORES = {score.name: score for score in [
     Score("IIC", "IIC", "Single", ("scores",), increase_in_confidence, lower_is_better=False),
     Score("ADD", "ADD", "Single", ("scores",), average_drop_in_deletion, lower_is_better=False,
           denominator=clean_scores),
+    Score("MPRT ρ", "MPRTrho", "Sanity", ("mprt_rho",), lambda arrays: arrays["mprt_rho"][:, -1],
+          lower_is_better=True),
+    Score("MPRT SSIM", "MPRTssim", "Sanity", ("mprt_ssim",), lambda arrays: arrays["mprt_ssim"][:, -1],
+          lower_is_better=True),
+    Score("class ρ", "ClassRho", "Sanity", ("class_rho",), lambda arrays: arrays["class_rho"], lower_is_better=None),
 ]}

@@ -11,10 +11,13 @@ states:
 - arrays: the per-image arrays it saves. The first goes to attMetr<key>_<source>.npy, each other one to
   attMetr<key>_<source>_<name in camelCase>.npy (runs/results_io.py); _imgInds, _preds, _targets and a .json of
   metadata are saved beside them for every task;
-- compute(forward, images, saliencies, classes, cells_per_step, batch_size, order) -> {array name: list of
-  one tensor per image}: forward maps (B, 3, H, W) to (B, class_nb) logits; images are (3, H, W), saliencies
-  (h, w) in [0, 1], classes the predicted class of each image; order is the source's order of the cells
-  (metrics.perturbation.step_masks or topk_step_masks);
+- compute(forward, images, saliencies, classes, cells_per_step, batch_size, order, context) -> {array name:
+  list of one tensor per image}: forward maps (B, 3, H, W) to (B, class_nb) logits; images are (3, H, W),
+  saliencies (h, w) in [0, 1], classes the predicted class of each image; order is the source's order of the
+  cells (metrics.perturbation.step_masks or topk_step_masks); context: a TaskContext, for a task that
+  computes saliencies again from a changed model;
+- options: its own trainVal.py options (core.options.Option, added to the option table by core/args.py),
+  which define its sets besides the common ones (a set computed with other values is computed again);
 - forwards_per_image(step_nb) -> the images it passes through the model per evaluated image (to size the
   chunks between two saves of progress);
 - curve_key: the key of a curve task's CurveMetric (metrics/curves.py), whose `curve` is used for the
@@ -25,7 +28,25 @@ scores go to metrics/scores.py. trainVal.py --help reads this table, so it impor
 compute function imports what it needs when it runs.
 """
 import dataclasses
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
+
+from core.options import Option
+
+# The stages of the sanity task's cascading randomisation (metrics/sanity.py), from the top of the model.
+SANITY_STAGES = ("classifier", "layer4", "layer3", "layer2", "layer1", "stem")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskContext:
+    """What a task may use besides the images and their saliencies. model: the trained model; saliency: the
+    source as saliency(model, images, classes, indices) computed from the model it is given (for a model's
+    own maps, metrics.saliency.live_own_maps); indices: the test indices of the images; seed: --seed;
+    values: {option name: value} of the task's options."""
+    model: Any
+    saliency: Callable
+    indices: list
+    seed: int
+    values: dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +58,7 @@ class PerturbationTask:
     compute: Callable
     forwards_per_image: Callable
     curve_key: Optional[str] = None
+    options: tuple = ()
 
     @property
     def curve(self):
@@ -49,7 +71,7 @@ def curve_task(curve_key, script, description):
     """The task that computes the curves of the CurveMetric CURVE_METRICS[curve_key] (its key is the task's):
     the curves (N, T, 2), the start image's score (N,) and the saliency each step perturbs (N, T)
     (metrics.perturbation.perturbation_records)."""
-    def compute(forward, images, saliencies, classes, cells_per_step, batch_size, order):
+    def compute(forward, images, saliencies, classes, cells_per_step, batch_size, order, context):
         from metrics.curves import CURVE_METRICS
         from metrics.perturbation import perturbation_records
         return perturbation_records(forward, images, saliencies, classes, CURVE_METRICS[curve_key].substrate,
@@ -58,10 +80,21 @@ def curve_task(curve_key, script, description):
                             forwards_per_image=lambda step_nb: step_nb + 1, curve_key=curve_key)
 
 
-def compute_single_step(forward, images, saliencies, classes, cells_per_step, batch_size, order):
+def compute_single_step(forward, images, saliencies, classes, cells_per_step, batch_size, order, context):
     """The single-step task: scores (N, 3) of the clean, kept and removed images (cells and order unused)."""
     from metrics.faithfulness import single_step_scores
     return {"scores": single_step_scores(forward, images, saliencies, classes, batch_size)}
+
+
+def compute_sanity(forward, images, saliencies, classes, cells_per_step, batch_size, order, context):
+    """The sanity task (metrics/sanity.py): per image, the correlation and SSIM between its saliency and the
+    saliency after each stage of --sanity_stages (S,), and the correlation of its saliency for its class and
+    for another (a scalar). The saliencies are computed again, from the model, with context.saliency."""
+    import torch
+    from metrics.sanity import sanity_records
+    stages = context.values["sanity_stages"].split(",")
+    return sanity_records(context.model, context.saliency, torch.stack(images), classes, context.indices, stages,
+                          context.seed)
 
 
 TASKS = {task.key: task for task in [
@@ -69,6 +102,13 @@ TASKS = {task.key: task for task in [
     curve_task("Add", "get_iauc_scores.sh", "insertion curves"),
     PerturbationTask("Single", "get_single_step_scores.sh", "single-step scores", ("scores",), compute_single_step,
                      forwards_per_image=lambda step_nb: 3),
+    PerturbationTask("Sanity", "get_sanity_scores.sh", "sanity checks", ("mprt_rho", "mprt_ssim", "class_rho"),
+                     compute_sanity, forwards_per_image=lambda step_nb: 16,
+                     options=(Option("sanity_stages", str, ",".join(SANITY_STAGES),
+                                     "sanity: the stages re-initialised one after the other, cumulatively, "
+                                     "comma-separated", run_defining=False,
+                                     valid=lambda value: bool(value) and set(value.split(",")) <= set(SANITY_STAGES),
+                                     expected=f"stages among {', '.join(SANITY_STAGES)}, comma-separated"),)),
 ]}
 
 

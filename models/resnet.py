@@ -66,6 +66,16 @@ class Bottleneck(nn.Module):
         return self.relu(out) if self.final_relu else out
 
 
+def init_module(module):
+    """The backbone's initialisation of one module (not its children): He-normal convolutions (fan out),
+    BatchNorm scale 1 and shift 0 (its running statistics untouched)."""
+    if isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
 class ResNet(nn.Module):
     """ResNet trunk: forward(x (B, 3, H, W)) -> feature map (B, out_chan, h, w)."""
 
@@ -83,11 +93,7 @@ class ResNet(nn.Module):
         self.layer4 = self._make_layer(block, chan * 8, layer_sizes[3], stride=stride_lay4, end_relu=end_relu)
         self.out_chan = chan * 8 * block.expansion
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+            init_module(module)
 
     def _make_layer(self, block, chan, block_nb, stride, end_relu=True):
         downsample = None

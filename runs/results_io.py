@@ -197,6 +197,11 @@ def cd_plot_name(score_key):
     return f"cd_{score_key}.png"
 
 
+def sanity_plot_name():
+    """processResults' plot of the sanity task's cascading randomisation, in its vis folder."""
+    return "sanity.png"
+
+
 def agreement_plot_name():
     """processResults' heatmap of the agreement between the scores, in its vis folder."""
     return "metric_agreement.png"

@@ -28,8 +28,8 @@ from core.args import NOT_RUN_DEFINING, with_changes
 from core.errors import UserError
 from data.load_data import build_transform, load_rgb, make_loader, scan_test_folder
 from metrics.perturbation import cells_per_step, step_masks
-from metrics.saliency import OWN_MAPS, SourceInputs, saliency_source
-from metrics.tasks import task as perturbation_task
+from metrics.saliency import OWN_MAPS, SourceInputs, live_own_maps, saliency_source
+from metrics.tasks import TaskContext, task as perturbation_task
 from models.heads import head_class
 from models.resnet import feature_map_side
 from core.runtime import autocast, data_config, get_device, memory_format, pin_memory, prepare_model, progress
@@ -200,8 +200,11 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
             raise ValueError(f"the {source_id} saliency is {tuple(saliencies[0].shape)}, the model's maps "
                              f"{tuple(map_size)}")
         order = getattr(saliency, "order", step_masks)  # the cells' order a source may impose
+        live = saliency if source.post_hoc else live_own_maps(inputs.head)  # for a task that changes the model
+        context = TaskContext(model, live, my_inds, config.seed, {option.name: getattr(config, option.name)
+                                                                  for option in task.options})
         records = resumable_records(task, forward, load_images, mine, saliencies, preds, (step_cells, step_nb),
-                                    order, partial, signature, source_id, config)
+                                    order, partial, signature, source_id, config, context)
         records = {name: distributed.gather_in_order(values) for name, values in records.items()}
         preds = distributed.gather_in_order(preds)
         meta = {"run_id": landed.run_id, "model_id": config.model_id, "source": source_id, "metric": task.key,
@@ -220,6 +223,9 @@ def set_signature(landed, source, inputs, image_inds, step_cells, config):
     another signature is computed again)."""
     identity = {"post_hoc": source.name} if source.post_hoc else {}
     identity.update(source.identify(inputs.values))
+    task_values = {option.name: getattr(config, option.name)
+                   for option in perturbation_task(config.attention_metrics).options}
+    identity.update(task_values)
     signature = {"run_id": landed.run_id, "images": image_inds.tolist(), "step_cells": step_cells,
                  "batch_size": config.att_metrics_batch_size, "amp_eval": config.amp_eval, **identity}
     return identity, signature
@@ -290,10 +296,11 @@ def set_saliencies(saliency, model, load_images, mine, preds, my_inds, bounds, s
 
 
 def resumable_records(task, forward, load_images, mine, saliencies, preds, steps, order, partial, signature,
-                      source_id, config):
+                      source_id, config, context):
     """{array name: list of per-image tensors} of the task on this process's images, in chunks, resumed from the
     progress file `partial` when it holds this signature (and --resume), and saved to it every few images.
-    steps: (cells per step, step count)."""
+    steps: (cells per step, step count); context: the TaskContext of these images (its indices are cut to
+    each chunk's)."""
     step_cells, step_nb = steps
     saved, records = read_partial(partial, task.arrays) if config.resume else (None, None)
     records = records if saved == signature else {name: [] for name in task.arrays}
@@ -306,7 +313,8 @@ def resumable_records(task, forward, load_images, mine, saliencies, preds, steps
     while done < len(mine):
         stop = min(done + chunk, len(mine))
         computed = task.compute(forward, list(load_images(mine[done:stop])), saliencies[done:stop], preds[done:stop],
-                                step_cells, config.att_metrics_batch_size, order)
+                                step_cells, config.att_metrics_batch_size, order,
+                                dataclasses.replace(context, indices=list(context.indices[done:stop])))
         for name in task.arrays:
             records[name] += computed[name]
         bar.update(stop - done)

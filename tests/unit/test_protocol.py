@@ -343,7 +343,7 @@ def test_a_curve_task_in_released_mode_perturbs_in_the_released_order(key):
     with torch.no_grad():
         predicted = model(image[None])["output"].argmax(1).item()
         curve = TASKS[key].compute(lambda images: model(images)["output"], [image], [saliency], [predicted], 2, 5,
-                                   source.order)["curves"][0]
+                                   source.order, None)["curves"][0]
     expected = slow_curve(lambda images: model(images)["output"], image, saliency, key, 2, cells=released_cells)
     assert torch.allclose(curve.double(), expected, atol=1e-5)
 

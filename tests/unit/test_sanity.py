@@ -1,0 +1,116 @@
+"""The sanity task (metrics/sanity.py) and the floor sources (metrics/saliency.py): which stages each step of
+the cascading randomisation re-initialises, sources that ignore the model or the class, a gradient that
+depends on both, and the seeded random floor."""
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from helpers import tiny_model
+from metrics import sanity
+from metrics.saliency import SOURCES, SourceInputs, live_own_maps
+from models.heads import HEADS
+
+
+def model_and_images(head="br_npa"):
+    torch.manual_seed(0)
+    model = tiny_model(head=head, resnet_stride=1).eval()
+    images = torch.randn(6, 3, 64, 64)
+    assert model(images[:1])["att_maps"].shape[-2:] == (4, 4)
+    return model, images
+
+
+def cam_saliency(model, images, classes, indices):
+    """The class-activation map of the class: the classifier's weights of the class times the features (the
+    CNN head pools them by their mean), a map that depends on the classifier and the backbone."""
+    with torch.no_grad():
+        features = model.backbone(images)
+        weights = model.classifier.weight[torch.as_tensor(classes)]  # (B, C)
+        return torch.einsum("bc,bchw->bhw", weights, features)
+
+
+def changed_parts(model, randomised):
+    """The top-level parts whose parameters differ between the two models."""
+    parts = {"classifier": ["classifier.", "head."], "stem": ["backbone.conv1.", "backbone.bn1."],
+             **{f"layer{k}": [f"backbone.layer{k}."] for k in range(1, 5)}}
+    original, new = dict(model.named_parameters()), dict(randomised.named_parameters())
+    return {part for part, prefixes in parts.items() for name in original
+            if any(name.startswith(prefix) for prefix in prefixes) and not torch.equal(original[name], new[name])}
+
+
+def test_the_stages_are_reinitialised_from_the_top_cumulatively():
+    model, _ = model_and_images("b_cnn")  # a head with parameters: it goes with the classifier
+    seen = []
+    for stage, randomised in sanity.cascading_randomisation(model, sanity.STAGES, seed=0):
+        seen.append(stage)
+        assert changed_parts(model, randomised) == set(seen), stage
+    assert seen == ["classifier", "layer4", "layer3", "layer2", "layer1", "stem"]
+
+
+def test_batchnorm_statistics_stay_as_trained_and_the_model_is_untouched():
+    model, images = model_and_images()
+    model.train()
+    model(images)  # running statistics away from their initial values
+    model.eval()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    randomised = list(sanity.cascading_randomisation(model, sanity.STAGES, seed=0))[-1][1]
+    for name, value in randomised.state_dict().items():
+        if "running" in name:
+            assert torch.equal(value, before[name]), name
+    assert all(torch.equal(value, before[name]) for name, value in model.state_dict().items())
+
+
+@pytest.mark.parametrize("name", ["center", "edges", "random"])
+def test_a_source_that_ignores_the_model_keeps_rho_one(name):
+    model, images = model_and_images()
+    source = SOURCES[name].build(SourceInputs({"seed": 3, "center_sigma": 0.5}))
+    records = sanity.sanity_records(model, source, images, [0] * 6, list(range(6)), sanity.STAGES, seed=0)
+    assert torch.stack(records["mprt_rho"]).tolist() == [[1.0] * 6] * 6
+    assert torch.stack(records["mprt_ssim"]).numpy() == pytest.approx(np.ones((6, 6)))
+    assert [value.item() for value in records["class_rho"]] == [1.0] * 6
+
+
+def test_a_class_activation_map_loses_its_correlation_once_the_weights_are_reinitialised():
+    model, images = model_and_images("cnn")
+    classes = model(images)["output"].argmax(dim=1).tolist()
+    records = sanity.sanity_records(model, cam_saliency, images, classes, list(range(6)), sanity.STAGES, 0)
+    rho = torch.stack(records["mprt_rho"]).numpy()  # (images, stages)
+    # by hand for the first image after the last stage: the two maps, ranked
+    randomised = list(sanity.cascading_randomisation(model, sanity.STAGES, seed=0))[-1][1]
+    first = cam_saliency(model, images[:1], classes[:1], [0])[0].flatten()
+    last = cam_saliency(randomised, images[:1], classes[:1], [0])[0].flatten()
+    assert rho[0, -1] == pytest.approx(stats.spearmanr(first, last).statistic)
+    assert np.abs(rho[:, 0]).mean() < 0.6 and np.all(rho < 1)  # the classifier alone changes the map
+    # the map of another class is another map
+    assert np.mean([value.item() for value in records["class_rho"]]) < 0.9
+
+
+def test_the_own_maps_do_not_depend_on_the_class():
+    model, images = model_and_images()
+    records = sanity.sanity_records(model, live_own_maps(HEADS["br_npa"]), images, [0] * 6, list(range(6)),
+                                    ["classifier"], seed=0)
+    assert [value.item() for value in records["class_rho"]] == [1.0] * 6
+
+
+def test_the_random_floor_is_the_same_on_a_rerun_and_moves_with_the_seed():
+    model, images = model_and_images()
+
+    def maps(seed, indices):
+        return SOURCES["random"].build(SourceInputs({"seed": seed}))(model, images[:len(indices)], [0] * len(indices),
+                                                                     indices)
+    assert torch.equal(maps(1, [4, 7]), maps(1, [4, 7]))
+    assert torch.equal(maps(1, [4, 7])[1], maps(1, [7])[0])  # an image's map does not depend on its batch
+    assert not torch.equal(maps(1, [4, 7]), maps(2, [4, 7]))
+
+
+def test_an_unknown_stage_is_one_line_naming_the_stages():
+    with pytest.raises(ValueError, match="the stages are classifier, layer4, layer3, layer2, layer1, stem"):
+        list(sanity.cascading_randomisation(tiny_model(), ["layer9"], seed=0))
+
+
+def test_spearman_and_ssim_by_hand():
+    assert sanity.spearman([[1., 2.], [3., 4.]], [[10., 20.], [30., 40.]]) == 1.0
+    assert sanity.spearman([[1., 2.], [3., 4.]], [[4., 3.], [2., 1.]]) == pytest.approx(-1.0)
+    assert sanity.spearman(np.ones((2, 2)), [[4., 3.], [2., 1.]]) == 0.0
+    first = np.arange(16.).reshape(4, 4)
+    assert sanity.ssim(first, first * 3 + 1) == pytest.approx(1.0)  # min-max scaled first: the same map
