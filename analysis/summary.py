@@ -89,6 +89,8 @@ def plot_comparisons(vis_folder, pairs, reliability, agreement, test):
     heatmap of the agreement between the scores."""
     os.makedirs(vis_folder, exist_ok=True)
     for name, score_pairs in pairs.items():
+        if not score_pairs:  # a score of one source: nothing to compare
+            continue
         sources, matrix = comparisons.holm_matrix(score_pairs)
         plot_ttest(os.path.join(vis_folder, results_io.ttest_plot_name(SCORES[name].key)), SCORES[name],
                    sources, matrix, f"{comparisons.TEST_NAMES[test]} p-values, Holm-adjusted")

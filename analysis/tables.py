@@ -144,10 +144,13 @@ def comparison_notes(pairs, test, mark):
              f"Holm-adjusted over the score's pairs < {ALPHA}); every pair, with the median paired difference, its "
              f"bootstrap 95% interval and the rank-biserial effect size: compare_<score key>.csv"]
     for name, score_pairs in pairs.items():
-        for pair in score_pairs:
-            if pair.only_first or pair.only_second:
-                notes.append(f"{name}: {pair.first} and {pair.second} are paired on {pair.n} images; "
-                             f"{pair.only_first} only in {pair.first}, {pair.only_second} only in {pair.second}")
+        uneven = [pair for pair in score_pairs if pair.only_first or pair.only_second]
+        if uneven:
+            largest = max(uneven, key=lambda pair: pair.only_first + pair.only_second)
+            notes.append(f"{name}: {len(uneven)} of {len(score_pairs)} pairs of sources did not score the same "
+                         f"images and are paired on the images both scored (the most unpaired: {largest.first} "
+                         f"and {largest.second}, {largest.n} paired, {largest.only_first} only in {largest.first}, "
+                         f"{largest.only_second} only in {largest.second}; every count: compare_<score key>.csv)")
     return notes
 
 
