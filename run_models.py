@@ -64,6 +64,9 @@ def build_parser():
     parser.add_argument("--post_hoc_of", default=None, help="model id whose post-hoc saliencies get curves too")
     parser.add_argument("--post_hoc", nargs="*", default=[], choices=POST_HOC_NAMES,
                         help="post-hoc methods computed for --post_hoc_of (--att_metrics_post_hoc of each)")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS),
+                        help="the perturbation tasks computed for every model and post-hoc source (default: all, "
+                             "the sanity checks included)")
     parser.add_argument("--figure", default=None,
                         help="also draw the models' maps on test images of the first seed to this PNG (plot_maps.py)")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
@@ -97,7 +100,7 @@ def run_all(opts, extra):
             sources = [[]] + ([["--att_metrics_post_hoc", method] for method in opts.post_hoc]
                               if model_id == opts.post_hoc_of else [])
             for source in sources:
-                for task_key in TASKS:
+                for task_key in opts.tasks:
                     call_trainval(common + ["--attention_metrics", task_key, "--att_metrics_img_nb",
                                             str(opts.att_metrics_img_nb), "--att_metrics_few_steps", opts.few_steps]
                                   + source + extra)

@@ -121,11 +121,14 @@ def seed_values(per_experiment):
 def indexed_values(experiment):
     """{score name: {source: {test index: value}}} of every score with values: each source's per-image values
     keyed by the test index of the image (the img_inds of the score's task set), so that two sources are
-    compared image by image."""
+    compared image by image; a nan value (a score not defined on that image) is left out."""
     values = {}
     for name, score in SCORES.items():
         for source, row in experiment.rows.items():
             if name in row:
                 indices = experiment.sets[score.task][source]["img_inds"]
-                values.setdefault(name, {})[source] = dict(zip(np.asarray(indices).tolist(), row[name].tolist()))
+                per_image = {index: value for index, value in zip(np.asarray(indices).tolist(), row[name].tolist())
+                             if np.isfinite(value)}  # nan: not defined on that image (SSIM of maps under 3 x 3)
+                if per_image:
+                    values.setdefault(name, {})[source] = per_image
     return values

@@ -15,8 +15,8 @@ from analysis.plots import (plot_agreement, plot_band_curves, plot_critical_diff
 from analysis.sets import source_saliencies
 from analysis.statistics import mean_ci, welch_matrix
 from analysis.tables import (chance_note, comparison_notes, directions, fmt, fmt_number, header_names,
-                             print_incomplete, print_table, reliability_lines, tiny_denominator_notes, write_agreement_csv,
-                             write_comparison_csv, write_experiment_csvs, write_reliability_csv,
+                             print_incomplete, print_table, reliability_lines, tiny_denominator_notes,
+                             write_agreement_csv, write_comparison_csv, write_experiment_csvs, write_reliability_csv,
                              write_seed_comparison_csv, write_summary_runs)
 from metrics.localisation import LOCALISATION_SCORES
 from metrics.saliency import POST_HOC_NAMES
@@ -328,8 +328,9 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
         write_seed_comparison_csv(results_io.compare_path(summary_folder, SCORES[name].key),
                                   comparisons.compare_seeds(means))
     plot_tests(vis_folder, {name: means for name, means in seed_means(values).items() if means})
-    plot_curves(vis_folder, {key: [experiment.curves[key] for experiment in experiments.values()
-                                   if experiment.curves.get(key)] for key in TASKS if TASKS[key].curve}, plot_band_curves)
+    band_curves = {key: [experiment.curves[key] for experiment in experiments.values() if experiment.curves.get(key)]
+                   for key in TASKS if TASKS[key].curve}
+    plot_curves(vis_folder, band_curves, plot_band_curves)
     first = exp_ids[0]
     pairs, reliability, agreement = statistics[first]
     if report and pairs:
@@ -339,8 +340,9 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
     summary = seeds_summary(exp_ids, experiments, values, tiny_clean_score)
     summary.notes += seed_statistics_notes(summary_folder, statistics)
     publish(summary, summary_folder, vis_folder, experiments,
-            (f"{summary_id}: mean and 95% interval over {len(exp_ids)} experiments", results_io.exp_dir(results_dir, first),
-             experiments[first], f"the images of {first}, the first of the {len(exp_ids)} experiments",
+            (f"{summary_id}: mean and 95% interval over {len(exp_ids)} experiments",
+             results_io.exp_dir(results_dir, first), experiments[first],
+             f"the images of {first}, the first of the {len(exp_ids)} experiments",
              (pairs, reliability, test)) if report else None)
 
 
@@ -365,10 +367,10 @@ def seed_statistics_notes(summary_folder, statistics):
         alphas = [(exp_id, reliability[name]) for exp_id, (_, reliability, _) in statistics.items()
                   if name in reliability]
         if alphas:
+            mean_alpha = np.mean([item.alpha for _, item in alphas])
             notes.append(f"{name}: alpha " + ", ".join(
                 f"{exp_id} {fmt_number(item.alpha)} [{fmt_number(item.low)}, {fmt_number(item.high)}]"
-                for exp_id, item in alphas) + f" ({comparisons.reliability_words(np.mean([a.alpha for _, a in alphas]))}, "
-                f"by the mean)")
+                for exp_id, item in alphas) + f" ({comparisons.reliability_words(mean_alpha)}, by the mean)")
     return notes
 
 
@@ -395,4 +397,5 @@ def write_seeds_csvs(summary_folder, exp_ids, values):
         if means:
             results_io.atomic_write_csv(results_io.summary_paths(summary_folder, SCORES[name].key)["seeds"],
                                         ["model_id"] + list(exp_ids),
-                                        [[source] + list(source_means) for source, source_means in sorted(means.items())])
+                                        [[source] + list(source_means)
+                                         for source, source_means in sorted(means.items())])

@@ -42,7 +42,8 @@ def main():
         warm_up = True  # the first task pays for the imports and the first model load: run it once untimed
         for source in (None, "gradcam"):  # what the scripts pass, with the demo's config
             common = ["-c", os.path.join(REPO_ROOT, "config_demo.config"), *model_options(opts.model_id),
-                      "--model_id", opts.model_id, "--optuna", "False", "--results_dir", results, "--exp_id", "demo", "--cuda", "False",
+                      "--model_id", opts.model_id, "--optuna", "False", "--results_dir", results,
+                      "--exp_id", "demo", "--cuda", "False",
                       "--att_metrics_img_nb", str(opts.images), "--overwrite", "True"]
             common += ["--att_metrics_post_hoc", source] if source else []
             if warm_up:

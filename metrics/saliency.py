@@ -53,9 +53,10 @@ def live_own_maps(head):
 @dataclasses.dataclass(frozen=True)
 class SourceInputs:
     """What a source's builder may use. values: the source's own options (by name) plus 'seed', 'batch_size'
-    (images per forward pass) and 'val_batch_size' (images per batch of the test pass); att_maps, norms: the model's saved test maps (N, M, h, w) and
-    norms (N, 1, h, w); head: the model's head class (models.heads); test_images: () -> iterable of batches
-    (B, 3, H, W) of the whole test set in test order, on the model's device (the batches of the test pass)."""
+    (images per forward pass) and 'val_batch_size' (images per batch of the test pass); att_maps, norms: the
+    model's saved test maps (N, M, h, w) and norms (N, 1, h, w); head: the model's head class (models.heads);
+    test_images: () -> iterable of batches (B, 3, H, W) of the whole test set in test order, on the model's
+    device (the batches of the test pass)."""
     values: dict
     att_maps: Any = None
     norms: Any = None

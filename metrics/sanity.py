@@ -81,12 +81,13 @@ def spearman(first, second):
 
 def ssim(first, second):
     """SSIM (scikit-image's structural_similarity) of two maps (h, w), each min-max scaled to [0, 1] first;
-    the window is the largest odd size up to 7 that fits the map."""
+    the window is the largest odd size up to 7 that fits the map. nan for maps under 3 x 3, where no window
+    fits (processResults.py shows '-' and counts no image)."""
     from skimage.metrics import structural_similarity
     first, second = (min_max(np.asarray(m, np.float64)) for m in (first, second))
     window = min(7, min(first.shape) - (1 - min(first.shape) % 2))
     if window < 3:
-        raise ValueError(f"SSIM needs maps of at least 3 x 3, got {first.shape}")
+        return float("nan")
     return float(structural_similarity(first, second, data_range=1.0, win_size=window))
 
 

@@ -179,7 +179,8 @@ def test_curves_and_process_results(trained, tiny_synth, tmp_path):
                 x = 1 - left / left.max(axis=1, keepdims=True)
             aucs = ((x[:, 1:] - x[:, :-1]) * (scores[:, 1:] + scores[:, :-1]) / 2).sum(axis=1)
             assert rows[model_id] == pytest.approx(aucs.mean(), abs=1e-9)
-        assert (tmp_path / "vis" / "e2e" / f"ttest_{metric}.png").exists()
+        # the p-values of every pair: none where one model has the score (Add: br_npa_low_res alone)
+        assert (tmp_path / "vis" / "e2e" / f"ttest_{metric}.png").exists() == (len(model_ids) > 1)
     # the paired comparison of two sources, from the per-image values of the _pop.csv file and scipy
     with open(folder / "attMetrics_Del_pop.csv") as file:
         per_image = {row[0]: np.array([float(value) for value in row[1:]]) for row in list(csv.reader(file))[1:]}
@@ -192,6 +193,25 @@ def test_curves_and_process_results(trained, tiny_synth, tmp_path):
     assert int(pair["n"]) == len(first) and float(pair["wilcoxon_p"]) == pytest.approx(expected)
     assert float(pair["median_difference"]) == pytest.approx(np.median(first - second))
     assert "alpha" in completed.stdout and (folder / "metric_reliability.csv").exists()
+
+
+def test_sanity_script(trained, tiny_synth, tmp_path):
+    """./get_sanity_scores.sh on a trained model: a ρ and an SSIM per image and stage, a class ρ per image (1 for
+    the own maps, which ignore the class), and the columns in processResults' table."""
+    config, results = trained
+    run("get_sanity_scores.sh", config, tiny_synth, results, "cnn", "--sanity_stages", "classifier,layer4")
+    folder = results / "e2e"
+    rho, ssim = np.load(folder / "attMetrSanity_cnn.npy"), np.load(folder / "attMetrSanity_cnn_mprtSsim.npy")
+    assert rho.shape == ssim.shape == (4, 2) and np.all(np.abs(rho) <= 1)
+    assert np.all(np.isnan(ssim))  # the tiny model's maps are 2 x 2: no SSIM window fits
+    assert np.load(folder / "attMetrSanity_cnn_classRho.npy").tolist() == [1.0] * 4
+    assert np.all(rho[:, 0] == 1.0)  # the CNN's map is the feature norm: the classifier does not change it
+    completed = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "processResults.py"), "--exp_id", "e2e",
+                                "--results_dir", str(results), "--vis_dir", str(tmp_path / "vis")],
+                               capture_output=True, text=True, cwd="/")
+    assert completed.returncode == 0, completed.stderr
+    assert "MPRT ρ ↓" in completed.stdout and "class ρ" in completed.stdout
+    assert (tmp_path / "vis" / "e2e" / "sanity.png").exists()
 
 
 def test_curves_need_a_trained_model(tiny_config, tiny_synth, tmp_path):
