@@ -103,7 +103,7 @@ def holm(p_values):
     return adjusted
 
 
-def compare_pair(first, second, values, lower_is_better, resamples, seed):
+def compare_pair(first, second, values, resamples, seed):
     """The PairedComparison of sources first and second (values: {source: {test index: value}}), without its
     Holm-adjusted p (compare_sources adds it)."""
     a, b, only_first, only_second = paired_values(values[first], values[second])
@@ -127,13 +127,15 @@ def compare_sources(values, lower_is_better, test="wilcoxon", resamples=1000, se
     if test not in TESTS:
         raise ValueError(f"the test must be one of {', '.join(TESTS)}, got '{test}'")
     sources = sorted(values)
-    pairs = [compare_pair(first, second, values, lower_is_better, resamples, seed)
+    pairs = [compare_pair(first, second, values, resamples, seed)
              for i, first in enumerate(sources) for second in sources[i + 1:]]
     for pair, adjusted in zip(pairs, holm([pair.p if test == "wilcoxon" else pair.welch_p for pair in pairs])):
         pair.p_holm = float(adjusted)
-        if adjusted < ALPHA and pair.effect != 0:
-            first_higher = pair.effect > 0
-            pair.better = pair.first if first_higher != lower_is_better else pair.second
+        # which way: the paired effect for Wilcoxon, the difference of the means for Welch
+        direction = pair.effect if test == "wilcoxon" else (np.mean(list(values[pair.first].values()))
+                                                            - np.mean(list(values[pair.second].values())))
+        if adjusted < ALPHA and direction != 0:
+            pair.better = pair.first if (direction > 0) != lower_is_better else pair.second
     return pairs
 
 

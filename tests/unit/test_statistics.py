@@ -21,8 +21,7 @@ def paired_example():
 
 def test_paired_comparison_is_scipy_called_directly():
     first, second, a, b = paired_example()
-    pair = comparisons.compare_pair("a", "b", {"a": first, "b": second}, lower_is_better=True, resamples=500,
-                                    seed=3)
+    pair = comparisons.compare_pair("a", "b", {"a": first, "b": second}, resamples=500, seed=3)
     assert pair.n == 40 and pair.only_first == pair.only_second == 0
     assert pair.p == pytest.approx(stats.wilcoxon(a, b).pvalue)
     assert pair.p < 1e-6 < stats.mannwhitneyu(a, b).pvalue  # paired, not unpaired
@@ -62,6 +61,8 @@ def test_the_better_source_follows_the_score_direction():
     higher = comparisons.compare_sources(values, lower_is_better=False, resamples=100)
     assert lower[0].better == "b" and higher[0].better == "a"
     assert comparisons.significantly_best(higher) == "a"
+    welch = comparisons.compare_sources(values, lower_is_better=True, test="welch", resamples=100)
+    assert welch[0].better == ""  # unpaired, the consistent difference drowns in the spread between images
 
 
 def test_mean_ranks_by_hand():
