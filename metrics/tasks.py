@@ -1,7 +1,8 @@
-"""The table of perturbation tasks: what ./get_dauc_scores.sh, ./get_iauc_scores.sh and
-./get_single_step_scores.sh compute, per image.
+"""The table of perturbation tasks: what ./get_dauc_scores.sh, ./get_iauc_scores.sh,
+./get_single_step_scores.sh and ./get_sanity_scores.sh compute, per image.
 
-A task perturbs each evaluated test image as its saliency map says and saves per-image arrays, from which
+A task perturbs each evaluated test image as its saliency map says (or, for the sanity checks, the model
+itself) and saves per-image arrays, from which
 the scores of metrics/scores.py are computed; trainVal.py --attention_metrics <key> runs it
 (tasks/attention_metrics.py), which handles the images, the saliency sources, progress and the files. Each entry
 states:
