@@ -9,7 +9,8 @@ few images, so a killed run started again with the same command resumes where it
 arrays are written as attMetr<key>_<source>.npy (and _<array>.npy; source: <model_id> or
 <model_id>-<method>) with _imgInds, _preds and _targets beside them and a .json of metadata (run id, steps,
 options). The files are staged and land together, the .json last (lifecycle.Stage): a killed run leaves the
-previous set or none, never a mix.
+previous set or none, never a mix. A task that recomputes saliencies from a changed model (the sanity checks)
+gets the model and the source's live function through a TaskContext (metrics/tasks.py).
 """
 import dataclasses
 import json
