@@ -297,7 +297,8 @@ def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_
     if floor:
         summary.notes.append(f"{NOT_ABOVE_FLOOR}: not better than the same model's random floor "
                              f"('<model_id>-{RANDOM_FLOOR}') on that score, by the same test")
-    if any(SCORES[name].lower_is_better is None for name in indexed_values(experiment)):
+    if any(SCORES[name].lower_is_better is None for row in experiment.rows.values() for name in row
+           if name in SCORES):
         summary.notes.append("class ρ: the rank correlation between a source's map for the predicted class and for "
                              "another class; 1.0 for a map that does not depend on the class (the models' own maps, "
                              "the floors), lower for one that does")

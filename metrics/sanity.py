@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 from scipy import stats
 
+from metrics.perturbation import min_max
 from metrics.tasks import SANITY_STAGES as STAGES
 from models.resnet import init_module
 
@@ -84,16 +85,11 @@ def ssim(first, second):
     the window is the largest odd size up to 7 that fits the map. nan for maps under 3 x 3, where no window
     fits (processResults.py shows '-' and counts no image)."""
     from skimage.metrics import structural_similarity
-    first, second = (min_max(np.asarray(m, np.float64)) for m in (first, second))
+    first, second = (min_max(torch.as_tensor(np.asarray(m, np.float64))).numpy() for m in (first, second))
     window = min(7, min(first.shape) - (1 - min(first.shape) % 2))
     if window < 3:
         return float("nan")
     return float(structural_similarity(first, second, data_range=1.0, win_size=window))
-
-
-def min_max(values):
-    span = values.max() - values.min()
-    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
 
 
 def other_classes(classes, class_nb, seed, indices):
