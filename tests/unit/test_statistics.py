@@ -19,18 +19,43 @@ def paired_example():
     return ({i: first[i] for i in range(40)}, {i: base[i] for i in reversed(range(40))}, first, base)
 
 
+def scipy_interval(a, b, resamples, seed):
+    return stats.bootstrap((a, b), lambda x, y, axis: np.median(x - y, axis=axis), paired=True, vectorized=True,
+                           n_resamples=resamples, method="percentile",
+                           random_state=np.random.default_rng(seed)).confidence_interval
+
+
 def test_paired_comparison_is_scipy_called_directly():
     first, second, a, b = paired_example()
-    pair = comparisons.compare_pair("a", "b", {"a": first, "b": second}, resamples=500, seed=3)
+    pair, = comparisons.compare_sources({"a": first, "b": second}, True, resamples=500, seed=3)
     assert pair.n == 40 and pair.only_first == pair.only_second == 0
     assert pair.p == pytest.approx(stats.wilcoxon(a, b).pvalue)
     assert pair.p < 1e-6 < stats.mannwhitneyu(a, b).pvalue  # paired, not unpaired
-    interval = stats.bootstrap((a, b), lambda x, y, axis: np.median(x - y, axis=axis), paired=True,
-                               vectorized=True, n_resamples=500, method="percentile",
-                               random_state=np.random.default_rng(3)).confidence_interval
+    interval = scipy_interval(a, b, 500, 3)
     assert pair.median_difference == pytest.approx(np.median(a - b))
     assert (pair.low, pair.high) == pytest.approx((interval.low, interval.high))
-    assert pair.welch_p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def test_the_pairs_bootstrapped_together_get_scipys_intervals_one_by_one():
+    rng = np.random.default_rng(6)
+    values = {name: {i: float(v) for i, v in enumerate(np.round(rng.normal(0, 1, 41), 1))} for name in "abc"}
+    values["d"] = {i: float(v) for i, v in enumerate(rng.normal(0, 1, 30), start=20)}  # other images: own group
+    for pair in comparisons.compare_sources(values, True, resamples=300, seed=2):
+        common = sorted(set(values[pair.first]) & set(values[pair.second]))
+        a, b = (np.array([values[name][i] for i in common]) for name in (pair.first, pair.second))
+        interval = scipy_interval(a, b, 300, 2)
+        assert pair.n == len(common) and pair.median_difference == pytest.approx(np.median(a - b))
+        assert (pair.low, pair.high) == pytest.approx((interval.low, interval.high)), (pair.first, pair.second)
+
+
+def test_welch_is_scipy_ttest_ind_on_all_the_values_of_each_source():
+    first, second, a, b = paired_example()
+    third = {i: float(v) for i, v in enumerate(np.random.default_rng(5).normal(0.5, 0.3, 25))}  # other images
+    values = {"a": first, "b": second, "c": third}
+    pairs = {(pair.first, pair.second): pair for pair in comparisons.compare_sources(values, True, resamples=50)}
+    assert pairs["a", "b"].welch_p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert pairs["a", "c"].welch_p == pytest.approx(
+        stats.ttest_ind(a, list(third.values()), equal_var=False).pvalue)
 
 
 def test_only_the_images_both_scored_are_paired():
@@ -46,6 +71,13 @@ def test_holm_by_hand():
     adjusted = comparisons.holm([0.01, 0.04, 0.03, 0.005])
     assert adjusted.tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert np.isnan(comparisons.holm([0.01, math.nan])[1]) and comparisons.holm([0.01, math.nan])[0] == 0.01
+
+
+def test_holm_is_statsmodels_multipletests():
+    from statsmodels.stats.multitest import multipletests
+    p_values = np.random.default_rng(2).uniform(0, 0.2, 30) ** 2
+    p_values[[3, 7]] = p_values[5]  # ties
+    assert comparisons.holm(p_values).tolist() == pytest.approx(multipletests(p_values, method="holm")[1].tolist())
 
 
 def test_rank_biserial_by_hand():
