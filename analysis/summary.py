@@ -84,21 +84,27 @@ def plot_tests(vis_folder, values_per_score):
                    *welch_matrix(values), "Welch t-test p-values")
 
 
-def plot_comparisons(vis_folder, pairs, reliability, agreement, test):
-    """Per score, its critical-difference diagram and the matrix of its pairs' Holm-adjusted p-values; the
-    heatmap of the agreement between the scores."""
+def plot_comparisons(vis_folder, pairs, reliability, agreement):
+    """Per score, its critical-difference diagram; the heatmap of the agreement between the scores."""
     os.makedirs(vis_folder, exist_ok=True)
     for name, score_pairs in pairs.items():
-        if not score_pairs:  # a score of one source: nothing to compare
-            continue
-        sources, matrix = comparisons.holm_matrix(score_pairs)
-        plot_ttest(os.path.join(vis_folder, results_io.ttest_plot_name(SCORES[name].key)), SCORES[name],
-                   sources, matrix, f"{comparisons.TEST_NAMES[test]} p-values, Holm-adjusted")
-        if len(reliability[name].mean_ranks) > 1:
+        if score_pairs and len(reliability[name].mean_ranks) > 1:
+            sources, matrix = comparisons.holm_matrix(score_pairs)
             plot_critical_difference(os.path.join(vis_folder, results_io.cd_plot_name(SCORES[name].key)),
                                      SCORES[name], reliability[name], sources, matrix)
     if len(agreement[0]) > 1:
         plot_agreement(os.path.join(vis_folder, results_io.agreement_plot_name()), *agreement)
+
+
+def plot_pair_matrices(vis_folder, pairs, test):
+    """Per score, the matrix of its pairs' Holm-adjusted p-values (one experiment; over seeds, the files of this
+    name hold the Welch tests of the per-seed means, plot_tests)."""
+    os.makedirs(vis_folder, exist_ok=True)
+    for name, score_pairs in pairs.items():
+        if score_pairs:  # a score of one source: nothing to compare
+            sources, matrix = comparisons.holm_matrix(score_pairs)
+            plot_ttest(os.path.join(vis_folder, results_io.ttest_plot_name(SCORES[name].key)), SCORES[name],
+                       sources, matrix, f"{comparisons.TEST_NAMES[test]} p-values, Holm-adjusted")
 
 
 def experiment_statistics(exp_folder, experiment, test, resamples):
@@ -288,7 +294,8 @@ def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_
     write_experiment_csvs(exp_folder, experiment.rows)
     pairs, reliability, agreement = experiment_statistics(exp_folder, experiment, test, resamples)
     if pairs:
-        plot_comparisons(vis_folder, pairs, reliability, agreement, test)
+        plot_comparisons(vis_folder, pairs, reliability, agreement)
+        plot_pair_matrices(vis_folder, pairs, test)
     plot_curves(vis_folder, experiment.curves, plot_mean_curves)
     best = {name: comparisons.significantly_best(score_pairs) for name, score_pairs in pairs.items()}
     floor = below_floor(pairs)
@@ -334,8 +341,8 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
     plot_curves(vis_folder, band_curves, plot_band_curves)
     first = exp_ids[0]
     pairs, reliability, agreement = statistics[first]
-    if report and pairs:
-        plot_comparisons(vis_folder, pairs, reliability, agreement, test)
+    if report and pairs:  # the first experiment's, for the report (not its pair matrices: see plot_pair_matrices)
+        plot_comparisons(vis_folder, pairs, reliability, agreement)
     if report:
         plot_sanity(vis_folder, results_io.exp_dir(results_dir, first), experiments[first])
     summary = seeds_summary(exp_ids, experiments, values, tiny_clean_score)

@@ -1,5 +1,7 @@
-"""The user's commands on a tiny synthetic set: ./train.sh, ./get_dauc_scores.sh, ./get_iauc_scores.sh,
-processResults.py."""
+"""The user's commands on a tiny synthetic set: ./train.sh, ./get_dauc_scores.sh, ./get_sanity_scores.sh,
+processResults.py. Where a script is not the subject, the test calls what it runs (trainVal.main) in this
+process, to save the start-up of a new interpreter; every script still runs as a script in
+test_unknown_model_id_lists_ids."""
 import csv
 import glob
 import os
@@ -33,9 +35,16 @@ def trained(tiny_synth, tmp_path_factory):
     config = root / "tiny.config"
     config.write_text(TINY_CONFIG)
     results = root / "results"
-    for model_id in ("cnn", "b_cnn", "br_npa_low_res"):
-        run("train.sh", config, tiny_synth, results, model_id, "--optuna", "False")
+    run("train.sh", config, tiny_synth, results, "cnn", "--optuna", "False")  # the user's script
+    for model_id in ("b_cnn", "br_npa_low_res"):  # what train.sh runs, in this process (no start-up cost)
+        in_process(config, model_id, tiny_synth, results)
     return config, results
+
+
+def in_process(config, model_id, data_dir, results, *extra):
+    """trainVal.main as ./train.sh MODEL_ID (or, with --attention_metrics in extra, a task's script) calls it."""
+    trainVal.main(["-c", str(config), "--model_id", model_id, *model_options(model_id), "--optuna", "False",
+                   "--data_dir", data_dir, "--results_dir", str(results), *extra])
 
 
 EXPECTED_MAPS = {"cnn": 1, "b_cnn": 4, "br_npa_low_res": 3}
@@ -102,11 +111,10 @@ def test_distilled_high_res_model(trained, tiny_synth):
 
 def test_curves_and_process_results(trained, tiny_synth, tmp_path):
     config, results = trained
-    run("get_dauc_scores.sh", config, tiny_synth, results, "br_npa_low_res")  # the user's scripts
-    run("get_iauc_scores.sh", config, tiny_synth, results, "br_npa_low_res")
-    for model_id in ("cnn", "b_cnn"):  # what get_dauc_scores.sh runs, in this process (no start-up cost)
-        trainVal.main(["-c", str(config), "--model_id", model_id, *model_options(model_id), "--optuna", "False",
-                       "--attention_metrics", "Del", "--data_dir", tiny_synth, "--results_dir", str(results)])
+    run("get_dauc_scores.sh", config, tiny_synth, results, "br_npa_low_res")  # the user's script
+    in_process(config, "br_npa_low_res", tiny_synth, results, "--attention_metrics", "Add")  # what the scripts run
+    for model_id in ("cnn", "b_cnn"):
+        in_process(config, model_id, tiny_synth, results, "--attention_metrics", "Del")
     folder = results / "e2e"
     curves = np.load(folder / "attMetrDel_br_npa_low_res.npy")
     assert curves.shape == (4, 4, 2)
@@ -125,7 +133,7 @@ def test_curves_and_process_results(trained, tiny_synth, tmp_path):
         saliency = (product - product.min()) / (product.max() - product.min())
         expected = slow_curve(lambda batch: model(batch)["output"], images[index], saliency, "Del", 1)
         assert np.allclose(curves[k], expected.numpy(), atol=1e-5)
-    run("get_single_step_scores.sh", config, tiny_synth, results, "br_npa_low_res")
+    in_process(config, "br_npa_low_res", tiny_synth, results, "--attention_metrics", "Single")
     scores = np.load(folder / "attMetrSingle_br_npa_low_res.npy")
     assert scores.shape == (4, 3) and np.load(folder / "attMetrSingle_br_npa_low_res_imgInds.npy").tolist() == \
         image_inds.tolist()
@@ -195,7 +203,7 @@ def test_curves_and_process_results(trained, tiny_synth, tmp_path):
     assert "alpha" in completed.stdout and (folder / "metric_reliability.csv").exists()
 
 
-def test_sanity_script(trained, tiny_synth, tmp_path):
+def test_sanity_script(trained, tiny_synth, tmp_path, capsys):
     """./get_sanity_scores.sh on a trained model: a ρ and an SSIM per image and stage, a class ρ per image (1 for
     the own maps, which ignore the class), and the columns in processResults' table."""
     config, results = trained
@@ -206,11 +214,11 @@ def test_sanity_script(trained, tiny_synth, tmp_path):
     assert np.all(np.isnan(ssim))  # the tiny model's maps are 2 x 2: no SSIM window fits
     assert np.load(folder / "attMetrSanity_cnn_classRho.npy").tolist() == [1.0] * 4
     assert np.all(rho[:, 0] == 1.0)  # the CNN's map is the feature norm: the classifier does not change it
-    completed = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "processResults.py"), "--exp_id", "e2e",
-                                "--results_dir", str(results), "--vis_dir", str(tmp_path / "vis")],
-                               capture_output=True, text=True, cwd="/")
-    assert completed.returncode == 0, completed.stderr
-    assert "MPRT ρ ↓" in completed.stdout and "class ρ" in completed.stdout
+    import processResults
+    capsys.readouterr()
+    processResults.main(["--exp_id", "e2e", "--results_dir", str(results), "--vis_dir", str(tmp_path / "vis")])
+    out = capsys.readouterr().out
+    assert "MPRT ρ ↓" in out and "class ρ" in out
     assert (tmp_path / "vis" / "e2e" / "sanity.png").exists()
 
 
