@@ -113,6 +113,19 @@ def test_krippendorff_alpha_on_the_published_example():
                           [n, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, n],
                           [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, n]])
     assert comparisons.krippendorff_alpha(observers) == pytest.approx(0.815, abs=5e-4)
+    value_counts = np.array([[np.sum(unit == value) for value in range(1, 6)] for unit in observers.T])  # (12, 5)
+    assert comparisons.ordinal_alphas(value_counts[None])[0] == pytest.approx(0.815, abs=5e-4)
+
+
+def test_the_bootstrap_alphas_are_the_package_s_resample_by_resample():
+    import krippendorff
+    rng = np.random.default_rng(4)
+    ranks = comparisons.ranks_per_image(np.round(rng.normal(0, 1, (25, 5)) + np.arange(5) * 0.4), True)  # ties
+    alpha, low, high = comparisons.alpha_interval(ranks, resamples=200, seed=3)
+    draws = np.random.default_rng(3).integers(0, 25, (200, 25))  # the slow way: the package on each resample
+    alphas = [krippendorff.alpha(reliability_data=ranks[drawn], level_of_measurement="ordinal") for drawn in draws]
+    assert alpha == pytest.approx(krippendorff.alpha(reliability_data=ranks, level_of_measurement="ordinal"))
+    assert (low, high) == pytest.approx(tuple(np.percentile(alphas, [2.5, 97.5])))
 
 
 def test_alpha_of_images_that_rank_alike_is_one_and_its_words():
