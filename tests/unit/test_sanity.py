@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
-from helpers import tiny_model
+from helpers import import_or_skip_unless_ci, tiny_model
 from metrics import sanity
 from metrics.saliency import SOURCES, SourceInputs, live_own_maps
 from models.heads import HEADS
@@ -114,3 +114,43 @@ def test_spearman_and_ssim_by_hand():
     assert sanity.spearman(np.ones((2, 2)), [[4., 3.], [2., 1.]]) == 0.0
     first = np.arange(16.).reshape(4, 4)
     assert sanity.ssim(first, first * 3 + 1) == pytest.approx(1.0)  # min-max scaled first: the same map
+
+
+def test_quantus_mprt_randomises_in_the_same_order_and_agrees_after_the_classifier():
+    """Quantus's MPRT (top-down, cascading) on the same tiny CNN, images and class-activation maps. Quantus
+    re-initialises one layer at a time with reset_parameters() and torch.manual_seed(its seed + 1); the sanity
+    task one stage at a time, the backbone with the model's own initialisation, stage k seeded with seed + k.
+    So (1) Quantus's layers, top-down, visit the stages in the task's order and are the stages' layers, and
+    (2) after the classifier, where both call reset_parameters() under the same seed, the correlations agree
+    image by image. Deeper stages are drawn from other initialisations: not compared."""
+    quantus = import_or_skip_unless_ci("quantus")
+    model, images = model_and_images("cnn")
+    classes = model(images)["output"].argmax(dim=1).tolist()
+
+    class Logits(torch.nn.Module):  # Quantus wants a model that returns the logits
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x)["output"]
+
+    def explain(model, inputs, targets, **kwargs):  # at image size (nearest): Spearman is unchanged
+        maps = cam_saliency(model.net, torch.as_tensor(inputs), list(targets), None)[:, None]
+        maps = torch.nn.functional.interpolate(maps, size=inputs.shape[-2:], mode="nearest")
+        return (maps - maps.amin(dim=(1, 2, 3), keepdim=True)).numpy()  # Quantus refuses all-negative maps
+
+    metric = quantus.MPRT(layer_order="top_down", seed=42, abs=False, normalise=False, disable_warnings=True)
+    scores = metric(model=Logits(model).eval(), x_batch=images.numpy(), y_batch=np.array(classes), a_batch=None,
+                    explain_func=explain, device="cpu")
+    layers = [name[len("net."):] for name in scores if name != "original"]
+    prefixes = {"classifier": ("classifier", "head", "aux"), "stem": ("backbone.conv1", "backbone.bn1"),
+                **{f"layer{k}": (f"backbone.layer{k}",) for k in range(1, 5)}}
+    stage_of = [next(stage for stage, starts in prefixes.items() if name.startswith(starts)) for name in layers]
+    order = [stage for k, stage in enumerate(stage_of) if k == 0 or stage_of[k - 1] != stage]
+    assert order == list(sanity.STAGES)
+    assert sorted(layers) == sorted(name for name, module in model.named_modules()
+                                    if hasattr(module, "reset_parameters"))  # every layer, each in a stage
+    records = sanity.sanity_records(model, cam_saliency, images, classes, list(range(6)), sanity.STAGES, seed=43)
+    after_classifier = torch.stack(records["mprt_rho"])[:, 0].numpy()
+    assert after_classifier == pytest.approx(np.array(scores["net." + layers[0]]))
