@@ -147,6 +147,30 @@ def below_floor(pairs):
     return marked
 
 
+def marks(source, name, best, floor):
+    """The marks of a source's cell on score `name`: SIGNIFICANTLY_BEST where best[name] is the source,
+    NOT_ABOVE_FLOOR where the source is in floor[name]."""
+    return (SIGNIFICANTLY_BEST if best.get(name) == source else "") + (
+        NOT_ABOVE_FLOOR if source in floor.get(name, ()) else "")
+
+
+def seed_marks(statistics):
+    """(best, floor) over several experiments, from each experiment's pairs (statistics: {exp id:
+    experiment_statistics result}): best[name] is the source significantly better than every other one in
+    every experiment; floor[name] holds the sources not better than their model's random floor in at least
+    one experiment."""
+    per_experiment = [pairs for pairs, _, _ in statistics.values()]
+    best, floor = {}, {}
+    for name in set().union(*per_experiment):
+        winners = {comparisons.significantly_best(pairs.get(name, [])) for pairs in per_experiment}
+        if len(winners) == 1 and None not in winners:
+            best[name] = winners.pop()
+    for pairs in per_experiment:
+        for name, sources in below_floor(pairs).items():
+            floor.setdefault(name, set()).update(sources)
+    return best, floor
+
+
 def experiment_summary(experiment, tiny_clean_score, best=None, floor=None):
     """The Summary of one experiment: per source, the mean and 95% interval over the test images of each
     score (and the median of a ratio score), the image counts, and the localisation scores. best: {score name:
@@ -162,9 +186,7 @@ def experiment_summary(experiment, tiny_clean_score, best=None, floor=None):
         cells = [(fmt(row["accuracy"]), row["accuracy"]), (fmt(row["sparsity"]), row["sparsity"])]
         for name, score in SCORES.items():
             text, value = mean_cell(row.get(name))
-            text += (SIGNIFICANTLY_BEST if best.get(name) == source else "") + (
-                NOT_ABOVE_FLOOR if source in floor.get(name, ()) else "")
-            cells.append((text, value))
+            cells.append((text + marks(source, name, best, floor), value))
             if score.denominator:
                 median = float(np.median(row[name])) if name in row else None
                 cells.append((fmt(median), median))
@@ -178,17 +200,21 @@ def experiment_summary(experiment, tiny_clean_score, best=None, floor=None):
                    "they differ)", header, table, notes)
 
 
-def seeds_summary(exp_ids, experiments, values, tiny_clean_score):
+def seeds_summary(exp_ids, experiments, values, tiny_clean_score, best=None, floor=None):
     """The Summary of several experiments: per source, each column's mean over the experiments (a score's
     value in one experiment is its mean over the images) and its 95% t-interval, and the experiment count.
-    values: seed_values of the experiments."""
+    values: seed_values of the experiments; best, floor: the marks of seed_marks."""
+    best, floor = best or {}, floor or {}
     header = [("model_id", ""), *((column, SCORES[column].arrow if column in SCORES else "") for column in COLUMNS),
               ("n", "")]
     table = []
     for source, source_values in sorted(values.items()):
         experiment_nb = max(len(v) for v in source_values.values())
-        table.append((source, [mean_cell(source_values[column]) for column in COLUMNS]
-                      + [(str(experiment_nb), experiment_nb)]))
+        cells = []
+        for column in COLUMNS:
+            text, value = mean_cell(source_values[column])
+            cells.append((text + (marks(source, column, best, floor) if column in SCORES else ""), value))
+        table.append((source, cells + [(str(experiment_nb), experiment_nb)]))
     notes = [f"{exp_id}, {note}" for exp_id, experiment in experiments.items()
              for note in tiny_denominator_notes(experiment.denominators, tiny_clean_score)]
     uniform = [experiment.uniform_energy for experiment in experiments.values()
@@ -345,8 +371,17 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
         plot_comparisons(vis_folder, pairs, reliability, agreement)
     if report:
         plot_sanity(vis_folder, results_io.exp_dir(results_dir, first), experiments[first])
-    summary = seeds_summary(exp_ids, experiments, values, tiny_clean_score)
+    best, floor = seed_marks(statistics)
+    summary = seeds_summary(exp_ids, experiments, values, tiny_clean_score, best, floor)
     summary.notes += seed_statistics_notes(summary_folder, statistics)
+    if best:
+        summary.notes.append(f"{SIGNIFICANTLY_BEST}: better than every other source on that score in every "
+                             f"experiment ({comparisons.TEST_NAMES[test]} on each experiment's images, p "
+                             f"Holm-adjusted over the score's pairs < {comparisons.ALPHA})")
+    if floor:
+        summary.notes.append(f"{NOT_ABOVE_FLOOR}: not better than the same model's random floor "
+                             f"('<model_id>-{RANDOM_FLOOR}') on that score in at least one experiment, by the same "
+                             f"test")
     publish(summary, summary_folder, vis_folder, experiments,
             (f"{summary_id}: mean and 95% interval over {len(exp_ids)} experiments",
              results_io.exp_dir(results_dir, first), experiments[first],

@@ -146,3 +146,22 @@ def test_score_agreement_is_spearman_over_image_source_pairs():
     expected = stats.spearmanr([first[s][i] for s, i in keys], [second[s][i] for s, i in keys]).statistic
     assert names == ["S1", "S2"] and counts[0, 1] == 11
     assert correlations[0, 1] == pytest.approx(expected) and correlations[1, 0] == pytest.approx(expected)
+
+
+def test_the_marks_over_seeds_need_every_experiment():
+    from analysis.summary import seed_marks
+
+    def pair(first, second, better):
+        return comparisons.PairedComparison(first, second, 10, 0, 0, 0.0, 0.0, 0.0, 0.5, 0.001, 0.5, 0.001, better)
+    best_everywhere = {"DAUC": [pair("a", "b", "a"), pair("a", "cnn-random", "a"), pair("b", "cnn-random", "b")]}
+    b_at_chance = {"DAUC": [pair("a", "b", "a"), pair("a", "cnn-random", "a"), pair("b", "cnn-random", "")]}
+    no_winner = {"DAUC": [pair("a", "b", ""), pair("a", "cnn-random", "a"), pair("b", "cnn-random", "b")]}
+    def statistics(*experiments):
+        return {f"s{k}": (pairs, None, None) for k, pairs in enumerate(experiments)}
+    # "b" is not a model with a random floor ("b-random" was not scored): never marked
+    assert seed_marks(statistics(best_everywhere, b_at_chance)) == ({"DAUC": "a"}, {})
+    best, floor = seed_marks(statistics(best_everywhere, no_winner))
+    assert best == {} and floor == {}
+    best, floor = seed_marks(statistics({"DAUC": [pair("cnn", "cnn-random", "cnn")]},
+                                        {"DAUC": [pair("cnn", "cnn-random", "")]}))
+    assert best == {} and floor == {"DAUC": {"cnn"}}  # one experiment at chance is enough for the mark
