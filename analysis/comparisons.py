@@ -254,7 +254,8 @@ def ordinal_alphas(value_counts):
     n_v = observed.sum(axis=2)  # (B, V)
     n = n_v.sum(axis=1)
     cumulative = np.cumsum(n_v, axis=1)
-    low, high = np.minimum.outer(np.arange(values), np.arange(values)), np.maximum.outer(np.arange(values), np.arange(values))
+    indices = np.arange(values)
+    low, high = np.minimum.outer(indices, indices), np.maximum.outer(indices, indices)
     between = cumulative[:, high] - cumulative[:, low] + n_v[:, low]  # n_low + ... + n_high
     distances = (between - (n_v[:, :, None] + n_v[:, None, :]) / 2) ** 2
     expected = (n_v[:, :, None] * n_v[:, None, :] - n_v[:, :, None] * np.eye(values)) / (n - 1)[:, None, None]
