@@ -101,19 +101,27 @@ def other_classes(classes, class_nb, seed, indices):
     return drawn
 
 
+def as_uint8(saliency):
+    """A map (h, w) min-max scaled to 0-255, as uint8 (0 where it is constant)."""
+    return (min_max(saliency.double()) * 255).round().to(torch.uint8)
+
+
 def sanity_records(model, saliency, images, classes, indices, stages, seed):
-    """{'mprt_rho': per image (S,), 'mprt_ssim': per image (S,), 'class_rho': per image scalar}: the
-    Spearman correlation and SSIM between each image's original saliency and its saliency after each stage
-    of the cascading randomisation (S stages), and the correlation between its saliency for its class and
-    for another class. images (B, 3, H, W); classes: the class explained per image."""
+    """{'mprt_rho': per image (S,), 'mprt_ssim': per image (S,), 'class_rho': per image scalar,
+    'randomised_maps': per image (S, h, w) uint8}: the Spearman correlation and SSIM between each image's
+    original saliency and its saliency after each stage of the cascading randomisation (S stages), the
+    correlation between its saliency for its class and for another class, and the saliency after each stage
+    (each min-max scaled to 0-255, for the report). images (B, 3, H, W); classes: the class explained per image."""
     original = saliency(model, images, classes, indices).cpu()
-    rho, similarity = [], []
+    rho, similarity, randomised_maps = [], [], []
     for _, randomised in cascading_randomisation(model, stages, seed):
         maps = saliency(randomised, images, classes, indices).cpu()
         rho.append([spearman(a, b) for a, b in zip(original, maps)])
         similarity.append([ssim(a, b) for a, b in zip(original, maps)])
+        randomised_maps.append([as_uint8(m) for m in maps])
     class_nb = model.classifier.out_features
     other = saliency(model, images, other_classes(classes, class_nb, seed, indices), indices).cpu()
     rho, similarity = torch.tensor(rho, dtype=torch.float64).T, torch.tensor(similarity, dtype=torch.float64).T
     return {"mprt_rho": list(rho), "mprt_ssim": list(similarity),
-            "class_rho": [torch.tensor(spearman(a, b), dtype=torch.float64) for a, b in zip(original, other)]}
+            "class_rho": [torch.tensor(spearman(a, b), dtype=torch.float64) for a, b in zip(original, other)],
+            "randomised_maps": [torch.stack(per_image) for per_image in zip(*randomised_maps)]}

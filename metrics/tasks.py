@@ -89,8 +89,9 @@ def compute_single_step(forward, images, saliencies, classes, cells_per_step, ba
 
 def compute_sanity(forward, images, saliencies, classes, cells_per_step, batch_size, order, context):
     """The sanity task (metrics/sanity.py): per image, the correlation and SSIM between its saliency and the
-    saliency after each stage of --sanity_stages (S,), and the correlation of its saliency for its class and
-    for another (a scalar). The saliencies are computed again, from the model, with context.saliency."""
+    saliency after each stage of --sanity_stages (S,), the correlation of its saliency for its class and
+    for another (a scalar), and the saliencies after each stage (S, h, w, uint8, drawn by the report). The
+    saliencies are computed again, from the model, with context.saliency."""
     import torch
     from metrics.sanity import sanity_records
     stages = context.values["sanity_stages"].split(",")
@@ -103,7 +104,8 @@ TASKS = {task.key: task for task in [
     curve_task("Add", "get_iauc_scores.sh", "insertion curves"),
     PerturbationTask("Single", "get_single_step_scores.sh", "single-step scores", ("scores",), compute_single_step,
                      forwards_per_image=lambda step_nb: 3),
-    PerturbationTask("Sanity", "get_sanity_scores.sh", "sanity checks", ("mprt_rho", "mprt_ssim", "class_rho"),
+    PerturbationTask("Sanity", "get_sanity_scores.sh", "sanity checks",
+                     ("mprt_rho", "mprt_ssim", "class_rho", "randomised_maps"),
                      compute_sanity, forwards_per_image=lambda step_nb: 16,
                      options=(Option("sanity_stages", str, ",".join(SANITY_STAGES),
                                      "sanity: the stages re-initialised one after the other, cumulatively, "

@@ -49,7 +49,8 @@ class GalleryImage:
     """One evaluated test image. thumbnail: (S, S, 3) uint8, the image as the model sees it with the part's
     outline drawn in; maps: {source: (h, w) saliency in [0, 1], as the curves used it (None: not drawable)};
     preds: {source: predicted class}; curves: {curve task key: {source: (T,) scores}}; values: {score name:
-    {source: the per-image value of the _pop.csv file}}."""
+    {source: the per-image value of the _pop.csv file}}; randomised: {source: (S, h, w) in [0, 1], its
+    saliency after each stage of the sanity checks' randomisation}, for the sources whose set saved them."""
     test_index: int
     label: int
     thumbnail: np.ndarray
@@ -57,13 +58,15 @@ class GalleryImage:
     preds: dict
     curves: dict
     values: dict
+    randomised: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
 class Gallery:
     """sources: the sources in display order; models: {source: model id}; class_names: one per label;
     scores: [(name, arrow, task key)]; curve_tasks: [(task key, curve name, what a step does, {source: (T,) x})];
-    images: GalleryImage list in test order; note: a line shown above the gallery (or None)."""
+    images: GalleryImage list in test order; note: a line shown above the gallery (or None); sanity_stages:
+    {source: the names of the stages its randomised maps follow}."""
     sources: list
     models: dict
     class_names: list
@@ -71,6 +74,7 @@ class Gallery:
     curve_tasks: list
     images: list
     note: Optional[str] = None
+    sanity_stages: dict = dataclasses.field(default_factory=dict)
 
 
 def encode_uint8(values):
@@ -103,7 +107,7 @@ def index_payload(gallery):
             "curveTasks": [{"task": key, "name": name, "perturbed": perturbed,
                             "x": {source: [round(float(value), 5) for value in x] for source, x in xs.items()}}
                            for key, name, perturbed, xs in gallery.curve_tasks],
-            "images": images, "note": gallery.note}
+            "images": images, "note": gallery.note, "sanityStages": gallery.sanity_stages}
 
 
 def chunk_payload(images):
@@ -113,7 +117,9 @@ def chunk_payload(images):
             "maps": {source: {"h": int(saliency.shape[0]), "w": int(saliency.shape[1]), "data": encode_uint8(saliency)}
                      for source, saliency in image.maps.items() if saliency is not None},
             "curves": {key: {source: encode_uint8(scores) for source, scores in per_source.items()}
-                       for key, per_source in image.curves.items()}}
+                       for key, per_source in image.curves.items()},
+            "randomised": {source: {"h": int(maps.shape[1]), "w": int(maps.shape[2]), "data": encode_uint8(maps)}
+                           for source, maps in image.randomised.items()}}
     return payload
 
 

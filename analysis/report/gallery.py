@@ -1,6 +1,6 @@
 """The gallery of an experiment's report, read from its files: every test image some task evaluated, in
-test order, with each source's saliency (the one its curves used), curves, predictions, and per-image
-scores as processResults wrote them in the _pop.csv files."""
+test order, with each source's saliency (the one its curves used), curves, predictions, per-image scores as
+processResults wrote them in the _pop.csv files, and its saliency after each stage of the sanity checks."""
 import csv
 import json
 import os
@@ -93,6 +93,10 @@ def experiment_gallery(exp_folder, sets, landed, saliencies):
                        for source, arrays in per_source.items()} for key, per_source in sets.items()}
     test_indices = sorted({index for per_source in positions.values() for found in per_source.values()
                            for index in found})
+    sanity = sets.get("Sanity", {})
+    with_maps = sorted(source for source, arrays in sanity.items() if "randomised_maps" in arrays)
+    stages = {source: set_meta(exp_folder, source, "Sanity").get("sanity_stages", "").split(",")
+              for source in with_maps}
     images = []
     for index in test_indices:
         path, label = samples[index]
@@ -109,10 +113,13 @@ def experiment_gallery(exp_folder, sets, landed, saliencies):
                 for name, score in SCORES.items():
                     if score.task == key and source in pop[name] and position < len(pop[name][source]):
                         values[name][source] = float(pop[name][source][position])
+        randomised = {source: sanity[source]["randomised_maps"][positions["Sanity"][source][index]] / 255
+                      for source in with_maps if index in positions["Sanity"][source]}
         images.append(GalleryImage(index, label, thumbnail(path, geometry, mask_path),
-                                   {source: maps[source].get(index) for source in sources}, preds, curves, values))
+                                   {source: maps[source].get(index) for source in sources}, preds, curves, values,
+                                   randomised))
     curve_tasks = [(key, task.curve.name, task.curve.perturbed,
                     {source: task.curve.x_axis(arrays["curves"][0, :, 0]) for source, arrays in sets[key].items()})
                    for key, task in TASKS.items() if task.curve is not None and sets.get(key)]
     names = [class_names.get(label, str(label)) for label in range(max(class_names, default=-1) + 1)]
-    return Gallery(sources, models, names, scores, curve_tasks, images, "; ".join(notes) or None)
+    return Gallery(sources, models, names, scores, curve_tasks, images, "; ".join(notes) or None, stages)

@@ -226,6 +226,8 @@
     const draw = () => overlay(canvas, picture, map);
     if (picture.complete && picture.naturalWidth) draw(); else picture.addEventListener("load", draw);
     cell.append(curvesSvg(details, source));
+    const randomised = (details.randomised || {})[source];
+    if (randomised) cell.append(randomisedStrip(randomised, state.index.sanityStages[source] || []));
     const right = image.preds[source] === image.label;
     const lines = [element("div", {class: right ? "right" : "wrong"},
                            ["pred: " + className(image.preds[source]) + (right ? " ✓" : " ✗")])];
@@ -263,6 +265,27 @@
     context.globalAlpha = 0.5;
     context.drawImage(small, 0, 0, THUMB, THUMB);
     context.globalAlpha = 1;
+  }
+
+  function randomisedStrip(randomised, stages) {  // the map after each stage of the sanity checks
+    const values = decode(randomised.data);
+    const size = randomised.h * randomised.w;
+    const count = values.length / size;
+    const side = Math.floor(THUMB / count) - 1;
+    const strip = element("div", {class: "randomised", title: "the map after each stage of the sanity " +
+                                  "checks' randomisation, from the top"}, []);
+    for (let k = 0; k < count; k++) {
+      const small = element("canvas", {width: randomised.w, height: randomised.h,
+                                       title: "+" + (stages[k] || "stage " + (k + 1))}, []);
+      const context = small.getContext("2d");
+      const pixels = context.createImageData(randomised.w, randomised.h);
+      values.slice(k * size, (k + 1) * size).forEach((v, j) => pixels.data.set([...colour(v), 255], 4 * j));
+      context.putImageData(pixels, 0, 0);
+      small.style.width = side + "px";
+      small.style.height = side + "px";
+      strip.append(small);
+    }
+    return strip;
   }
 
   function curvesSvg(details, source) {

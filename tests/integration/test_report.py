@@ -31,7 +31,8 @@ def demo_report(tmp_path_factory):
     try:
         run_models.main(["--models", *MODELS, "--seeds", "1", "--exp_id", "demo", "--data_dir", tiny_synth,
                          "--results_dir", str(root / "results"), "--vis_dir", str(root / "vis"),
-                         "--post_hoc_of", "cnn", "--post_hoc", "gradcam", "--tasks", "Del", "Add", "Single"])
+                         "--post_hoc_of", "cnn", "--post_hoc", "gradcam", "--tasks", "Del", "Add", "Single", "Sanity",
+                         "--sanity_stages", "classifier,layer4"])
     finally:
         del os.environ["CONFIG"]
     return root / "results" / "demo", root / "vis" / "demo" / "report.html"
@@ -106,6 +107,13 @@ def test_report_chunks_hold_the_saved_values(demo_report):
         expected = post_hoc_maps[inds["cnn-gradcam"].index(image["i"])]
         assert (gradcam["h"], gradcam["w"]) == expected.shape
         assert np.array_equal(decoded(gradcam["data"]), np.round(expected.flatten() * 255).astype(int))
+        for source in SOURCES:  # the maps after each of the two stages of the sanity checks, as saved
+            sanity_inds = np.load(folder / f"attMetrSanity_{source}_imgInds.npy").tolist()
+            saved_maps = np.load(folder / f"attMetrSanity_{source}_randomisedMaps.npy")[sanity_inds.index(image["i"])]
+            randomised = payload["randomised"][source]
+            assert saved_maps.shape[0] == 2 and (randomised["h"], randomised["w"]) == saved_maps.shape[1:]
+            assert np.array_equal(decoded(randomised["data"]), saved_maps.flatten())
+    assert index["sanityStages"] == {source: ["classifier", "layer4"] for source in SOURCES}
     assert sum(len(payload) for payload in chunks.values()) == 45
 
 
@@ -168,6 +176,9 @@ def test_report_in_chromium(demo_report, browser):
     assert shown() == inds
     # the rows of the last chunk get their maps too
     WebDriverWait(browser, 30).until(lambda d: all(row.find_elements(By.TAG_NAME, "canvas") for row in rows()))
+    # under each source's map, its map after each of the two stages of the sanity checks
+    strip = rows()[0].find_elements(By.CSS_SELECTOR, '[data-source="cnn"] .randomised canvas')
+    assert [canvas.get_attribute("title") for canvas in strip] == ["+classifier", "+layer4"]
 
     # a displayed per-image AUC is the _pop.csv value
     dauc = pop_values(folder, "Del")

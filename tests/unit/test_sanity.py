@@ -80,6 +80,10 @@ def test_a_class_activation_map_loses_its_correlation_once_the_weights_are_reini
     first = cam_saliency(model, images[:1], classes[:1], [0])[0].flatten()
     last = cam_saliency(randomised, images[:1], classes[:1], [0])[0].flatten()
     assert rho[0, -1] == pytest.approx(stats.spearmanr(first, last).statistic)
+    # the map after the last stage, saved for the report: min-max scaled to 0-255
+    scaled = np.round((last - last.min()).numpy() / (last.max() - last.min()).item() * 255)
+    assert records["randomised_maps"][0].dtype == torch.uint8 and records["randomised_maps"][0].shape == (6, 4, 4)
+    assert np.abs(records["randomised_maps"][0][-1].flatten().numpy().astype(int) - scaled).max() <= 1
     assert np.abs(rho[:, 0]).mean() < 0.6 and np.all(rho < 1)  # the classifier alone changes the map
     # the map of another class is another map
     assert np.mean([value.item() for value in records["class_rho"]]) < 0.9
