@@ -367,13 +367,10 @@ def compare_seeds(means):
     experiment's images}}."""
     from analysis.statistics import t_half_width
     sources, result = sorted(means), []
-    for i, first in enumerate(sources):
-        for second in sources[i + 1:]:
-            a, b, _, _ = paired_values(means[first], means[second])
-            half = float(t_half_width(a - b)) if len(a) > 1 else math.nan
-            welch = (float(stats.ttest_ind(list(means[first].values()), list(means[second].values()),
-                                           equal_var=False).pvalue)
-                     if min(len(means[first]), len(means[second])) > 1 else math.nan)
-            result.append(SeedComparison(first, second, len(a), float(np.mean(a - b)) if len(a) else math.nan,
-                                         half, welch))
+    pairs_of_sources = [(first, second) for i, first in enumerate(sources) for second in sources[i + 1:]]
+    for (first, second), welch in zip(pairs_of_sources, welch_p_values(means, pairs_of_sources)):
+        a, b, _, _ = paired_values(means[first], means[second])
+        half = float(t_half_width(a - b)) if len(a) > 1 else math.nan
+        result.append(SeedComparison(first, second, len(a), float(np.mean(a - b)) if len(a) else math.nan,
+                                     half, float(welch)))
     return result

@@ -165,3 +165,15 @@ def test_the_marks_over_seeds_need_every_experiment():
     best, floor = seed_marks(statistics({"DAUC": [pair("cnn", "cnn-random", "cnn")]},
                                         {"DAUC": [pair("cnn", "cnn-random", "")]}))
     assert best == {} and floor == {"DAUC": {"cnn"}}  # one experiment at chance is enough for the mark
+
+
+def test_seed_comparison_pairs_by_seed_and_keeps_welch_on_the_seed_means():
+    means = {"a": {"s1": 0.20, "s2": 0.25, "s3": 0.31}, "b": {"s3": 0.40, "s1": 0.22, "s2": 0.30},
+             "floor": {"s1": 1.0, "s2": 1.0, "s3": 1.0}}
+    pairs = {(pair.first, pair.second): pair for pair in comparisons.compare_seeds(means)}
+    differences = np.array([0.20 - 0.22, 0.25 - 0.30, 0.31 - 0.40])  # by seed, whatever the dict order
+    assert pairs["a", "b"].mean_difference == pytest.approx(differences.mean())
+    assert pairs["a", "b"].half_width == pytest.approx(stats.t.ppf(0.975, 2) * differences.std(ddof=1) / np.sqrt(3))
+    assert pairs["a", "b"].welch_p == pytest.approx(
+        stats.ttest_ind([0.20, 0.25, 0.31], [0.22, 0.30, 0.40], equal_var=False).pvalue)
+    assert pairs["a", "floor"].welch_p < 0.01  # a constant floor: no warning, a p-value from the other's spread
