@@ -302,8 +302,10 @@ def test_killed_training_resumes_exactly(setup, tmp_path, monkeypatch, capsys):
     kill_after_line(killed, "epoch 1:")
     staging = results / "e2e" / ".cnn.staging"
     assert (staging / "modelcnn_last.pth").exists() and not glob.glob(str(results / "e2e" / "modelcnn_epoch*"))
-    resumed = ok(run("train.sh", config, data, results, *options))
-    assert "resuming 'cnn' after epoch 1" in resumed.stderr and "epoch 1:" not in resumed.stderr
+    capsys.readouterr()
+    assert main("train.sh", config, data, results, *options) is None  # the rerun, in this process
+    resumed = capsys.readouterr().err
+    assert "resuming 'cnn' after epoch 1" in resumed and "epoch 1:" not in resumed
     assert not staging.exists()
     straight = torch.load(tmp_path / "straight" / "e2e" / "modelcnn_best.pth", weights_only=True)
     again = torch.load(results / "e2e" / "modelcnn_best.pth", weights_only=True)
@@ -333,7 +335,7 @@ def test_killed_training_resumes_exactly(setup, tmp_path, monkeypatch, capsys):
     assert "starting 'cnn' over" in fresh and "epoch 1:" in fresh
 
 
-def test_killed_curves_resume_exactly(setup):
+def test_killed_curves_resume_exactly(setup, capsys):
     """Repro 10: SIGKILL a DAUC run half-way, rerun: the curves equal an uninterrupted run's."""
     config, data, results = setup
     assert main("train.sh", config, data, results, "br_npa_low_res", "--optuna", "False", "--img_size", "64") is None
@@ -348,8 +350,9 @@ def test_killed_curves_resume_exactly(setup):
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert not (results / "e2e" / "attMetrDel_br_npa_low_res.npy").exists()
-    resumed = ok(run("get_dauc_scores.sh", config, data, results, *dauc))
-    assert "resuming the deletion curves of br_npa_low_res after" in resumed.stderr
+    capsys.readouterr()
+    assert main("get_dauc_scores.sh", config, data, results, *dauc) is None  # the rerun, in this process
+    assert "resuming the deletion curves of br_npa_low_res after" in capsys.readouterr().err
     assert np.allclose(np.load(results / "e2e" / "attMetrDel_br_npa_low_res.npy"), straight, atol=1e-6)
     assert not (results / "e2e" / ".attMetrDel_br_npa_low_res.staging" / "partial.pth").exists()
 

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from tasks import search
 import trainVal
 from core.args import parse_args, with_changes
-from helpers import REPO_ROOT, script_env
+from helpers import REPO_ROOT
 
 
 @pytest.fixture
@@ -173,10 +173,13 @@ def test_sampled_parameters_stay_in_spec_ranges(optim_aug_teacher):
 
 
 def test_distillation_needs_the_teacher(tiny_synth, tmp_path, config):
-    completed = subprocess.run([os.path.join(REPO_ROOT, "train.sh"), "br_npa_high_res_distill",
-                                "--data_dir", tiny_synth, "--results_dir", str(tmp_path / "r")],
-                               env=script_env(config), capture_output=True, text=True)
-    assert completed.returncode != 0
-    assert "teacher model 'br_npa_low_res' is not ready" in completed.stderr
-    assert f"CONFIG={config} ./train.sh br_npa_low_res" in completed.stderr
+    """What ./train.sh br_npa_high_res_distill runs (in this process) without a trained teacher."""
+    from model_ids import model_options
+    with pytest.raises(SystemExit) as exit_:
+        trainVal.main(["-c", config, "--model_id", "br_npa_high_res_distill",
+                       *model_options("br_npa_high_res_distill"), "--data_dir", tiny_synth,
+                       "--results_dir", str(tmp_path / "r")])
+    err = str(exit_.value.code)  # the one line the user sees
+    assert "teacher model 'br_npa_low_res' is not ready" in err
+    assert f"CONFIG={config} ./train.sh br_npa_low_res" in err
     assert not (tmp_path / "r" / "e2e" / "br_npa_high_res_distill.ini").exists()
