@@ -95,7 +95,7 @@ def check_against_the_checkpoint(folder, model_id, accuracy, maps, norm):
 
 def test_distilled_high_res_model(trained, tiny_synth):
     config, results = trained
-    run("train.sh", config, tiny_synth, results, "br_npa_high_res_distill", "--optuna", "False")
+    in_process(config, "br_npa_high_res_distill", tiny_synth, results)  # what ./train.sh runs
     folder = results / "e2e"
     epoch = int(glob.glob(str(folder / "modelbr_npa_high_res_distill_epoch*_test.csv"))[0].split("epoch")[-1][:-9])
     # high-res strides 2,1,1 at 32 px with conv1 stride 1: 8x8 maps
@@ -109,7 +109,7 @@ def test_distilled_high_res_model(trained, tiny_synth):
                                  np.load(folder / f"normbr_npa_high_res_distill_epoch{epoch}_test.npy"))
 
 
-def test_curves_and_process_results(trained, tiny_synth, tmp_path):
+def test_curves_and_process_results(trained, tiny_synth, tmp_path, capsys, monkeypatch):
     config, results = trained
     run("get_dauc_scores.sh", config, tiny_synth, results, "br_npa_low_res")  # the user's script
     in_process(config, "br_npa_low_res", tiny_synth, results, "--attention_metrics", "Add")  # what the scripts run
@@ -152,17 +152,20 @@ def test_curves_and_process_results(trained, tiny_synth, tmp_path):
         assert np.allclose(scores[k], by_hand, atol=1e-5) and start_scores[k] == pytest.approx(by_hand[0], abs=1e-5)
         assert sorted(step_saliency[k].tolist(), reverse=True) == step_saliency[k].tolist()
         assert step_saliency[k].sum() == pytest.approx(saliency.sum().item(), abs=1e-5)
-    completed = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "processResults.py"), "--exp_id", "e2e",
-                                "--results_dir", str(results), "--vis_dir", str(tmp_path / "vis")],
-                               capture_output=True, text=True, cwd="/")
-    assert completed.returncode == 0, completed.stderr
-    assert "br_npa_low_res" in completed.stdout and "energy in part" in completed.stdout
+    # processResults in this process, from another working directory (the script itself runs in
+    # test_process_results_without_results)
+    import processResults
+    monkeypatch.chdir("/")
+    capsys.readouterr()
+    processResults.main(["--exp_id", "e2e", "--results_dir", str(results), "--vis_dir", str(tmp_path / "vis")])
+    stdout = capsys.readouterr().out
+    assert "br_npa_low_res" in stdout and "energy in part" in stdout
     # the sets a model lacks: one line each, with the command that computes them
-    not_computed = [line for line in completed.stdout.splitlines() if line.startswith("not computed in e2e: ")]
+    not_computed = [line for line in stdout.splitlines() if line.startswith("not computed in e2e: ")]
     assert any("IAUC, IC of cnn: run " in line and "./get_iauc_scores.sh cnn" in line for line in not_computed)
     assert any("AD, IIC, ADD of b_cnn: run " in line and "./get_single_step_scores.sh b_cnn" in line
                for line in not_computed)
-    assert all(f"{name} {arrow}" in completed.stdout for name, arrow in
+    assert all(f"{name} {arrow}" in stdout for name, arrow in
                (("DAUC", "↓"), ("IAUC", "↑"), ("DC", "↑"), ("IC", "↑"), ("AD", "↓"), ("IIC", "↑"), ("ADD", "↑")))
     # the single-step and correlation columns, recomputed here from the saved arrays
     clean, kept, removed = scores[:, 0], scores[:, 1], scores[:, 2]
@@ -200,12 +203,12 @@ def test_curves_and_process_results(trained, tiny_synth, tmp_path):
     expected = stats.wilcoxon(first, second).pvalue if np.any(first != second) else 1.0
     assert int(pair["n"]) == len(first) and float(pair["wilcoxon_p"]) == pytest.approx(expected)
     assert float(pair["median_difference"]) == pytest.approx(np.median(first - second))
-    assert "alpha" in completed.stdout and (folder / "metric_reliability.csv").exists()
+    assert "alpha" in stdout and (folder / "metric_reliability.csv").exists()
 
 
-def test_sanity_script(trained, tiny_synth, tmp_path, capsys):
+def test_sanity_script(trained, tiny_synth):
     """./get_sanity_scores.sh on a trained model: a ρ and an SSIM per image and stage, a class ρ per image (1 for
-    the own maps, which ignore the class), and the columns in processResults' table."""
+    the own maps, which ignore the class). Its columns and plot in processResults: test_report.py."""
     config, results = trained
     run("get_sanity_scores.sh", config, tiny_synth, results, "cnn", "--sanity_stages", "classifier,layer4")
     folder = results / "e2e"
@@ -214,12 +217,6 @@ def test_sanity_script(trained, tiny_synth, tmp_path, capsys):
     assert np.all(np.isnan(ssim))  # the tiny model's maps are 2 x 2: no SSIM window fits
     assert np.load(folder / "attMetrSanity_cnn_classRho.npy").tolist() == [1.0] * 4
     assert np.all(rho[:, 0] == 1.0)  # the CNN's map is the feature norm: the classifier does not change it
-    import processResults
-    capsys.readouterr()
-    processResults.main(["--exp_id", "e2e", "--results_dir", str(results), "--vis_dir", str(tmp_path / "vis")])
-    out = capsys.readouterr().out
-    assert "MPRT ρ ↓" in out and "class ρ" in out
-    assert (tmp_path / "vis" / "e2e" / "sanity.png").exists()
 
 
 def test_curves_need_a_trained_model(tiny_config, tiny_synth, tmp_path):

@@ -32,7 +32,7 @@ def demo_report(tmp_path_factory):
         run_models.main(["--models", *MODELS, "--seeds", "1", "--exp_id", "demo", "--data_dir", tiny_synth,
                          "--results_dir", str(root / "results"), "--vis_dir", str(root / "vis"),
                          "--post_hoc_of", "cnn", "--post_hoc", "gradcam", "--tasks", "Del", "Add", "Single", "Sanity",
-                         "--sanity_stages", "classifier,layer4"])
+                         "--sanity_stages", "classifier"])
     finally:
         del os.environ["CONFIG"]
     return root / "results" / "demo", root / "vis" / "demo" / "report.html"
@@ -65,6 +65,9 @@ def test_report_files_match_the_results(demo_report):
     for position, image in enumerate(index["images"]):
         assert image["values"]["DAUC"]["cnn"] == float(dauc["cnn"][position])
         assert (image["preds"]["cnn"] != image["label"]) == (image["i"] in misclassified(folder, "cnn"))
+    # the sanity columns and their plot
+    assert (folder / "attMetrics_MPRTrho.csv").exists() and (folder / "attMetrics_ClassRho.csv").exists()
+    assert (report.parent / "sanity.png").exists() and "MPRT ρ" in report.read_text()
     # every thumbnail is there, and nothing is left of the temporary folder
     assert len(os.listdir(report.parent / "report_assets" / "img")) == len(inds)
     assert not [name for name in os.listdir(report.parent) if name.startswith(".report")]
@@ -107,13 +110,13 @@ def test_report_chunks_hold_the_saved_values(demo_report):
         expected = post_hoc_maps[inds["cnn-gradcam"].index(image["i"])]
         assert (gradcam["h"], gradcam["w"]) == expected.shape
         assert np.array_equal(decoded(gradcam["data"]), np.round(expected.flatten() * 255).astype(int))
-        for source in SOURCES:  # the maps after each of the two stages of the sanity checks, as saved
+        for source in SOURCES:  # the map after the one stage of the sanity checks here, as saved
             sanity_inds = np.load(folder / f"attMetrSanity_{source}_imgInds.npy").tolist()
             saved_maps = np.load(folder / f"attMetrSanity_{source}_randomisedMaps.npy")[sanity_inds.index(image["i"])]
             randomised = payload["randomised"][source]
-            assert saved_maps.shape[0] == 2 and (randomised["h"], randomised["w"]) == saved_maps.shape[1:]
+            assert saved_maps.shape[0] == 1 and (randomised["h"], randomised["w"]) == saved_maps.shape[1:]
             assert np.array_equal(decoded(randomised["data"]), saved_maps.flatten())
-    assert index["sanityStages"] == {source: ["classifier", "layer4"] for source in SOURCES}
+    assert index["sanityStages"] == {source: ["classifier"] for source in SOURCES}
     assert sum(len(payload) for payload in chunks.values()) == 45
 
 
@@ -176,9 +179,9 @@ def test_report_in_chromium(demo_report, browser):
     assert shown() == inds
     # the rows of the last chunk get their maps too
     WebDriverWait(browser, 30).until(lambda d: all(row.find_elements(By.TAG_NAME, "canvas") for row in rows()))
-    # under each source's map, its map after each of the two stages of the sanity checks
+    # under each source's map, its map after each stage of the sanity checks (one here)
     strip = rows()[0].find_elements(By.CSS_SELECTOR, '[data-source="cnn"] .randomised canvas')
-    assert [canvas.get_attribute("title") for canvas in strip] == ["+classifier", "+layer4"]
+    assert [canvas.get_attribute("title") for canvas in strip] == ["+classifier"]
 
     # a displayed per-image AUC is the _pop.csv value
     dauc = pop_values(folder, "Del")
