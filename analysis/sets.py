@@ -10,6 +10,8 @@ from metrics.scores import SCORES
 from metrics.tasks import TASKS
 from runs import lifecycle, results_io
 
+SANITY_TASK = "Sanity"  # the key of the sanity task (metrics/tasks.py)
+
 
 def landed_runs(exp_folder):
     """{model_id: lifecycle.LandedRun} of every model with a test CSV in exp_folder."""
@@ -150,3 +152,14 @@ def source_saliencies(exp_folder, landed, source):
     if method is None:
         return dict(enumerate(own_saliencies(landed[model_id])[1]))
     return dict(zip(*post_hoc_saliencies(exp_folder, landed[model_id], source)))
+
+
+def set_meta(exp_folder, source, task_key):
+    """The metadata (.json) of a source's set of a perturbation task, as written when it landed."""
+    with open(results_io.att_metrics_paths(exp_folder, source, task_key)["meta"]) as file:
+        return json.load(file)
+
+
+def sanity_stages(exp_folder, source):
+    """The names of the stages a source's sanity set randomised, in their order (from its metadata)."""
+    return set_meta(exp_folder, source, SANITY_TASK).get("sanity_stages", "").split(",")

@@ -3,7 +3,6 @@ comparisons of its sources, how far each score can be trusted) and several exper
 (intervals over the experiments, comparisons paired by seed). Both end the same way (publish): the table and
 its notes printed, the HTML report if asked, and summary_runs.json naming the runs they were made from."""
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -12,7 +11,7 @@ from analysis import comparisons
 from analysis.experiment import COLUMNS, experiment_rows, indexed_values, seed_values
 from analysis.plots import (plot_agreement, plot_band_curves, plot_critical_difference, plot_mean_curves,
                             plot_sanity_curves, plot_ttest)
-from analysis.sets import source_saliencies
+from analysis.sets import SANITY_TASK, sanity_stages, source_saliencies
 from analysis.statistics import mean_ci, welch_matrix
 from analysis.tables import (chance_note, comparison_notes, directions, fmt, fmt_number, header_names,
                              print_incomplete, print_table, reliability_lines, tiny_denominator_notes,
@@ -24,7 +23,6 @@ from metrics.scores import SCORES
 from metrics.tasks import TASKS
 from runs import results_io
 
-SANITY_TASK = "Sanity"  # the key of the sanity task (metrics/tasks.py)
 PLOT_CAPTIONS = [*((results_io.curves_plot_name(key), f"mean {task.curve.name} curve") for key, task in TASKS.items()
                    if task.curve is not None),
                  *((results_io.ttest_plot_name(score.key), f"p-values of every pair, {name}")
@@ -58,10 +56,7 @@ def plot_sanity(vis_folder, exp_folder, experiment):
     sets = experiment.sets.get(SANITY_TASK, {})
     if not sets:
         return
-    stages = {}
-    for source in sets:
-        with open(results_io.att_metrics_paths(exp_folder, source, SANITY_TASK)["meta"]) as file:
-            stages[source] = json.load(file).get("sanity_stages", "").split(",")
+    stages = {source: sanity_stages(exp_folder, source) for source in sets}
     os.makedirs(vis_folder, exist_ok=True)
     plot_sanity_curves(os.path.join(vis_folder, results_io.sanity_plot_name()),
                        {source: arrays["mprt_rho"] for source, arrays in sets.items()}, stages)

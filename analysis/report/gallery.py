@@ -2,7 +2,6 @@
 test order, with each source's saliency (the one its curves used), curves, predictions, per-image scores as
 processResults wrote them in the _pop.csv files, and its saliency after each stage of the sanity checks."""
 import csv
-import json
 import os
 
 import numpy as np
@@ -14,6 +13,7 @@ from metrics.saliency import POST_HOC_NAMES
 from metrics.scores import SCORES
 from metrics.tasks import TASKS
 from analysis.report.build import Gallery, GalleryImage
+from analysis.sets import SANITY_TASK, sanity_stages, set_meta
 from core.runtime import data_config
 
 THUMBNAIL_SIDE = 128
@@ -45,11 +45,6 @@ def thumbnail(path, geometry, mask_path=None):
         mask = np.array(mask.resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.NEAREST))
         pixels[outline(mask)] = OUTLINE_COLOUR
     return pixels
-
-
-def set_meta(exp_folder, source, task_key):
-    with open(results_io.att_metrics_paths(exp_folder, source, task_key)["meta"]) as file:
-        return json.load(file)
 
 
 def drawable_maps(exp_folder, source, sets, saliencies, notes):
@@ -93,10 +88,9 @@ def experiment_gallery(exp_folder, sets, landed, saliencies):
                        for source, arrays in per_source.items()} for key, per_source in sets.items()}
     test_indices = sorted({index for per_source in positions.values() for found in per_source.values()
                            for index in found})
-    sanity = sets.get("Sanity", {})
+    sanity = sets.get(SANITY_TASK, {})
     with_maps = sorted(source for source, arrays in sanity.items() if "randomised_maps" in arrays)
-    stages = {source: set_meta(exp_folder, source, "Sanity").get("sanity_stages", "").split(",")
-              for source in with_maps}
+    stages = {source: sanity_stages(exp_folder, source) for source in with_maps}
     images = []
     for index in test_indices:
         path, label = samples[index]
@@ -113,8 +107,8 @@ def experiment_gallery(exp_folder, sets, landed, saliencies):
                 for name, score in SCORES.items():
                     if score.task == key and source in pop[name] and position < len(pop[name][source]):
                         values[name][source] = float(pop[name][source][position])
-        randomised = {source: sanity[source]["randomised_maps"][positions["Sanity"][source][index]] / 255
-                      for source in with_maps if index in positions["Sanity"][source]}
+        randomised = {source: sanity[source]["randomised_maps"][positions[SANITY_TASK][source][index]] / 255
+                      for source in with_maps if index in positions[SANITY_TASK][source]}
         images.append(GalleryImage(index, label, thumbnail(path, geometry, mask_path),
                                    {source: maps[source].get(index) for source in sources}, preds, curves, values,
                                    randomised))
