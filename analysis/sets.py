@@ -7,10 +7,8 @@ import os
 from core.errors import UserError
 from metrics.saliency import POST_HOC_NAMES, saliencies_from_maps
 from metrics.scores import SCORES
-from metrics.tasks import TASKS
+from metrics.tasks import SANITY_TASK, TASKS
 from runs import lifecycle, results_io
-
-SANITY_TASK = "Sanity"  # the key of the sanity task (metrics/tasks.py)
 
 
 def landed_runs(exp_folder):

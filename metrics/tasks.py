@@ -33,7 +33,8 @@ from typing import Any, Callable, Optional
 
 from core.options import Option
 
-# The stages of the sanity task's cascading randomisation (metrics/sanity.py), from the top of the model.
+# The sanity task's key, and the stages of its cascading randomisation (metrics/sanity.py), from the top.
+SANITY_TASK = "Sanity"
 SANITY_STAGES = ("classifier", "layer4", "layer3", "layer2", "layer1", "stem")
 
 
@@ -104,7 +105,7 @@ TASKS = {task.key: task for task in [
     curve_task("Add", "get_iauc_scores.sh", "insertion curves"),
     PerturbationTask("Single", "get_single_step_scores.sh", "single-step scores", ("scores",), compute_single_step,
                      forwards_per_image=lambda step_nb: 3),
-    PerturbationTask("Sanity", "get_sanity_scores.sh", "sanity checks",
+    PerturbationTask(SANITY_TASK, "get_sanity_scores.sh", "sanity checks",
                      ("mprt_rho", "mprt_ssim", "class_rho", "randomised_maps"),
                      compute_sanity, forwards_per_image=lambda step_nb: 16,
                      options=(Option("sanity_stages", str, ",".join(SANITY_STAGES),
