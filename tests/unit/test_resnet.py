@@ -2,7 +2,7 @@ import pytest
 import torch
 import torchvision
 
-from models.resnet import build_resnet
+from models.resnet import MaxPool2d, build_resnet
 
 
 def torchvision_features(net, x):
@@ -20,6 +20,24 @@ def test_same_as_torchvision(name):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(ours(x), torchvision_features(reference, x), atol=1e-5)
+
+
+def test_stem_max_pool_same_values_and_gradients_as_the_contiguous_kernel():
+    """The stem's channels-last max-pool against torch's contiguous kernel, bit for bit: after a ReLU and a
+    rounding most windows hold ties (zeros and equal values), where the chosen position decides the gradient;
+    an output position reached by several windows sums their gradients."""
+    torch.manual_seed(0)
+    x = torch.relu(torch.randn(3, 16, 33, 30)).round(decimals=1)
+    grad_out = torch.randn(3, 16, 17, 15)
+    ours_in, reference_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = MaxPool2d(kernel_size=3, stride=2, padding=1)(ours_in)
+    reference = torch.nn.functional.max_pool2d(reference_in, kernel_size=3, stride=2, padding=1)
+    ours.backward(grad_out)
+    reference.backward(grad_out)
+    assert ours.is_contiguous() and torch.equal(ours, reference)
+    assert torch.equal(ours_in.grad, reference_in.grad)
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    assert MaxPool2d(kernel_size=3, stride=2, padding=1)(channels_last).is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("size,strides,expected", [
