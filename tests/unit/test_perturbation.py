@@ -42,6 +42,22 @@ def test_blur_is_zero_padded_box():
     assert torch.allclose(box_blur(image), torch.full((1, 3, 4, 4), 16 / 121 ** 2))
 
 
+@pytest.mark.parametrize("kernel", [5, 121])
+def test_blur_equals_the_window_mean_pixel_by_pixel(kernel):
+    """Against the definition, in float64: the sum of the image over the kernel x kernel window centred on each
+    pixel (the part inside the image), divided by kernel ** 2. A 9 x 13 image: a 5-px window is cut by the
+    borders on some pixels only, a 121-px one covers the whole image from every pixel."""
+    torch.manual_seed(0)
+    image = torch.randn(2, 3, 9, 13)
+    values, half = image.double().numpy(), kernel // 2
+    expected = np.zeros_like(values)
+    for row in range(9):
+        for col in range(13):
+            window = values[:, :, max(row - half, 0):row + half + 1, max(col - half, 0):col + half + 1]
+            expected[:, :, row, col] = window.sum(axis=(2, 3)) / kernel ** 2
+    assert np.allclose(box_blur(image, kernel).numpy(), expected, rtol=0, atol=1e-6)
+
+
 class RegionModel(nn.Module):
     """logit 0 = mean of channel 0 over the left half (cells TL and BL of a 2x2 map), logit 1 = 0."""
 
