@@ -104,7 +104,7 @@ def box_blur(images, kernel=BLUR_KERNEL):
     window around it, pixels outside the image counted as 0 (kernel odd). images: (B, 3, H, W).
 
     The 2-D box is a vertical 1-D box followed by a horizontal one: 2 * kernel additions per pixel instead of
-    kernel ** 2 (16 to 30 times faster at the paper's 121 on this project's CPU, python3 -m bench.cpu_kernels), and
+    kernel ** 2 (16 to 30 times faster at the paper's 121 on a 2-core CPU: python3 -m bench.cpu_kernels), and
     closer to the exact mean in float32."""
     half = kernel // 2
     columns = F.avg_pool2d(images, (kernel, 1), stride=1, padding=(half, 0), count_include_pad=True)
