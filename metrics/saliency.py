@@ -110,6 +110,12 @@ def map_size(model, images):
         return tuple(model(images[:1])["att_maps"].shape[-2:])
 
 
+def image_seed(seed, index):
+    """The seed of what is drawn for test image `index` under --seed: a different one for every pair (test
+    indices below 1,000,003)."""
+    return seed * 1_000_003 + int(index)
+
+
 def build_random(inputs):
     """The random floor: i.i.d. uniform noise at the map size, drawn from (seed, test index), so that an image
     gets the same map on a rerun, whatever the batch it is in."""
@@ -119,7 +125,7 @@ def build_random(inputs):
         import torch
         height, width = map_size(model, images)
         return torch.stack([torch.rand(height, width, generator=torch.Generator().manual_seed(
-            seed * 1_000_003 + int(index))) for index in indices])
+            image_seed(seed, index))) for index in indices])
     return saliency
 
 

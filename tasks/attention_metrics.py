@@ -29,7 +29,7 @@ from core.args import NOT_RUN_DEFINING, with_changes
 from core.errors import UserError
 from data.load_data import build_transform, load_rgb, make_loader, scan_test_folder
 from metrics.perturbation import cells_per_step, step_masks
-from metrics.saliency import OWN_MAPS, SourceInputs, live_own_maps, saliency_source
+from metrics.saliency import OWN_MAPS, SourceInputs, image_seed, live_own_maps, saliency_source
 from metrics.tasks import TaskContext, task as perturbation_task
 from models.heads import head_class
 from models.resnet import feature_map_side
@@ -191,6 +191,9 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
         # each process takes a contiguous share of the images; rank 0 gathers and writes
         first, last = distributed.shard_bounds(len(subset))
         mine, my_inds = subset[first:last], image_inds[first:last]
+        # a model may draw from torch's generator in its forward pass (BR-NPA's random vectors): seeded here and
+        # at every chunk, its results do not depend on what the process did before, nor on a resumption
+        torch.manual_seed(config.seed)
         preds = [int(pred) for images, _ in make_loader(mine, transform, config.att_metrics_batch_size,
                                                          config.num_workers, pin_memory(config))
                  for pred in forward(images.to(device)).argmax(dim=1).cpu()]
@@ -313,6 +316,7 @@ def resumable_records(task, forward, load_images, mine, saliencies, preds, steps
     bar = progress(range(len(mine)), task.key, initial=done)
     while done < len(mine):
         stop = min(done + chunk, len(mine))
+        torch.manual_seed(image_seed(config.seed, context.indices[done]))  # the chunk's first image
         computed = task.compute(forward, list(load_images(mine[done:stop])), saliencies[done:stop], preds[done:stop],
                                 step_cells, config.att_metrics_batch_size, order,
                                 dataclasses.replace(context, indices=list(context.indices[done:stop])))

@@ -357,6 +357,24 @@ def test_killed_curves_resume_exactly(setup, capsys):
     assert not (results / "e2e" / ".attMetrDel_br_npa_low_res.staging" / "partial.pth").exists()
 
 
+def test_curves_of_a_model_that_draws_random_numbers_do_not_depend_on_what_ran_before(setup):
+    """The BR-NPA ablation with random vectors draws from torch's global generator in every forward pass. Its
+    curves must not depend on what the process did before the task (run_models.py runs every task in one
+    process, a user may run the script alone): the second run follows 1000 other draws, and gives the same
+    curves and the same predicted classes."""
+    config, data, results = setup
+    model_id = "br_npa_high_res_random_vectors"
+    assert main("train.sh", config, data, results, model_id, "--optuna", "False") is None
+    dauc = (model_id, "--att_metrics_img_nb", "-1")
+    assert main("get_dauc_scores.sh", config, data, results, *dauc) is None
+    arrays = [results / "e2e" / f"attMetrDel_{model_id}{suffix}.npy" for suffix in ("", "_preds")]
+    first = [np.load(path) for path in arrays]
+    torch.rand(1000)  # what another task of the same process would have drawn
+    assert main("get_dauc_scores.sh", config, data, results, *dauc, "--overwrite", "True") is None
+    for path, before in zip(arrays, first):
+        assert np.array_equal(np.load(path), before)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MiB tmpfs: a real full disk. Skipped where mounting is not allowed."""
