@@ -357,11 +357,13 @@ def test_killed_curves_resume_exactly(setup, capsys):
     assert not (results / "e2e" / ".attMetrDel_br_npa_low_res.staging" / "partial.pth").exists()
 
 
-def test_curves_of_a_model_that_draws_random_numbers_do_not_depend_on_what_ran_before(setup):
+def test_curves_of_a_model_that_draws_random_numbers_do_not_depend_on_what_ran_before(setup, monkeypatch, capsys):
     """The BR-NPA ablation with random vectors draws from torch's global generator in every forward pass. Its
     curves must not depend on what the process did before the task (run_models.py runs every task in one
     process, a user may run the script alone): the second run follows 1000 other draws, and gives the same
-    curves and the same predicted classes."""
+    curves and the same predicted classes. Nor on a resumption: a third run crashes after its second progress
+    save (injected), and its rerun resumes and gives them too."""
+    from runs import results_io
     config, data, results = setup
     model_id = "br_npa_high_res_random_vectors"
     assert main("train.sh", config, data, results, model_id, "--optuna", "False") is None
@@ -371,6 +373,23 @@ def test_curves_of_a_model_that_draws_random_numbers_do_not_depend_on_what_ran_b
     first = [np.load(path) for path in arrays]
     torch.rand(1000)  # what another task of the same process would have drawn
     assert main("get_dauc_scores.sh", config, data, results, *dauc, "--overwrite", "True") is None
+    for path, before in zip(arrays, first):
+        assert np.array_equal(np.load(path), before)
+    os.remove(arrays[0])
+    real_save, saves = results_io.atomic_save_torch, []
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(args[0])
+        if len(saves) == 2:
+            raise Crash("killed after the second progress save")
+    monkeypatch.setattr(results_io, "atomic_save_torch", save_then_crash)
+    with pytest.raises(Crash):
+        main("get_dauc_scores.sh", config, data, results, *dauc)
+    monkeypatch.setattr(results_io, "atomic_save_torch", real_save)
+    capsys.readouterr()
+    assert main("get_dauc_scores.sh", config, data, results, *dauc) is None
+    assert "resuming the deletion curves" in capsys.readouterr().err
     for path, before in zip(arrays, first):
         assert np.array_equal(np.load(path), before)
 
