@@ -12,6 +12,7 @@ Values are {source: {test index: value}}; a score's direction is lower_is_better
 function of these values; analysis/summary.py writes and prints the results.
 """
 import dataclasses
+import itertools
 import math
 import warnings
 
@@ -79,6 +80,15 @@ def wilcoxon_p(a, b):
     return float(stats.wilcoxon(a, b).pvalue)
 
 
+def resample_counts(n, resamples, seed):
+    """(resamples, n) int: how often each of n items is drawn by each bootstrap resample of n draws with
+    replacement, from np.random.default_rng(seed) (the draws of scipy.stats.bootstrap with that generator)."""
+    draws = np.random.default_rng(seed).integers(0, n, (resamples, n))
+    counts = np.zeros((resamples, n), dtype=np.int32)
+    np.add.at(counts, (np.arange(resamples)[:, None], draws), 1)
+    return counts
+
+
 def bootstrap_medians(differences, resamples, seed):
     """Medians (P, resamples) of the bootstrap resamples of each row of differences (P pairs, n images): the
     same draws of n images with replacement for every row, the draws of scipy.stats.bootstrap (paired, seeded
@@ -86,9 +96,7 @@ def bootstrap_medians(differences, resamples, seed):
     gathered: counts[r, i] is how often resample r drew image i; in a row's sorted order, the k-th smallest
     value of resample r sits where the running count of r first reaches k. The tests compare with scipy."""
     pairs, n = differences.shape
-    draws = np.random.default_rng(seed).integers(0, n, (resamples, n))
-    counts = np.zeros((resamples, n), dtype=np.int32)
-    np.add.at(counts, (np.arange(resamples)[:, None], draws), 1)
+    counts = resample_counts(n, resamples, seed)
     order = np.argsort(differences, axis=1, kind="stable")  # (P, n)
     ordered = np.take_along_axis(differences, order, axis=1)
     medians = np.empty((pairs, resamples))
@@ -175,7 +183,7 @@ def compare_sources(values, lower_is_better, test="wilcoxon", resamples=1000, se
     if test not in TESTS:
         raise ValueError(f"the test must be one of {', '.join(TESTS)}, got '{test}'")
     sources = sorted(values)
-    pairs_of_sources = [(first, second) for i, first in enumerate(sources) for second in sources[i + 1:]]
+    pairs_of_sources = list(itertools.combinations(sources, 2))
     intervals = pair_intervals(values, pairs_of_sources, resamples, seed)
     pairs = [compare_pair(first, second, values, intervals[first, second]) for first, second in pairs_of_sources]
     for pair, welch in zip(pairs, welch_p_values(values, pairs_of_sources)):
@@ -269,9 +277,7 @@ def alpha_interval(ranks, resamples, seed):
     alpha = krippendorff_alpha(ranks)
     if math.isnan(alpha):
         return alpha, math.nan, math.nan
-    draws = np.random.default_rng(seed).integers(0, len(ranks), (resamples, len(ranks)))
-    multiplicity = np.zeros((resamples, len(ranks)))
-    np.add.at(multiplicity, (np.arange(resamples)[:, None], draws), 1)
+    multiplicity = resample_counts(len(ranks), resamples, seed).astype(np.float64)
     domain = np.unique(ranks)
     one_hot = (ranks[:, :, None] == domain).astype(np.float64)  # (N images, S sources, V values)
     value_counts = np.einsum("bn,nsv->bsv", multiplicity, one_hot)
@@ -367,7 +373,7 @@ def compare_seeds(means):
     experiment's images}}."""
     from analysis.statistics import t_half_width
     sources, result = sorted(means), []
-    pairs_of_sources = [(first, second) for i, first in enumerate(sources) for second in sources[i + 1:]]
+    pairs_of_sources = list(itertools.combinations(sources, 2))
     for (first, second), welch in zip(pairs_of_sources, welch_p_values(means, pairs_of_sources)):
         a, b, _, _ = paired_values(means[first], means[second])
         half = float(t_half_width(a - b)) if len(a) > 1 else math.nan
