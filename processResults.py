@@ -21,10 +21,15 @@ mean curves carry a band (the same interval, step by step). Written to
 Each column of the table says whether lower or higher is better.
 """
 import argparse
+import math
 import os
 
 from core.errors import UserError, run_main
-from core.options import REPO_ROOT, resolve_path, str2bool
+from core.options import REPO_ROOT, OneLineParser, resolve_path, str2bool
+
+# The fewest bootstrap resamples of a 95% percentile interval: with fewer, no resample lies beyond its 2.5% or
+# 97.5% point, and the interval is the range of a handful of draws.
+MIN_RESAMPLES = 40
 
 
 def main(argv=None):
@@ -33,8 +38,8 @@ def main(argv=None):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = OneLineParser(prog="processResults.py", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--exp_id", nargs="+", default=["CUB"],
                         help="experiment(s) whose results are read; several are aggregated (e.g. one per seed)")
     parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"), help="results root")
@@ -52,7 +57,7 @@ def build_parser():
                              "compare_<key>.csv holds both p-values either way")
     parser.add_argument("--resamples", type=int, default=1000,
                         help="resamples of each bootstrap interval (the median paired differences, "
-                             "Krippendorff's alpha)")
+                             f"Krippendorff's alpha), at least {MIN_RESAMPLES}")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
     return parser
 
@@ -61,8 +66,15 @@ def summarise(opts):
     """Check the experiments' folders, then summarise one experiment or several (analysis/summary.py)."""
     from analysis.summary import summarise_experiment, summarise_seeds  # here, so that --help needs no torch
     from runs import results_io
-    if opts.resamples < 1:
-        raise UserError(f"--resamples must be at least 1, got {opts.resamples}")
+    if opts.resamples < MIN_RESAMPLES:
+        raise UserError(f"--resamples must be at least {MIN_RESAMPLES} (a 95% percentile interval leaves 2.5% of the "
+                        f"resamples out on each side), got {opts.resamples}")
+    if not (math.isfinite(opts.tiny_clean_score) and opts.tiny_clean_score >= 0):
+        raise UserError(f"--tiny_clean_score must be a finite number, 0 or more (a softmax score), got "
+                        f"{opts.tiny_clean_score}")
+    repeated = sorted({exp_id for exp_id in opts.exp_id if opts.exp_id.count(exp_id) > 1})
+    if repeated:
+        raise UserError(f"--exp_id names {', '.join(repeated)} more than once: give each experiment once")
     results_dir, vis_dir = resolve_path(opts.results_dir), resolve_path(opts.vis_dir)
     for exp_id in opts.exp_id:
         exp_folder = results_io.exp_dir(results_dir, exp_id)

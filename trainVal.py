@@ -9,12 +9,15 @@ or compute its DAUC / IAUC curves.
 A problem the user can fix (an option, a data folder, a missing or inconsistent result file, a full
 disk) ends the run with one line, 'error: ...', and exit status 1; --debug True shows the traceback.
 """
-from core.args import parse_args
+import sys
+
+from core.args import given_options, parse_args
 from core.errors import run_main
 
 
-def run(args):
-    """The task the options ask for: DAUC / IAUC curves, a search, or a plain training run."""
+def run(args, given=frozenset()):
+    """The task the options ask for: DAUC / IAUC curves, a search, or a plain training run. given: the names of
+    the options written on the command line (an evaluation refuses those the trained run fixes)."""
     from core import runtime
     from data.load_data import load_samples
     from models.resnet import imagenet_state_dict
@@ -24,7 +27,7 @@ def run(args):
 
     if args.attention_metrics is not None:
         from tasks.attention_metrics import run_attention_metrics
-        run_attention_metrics(args)
+        run_attention_metrics(args, given)
         return
     samples = load_samples(data_config(args)[0])  # every data check runs before anything is written
     if args.pretrained:
@@ -37,13 +40,13 @@ def run(args):
         train_and_test(args, samples)
 
 
-def run_in_group(args):
-    """run(args), where a collective broken by another process's death (torchrun, several processes) is
+def run_in_group(args, given=frozenset()):
+    """run(args, given), where a collective broken by another process's death (torchrun, several processes) is
     reported as such, in one line: the message of the collective itself says only that a connection closed."""
     from core import distributed
     from core.errors import UserError
     try:
-        run(args)
+        run(args, given)
     except RuntimeError as error:
         if distributed.world_size() == 1 or not distributed.is_peer_failure(error):
             raise
@@ -52,10 +55,12 @@ def run_in_group(args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     from core import distributed
     distributed.setup(args.cuda)  # several processes when started by torchrun
-    run_main(lambda: run_in_group(args), args.debug, on_error=lambda: distributed.teardown(succeeded=False))
+    given = given_options(argv)
+    run_main(lambda: run_in_group(args, given), args.debug, on_error=lambda: distributed.teardown(succeeded=False))
     distributed.teardown()
 
 

@@ -310,9 +310,12 @@ def reliability(values, lower_is_better, resamples=1000, seed=0):
                        alpha, low, high)
 
 
-def reliability_words(alpha):
-    """What Krippendorff's thresholds say of an alpha."""
+def reliability_words(alpha, images=None, sources=None):
+    """What Krippendorff's thresholds say of an alpha (images, sources: the counts it was computed over, which
+    tell why an alpha is not computable)."""
     if math.isnan(alpha):
+        if images is not None and sources is not None and images >= 2 and sources >= 2:
+            return "not computable: the sources are tied on every image (no ranking to agree on)"
         return "not computable (fewer than 2 images or sources)"
     if alpha >= RELIABLE:
         return f"at least {RELIABLE}: the images rank the sources consistently"

@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from analysis.statistics import defined_mean
 from analysis.sets import (incomplete_models, landed_runs, load_task_sets, not_computed_notes, own_saliencies,
                            post_hoc_saliencies, score_values, test_folder_samples, test_values)
 from metrics.attention import sparsity
@@ -114,7 +115,7 @@ def seed_values(per_experiment):
             model_values = values.setdefault(model_id, {column: [] for column in COLUMNS})
             for column in COLUMNS:
                 if row.get(column) is not None:
-                    model_values[column].append(float(np.mean(row[column])))
+                    model_values[column].append(defined_mean(row[column]))
     return values
 
 

@@ -4,6 +4,8 @@ that made the model's landed files."""
 import json
 import os
 
+import numpy as np
+
 from core.errors import UserError
 from metrics.saliency import POST_HOC_NAMES, saliencies_from_maps
 from metrics.scores import SCORES
@@ -17,20 +19,27 @@ def landed_runs(exp_folder):
             for model_id in results_io.tested_model_ids(exp_folder)}
 
 
+# The arrays every set has besides its task's (tasks/attention_metrics.write_set): which images, and the
+# class each one's saliency explains.
+REQUIRED_ARRAYS = ("img_inds", "preds")
+
+
 def load_task_sets(exp_folder, task, landed):
     """({source id: {array name: array}}, notes) for every set of a perturbation task (metrics/tasks.py) in
     exp_folder, where the source is a model id (or '<model_id>-<method>'). Every set must come from the run
-    that made the model's landed files (landed: {model_id: LandedRun}). A set without its .json (its landing
-    was interrupted) is left out, with a note naming the command that finishes it. An array missing from a
-    set (one that an older version did not write) is missing from its dict."""
+    that made the model's landed files (landed: {model_id: LandedRun}), name this source and task in its
+    .json and hold REQUIRED_ARRAYS. A set without its .json (its landing was interrupted) is left out, with a
+    note naming the command that finishes it. An array missing from a set (one that an older version did not
+    write) is missing from its dict. Images with non-finite values (task.undefined_arrays may hold nan where a
+    value is not defined) are listed in the dict's 'non_finite' (test indices) and get a note."""
     results, notes = {}, []
     for source, path in results_io.task_file_names(exp_folder, task.key).items():
-        model_id, _ = results_io.parse_source_id(source, POST_HOC_NAMES)
+        model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
         if model_id not in landed:
-            raise UserError(f"{path} has no model beside it: '{model_id}' has no finished run in {exp_folder} "
-                            f"(train it with {lifecycle.train_command(None, model_id)}, or delete the file)")
+            raise UserError(unknown_source_message(exp_folder, source, path, model_id, method))
         model = landed[model_id]
         remake = model.curves_command(task.key, source)
+        repair = f"{remake} --overwrite True"  # a rerun without it takes the set's .json at its word
         paths = results_io.att_metrics_paths(exp_folder, source, task.key)
         if not os.path.exists(paths["meta"]):
             notes.append(f"the {task.description} of {source} are incomplete ({path} has no .json beside "
@@ -38,27 +47,65 @@ def load_task_sets(exp_folder, task, landed):
             continue
         try:
             with open(paths["meta"]) as file:
-                run_id = json.load(file)["run_id"]
-        except (OSError, ValueError, KeyError):
-            raise UserError(f"{path} has no readable metadata ({paths['meta']}): remake it with {remake}") from None
-        model.check_run_id(path, run_id, remake)
-        arrays = {name: results_io.read_array(array_path, remake) for name, array_path in paths.items()
+                meta = json.load(file)
+            run_id = meta["run_id"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserError(f"{path} has no readable metadata ({paths['meta']}): remake it with {repair}") from None
+        model.check_run_id(path, run_id, repair)
+        named = (meta.get("source", source), meta.get("metric", task.key))
+        if named != (source, task.key):
+            raise UserError(f"{paths['meta']} says its files are the {named[1]} set of {named[0]}, but they are named "
+                            f"as the {task.key} set of {source} (copied or renamed?): remake them with {repair}")
+        arrays = {name: results_io.read_array(array_path, repair) for name, array_path in paths.items()
                   if name != "meta" and os.path.exists(array_path)}
+        missing = [paths[name] for name in REQUIRED_ARRAYS if name not in arrays]
+        if missing:
+            raise UserError(f"the {task.description} of {source} lack {', '.join(missing)}: remake them with "
+                            f"{repair}")
         if len({len(array) for array in arrays.values()}) != 1:
             raise UserError(f"the files of the {task.description} of {source} ({path} and the files beside it) "
-                            f"hold different image counts: remake them with {remake}")
+                            f"hold different image counts: remake them with {repair}")
         curves = arrays.get("curves")
         if task.curve is not None and (curves.ndim != 3 or curves.shape[2] != 2):
-            raise UserError(f"{path} does not hold curves (shape {curves.shape}): remake it with {remake}")
+            raise UserError(f"{path} does not hold curves (shape {curves.shape}): remake it with {repair}")
+        arrays["non_finite"] = non_finite_images(arrays, task.undefined_arrays)
+        if len(arrays["non_finite"]):
+            notes.append(f"the {task.description} of {source} hold non-finite values for test images "
+                         f"{', '.join(map(str, arrays['non_finite'].tolist()))}: those images are left out of every "
+                         f"score of this set; {repair} computes it again")
         results[source] = arrays
     return results, notes
+
+
+def non_finite_images(arrays, undefined_arrays=()):
+    """Test indices (sorted, int array) of the images of a set whose float arrays hold a nan or an inf, the nans
+    of undefined_arrays (values that may be undefined, such as SSIM of a tiny map) aside. arrays: {array name:
+    (N, ...) array} with 'img_inds' (N,)."""
+    bad = np.zeros(len(arrays["img_inds"]), dtype=bool)
+    for name, array in arrays.items():
+        if name == "img_inds" or array.dtype.kind != "f":
+            continue
+        flagged = ~np.isnan(array) & ~np.isfinite(array) if name in undefined_arrays else ~np.isfinite(array)
+        bad |= flagged.reshape(len(array), -1).any(axis=1)
+    return np.sort(np.asarray(arrays["img_inds"])[bad]).astype(np.int64)
+
+
+def unknown_source_message(exp_folder, source, path, model_id, method):
+    """The error for a set whose source names no landed model: a model to train, or a name this code does not
+    read (a '-' suffix that is no post-hoc method)."""
+    if method is None and "-" in source:
+        suffix = source.rpartition("-")[2]
+        return (f"{path} is not a file of this code: '{suffix}' is not a post-hoc method (one of "
+                f"{', '.join(POST_HOC_NAMES)}); move or delete the file")
+    return (f"{path} has no model beside it: '{model_id}' has no finished run in {exp_folder} (train it with "
+            f"{lifecycle.train_command(None, model_id)}, or delete the file)")
 
 
 def score_values(sets, landed):
     """({score name: {source: per-image values (N,)}}, {score name: {source: per-image denominators (N,)}} for
     the ratio scores, notes) of every score of metrics/scores.py, from the sets of its task (sets: {task key:
     load_task_sets result}). A set that lacks an array a score needs gets a note with the command that
-    computes it again, instead of a value."""
+    computes it again, instead of a value; the images of the set's 'non_finite' get nan (left out)."""
     values, denominators, notes = {name: {} for name in SCORES}, {}, []
     for score in SCORES.values():
         for source, arrays in sets[score.task].items():
@@ -69,9 +116,11 @@ def score_values(sets, landed):
                              f"{', '.join(missing)} (an older version wrote them): run "
                              f"{landed[model_id].curves_command(score.task, source)} to compute them again")
                 continue
-            values[score.name][source] = score.per_image(arrays)
+            left_out = np.isin(arrays["img_inds"], arrays.get("non_finite", ()))
+            values[score.name][source] = np.where(left_out, np.nan, score.per_image(arrays))
             if score.denominator is not None:
-                denominators.setdefault(score.name, {})[source] = score.denominator(arrays)
+                denominators.setdefault(score.name, {})[source] = np.where(left_out, np.nan,
+                                                                           score.denominator(arrays))
     return values, denominators, notes
 
 

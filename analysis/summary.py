@@ -12,11 +12,12 @@ from analysis.experiment import COLUMNS, experiment_rows, indexed_values, seed_v
 from analysis.plots import (plot_agreement, plot_band_curves, plot_critical_difference, plot_mean_curves,
                             plot_sanity_curves, plot_ttest)
 from analysis.sets import SANITY_TASK, sanity_stages, source_saliencies
-from analysis.statistics import mean_ci, welch_matrix
+from analysis.statistics import defined, defined_mean, defined_median, mean_ci, welch_matrix
 from analysis.tables import (chance_note, comparison_notes, directions, fmt, fmt_number, header_names,
                              print_incomplete, print_table, reliability_lines, tiny_denominator_notes,
                              write_agreement_csv, write_comparison_csv, write_experiment_csvs, write_reliability_csv,
                              write_seed_comparison_csv, write_summary_runs)
+from core.errors import UserError
 from metrics.localisation import LOCALISATION_SCORES
 from metrics.saliency import POST_HOC_NAMES
 from metrics.scores import SCORES
@@ -43,7 +44,8 @@ class Summary:
 
 
 def mean_cell(values):
-    """(text, value) of a column's cell: the mean and 95% interval of values, '-' without values."""
+    """(text, value) of a column's cell: the mean and 95% interval of the finite values, '-' without any."""
+    values = None if values is None else defined(values)
     if values is None or len(values) == 0:
         return "-", None
     mean, half = mean_ci(values)
@@ -183,9 +185,9 @@ def experiment_summary(experiment, tiny_clean_score, best=None, floor=None):
             text, value = mean_cell(row.get(name))
             cells.append((text + marks(source, name, best, floor), value))
             if score.denominator:
-                median = float(np.median(row[name])) if name in row else None
+                median = defined_median(row[name]) if name in row and len(defined(row[name])) else None
                 cells.append((fmt(median), median))
-        counts = sorted({len(row[name]) for name in SCORES if name in row})
+        counts = sorted({len(defined(row[name])) for name in SCORES if name in row and len(defined(row[name]))})
         cells.append(("/".join(map(str, counts)) or "-", counts[0] if counts else None))
         cells += [(fmt(row.get(name)), row.get(name)) for name in LOCALISATION_SCORES]
         table.append((source, cells))
@@ -344,6 +346,7 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
     summary_id = "+".join(exp_ids)
     summary_folder, vis_folder = results_io.exp_dir(results_dir, summary_id), results_io.exp_dir(vis_dir, summary_id)
     experiments = {exp_id: experiment_rows(results_io.exp_dir(results_dir, exp_id)) for exp_id in exp_ids}
+    check_distinct_runs(experiments)
     statistics = {}
     for exp_id, experiment in experiments.items():
         write_experiment_csvs(results_io.exp_dir(results_dir, exp_id), experiment.rows)
@@ -384,6 +387,18 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
              (pairs, reliability, test)) if report else None)
 
 
+def check_distinct_runs(experiments):
+    """UserError where two experiments ({exp id: Experiment}) hold the same run of a model: one folder is a copy
+    of the other, and counting it twice would make every interval over the seeds too narrow."""
+    seen = {}
+    for exp_id, experiment in experiments.items():
+        for model_id, run_id in sorted(experiment.run_ids.items()):
+            if run_id in seen:
+                raise UserError(f"{seen[run_id]} and {exp_id} hold the same run of '{model_id}' (run {run_id}): one "
+                                f"folder is a copy of the other, not another seed; give each seed's experiment once")
+            seen[run_id] = exp_id
+
+
 def per_seed_means(experiments):
     """{score name: {source: {exp id: the score's mean over the experiment's images}}}."""
     means = {}
@@ -391,7 +406,7 @@ def per_seed_means(experiments):
         for source, row in experiment.rows.items():
             for name in SCORES:
                 if name in row:
-                    means.setdefault(name, {}).setdefault(source, {})[exp_id] = float(np.mean(row[name]))
+                    means.setdefault(name, {}).setdefault(source, {})[exp_id] = defined_mean(row[name])
     return means
 
 

@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from analysis.statistics import defined_mean, defined_median
 from metrics.scores import SCORES
 from runs import results_io
 
@@ -63,7 +64,7 @@ def write_score_csvs(exp_folder, score, aucs):
     image's value) of a score."""
     paths = results_io.summary_paths(exp_folder, score.key)
     ratio = score.denominator is not None  # a ratio score's mean can hang on one image: its median goes beside it
-    rows = [[model_id, float(values.mean())] + ([float(np.median(values))] if ratio else [])
+    rows = [[model_id, defined_mean(values)] + ([defined_median(values)] if ratio else [])
             for model_id, values in sorted(aucs.items())]
     results_io.atomic_write_csv(paths["mean"], ["model_id", "mean"] + (["median"] if ratio else []), rows)
     width = max(len(values) for values in aucs.values())
@@ -158,5 +159,6 @@ def reliability_lines(reliability):
     """One line per score: Krippendorff's alpha of the images' rankings of the sources, and what it says."""
     from analysis.comparisons import reliability_words
     return [f"{name}: alpha {fmt_number(item.alpha)} [{fmt_number(item.low)}, {fmt_number(item.high)}] over "
-            f"{item.images} images and {len(item.sources)} sources, {reliability_words(item.alpha)}"
+            f"{item.images} images and {len(item.sources)} sources, "
+            f"{reliability_words(item.alpha, item.images, len(item.sources))}"
             for name, item in reliability.items()]

@@ -13,8 +13,8 @@ import os
 import re
 import sys
 
-from core.options import (REPO_ROOT, Option, SearchSpace, at_least, non_negative, optional_bool, optional_int,
-                          optional_str, positive, resolve_path, str2bool, table_names, within)
+from core.options import (REPO_ROOT, OneLineParser, Option, SearchSpace, at_least, non_negative, optional_bool,
+                          optional_int, optional_str, positive, resolve_path, str2bool, table_names, within)
 from metrics.saliency import POST_HOC_NAMES, SOURCES
 from metrics.tasks import TASKS
 
@@ -217,13 +217,6 @@ SEARCHABLE = tuple(option.name for option in sorted((option for option in OPTION
 NOT_RUN_DEFINING = {"config"} | {name for name, option in OPTIONS.items() if not option.run_defining}
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports an error in one line instead of the whole usage block."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (python3 {self.prog} --help lists the options)\n")
-
-
 def build_parser():
     parser = OneLineParser(
         prog="trainVal.py", description="Train / evaluate BR-NPA, B-CNN and CNN models (see README.md).",
@@ -296,6 +289,15 @@ def parse_args(argv=None):
     resolve_derived(args)
     check_args(args, parser)
     return args
+
+
+def given_options(argv):
+    """The names of the options written in argv (a command line parse_args accepted), not those that come from
+    the config file or the defaults."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return frozenset(vars(parser.parse_args(argv))) - {"config"}
 
 
 def resolve_derived(args):

@@ -59,15 +59,24 @@ def disk_full_cause(error):
     return None
 
 
+# The errors of a file the system refuses to open or write: no permission, a read-only file system.
+REFUSED_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 @contextlib.contextmanager
 def disk_full_as_user_error():
     """Turn any error caused by a full disk (an OSError, torch's or SQLite's message, optuna's assertion
-    after a failed storage write) into DiskFullError."""
+    after a failed storage write) into DiskFullError, and a file the system refuses (no permission, a read-only
+    folder) into a UserError naming it."""
     try:
         yield
     except UserError:
         raise
     except Exception as error:
+        if isinstance(error, OSError) and error.errno in REFUSED_ERRNOS:
+            raise UserError(f"the system refuses access to {error.filename or 'a file'} ({error.strerror}): check the "
+                            f"permissions of its folder (results must be writable: work on a copy of a read-only "
+                            f"experiment in another --results_dir)") from error
         cause = disk_full_cause(error)
         if cause is None:
             raise

@@ -21,6 +21,13 @@ def resolve_path(path):
     return path if os.path.isabs(path) else os.path.join(REPO_ROOT, path)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports an error in one line instead of the whole usage block."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (python3 {self.prog} --help lists the options)\n")
+
+
 def str2bool(value):
     """Parse the booleans written in the configs and scripts: True / False."""
     if isinstance(value, bool):

@@ -15,13 +15,16 @@ from metrics.perturbation import min_max
 
 def pearson_rows(first, second):
     """Pearson correlation of each row of first with the same row of second; 0 for a row where either is
-    constant (zero variance: the sequence says nothing about the other). first, second: (N, T). Returns (N,)."""
+    constant (zero variance: the sequence says nothing about the other); nan for a row holding a nan or an inf.
+    first, second: (N, T). Returns (N,)."""
     first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
     first = first - first.mean(axis=1, keepdims=True)
     second = second - second.mean(axis=1, keepdims=True)
     norms = np.sqrt((first ** 2).sum(axis=1) * (second ** 2).sum(axis=1))
     products = (first * second).sum(axis=1)
-    return np.divide(products, norms, out=np.zeros(len(first)), where=norms > 0)
+    correlations = np.divide(products, norms, out=np.zeros(len(first)), where=norms > 0)
+    correlations[~np.isfinite(norms) | ~np.isfinite(products)] = np.nan
+    return correlations
 
 
 def score_changes(start_scores, curves, deletion):

@@ -22,7 +22,9 @@ states:
 - forwards_per_image(step_nb) -> the images it passes through the model per evaluated image (to size the
   chunks between two saves of progress);
 - curve_key: the key of a curve task's CurveMetric (metrics/curves.py), whose `curve` is used for the
-  mean-curve plots; None otherwise.
+  mean-curve plots; None otherwise;
+- undefined_arrays: the arrays that may hold nan where a value is not defined (SSIM of a map under 3 x 3);
+  any other non-finite value makes processResults.py leave the image out of the set's scores, with a note.
 
 Adding a task means writing its compute function, adding one PerturbationTask here and its script; its
 scores go to metrics/scores.py. trainVal.py --help reads this table, so it imports no torch at its top: a
@@ -61,6 +63,7 @@ class PerturbationTask:
     forwards_per_image: Callable
     curve_key: Optional[str] = None
     options: tuple = ()
+    undefined_arrays: tuple = ()
 
     @property
     def curve(self):
@@ -112,7 +115,8 @@ TASKS = {task.key: task for task in [
                                      "sanity: the stages re-initialised one after the other, cumulatively, "
                                      "comma-separated", run_defining=False,
                                      valid=lambda value: bool(value) and set(value.split(",")) <= set(SANITY_STAGES),
-                                     expected=f"stages among {', '.join(SANITY_STAGES)}, comma-separated"),)),
+                                     expected=f"stages among {', '.join(SANITY_STAGES)}, comma-separated"),),
+                     undefined_arrays=("mprt_ssim",)),
 ]}
 
 

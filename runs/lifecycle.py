@@ -31,7 +31,7 @@ from typing import Callable
 
 from runs import results_io
 from core.args import (NOT_RUN_DEFINING, RUN_METADATA, SEARCHABLE, build_parser, load_run_config, read_config_file,
-                  resolve_derived)
+                       resolve_derived, with_changes)
 from runs.checkpoints import load_weights, read_checkpoint
 from core.errors import DiskFullError, LockedError, NotTrainedError, UserError
 from core.options import resolve_path
@@ -361,6 +361,10 @@ class LandedRun:
         except ValueError as error:  # an option this version does not know, or a value it refuses
             raise NotTrainedError(f"cannot read {self.config_file} ({error}): it was written by another version "
                                   f"of this code; remake the model with {remake_from_command()}") from None
+        # the folder it was read from, not the one it was trained in: in a copied or moved experiment, the hints
+        # and what is computed from the run go to this folder
+        folder = os.path.abspath(exp_folder)
+        self.args = with_changes(self.args, results_dir=os.path.dirname(folder), exp_id=os.path.basename(folder))
         self.config = getattr(args, "config", None) or self.metadata.get("config")
         self.check_run_id(self.config_file, self.metadata.get("run_id"))
 

@@ -37,6 +37,10 @@ from core.runtime import autocast, data_config, get_device, memory_format, pin_m
 
 # Progress is saved about this many times over a run (and never less often than every image).
 SAVES_PER_RUN = 20
+# The run-defining options an evaluation takes from its own command: which experiment and model, the seed of the
+# set (which images, the random draws of a source or task: another seed makes another set), the bf16 switch of
+# the forward passes, and the search switch the scripts pass. The others are the trained run's.
+EVALUATION_OPTIONS = frozenset({"exp_id", "model_id", "seed", "amp_eval", "optuna"})
 
 
 def partial_name(rank, world_size):
@@ -51,12 +55,28 @@ def choose_images(image_nb, total, seed):
     return np.sort(np.random.default_rng(seed).choice(total, size=image_nb, replace=False))
 
 
-def curve_args(args, landed):
+def curve_args(args, landed, given=frozenset()):
     """The options the model was trained with, but for those that do not define a run (DAUC / IAUC
     options, device, paths), --amp_eval and the experiment, which come from this command: the curves go
-    to the folder the user named, even where the run was trained under another exp_id (a copied folder)."""
+    to the folder the user named, even where the run was trained under another exp_id (a copied folder);
+    and --seed where the command gives it (given: the options written on the command line)."""
     own = {key: getattr(args, key) for key in NOT_RUN_DEFINING | {"amp_eval", "exp_id"} if hasattr(args, key)}
+    if "seed" in given:
+        own["seed"] = args.seed
     return with_changes(landed.args, **own)
+
+
+def check_fixed_options(args, landed, given):
+    """UserError naming the run-defining options written on the command line (given) with another value than
+    the trained run's: an evaluation computes with the trained run's options and would ignore them."""
+    fixed = sorted(name for name in given - NOT_RUN_DEFINING - EVALUATION_OPTIONS
+                   if hasattr(landed.args, name) and getattr(args, name) != getattr(landed.args, name))
+    if fixed:
+        values = ", ".join(f"--{name} {getattr(args, name)} (trained: {getattr(landed.args, name)})" for name in fixed)
+        these, them = ("these", "them") if len(fixed) > 1 else ("this", "it")
+        raise UserError(f"{values}: the trained run of '{landed.model_id}' fixes {these} ({landed.config_file}), and "
+                        f"an evaluation computes with the trained model as it is; drop {them}, or train a model with "
+                        f"{them}")
 
 
 def few_step_nb(config):
@@ -113,12 +133,14 @@ def saved_signature(paths):
         return None
 
 
-def run_attention_metrics(args):
+def run_attention_metrics(args, given=frozenset()):
     """The task of --attention_metrics on --att_metrics_img_nb test images, for the model's own maps or for a
-    post-hoc saliency of it with --att_metrics_post_hoc (see the module docstring)."""
+    post-hoc saliency of it with --att_metrics_post_hoc (see the module docstring). given: the names of the
+    options written on the command line."""
     exp_folder = results_io.exp_dir(args.results_dir, args.exp_id)
     landed = lifecycle.LandedRun(exp_folder, args.model_id, args)
-    config = curve_args(args, landed)
+    check_fixed_options(args, landed, given)
+    config = curve_args(args, landed, given)
     test_samples = scan_test_folder(config.data_dir, config.dataset_test, config.class_nb)
     att_maps = results_io.read_array(landed.paths["att_maps"], landed.remake)
     norms = results_io.read_array(landed.paths["norm"], landed.remake)
@@ -180,7 +202,7 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
     stage = lifecycle.curve_stage(exp_folder, source_id, task.key)
     partial = os.path.join(stage.folder, partial_name(distributed.rank(), distributed.world_size()))
     with distributed.main_only(stage.opened()):
-        if plan_set(stage, paths, partial, task, signature, config) == "done":
+        if plan_set(stage, paths, partial, task, signature, config, landed) == "done":
             if distributed.is_main():
                 print(f"the {task.description} of {source_id} are already computed from run {landed.run_id} with "
                       f"these options: {paths[task.arrays[0]]} (--overwrite True computes them again)")
@@ -203,7 +225,7 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
         if saliencies and tuple(saliencies[0].shape) != tuple(map_size):
             raise ValueError(f"the {source_id} saliency is {tuple(saliencies[0].shape)}, the model's maps "
                              f"{tuple(map_size)}")
-        order = getattr(saliency, "order", step_masks)  # the cells' order a source may impose
+        order = source_order(saliency)
         live = saliency if source.post_hoc else live_own_maps(inputs.head)  # for a task that changes the model
         context = TaskContext(model, live, my_inds, config.seed, {option.name: getattr(config, option.name)
                                                                   for option in task.options})
@@ -222,6 +244,12 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
     print(f"{task.description} of {len(subset)} images{steps} -> {paths[task.arrays[0]]}")
 
 
+def source_order(saliency):
+    """The order of the cells a source imposes (its 'order' attribute: the released saliency's tie order), or
+    the default one, metrics.perturbation.step_masks."""
+    return getattr(saliency, "order", step_masks)
+
+
 def set_signature(landed, source, inputs, image_inds, step_cells, config):
     """(identity: what names the source's results, signature: what defines the set; a set or saved progress of
     another signature is computed again)."""
@@ -230,8 +258,9 @@ def set_signature(landed, source, inputs, image_inds, step_cells, config):
     task_values = {option.name: getattr(config, option.name)
                    for option in perturbation_task(config.attention_metrics).options}
     identity.update(task_values)
-    signature = {"run_id": landed.run_id, "images": image_inds.tolist(), "step_cells": step_cells,
-                 "batch_size": config.att_metrics_batch_size, "amp_eval": config.amp_eval, **identity}
+    signature = {"run_id": landed.run_id, "images": image_inds.tolist(), "seed": config.seed,
+                 "step_cells": step_cells, "batch_size": config.att_metrics_batch_size, "amp_eval": config.amp_eval,
+                 **identity}
     return identity, signature
 
 
@@ -267,16 +296,41 @@ def model_io(model, device, layout, transform, test_samples, config):
     return forward, load_images, test_images
 
 
-def plan_set(stage, paths, partial, task, signature, config):
+def plan_set(stage, paths, partial, task, signature, config, landed):
     """'done', 'resume' or 'fresh' (lifecycle.plan), decided by rank 0 from the landed set and the progress saved in
-    the staging folder, and told to the other processes; 'fresh' empties the staging folder."""
+    the staging folder, and told to the other processes; 'fresh' empties the staging folder. A landed set of
+    the same run is replaced by one of fewer images only with --overwrite True, or by resuming a replacement
+    that was started with it (UserError otherwise)."""
     decision = None
     if distributed.is_main():
+        saved = saved_signature(paths)
+        if saved is not None:
+            saved.setdefault("seed", landed.args.seed)  # a set written before the seed was in its signature
         staged_signature = read_partial(partial, task.arrays, explain=True)[0]
-        decision = lifecycle.plan(saved_signature(paths), signature, staged_signature, config.overwrite, config.resume)
-        if decision == "fresh":
-            stage.fresh()
-    return distributed.broadcast(decision)
+        resuming = config.resume and staged_signature == signature
+        refusal = None if config.overwrite or resuming else replacement_refusal(saved, signature, task, paths)
+        if refusal is not None:
+            decision = {"refused": refusal}
+        else:
+            decision = lifecycle.plan(saved, signature, staged_signature, config.overwrite, config.resume)
+            if decision == "fresh":
+                stage.fresh()
+    decision = distributed.broadcast(decision)
+    if isinstance(decision, dict):
+        raise UserError(decision["refused"])
+    return decision
+
+
+def replacement_refusal(saved, wanted, task, paths):
+    """The message refusing to replace a landed set of the same run (saved: its signature, or None) by one of
+    fewer images (wanted), which would lose the images only it covers; None otherwise."""
+    if saved is None or saved.get("run_id") != wanted["run_id"]:
+        return None
+    if len(wanted["images"]) >= len(saved.get("images", [])):
+        return None
+    return (f"the {task.description} in {paths[task.arrays[0]]} cover {len(saved['images'])} test images (seed "
+            f"{saved.get('seed')}); this command asks for {len(wanted['images'])} and would replace them: add "
+            f"--overwrite True to replace them, or give the --att_metrics_img_nb they were computed with")
 
 
 def set_saliencies(saliency, model, load_images, mine, preds, my_inds, bounds, source, exp_folder, source_id,
@@ -287,7 +341,9 @@ def set_saliencies(saliency, model, load_images, mine, preds, my_inds, bounds, s
     if not source.post_hoc:
         return compute_saliencies(saliency, model, load_images, mine, preds, my_inds, batch_size)
     maps_paths = results_io.post_hoc_maps_paths(exp_folder, source_id)
-    maps_signature = {key: value for key, value in signature.items() if key not in ("step_cells", "batch_size")}
+    # the set's seed changes a source's maps only where the source names it among what identifies them
+    left_out = ("step_cells", "batch_size") + (() if "seed" in source.identity else ("seed",))
+    maps_signature = {key: value for key, value in signature.items() if key not in left_out}
     saved = saved_post_hoc_maps(maps_paths, maps_signature)
     if saved is not None:
         return saved[bounds[0]:bounds[1]]

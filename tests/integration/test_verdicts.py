@@ -1,0 +1,209 @@
+"""Verdicts that used to be wrong without a sign, hints that led nowhere and sets lost without asking, each
+reproduced on a tiny trained CNN with deletion curves of 4 of its 15 test images (one training, copied for
+each test)."""
+import csv
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import processResults
+import trainVal
+from model_ids import model_options
+
+CNN = ["--model_id", "cnn", *model_options("cnn"), "--optuna", "False"]
+
+
+@pytest.fixture(scope="module")
+def trained_once(tiny_synth, tmp_path_factory):
+    """A results folder with the tiny cnn and its deletion curves on 4 images (seed 1), made once."""
+    root = tmp_path_factory.mktemp("verdicts")
+    config = root / "tiny.config"
+    from helpers import TINY_CONFIG
+    config.write_text(TINY_CONFIG)
+    common = ["-c", str(config), "--data_dir", tiny_synth, "--results_dir", str(root / "results"), *CNN]
+    trainVal.main(common)
+    trainVal.main(common + ["--attention_metrics", "Del"])
+    return common, root / "results"
+
+
+@pytest.fixture
+def trained(trained_once, tmp_path):
+    """(argv common to the commands, results dir) of a copy of trained_once's results for this test."""
+    common, results = trained_once
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    return [word if word != str(results) else str(copy) for word in common], copy
+
+
+def error_of(main, argv):
+    """The one-line message a main ends with (SystemExit), or a failure if it ends otherwise."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    message = str(exit_.value.code)
+    assert message.startswith("error: ") and "\n" not in message, message
+    return message
+
+
+def process(results, *exp_ids, more=()):
+    return ["--exp_id", *exp_ids, "--results_dir", str(results), "--vis_dir", str(results / "vis"), *more]
+
+
+def read_row(path, model_id):
+    with open(path, newline="") as file:
+        return next(row for row in csv.reader(file) if row[0] == model_id)[1:]
+
+
+def test_a_copied_experiment_is_not_another_seed(trained):
+    _, results = trained
+    shutil.copytree(results / "e2e", results / "e2e_copy")
+    message = error_of(processResults.main, process(results, "e2e", "e2e_copy"))
+    assert "e2e and e2e_copy hold the same run of 'cnn'" in message
+    assert "more than once" in error_of(processResults.main, process(results, "e2e", "e2e"))
+    assert not (results / "e2e+e2e_copy").exists()  # refused before anything was written
+
+
+def test_a_non_finite_value_is_named_and_left_out_of_that_image_scores(trained, capsys):
+    """The image's DAUC and DC are left out (nan in the per-image CSVs, not 0) and the means are over the other
+    images, as computed from the values before the nan was planted; a note names the image."""
+    _, results = trained
+    folder = results / "e2e"
+    processResults.main(process(results, "e2e"))
+    before = {key: [float(v) for v in read_row(folder / f"attMetrics_{key}_pop.csv", "cnn")] for key in ("Del", "DC")}
+    curves = np.load(folder / "attMetrDel_cnn.npy")
+    curves[1, 2, 1] = np.nan
+    np.save(folder / "attMetrDel_cnn.npy", curves)
+    test_index = int(np.load(folder / "attMetrDel_cnn_imgInds.npy")[1])
+    capsys.readouterr()
+    processResults.main(process(results, "e2e"))
+    out = capsys.readouterr().out
+    note = next(line for line in out.splitlines() if "non-finite" in line)
+    assert f"test images {test_index}:" in note and "--overwrite True" in note
+    for key in ("Del", "DC"):
+        after = [float(v) for v in read_row(folder / f"attMetrics_{key}_pop.csv", "cnn")]
+        assert np.isnan(after[1]) and np.allclose(np.delete(after, 1), np.delete(before[key], 1))
+        mean = float(read_row(folder / f"attMetrics_{key}.csv", "cnn")[0])
+        assert mean == pytest.approx(np.mean(np.delete(before[key], 1)))
+    table_row = next(line for line in out.splitlines() if line.startswith("cnn "))
+    assert " 3 " in f" {table_row} "  # n: 3 images
+
+
+def test_the_seed_of_an_evaluation_makes_another_set(trained, capsys):
+    """--seed picks the images (and seeds the draws) of a set: it is not ignored (the set is computed again
+    with it, not found 'already computed'); an option the trained run fixes is refused."""
+    common, results = trained
+    folder = results / "e2e"
+    trainVal.main(common + ["--attention_metrics", "Del", "--seed", "5"])
+    expected = np.sort(np.random.default_rng(5).choice(15, size=4, replace=False))
+    assert np.load(folder / "attMetrDel_cnn_imgInds.npy").tolist() == expected.tolist()
+    assert json.loads((folder / "attMetrDel_cnn.json").read_text())["signature"]["seed"] == 5
+    capsys.readouterr()
+    trainVal.main(common + ["--attention_metrics", "Del", "--seed", "5"])
+    assert "already computed" in capsys.readouterr().out
+    message = error_of(trainVal.main, common + ["--attention_metrics", "Del", "--img_size", "64", "--lr", "0.5"])
+    assert "--img_size 64 (trained: 32), --lr 0.5 (trained: 0.003)" in message and "fixes these" in message
+
+
+def test_the_random_floor_seed_makes_another_set(trained):
+    common, results = trained
+    floor = common + ["--attention_metrics", "Del", "--att_metrics_post_hoc", "random", "--att_metrics_img_nb", "-1"]
+    trainVal.main(floor)
+    first = np.load(results / "e2e" / "attMapscnn-random_test.npy")
+    trainVal.main(floor + ["--seed", "5"])
+    second = np.load(results / "e2e" / "attMapscnn-random_test.npy")
+    assert first.shape == second.shape and not np.array_equal(first, second)
+
+
+def test_a_smaller_rerun_keeps_the_larger_set(trained):
+    common, results = trained
+    message = error_of(trainVal.main, common + ["--attention_metrics", "Del", "--att_metrics_img_nb", "2"])
+    assert "cover 4 test images (seed 1)" in message and "--overwrite True" in message
+    assert len(np.load(results / "e2e" / "attMetrDel_cnn.npy")) == 4
+    trainVal.main(common + ["--attention_metrics", "Del", "--att_metrics_img_nb", "2", "--overwrite", "True"])
+    assert len(np.load(results / "e2e" / "attMetrDel_cnn.npy")) == 2
+
+
+def test_a_set_under_another_name_or_without_its_indices_is_refused(trained):
+    _, results = trained
+    folder = results / "e2e"
+    for name in os.listdir(folder):
+        if name.startswith("attMetrDel_cnn"):
+            shutil.copy(folder / name, folder / name.replace("attMetrDel_cnn", "attMetrDel_cnn-center"))
+    message = error_of(processResults.main, process(results, "e2e"))
+    assert "Del set of cnn, but they are named as the Del set of cnn-center" in message
+    for name in os.listdir(folder):
+        if name.startswith("attMetrDel_cnn-center"):
+            os.remove(folder / name)
+    os.remove(folder / "attMetrDel_cnn_imgInds.npy")
+    message = error_of(processResults.main, process(results, "e2e"))
+    assert "attMetrDel_cnn_imgInds.npy" in message and "--overwrite True" in message
+    assert not (folder / "attMetrics_Del.csv").exists()  # refused before any CSV was written
+
+
+def test_hints_name_the_folder_processed_and_work(trained, capsys):
+    """A truncated set in a copied experiment: the hint names the copy and --overwrite True, and running it
+    repairs the set there (the original is left as it was)."""
+    common, results = trained
+    shutil.copytree(results / "e2e", results / "moved")
+    path = results / "moved" / "attMetrDel_cnn.npy"
+    path.write_bytes(path.read_bytes()[:100])
+    message = error_of(processResults.main, process(results, "moved"))
+    hint = message.split("remake it with ", 1)[1].rstrip(")")
+    assert "--exp_id moved" in hint and hint.endswith("--overwrite True") and "e2e" not in hint
+    original = sorted(os.listdir(results / "e2e"))
+    trainVal.main(common + hint.split("./get_dauc_scores.sh cnn", 1)[1].split())
+    processResults.main(process(results, "moved"))
+    assert sorted(os.listdir(results / "e2e")) == original
+
+
+def test_a_stray_file_is_named_as_such(trained):
+    _, results = trained
+    shutil.copy(results / "e2e" / "attMetrDel_cnn.npy", results / "e2e" / "attMetrDel_cnn-bogus.npy")
+    message = error_of(processResults.main, process(results, "e2e"))
+    assert "'bogus' is not a post-hoc method" in message and "train" not in message
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--tiny_clean_score", "-1", "finite number, 0 or more"), ("--tiny_clean_score", "nan", "finite number"),
+    ("--resamples", "1", "at least 40")])
+def test_process_results_options_are_checked_in_one_line(trained, option, value, expected):
+    _, results = trained
+    assert expected in error_of(processResults.main, process(results, "e2e", more=(option, value)))
+
+
+def test_process_results_option_errors_are_one_line(trained, capsys):
+    """argparse's errors too: one line, as trainVal.py's, not the usage block."""
+    _, results = trained
+    with pytest.raises(SystemExit):
+        processResults.main(process(results, "e2e", more=("--test", "bogus")))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "invalid choice" in lines[0]
+
+
+def test_center_sigma_inf_is_refused(trained, capsys):
+    """(A finite width that still gives a constant map: tests/unit/test_small_rules.py.)"""
+    common, _ = trained
+    center = common + ["--attention_metrics", "Del", "--att_metrics_post_hoc", "center"]
+    with pytest.raises(SystemExit):
+        trainVal.main(center + ["--center_sigma", "inf"])
+    assert "must be a positive finite number, got inf" in capsys.readouterr().err
+
+
+def test_a_read_only_experiment_is_one_line(trained):
+    """An experiment folder the system refuses to write (made immutable: root writes through file modes): the
+    curve script and processResults end with one line naming the folder's file, not a traceback."""
+    import subprocess
+    from helpers import skip_unless_ci
+    common, results = trained
+    folder = results / "e2e"
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        skip_unless_ci("chattr cannot make a folder immutable here")
+    try:
+        message = error_of(trainVal.main, common + ["--attention_metrics", "Add"])
+        assert str(folder) in message and "permissions" in message
+        message = error_of(processResults.main, process(results, "e2e"))
+        assert str(folder) in message and "permissions" in message
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
