@@ -1,0 +1,290 @@
+"""Small rules that a one-line slip could break while every end-to-end number still looks plausible: each is
+checked here in well under a second against a hand-worked value or an independent computation (the
+helpers of the tables, the floors, the sanity checks, the released data rules, progress and the report)."""
+import json
+import math
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from analysis import comparisons
+from analysis.comparisons import PairedComparison
+
+
+def pair(first, second, better="", p=0.01, p_holm=0.03):
+    return PairedComparison(first, second, 10, 0, 0, 0.0, 0.0, 0.0, 0.5, p, 0.5, p_holm, better)
+
+
+# ---- analysis: which image a value belongs to, floors, marks, Holm matrices
+
+def test_indexed_values_keep_each_value_with_its_own_image():
+    """A nan (a score not defined on an image) is dropped with its image: the values after it keep their own
+    test indices."""
+    from analysis.experiment import Experiment, indexed_values
+    rows = {"cnn": {"DAUC": np.array([0.1, np.nan, 0.3, 0.4])}}
+    sets = {"Del": {"cnn": {"img_inds": np.array([7, 8, 9, 12])}}}
+    experiment = Experiment(rows, {}, None, {}, [], [], sets, {}, {})
+    assert indexed_values(experiment) == {"DAUC": {"cnn": {7: 0.1, 9: 0.3, 12: 0.4}}}
+
+
+def test_a_source_the_floor_beats_is_not_better_than_it():
+    pairs = [pair("cnn", "cnn-random", better="cnn-random"), pair("b_cnn", "cnn-random", better="b_cnn"),
+             pair("cnn-edges", "cnn-random", better="")]
+    assert comparisons.not_better_than(pairs, "cnn-random") == {"cnn", "cnn-edges"}
+
+
+def test_the_floor_mark_goes_to_the_sources_at_chance_only():
+    from analysis.summary import NOT_ABOVE_FLOOR, below_floor, marks
+    pairs = {"DAUC": [pair("cnn", "cnn-random", better="cnn"), pair("cnn-edges", "cnn-random", better="")]}
+    floor = below_floor(pairs)
+    assert floor == {"DAUC": {"cnn-edges"}}
+    assert marks("cnn-edges", "DAUC", {}, floor) == NOT_ABOVE_FLOOR and marks("cnn", "DAUC", {}, floor) == ""
+
+
+def test_the_best_mark_over_seeds_needs_the_same_winner_in_every_seed():
+    from analysis.summary import seed_marks
+    a_wins = {"DAUC": [pair("a", "b", better="a")]}
+    b_wins = {"DAUC": [pair("a", "b", better="b")]}
+    assert seed_marks({"s1": (a_wins, None, None), "s2": (b_wins, None, None)})[0] == {}
+    assert seed_marks({"s1": (a_wins, None, None), "s2": (a_wins, None, None)})[0] == {"DAUC": "a"}
+
+
+def test_the_pair_matrix_holds_the_holm_adjusted_p():
+    sources, matrix = comparisons.holm_matrix([pair("a", "b", p=0.01, p_holm=0.03),
+                                               pair("a", "c", p=0.02, p_holm=0.04)])
+    assert sources == ["a", "b", "c"]
+    assert matrix.tolist() == [[1, 0.03, 0.04], [0.03, 1, 1], [0.04, 1, 1]]
+
+
+def test_a_constant_score_says_why_alpha_is_not_computable():
+    tied = comparisons.reliability({"a": {1: 0.5, 2: 0.5, 3: 0.5}, "b": {1: 0.5, 2: 0.5, 3: 0.5}}, True, 50)
+    assert math.isnan(tied.alpha)
+    words = comparisons.reliability_words(tied.alpha, tied.images, len(tied.sources))
+    assert "tied on every image" in words and "fewer than 2" not in words
+    assert "fewer than 2" in comparisons.reliability_words(math.nan, 1, 3)
+
+
+def test_pearson_rows_say_nan_for_a_row_with_a_nan():
+    from metrics.faithfulness import pearson_rows
+    rows = pearson_rows([[1., 2., 3.], [1., np.nan, 3.], [2., 2., 2.]], [[1., 2., 4.], [1., 2., 3.], [1., 2., 3.]])
+    assert rows[0] == pytest.approx(np.corrcoef([1, 2, 3], [1, 2, 4])[0, 1])
+    assert np.isnan(rows[1]) and rows[2] == 0.0  # a constant row: 0, as documented
+
+
+def test_non_finite_images_are_named_by_test_index():
+    from analysis.sets import non_finite_images
+    arrays = {"img_inds": np.array([4, 9, 11]), "curves": np.zeros((3, 2, 2)), "mprt_ssim": np.zeros((3, 2)),
+              "preds": np.array([0, 1, 2])}
+    arrays["curves"][2, 1, 1] = np.inf
+    arrays["mprt_ssim"][0, 0] = np.nan  # undefined, allowed in this array
+    assert non_finite_images(arrays, ("mprt_ssim",)).tolist() == [11]
+    assert non_finite_images(arrays).tolist() == [4, 11]
+
+
+# ---- floors and seeds
+
+def test_image_seeds_are_distinct_for_every_seed_and_test_index():
+    from metrics.saliency import image_seed
+    seeds = [image_seed(seed, index) for seed in range(40) for index in range(3000)]
+    assert len(set(seeds)) == len(seeds)
+
+
+def build(name, **values):
+    from metrics.saliency import SOURCES, SourceInputs
+    return SOURCES[name].build(SourceInputs({"seed": 3, "center_sigma": 0.5, **values}))
+
+
+class MapSizeModel(torch.nn.Module):
+    """What a floor asks of a model: its map size (2 x 3 unless told)."""
+
+    def __init__(self, height=2, width=3):
+        super().__init__()
+        self.size = (height, width)
+
+    def forward(self, images):
+        return {"output": torch.zeros(len(images), 2), "att_maps": torch.zeros(len(images), 1, *self.size)}
+
+
+def test_the_random_floor_draws_a_map_per_image_whatever_the_batch():
+    random_floor = build("random")
+    images = torch.zeros(3, 3, 8, 8)
+    together = random_floor(MapSizeModel(), images, [0, 0, 0], [5, 6, 7])
+    alone = random_floor(MapSizeModel(), images[:1], [0], [6])
+    assert not torch.equal(together[0], together[1]) and torch.equal(together[1], alone[0])
+
+
+def test_the_centre_floor_is_the_gaussian_worked_by_hand():
+    """A 2 x 3 map: rows at -1 and 1, columns at -1, 0, 1 (linspace); sigma 0.5: exp(-(r^2 + c^2) / 0.5)."""
+    maps = build("center", center_sigma=0.5)(MapSizeModel(), torch.zeros(1, 3, 8, 8), [0], [0])
+    expected = torch.tensor([[math.exp(-4), math.exp(-2), math.exp(-4)]] * 2)
+    assert maps.shape == (1, 2, 3) and torch.allclose(maps[0], expected, rtol=1e-6)
+
+
+def test_a_centre_floor_width_that_flattens_the_map_is_refused():
+    """1e308: sigma squared is inf in float64 and every cell gets exp(-0) = 1 (not an OverflowError); a 2 x 2
+    map is constant whatever the width (its four cells are as far from the centre), and is left as it is."""
+    from core.errors import UserError
+    with pytest.raises(UserError, match="same value on every cell of the 2 x 3 map"):
+        build("center", center_sigma=1e308)(MapSizeModel(), torch.zeros(1, 3, 8, 8), [0], [0])
+    square = build("center")(MapSizeModel(2, 2), torch.zeros(1, 3, 8, 8), [0], [0])
+    assert torch.equal(square, torch.full((1, 2, 2), math.exp(-4)))
+
+
+def test_the_centre_floor_default_width_is_the_documented_one():
+    from core.args import OPTIONS
+    method = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "METHOD.md")).read()
+    assert OPTIONS["center_sigma"].default == 0.5 and re.search(r"`--center_sigma`[^.]*0\.5", method)
+
+
+def test_the_edge_floor_sees_horizontal_and_vertical_edges():
+    """Sobel magnitude by hand: a step of 1 between two columns (or rows) gives 4 on the two columns (rows)
+    beside it (1 + 2 + 1), 0 elsewhere; pooled to 2 x 2 cells, each holding one of those columns (rows) out of
+    three: 4 / 3 everywhere, for the vertical edge and for the same edge turned horizontal."""
+    vertical = torch.zeros(1, 3, 8, 6)
+    vertical[..., 3:] = 1  # a step between columns 2 and 3
+    horizontal = vertical.transpose(2, 3).contiguous()  # 6 x 8: a step between rows 2 and 3
+    edges = build("edges")
+    across = edges(MapSizeModel(2, 2), vertical, [0], [0])[0]
+    down = edges(MapSizeModel(2, 2), horizontal, [0], [0])[0]
+    assert torch.allclose(across, torch.full((2, 2), 4 / 3))
+    assert torch.allclose(down, torch.full((2, 2), 4 / 3))
+
+
+# ---- sanity checks
+
+def test_each_stage_of_the_cascade_is_drawn_from_its_own_seed():
+    """Stage k is drawn from seed + k: layer4, second in a cascade seeded 10, is re-initialised as layer4 alone
+    in a cascade seeded 11, and not as in one seeded 10."""
+    from helpers import tiny_model
+    from metrics.sanity import cascading_randomisation
+    torch.manual_seed(0)
+    model = tiny_model(head="cnn")
+    second = list(cascading_randomisation(model, ["classifier", "layer4"], seed=10))[-1][1]
+    alone = list(cascading_randomisation(model, ["layer4"], seed=11))[-1][1]
+    same_seed = list(cascading_randomisation(model, ["layer4"], seed=10))[-1][1]
+    weight = "layer4.0.conv1.weight"
+    weights = [dict(m.backbone.named_parameters())[weight] for m in (second, alone, same_seed)]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
+def test_ssim_of_one_window_is_the_formula_on_unit_range_maps():
+    """A 7 x 7 map has one 7 x 7 window: SSIM = (2 mu_a mu_b + C1)(2 s_ab + C2) / ((mu_a^2 + mu_b^2 + C1)(s_a^2
+    + s_b^2 + C2)), sample (co)variances, C1 = 0.01^2, C2 = 0.03^2 for maps min-max scaled to [0, 1]."""
+    from metrics.sanity import ssim
+    rng = np.random.default_rng(0)
+    a, b = rng.random((7, 7)), rng.random((7, 7))
+    a, b = [(m - m.min()) / (m.max() - m.min()) for m in (a, b)]
+    mu_a, mu_b = a.mean(), b.mean()
+    cov = np.cov(a.ravel(), b.ravel(), ddof=1)
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    expected = ((2 * mu_a * mu_b + c1) * (2 * cov[0, 1] + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (cov[0, 0] + cov[1, 1]
+                                                                                               + c2))
+    assert ssim(a * 5 + 2, b) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_other_class_can_be_any_class_but_the_image_own():
+    from metrics.sanity import other_classes
+    drawn = other_classes([1] * 300, 4, seed=0, indices=range(300))
+    assert set(drawn) == {0, 2, 3}
+    assert other_classes([1], 4, 0, [17]) == other_classes([1], 4, 0, [17])  # by (seed, test index)
+
+
+# ---- released data rules, progress
+
+def test_the_released_split_truncates_the_train_share():
+    """10 images, train_prop 0.75: int(7.5) = 7 train images, as the released random_split lengths."""
+    from data.load_data import released_split
+    samples = [(f"img{k}.jpg", k % 2) for k in range(10)]
+    train, val = released_split(samples, 0.75)
+    reference = torch.utils.data.random_split(range(10), [7, 3], generator=torch.Generator().manual_seed(1))
+    assert [int(name[3:-4]) for name, _ in train] == sorted(reference[0].indices)
+    assert [int(name[3:-4]) for name, _ in val] == sorted(reference[1].indices)
+
+
+def test_the_released_batch_cut_keeps_the_first_missing_images():
+    """Batch 12 from loader batches of 9: 9 + the first 3 of the next batch, whose other 6 images are not
+    trained on; 36 images give 2 steps."""
+    from tasks.training import released_step_chunks
+    loader = [(torch.arange(start, start + 9), torch.arange(start, start + 9)) for start in range(0, 36, 9)]
+    steps = list(released_step_chunks(loader, 12))
+    assert [[target.tolist() for _, target in step] for step in steps] == [
+        [list(range(0, 9)), [9, 10, 11]], [list(range(18, 27)), [27, 28, 29]]]
+
+
+def test_progress_of_a_resumed_task_counts_from_where_it_stopped():
+    from core.runtime import progress
+    bar = progress(range(6), "Del", total=10, initial=4)
+    for _ in bar:
+        pass
+    assert bar.done == 10
+
+
+# ---- the perturbation task passes the source's cell order
+
+def test_the_task_gets_the_order_the_source_imposes(tmp_path):
+    """A source with its own order of the cells (the released saliency's tie order): the task's compute gets
+    that order, not the default one."""
+    from argparse import Namespace
+    from metrics.tasks import TASKS, PerturbationTask, TaskContext
+    from tasks.attention_metrics import resumable_records, source_order
+    seen = []
+
+    def compute(forward, images, saliencies, classes, cells_per_step, batch_size, order, context):
+        seen.append(order)
+        return {"curves": [torch.zeros(1, 2) for _ in images]}
+
+    def saliency(model, images, classes, indices):
+        return torch.zeros(len(images), 2, 2)
+    saliency.order = "the source's order"
+    task = PerturbationTask("Del", "get_dauc_scores.sh", "deletion curves", ("curves",), compute, lambda n: n + 1)
+    config = Namespace(resume=False, att_metrics_batch_size=2, seed=1)
+    context = TaskContext(None, saliency, [0, 1], 1, {})
+    resumable_records(task, None, lambda samples: torch.zeros(len(samples), 3, 4, 4), ["a", "b"],
+                      [torch.zeros(2, 2)] * 2, [0, 0], (1, 4), source_order(saliency), str(tmp_path / "partial.pth"),
+                      {}, "cnn", config, context)
+    assert seen and all(order == "the source's order" for order in seen)
+    from metrics.perturbation import step_masks
+    assert source_order(lambda *args: None) is step_masks and "Del" in TASKS
+
+
+# ---- the report
+
+def report_gallery(image_nb):
+    from analysis.report.build import Gallery, GalleryImage
+    images = [GalleryImage(index * 2, 0, np.zeros((4, 4, 3), np.uint8), {"a": np.full((2, 2), 0.5)}, {"a": 0},
+                           {"Del": {"a": np.array([0.5, 0.1])}}, {"DAUC": {"a": 0.25}}) for index in range(image_nb)]
+    return Gallery(["a"], {"a": "a"}, ["x"], [("DAUC", "↓", "Del")], [("Del", "DAUC", "deleted",
+                                                                       {"a": np.array([0.5, 1.0])})], images)
+
+
+def test_each_image_is_in_the_chunk_its_index_entry_names(tmp_path):
+    from analysis.report.build import IMAGES_PER_CHUNK, Table, write_report
+    write_report(str(tmp_path), "t", Table([("model_id", "")], [], []), [], report_gallery(IMAGES_PER_CHUNK + 2))
+    assets = tmp_path / "report_assets"
+    index = json.loads(re.fullmatch(r"reportIndex\((.*)\);\n", (assets / "index.js").read_text(), re.S).group(1))
+    for entry in index["images"]:
+        text = (assets / f"chunk_{entry['chunk']}.js").read_text()
+        chunk = json.loads(re.fullmatch(r"reportChunk\(\d+,(.*)\);\n", text, re.S).group(1))
+        assert str(entry["i"]) in chunk
+
+
+def test_the_gallery_draws_the_scores_of_the_curves(tiny_synth, tmp_path):
+    """The curve of an image in the gallery is the score column of its curve array (column 1), not the
+    cells-left column."""
+    from argparse import Namespace
+    from analysis.report.gallery import experiment_gallery
+    from helpers import tiny_options
+    options = tiny_options(data_dir=tiny_synth, dataset_test="tiny_test", class_nb=3)
+    curves = np.stack([np.stack([[3., 2., 1.], [0.9, 0.5, 0.2]], axis=1), np.stack([[3., 2., 1.], [0.8, 0.4, 0.1]],
+                                                                                   axis=1)])
+    from metrics.tasks import TASKS
+    sets = {key: {} for key in TASKS}  # as processResults reads them: every task, most without sets here
+    sets["Del"] = {"cnn": {"img_inds": np.array([0, 4]), "preds": np.array([0, 1]), "curves": curves}}
+    (tmp_path / "attMetrDel_cnn.json").write_text("{}")
+    gallery = experiment_gallery(str(tmp_path), sets, {"cnn": Namespace(args=options)},
+                                 {"cnn": {0: np.zeros((2, 2)), 4: np.zeros((2, 2))}})
+    assert [image.test_index for image in gallery.images] == [0, 4]
+    assert gallery.images[1].curves["Del"]["cnn"].tolist() == [0.8, 0.4, 0.1]
