@@ -105,10 +105,31 @@ def test_legacy_head_options_map_onto_head():
     assert parse_args(["--attention", "None", "--head", "cnn"]).attention is False  # None reads back from an .ini
 
 
+def call_as_the_tasks(saliency, model, images, classes, indices):
+    """A source called as the perturbation and sanity tasks call it: under torch.no_grad() (their whole
+    computation, tasks/attention_metrics.compute_and_save_curves, runs under it), so that a source needing
+    gradients must enable them itself."""
+    with torch.no_grad():
+        return saliency(model, images, classes, indices)
+
+
+def test_a_source_that_forgets_to_enable_gradients_fails_the_contract():
+    """The plain gradient without torch.enable_grad(): the call the contract test makes refuses it."""
+    def gradient_without_enable_grad(model, images, classes, indices):
+        images = images.clone().requires_grad_(True)
+        logits = model(images)["output"]
+        return torch.autograd.grad(logits[range(len(images)), classes].sum(), images)[0].abs().sum(1)[:, :4, :4]
+
+    model = tiny_model(head="cnn", class_nb=3).eval()
+    with pytest.raises(RuntimeError):
+        call_as_the_tasks(gradient_without_enable_grad, model, torch.randn(2, 3, 32, 32), [0, 1], [0, 1])
+
+
 @pytest.mark.parametrize("name", SOURCES)
 def test_every_saliency_source(name):
     """A source's options are options of trainVal.py that do not define a run; what identifies its results is
-    among its values; built from SourceInputs, it gives one (h, w) map per image at the model's map size."""
+    among its values; built from SourceInputs and called as the tasks call it (call_as_the_tasks), it gives one
+    (h, w) map per image at the model's map size."""
     source = SOURCES[name]
     for option in source.options:
         assert OPTIONS[option.name] is option and not option.run_defining
@@ -125,7 +146,7 @@ def test_every_saliency_source(name):
     att_maps = torch.randint(0, 256, (5, 3, *map_size), dtype=torch.uint8, generator=generator)
     norms = torch.randint(0, 256, (5, 1, *map_size), dtype=torch.uint8, generator=generator)
     saliency = source.build(SourceInputs(values, att_maps, norms, HEADS["br_npa"], test_images=lambda: [images]))
-    maps = saliency(model, images, [0, 2], [3, 4])
+    maps = call_as_the_tasks(saliency, model, images, [0, 2], [3, 4])
     assert maps.shape == (2, *map_size) and torch.isfinite(maps).all()
     assert source.post_hoc == (name in POST_HOC_NAMES)
     if source.post_hoc:  # its results are '<model_id>-<name>': the name must read back from a file name
