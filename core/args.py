@@ -55,6 +55,11 @@ def sgd_trial(options, sampled):
     return sampled["optim"] == "SGD"
 
 
+def scheduler_searched(options, sampled):
+    """use_scheduler is sampled by SGD trials, unless --always_sched gives every trial the scheduler."""
+    return sgd_trial(options, sampled) and not options.always_sched
+
+
 def augmentation_searched(options, sampled):
     return options.opt_data_aug
 
@@ -143,7 +148,7 @@ OPTION_GROUPS = [
         searched("weight_decay", float, 0.0, "weight decay of the optimiser",
                  SearchSpace("float", 4, 1e-6, 1e-3, log=True), **non_negative()),
         searched("use_scheduler", str2bool, True, "StepLR(step_size=2, gamma=0.9)",
-                 SearchSpace("categorical", 6, choices=(True, False), when=sgd_trial)),
+                 SearchSpace("categorical", 6, choices=(True, False), when=scheduler_searched)),
         searched("batch_size", int, 12, "images per optimiser step",
                  SearchSpace("int", 2, batch_size_floor, lambda options: options.max_batch_size, log=True),
                  **at_least(1)),
@@ -183,6 +188,9 @@ OPTION_GROUPS = [
                    "upper bound of the searched batch size (lower bound 12, or 4 when this is 12 or less); "
                    "train.sh passes the authors' 130 (60 for br_npa_high_res_distill)", **at_least(1)),
         run_option("opt_data_aug", str2bool, True, "search the augmentation too"),
+        run_option("always_sched", str2bool, False,
+                   "every search trial uses the scheduler, and SGD trials do not sample use_scheduler (the released "
+                   "--always_sched); a plain run takes --use_scheduler"),
         setting("optuna_storage", optional_str, None,
                 "optuna storage URL (default: sqlite <results>/<exp_id>/<model_id>_hypSearch.db)"),
         setting("optuna_pruner", str, "none", choices=("none", "median"),

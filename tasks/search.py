@@ -42,12 +42,15 @@ class SurplusTrial(Exception):
 
 def trial_config(trial, config):
     """The configuration of one trial: the run's, with every searched option of the option table (core/args.py,
-    each with its SearchSpace) sampled in the table's order, those whose `when` says so for this trial."""
+    each with its SearchSpace) sampled in the table's order, those whose `when` says so for this trial; with
+    --always_sched, the scheduler on in every trial (as the released search set it after sampling)."""
     sampled = {}
     for name in SEARCHABLE:
         space = OPTIONS[name].search
         if space.when is None or space.when(config, sampled):
             sampled[name] = suggest(trial, name, space, config)
+    if config.always_sched:
+        sampled["use_scheduler"] = True
     return with_changes(config, **sampled)
 
 

@@ -348,8 +348,8 @@ def test_a_curve_task_in_released_mode_perturbs_in_the_released_order(key):
     assert torch.allclose(curve.double(), expected, atol=1e-5)
 
 
-def released_suggestions(trial, max_batch_size, opt_data_aug, master_net):
-    """The released search's suggest calls, transcribed in their order (one process, always_sched False)."""
+def released_suggestions(trial, max_batch_size, opt_data_aug, master_net, always_sched=False):
+    """The released search's suggest calls, transcribed in their order (one process)."""
     values = {"lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
               "optim": trial.suggest_categorical("optim", ["Adam", "AMSGrad", "SGD"])}
     values["batch_size"] = trial.suggest_int("batch_size", 4 if max_batch_size <= 12 else 12, max_batch_size,
@@ -358,7 +358,10 @@ def released_suggestions(trial, max_batch_size, opt_data_aug, master_net):
     values["weight_decay"] = trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)
     if values["optim"] == "SGD":
         values["momentum"] = trial.suggest_float("momentum", 0., 0.9, step=0.1)
-        values["use_scheduler"] = trial.suggest_categorical("use_scheduler", [True, False])
+        if not always_sched:
+            values["use_scheduler"] = trial.suggest_categorical("use_scheduler", [True, False])
+    if always_sched:
+        values["use_scheduler"] = True
     if opt_data_aug:
         values["brightness"] = trial.suggest_float("brightness", 0, 0.5, step=0.05)
         values["saturation"] = trial.suggest_float("saturation", 0, 0.9, step=0.1)
@@ -369,20 +372,23 @@ def released_suggestions(trial, max_batch_size, opt_data_aug, master_net):
     return values
 
 
-@pytest.mark.parametrize("max_batch_size, opt_data_aug, master_net", [(130, True, False), (12, False, True),
-                                                                      (60, True, True)])
-def test_the_search_samples_what_the_released_search_sampled(max_batch_size, opt_data_aug, master_net):
+@pytest.mark.parametrize("max_batch_size, opt_data_aug, master_net, always_sched", [
+    (130, True, False, False), (12, False, True, False), (60, True, True, False), (130, True, False, True)])
+def test_the_search_samples_what_the_released_search_sampled(max_batch_size, opt_data_aug, master_net,
+                                                            always_sched):
     """Seeded random and TPE samplers give the same values and distributions through the option table
-    (search.trial_config) as through the released suggest calls, trial after trial."""
+    (search.trial_config) as through the released suggest calls, trial after trial; with --always_sched, every
+    trial has the scheduler and none samples it."""
     args = parse_args(["--max_batch_size", str(max_batch_size), "--opt_data_aug", str(opt_data_aug),
-                       "--master_net", str(master_net), "--m_model_id", "teacher"])
+                       "--master_net", str(master_net), "--m_model_id", "teacher", "--use_scheduler", "False",
+                       "--always_sched", str(always_sched)])
     for sampler in (optuna.samplers.RandomSampler, optuna.samplers.TPESampler):
         ours = optuna.create_study(sampler=sampler(seed=3), direction="maximize")
         released = optuna.create_study(sampler=sampler(seed=3), direction="maximize")
         for index in range(15):
             trial, reference = ours.ask(), released.ask()
             config = vars(search.trial_config(trial, args))
-            expected = released_suggestions(reference, max_batch_size, opt_data_aug, master_net)
+            expected = released_suggestions(reference, max_batch_size, opt_data_aug, master_net, always_sched)
             assert {name: config[name] for name in expected} == expected and trial.params == reference.params
             assert trial.distributions == reference.distributions
             ours.tell(trial, index % 4 / 4)
