@@ -121,7 +121,17 @@ OPTION_GROUPS = [
         run_option("stride_lay3", int, 1, "stride of the first block of layer3", **at_least(1)),
         run_option("stride_lay4", int, 1, "stride of the first block of layer4", **at_least(1)),
         run_option("end_relu", str2bool, True,
-                   "keep the ReLU ending the last block of the last stage (docs/METHOD.md)"),
+                   "keep the final ReLU of the blocks --end_relu_blocks names (docs/METHOD.md)"),
+        run_option("end_relu_blocks", str, "last", choices=("last", "first"),
+                   help="the blocks whose final ReLU --end_relu False removes: last, the last block of the last "
+                        "stage; first, the first block of every stage, bottleneck blocks only (the authors' "
+                        "models/resnet.py; its basic block always ends in a ReLU)"),
+        run_option("padding_mode", str, "zeros", choices=("zeros", "circular"),
+                   help="padding of the 3x3 convolutions: zeros (torchvision's ResNet) or circular (the authors' "
+                        "models/resnet.py)"),
+        run_option("pool_stride", optional_int, 2, "stride of the stem max-pool; None: --resnet_stride (the "
+                                                   "authors' models/resnet.py)",
+                   valid=lambda v: v is None or v >= 1, expected="None or at least 1"),
         run_option("head", optional_str, None, choices=(None, *HEAD_NAMES),
                    help="attention head (models/heads.py); None: the head that --attention and --br_npa describe"),
         run_option("attention", optional_bool, True,

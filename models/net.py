@@ -1,5 +1,6 @@
 """Backbone + head + classifier, built from a ModelConfig. The heads are in models/heads.py."""
 import dataclasses
+from typing import Optional
 
 import torch.nn as nn
 
@@ -55,6 +56,9 @@ class ModelConfig:
     stride_lay3: int = 1
     stride_lay4: int = 1
     end_relu: bool = True
+    end_relu_blocks: str = "last"
+    padding_mode: str = "zeros"
+    pool_stride: Optional[int] = 2
     nb_att_maps: int = 3
     br_npa_randvec: bool = False
     br_npa_norefine: bool = False
@@ -67,6 +71,8 @@ def build_model(config):
     """The model a ModelConfig describes."""
     backbone = build_resnet(config.backbone, chan=config.resnet_chan, stride=config.resnet_stride,
                             stride_lay2=config.stride_lay2, stride_lay3=config.stride_lay3,
-                            stride_lay4=config.stride_lay4, end_relu=config.end_relu, pretrained=config.pretrained)
+                            stride_lay4=config.stride_lay4, end_relu=config.end_relu, pretrained=config.pretrained,
+                            padding_mode=config.padding_mode, pool_stride=config.pool_stride,
+                            end_relu_blocks=config.end_relu_blocks)
     head = head_class(config.head)(backbone.out_chan, config)
     return Net(backbone, head, config.class_nb, config.dropout, config.lin_lay_bias, config.aux_on_masked)

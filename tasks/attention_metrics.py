@@ -81,8 +81,8 @@ def check_fixed_options(args, landed, given):
 
 def few_step_nb(config):
     """Steps of --att_metrics_few_steps: the cell count of the low-res map (strides 2, 2, 2) of this input
-    (196 at 448 px with conv1 stride 2, 16 at 64 px with conv1 stride 1)."""
-    return feature_map_side(config.img_size, config.resnet_stride, 2, 2, 2) ** 2
+    (196 at 448 px with conv1 stride 2, 16 at 64 px with conv1 stride 1 and a max-pool of stride 2)."""
+    return feature_map_side(config.img_size, config.resnet_stride, 2, 2, 2, config.pool_stride) ** 2
 
 
 def step_plan(config, map_height, map_width):
