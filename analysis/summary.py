@@ -14,9 +14,9 @@ from analysis.plots import (plot_agreement, plot_band_curves, plot_critical_diff
 from analysis.sets import SANITY_TASK, sanity_stages, source_saliencies
 from analysis.statistics import defined, defined_mean, defined_median, mean_ci, welch_matrix
 from analysis.tables import (chance_note, comparison_notes, directions, fmt, fmt_number, header_names,
-                             print_incomplete, print_table, reliability_lines, tiny_denominator_notes,
-                             write_agreement_csv, write_comparison_csv, write_experiment_csvs, write_reliability_csv,
-                             write_seed_comparison_csv, write_summary_runs)
+                             noise_ceiling_notes, print_incomplete, print_table, reliability_lines,
+                             tiny_denominator_notes, write_agreement_csv, write_comparison_csv, write_experiment_csvs,
+                             write_reliability_csv, write_seed_comparison_csv, write_summary_runs)
 from core.errors import UserError
 from metrics.localisation import LOCALISATION_SCORES
 from metrics.saliency import POST_HOC_NAMES
@@ -192,7 +192,7 @@ def experiment_summary(experiment, tiny_clean_score, best=None, floor=None):
         cells += [(fmt(row.get(name)), row.get(name)) for name in LOCALISATION_SCORES]
         table.append((source, cells))
     notes = (tiny_denominator_notes(experiment.denominators, tiny_clean_score)
-             + chance_note(experiment.uniform_energy))
+             + noise_ceiling_notes(experiment.sets.get(SANITY_TASK, {})) + chance_note(experiment.uniform_energy))
     return Summary("mean and 95% interval over the test images (n: images per score; several counts when "
                    "they differ)", header, table, notes)
 
@@ -213,7 +213,8 @@ def seeds_summary(exp_ids, experiments, values, tiny_clean_score, best=None, flo
             cells.append((text + (marks(source, column, best, floor) if column in SCORES else ""), value))
         table.append((source, cells + [(str(experiment_nb), experiment_nb)]))
     notes = [f"{exp_id}, {note}" for exp_id, experiment in experiments.items()
-             for note in tiny_denominator_notes(experiment.denominators, tiny_clean_score)]
+             for note in tiny_denominator_notes(experiment.denominators, tiny_clean_score)
+             + noise_ceiling_notes(experiment.sets.get(SANITY_TASK, {}))]
     uniform = [experiment.uniform_energy for experiment in experiments.values()
                if experiment.uniform_energy is not None]
     notes += chance_note(np.mean(uniform) if uniform else None)

@@ -54,6 +54,25 @@ def tiny_denominator_notes(denominators, threshold):
     return notes
 
 
+def noise_ceiling_notes(sanity_sets):
+    """One line per source whose sanity set says that two passes of the unchanged model give different maps (a
+    model that draws in its forward pass, such as BR-NPA's random-vector ablations): their mean Spearman ρ and
+    SSIM, against which its MPRT and class ρ are to be read (a randomisation cannot make the maps agree more
+    than the model agrees with itself). sanity_sets: {source: the arrays of its sanity set}; a set written
+    before these arrays existed is skipped."""
+    notes = []
+    for source, arrays in sorted(sanity_sets.items()):
+        if "noise_rho" not in arrays:
+            continue
+        noise_rho = defined_mean(arrays["noise_rho"])
+        if noise_rho < 1.0:
+            notes.append(f"{source}: two passes of the unchanged model agree at ρ {noise_rho:.3f} and SSIM "
+                         f"{defined_mean(arrays['noise_ssim']):.3f} (its forward pass draws at random): its MPRT ρ "
+                         f"{defined_mean(arrays['mprt_rho'][:, -1]):.3f} and class ρ "
+                         f"{defined_mean(arrays['class_rho']):.3f} are to be read against that ceiling, not 1")
+    return notes
+
+
 def chance_note(uniform_energy):
     return [] if uniform_energy is None else [
         f"energy in part of a uniform saliency map (chance): {uniform_energy:.3f}"]

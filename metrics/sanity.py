@@ -108,10 +108,14 @@ def as_uint8(saliency):
 
 def sanity_records(model, saliency, images, classes, indices, stages, seed):
     """{'mprt_rho': per image (S,), 'mprt_ssim': per image (S,), 'class_rho': per image scalar,
-    'randomised_maps': per image (S, h, w) uint8}: the Spearman correlation and SSIM between each image's
-    original saliency and its saliency after each stage of the cascading randomisation (S stages), the
-    correlation between its saliency for its class and for another class, and the saliency after each stage
-    (each min-max scaled to 0-255, for the report). images (B, 3, H, W); classes: the class explained per image."""
+    'randomised_maps': per image (S, h, w) uint8, 'noise_rho', 'noise_ssim': per image scalars}: the Spearman
+    correlation and SSIM between each image's original saliency and its saliency after each stage of the
+    cascading randomisation (S stages), the correlation between its saliency for its class and for another
+    class, the saliency after each stage (each min-max scaled to 0-255, for the report), and the correlation and
+    SSIM between the original saliency and a second pass of the unchanged model: 1 for a model and source that
+    draw nothing, the noise ceiling of the other statistics for one that does (BR-NPA's random-vector
+    ablations). The second pass comes last, so that the other statistics draw what they drew without it.
+    images (B, 3, H, W); classes: the class explained per image."""
     original = saliency(model, images, classes, indices).cpu()
     rho, similarity, randomised_maps = [], [], []
     for _, randomised in cascading_randomisation(model, stages, seed):
@@ -121,7 +125,10 @@ def sanity_records(model, saliency, images, classes, indices, stages, seed):
         randomised_maps.append([as_uint8(m) for m in maps])
     class_nb = model.classifier.out_features
     other = saliency(model, images, other_classes(classes, class_nb, seed, indices), indices).cpu()
+    repeat = saliency(model, images, classes, indices).cpu()
     rho, similarity = torch.tensor(rho, dtype=torch.float64).T, torch.tensor(similarity, dtype=torch.float64).T
     return {"mprt_rho": list(rho), "mprt_ssim": list(similarity),
             "class_rho": [torch.tensor(spearman(a, b), dtype=torch.float64) for a, b in zip(original, other)],
-            "randomised_maps": [torch.stack(per_image) for per_image in zip(*randomised_maps)]}
+            "randomised_maps": [torch.stack(per_image) for per_image in zip(*randomised_maps)],
+            "noise_rho": [torch.tensor(spearman(a, b), dtype=torch.float64) for a, b in zip(original, repeat)],
+            "noise_ssim": [torch.tensor(ssim(a, b), dtype=torch.float64) for a, b in zip(original, repeat)]}

@@ -94,8 +94,9 @@ def compute_single_step(forward, images, saliencies, classes, cells_per_step, ba
 def compute_sanity(forward, images, saliencies, classes, cells_per_step, batch_size, order, context):
     """The sanity task (metrics/sanity.py): per image, the correlation and SSIM between its saliency and the
     saliency after each stage of --sanity_stages (S,), the correlation of its saliency for its class and
-    for another (a scalar), and the saliencies after each stage (S, h, w, uint8, drawn by the report). The
-    saliencies are computed again, from the model, with context.saliency."""
+    for another (a scalar), the saliencies after each stage (S, h, w, uint8, drawn by the report), and the
+    correlation and SSIM of two passes of the unchanged model (scalars: the noise ceiling of a model that draws
+    in its forward pass). The saliencies are computed again, from the model, with context.saliency."""
     import torch
     from metrics.sanity import sanity_records
     stages = context.values["sanity_stages"].split(",")
@@ -109,14 +110,14 @@ TASKS = {task.key: task for task in [
     PerturbationTask("Single", "get_single_step_scores.sh", "single-step scores", ("scores",), compute_single_step,
                      forwards_per_image=lambda step_nb: 3),
     PerturbationTask(SANITY_TASK, "get_sanity_scores.sh", "sanity checks",
-                     ("mprt_rho", "mprt_ssim", "class_rho", "randomised_maps"),
+                     ("mprt_rho", "mprt_ssim", "class_rho", "randomised_maps", "noise_rho", "noise_ssim"),
                      compute_sanity, forwards_per_image=lambda step_nb: 16,
                      options=(Option("sanity_stages", str, ",".join(SANITY_STAGES),
                                      "sanity: the stages re-initialised one after the other, cumulatively, "
                                      "comma-separated", run_defining=False,
                                      valid=lambda value: bool(value) and set(value.split(",")) <= set(SANITY_STAGES),
                                      expected=f"stages among {', '.join(SANITY_STAGES)}, comma-separated"),),
-                     undefined_arrays=("mprt_ssim",)),
+                     undefined_arrays=("mprt_ssim", "noise_ssim")),
 ]}
 
 

@@ -158,3 +158,36 @@ def test_quantus_mprt_randomises_in_the_same_order_and_agrees_after_the_classifi
     records = sanity.sanity_records(model, cam_saliency, images, classes, list(range(6)), sanity.STAGES, seed=43)
     after_classifier = torch.stack(records["mprt_rho"])[:, 0].numpy()
     assert after_classifier == pytest.approx(np.array(scores["net." + layers[0]]))
+
+
+def test_the_noise_ceiling_is_one_for_a_deterministic_source_and_the_last_pass_otherwise():
+    """A second pass of the unchanged model: ρ and SSIM 1 for the own maps of a model that draws nothing; for a
+    source that draws at random, the Spearman ρ of its first map and of its last one (the second pass comes
+    after the 6 stages and the other class, so the other statistics draw what they drew before), by hand."""
+    model, images = model_and_images()
+    records = sanity.sanity_records(model, live_own_maps(HEADS["br_npa"]), images, [0] * 6, list(range(6)),
+                                    sanity.STAGES, seed=0)
+    assert [value.item() for value in records["noise_rho"]] == [1.0] * 6
+    assert [value.item() for value in records["noise_ssim"]] == pytest.approx([1.0] * 6)
+
+    def noise(model, images, classes, indices):
+        return torch.rand(len(images), 4, 4)
+    torch.manual_seed(5)
+    records = sanity.sanity_records(model, noise, images, [0] * 6, list(range(6)), sanity.STAGES, seed=0)
+    torch.manual_seed(5)
+    draws = [noise(model, images, None, None) for _ in range(len(sanity.STAGES) + 3)]
+    expected = [stats.spearmanr(first.flatten(), last.flatten()).statistic for first, last in zip(draws[0], draws[-1])]
+    assert [value.item() for value in records["noise_rho"]] == pytest.approx(expected)
+    assert [value.item() for value in records["class_rho"]] == pytest.approx(
+        [stats.spearmanr(a.flatten(), b.flatten()).statistic for a, b in zip(draws[0], draws[-2])])
+
+
+def test_the_noise_ceiling_note_names_the_sources_that_draw():
+    from analysis.tables import noise_ceiling_notes
+    drawing = {"noise_rho": np.array([0.5, 0.7]), "noise_ssim": np.array([0.4, np.nan]),
+               "mprt_rho": np.array([[0.9, 0.55], [0.8, 0.65]]), "class_rho": np.array([0.6, 0.6])}
+    steady = {**drawing, "noise_rho": np.ones(2), "noise_ssim": np.ones(2)}
+    notes = noise_ceiling_notes({"a-random": drawing, "b": steady, "c": {"mprt_rho": np.ones((2, 1))}})
+    assert notes == ["a-random: two passes of the unchanged model agree at ρ 0.600 and SSIM 0.400 (its forward pass "
+                     "draws at random): its MPRT ρ 0.600 and class ρ 0.600 are to be read against that ceiling, "
+                     "not 1"]
