@@ -168,7 +168,10 @@ OPTION_GROUPS = [
                    "train on the images the authors' released loop trained on: loader batches of "
                    "max_batch_size_single_pass images gathered up to batch_size, the one that overflows cut "
                    "(its other images unseen); False trains on every image"),
-        setting("val_batch_size", int, 32, "batch size of validation / test", **at_least(1)),
+        setting("val_batch_size", int, 32, "batch size of validation / test; -1: int(3.5 x --max_batch_size), the "
+                                           "released code's rule (it decides the maps of --att_metrics_saliency "
+                                           "released)", valid=lambda v: v == -1 or v >= 1,
+                expected="-1 (the released rule) or at least 1"),
         run_option("epochs", int, 50, "maximum number of epochs", **at_least(1)),
         run_option("max_worse_epoch_nb", int, 10, "stop after this many epochs without validation gain",
                    **at_least(1)),
@@ -319,11 +322,14 @@ def given_options(argv):
 
 
 def resolve_derived(args):
-    """Fill the options whose default depends on others: img_size from big_images, and head from the legacy
+    """Fill the options whose default depends on others: img_size from big_images, a val_batch_size of -1 from
+    max_batch_size (the released rule), and head from the legacy
     --attention / --br_npa (or, when --head is given, those two from the head, None for a head they cannot
     describe, so that the .ini is one consistent description)."""
     if args.img_size is None:
         args.img_size = 448 if args.big_images else 224
+    if args.val_batch_size == -1:  # the released test loader's rule
+        args.val_batch_size = int(args.max_batch_size * 3.5)
     if args.head is None:
         args.head = "br_npa" if args.attention and args.br_npa else "b_cnn" if args.attention else "cnn"
     else:  # the pair describes the built-in heads only: None for any other

@@ -393,3 +393,11 @@ def test_the_search_samples_what_the_released_search_sampled(max_batch_size, opt
             assert trial.distributions == reference.distributions
             ours.tell(trial, index % 4 / 4)
             released.tell(reference, index % 4 / 4)
+
+
+def test_the_released_test_batch_rule():
+    """The released test loader read a val_batch_size of -1 as int(3.5 x max_batch_size): 455 for 130, 42 for
+    12 (its batches decide the maps of --att_metrics_saliency released)."""
+    assert parse_args(["--val_batch_size", "-1", "--max_batch_size", "130"]).val_batch_size == 455
+    assert parse_args(["--val_batch_size", "-1", "--max_batch_size", "12"]).val_batch_size == 42
+    assert parse_args(["--val_batch_size", "7"]).val_batch_size == 7
