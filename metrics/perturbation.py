@@ -112,7 +112,8 @@ def box_blur(images, kernel=BLUR_KERNEL):
 
 
 def deletion_substrate(image):
-    """Deletion: (start image, what a chosen cell becomes) = (the image, black). image: (3, H, W)."""
+    """Deletion: (start image, what a chosen cell becomes) = (the image, 0: the ImageNet mean colour once the
+    image is normalised, not black). image: (3, H, W)."""
     return image, torch.zeros_like(image)
 
 
