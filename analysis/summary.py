@@ -3,6 +3,7 @@ comparisons of its sources, how far each score can be trusted) and several exper
 (intervals over the experiments, comparisons paired by seed). Both end the same way (publish): the table and
 its notes printed, the HTML report if asked, and summary_runs.json naming the runs they were made from."""
 import dataclasses
+import math
 import os
 
 import numpy as np
@@ -185,9 +186,10 @@ def experiment_summary(experiment, tiny_clean_score, best=None, floor=None):
             text, value = mean_cell(row.get(name))
             cells.append((text + marks(source, name, best, floor), value))
             if score.denominator:
-                median = defined_median(row[name]) if name in row and len(defined(row[name])) else None
+                median = defined_median(row[name]) if name in row else float("nan")
+                median = None if math.isnan(median) else median
                 cells.append((fmt(median), median))
-        counts = sorted({len(defined(row[name])) for name in SCORES if name in row and len(defined(row[name]))})
+        counts = sorted({count for count in (len(defined(row[name])) for name in SCORES if name in row) if count})
         cells.append(("/".join(map(str, counts)) or "-", counts[0] if counts else None))
         cells += [(fmt(row.get(name)), row.get(name)) for name in LOCALISATION_SCORES]
         table.append((source, cells))

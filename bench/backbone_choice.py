@@ -15,6 +15,7 @@ import numpy as np
 from analysis import comparisons
 from analysis.experiment import experiment_rows, indexed_values
 from analysis.sets import own_saliencies
+from analysis.statistics import defined_mean
 from runs import results_io
 
 
@@ -35,9 +36,9 @@ def experiment_numbers(folder):
     for model_id, landed in experiment.landed.items():
         row = experiment.rows[model_id]
         rings = [outer_ring_share(saliency) for saliency in own_saliencies(landed)[1]]
-        numbers[model_id] = {"accuracy": row["accuracy"], "DAUC": float(np.nanmean(row["DAUC"])),
-                             "DC": float(np.nanmean(row["DC"])), "energy in part": row.get("energy in part"),
-                             "outer ring": float(np.nanmean(rings)),
+        numbers[model_id] = {"accuracy": row["accuracy"], "DAUC": defined_mean(row["DAUC"]),
+                             "DC": defined_mean(row["DC"]), "energy in part": row.get("energy in part"),
+                             "outer ring": defined_mean(rings),
                              "per_image": {name: per_image[name][model_id] for name in ("DAUC", "DC")}}
     return numbers
 

@@ -126,6 +126,11 @@ def positive():
     return {"valid": lambda v: v > 0, "expected": "a positive number"}
 
 
+def positive_finite():
+    """(valid, expected) of an option that must be a positive number, not inf or nan."""
+    return {"valid": lambda v: 0 < v < float("inf"), "expected": "a positive finite number"}
+
+
 def within(low, high, low_open=False, high_open=False):
     """(valid, expected) of an option in an interval."""
     def valid(v):

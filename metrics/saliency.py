@@ -24,12 +24,7 @@ torch.
 import dataclasses
 from typing import Any, Callable, Optional
 
-from core.options import Option, at_least, within
-
-
-def positive_finite(value):
-    """Whether an option's value is a positive number, not inf or nan."""
-    return 0 < value < float("inf")
+from core.options import Option, at_least, positive_finite, within
 
 
 def saliencies_from_maps(att_maps, norms, head, indices):
@@ -145,9 +140,9 @@ def build_center(inputs):
         height, width = map_size(model, images)
         rows = torch.linspace(-1, 1, height)[:, None]
         cols = torch.linspace(-1, 1, width)[None, :]
-        # sigma * sigma, not sigma ** 2: past 1e154 it is inf (a constant map, said below), not an OverflowError
-        prior = torch.exp(-(rows ** 2 + cols ** 2) / (2 * sigma * sigma))
         distances = rows ** 2 + cols ** 2  # all equal on a 2 x 2 map, say: constant whatever the width
+        # sigma * sigma, not sigma ** 2: past 1e154 it is inf (a constant map, said below), not an OverflowError
+        prior = torch.exp(-distances / (2 * sigma * sigma))
         if distances.min() < distances.max() and prior.max() == prior.min():
             raise UserError(f"--center_sigma {sigma} gives the same value on every cell of the {height} x {width} "
                             f"map (float32), so the map ranks no cell before another: choose a value nearer 0.5")
@@ -199,8 +194,7 @@ SOURCES = {source.name: source for source in [
     SaliencySource("random", build_random, "floor: uniform noise, seeded per image", identity=("seed",)),
     SaliencySource("center", build_center, "floor: a centred Gaussian, the same for every image",
                    options=(Option("center_sigma", float, 0.5, "center: standard deviation of the Gaussian, in "
-                                   "half-sides of the map", run_defining=False, valid=positive_finite,
-                                   expected="a positive finite number"),),
+                                   "half-sides of the map", run_defining=False, **positive_finite()),),
                    identity=("center_sigma",)),
     SaliencySource("edges", build_edges, "floor: the image's Sobel edges, pooled to the map size"),
 ]}
