@@ -41,6 +41,7 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(chan, chan, padding_mode=padding_mode)
         self.bn2 = nn.BatchNorm2d(chan)
+        self.relu_out = nn.ReLU(inplace=True)  # a module per use: DeepLIFT's rule is set per module
         self.downsample = downsample
         self.final_relu = final_relu
 
@@ -48,7 +49,7 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out)) + identity
-        return self.relu(out) if self.final_relu else out
+        return self.relu_out(out) if self.final_relu else out
 
 
 class Bottleneck(nn.Module):
@@ -64,15 +65,17 @@ class Bottleneck(nn.Module):
         self.conv3 = conv1x1(chan, chan * self.expansion)
         self.bn3 = nn.BatchNorm2d(chan * self.expansion)
         self.relu = nn.ReLU(inplace=True)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.relu_out = nn.ReLU(inplace=True)  # a module per use: DeepLIFT's rule is set per module
         self.downsample = downsample
         self.final_relu = final_relu
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.relu2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out)) + identity
-        return self.relu(out) if self.final_relu else out
+        return self.relu_out(out) if self.final_relu else out
 
 
 def init_module(module):
