@@ -303,7 +303,7 @@ def write_html_report(vis_folder, summary, title, exp_folder, experiment, galler
             "Sanity", "Each source's map against its map after the model's stages are re-initialised one after "
             "the other from the top (mean Spearman ρ over the images, 95% interval): a map that stays near 1 does "
             "not depend on the trained weights. The table's MPRT columns are the last stage; class ρ compares the "
-            "maps of two classes.", [("sanity: cascading model randomisation", results_io.sanity_plot_name())],
+            "maps of two classes, input ρ the maps of two images.", [("sanity: cascading model randomisation", results_io.sanity_plot_name())],
             [], []))
     path = write_report(vis_folder, title, table, plots, gallery, sections)
     print(f"report of {len(gallery.images)} test images x {len(gallery.sources)} sources: {path}")
@@ -330,11 +330,8 @@ def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_
     if floor:
         summary.notes.append(f"{NOT_ABOVE_FLOOR}: not better than the same model's random floor "
                              f"('<model_id>-{RANDOM_FLOOR}') on that score, by the same test")
-    if any(SCORES[name].lower_is_better is None for row in experiment.rows.values() for name in row
-           if name in SCORES):
-        summary.notes.append("class ρ: the rank correlation between a source's map for the predicted class and for "
-                             "another class; 1.0 for a map that does not depend on the class (the models' own maps, "
-                             "the floors), lower for one that does")
+    shown = {name for row in experiment.rows.values() for name in row if name in SCORES}
+    summary.notes += [score.note for name, score in SCORES.items() if name in shown and score.note]
     plot_sanity(vis_folder, exp_folder, experiment)
     publish(summary, exp_folder, vis_folder, {exp_id: experiment},
             (exp_id, exp_folder, experiment, None, (pairs, reliability, test)) if report else None)

@@ -5,23 +5,34 @@ Every source is a callable
     saliency(model, images, classes, indices) -> (B, h, w) float tensor on the CPU
 
 for a batch of images (B, 3, H, W) on the model's device, the class to explain for each image, and
-the images' indices in the test set; h x w is the model's feature-map size. The curve code gets
-saliencies and never asks which source made them:
+the images' indices in the test set. h x w is the source's own resolution, which its entry declares:
+'map', the model's feature-map size, or 'pixels', the image's H x W. The curves perturb map cells, so
+they see a pixel-resolution map average-pooled to the map size (pooled_to); the sanity checks use each
+map at its own resolution. The curve code gets saliencies and never asks which source made them:
 - own_maps: the model's own saved maps (map 0 times the norm, or the B-CNN mean times the norm);
 - the CAMs of pytorch-grad-cam (Grad-CAM, Grad-CAM++, XGrad-CAM, Score-CAM, Ablation-CAM,
   Eigen-CAM) on the last backbone stage, kept at the feature-map resolution;
-- RISE (Petsiuk et al. 2018), batched here.
+- the gradient family of captum (the gradient, Integrated Gradients, SmoothGrad, Guided Backpropagation,
+  Input x Gradient, DeepLIFT, Occlusion), at pixel resolution (metrics/gradient_methods.py);
+- RISE (Petsiuk et al. 2018), batched here, at pixel resolution;
+- three floors: random, center and edges.
+
+The tasks call a source under torch.no_grad(), on the model in eval mode, with at most
+--att_metrics_batch_size images; a source whose entry says gradients=True is called with gradients
+enabled (SaliencySource.function), so that it can differentiate the model's output.
 
 They are registered in SOURCES, the table at the end of this module: each entry has its name, how to
-build it, its own options (added to trainVal.py's options by core/args.py) and the values that identify its
-results. Adding a source means writing its builder here and adding one SaliencySource to SOURCES.
+build it, its own options (added to trainVal.py's options by core/args.py), the values that identify its
+results, whether it needs gradients and its resolution. Adding a source means writing its builder here and
+adding one SaliencySource to SOURCES.
 
 This module is read by `trainVal.py --help`, which must not wait for torch: it imports torch nowhere at
 its top, and a builder imports what its source needs when it is called (the built-in sources' computations
-are in metrics/saliency_methods.py). tests/unit/test_tables.py checks that the option table imports without
-torch.
+are in metrics/saliency_methods.py and metrics/gradient_methods.py). tests/unit/test_tables.py checks that
+the option table imports without torch.
 """
 import dataclasses
+import functools
 from typing import Any, Callable, Optional
 
 from core.options import Option, at_least, positive_finite, within
@@ -69,23 +80,64 @@ class SaliencySource:
     """One saliency source. build(SourceInputs) -> saliency(model, images, classes, indices).
     options: its own trainVal.py options (not run-defining). identity: the names in SourceInputs.values that
     identify its results (its curves are remade when one changes). post_hoc: computed from the model rather
-    than read from its saved maps; its results are saved as '<model_id>-<name>' and its maps kept."""
+    than read from its saved maps; its results are saved as '<model_id>-<name>' and its maps kept (at the map
+    size). gradients: it differentiates the model, so it is called with gradients enabled. resolution: 'map'
+    (its maps are at the model's feature-map size) or 'pixels' (at the image's size)."""
     name: str
     build: Callable[[SourceInputs], Callable]
     description: str
     options: tuple = ()
     identity: tuple = ()
     post_hoc: bool = True
+    gradients: bool = False
+    resolution: str = "map"
 
     def identify(self, values):
         """{name: value} of the values that identify this source's results."""
         return {name: values[name] for name in self.identity}
+
+    def function(self, inputs):
+        """saliency(model, images, classes, indices) built from inputs (SourceInputs), as the tasks call it:
+        with gradients enabled when the entry says gradients=True (the tasks run under torch.no_grad()).
+        Attributes of the built function (a released saliency's .order) are kept."""
+        saliency = self.build(inputs)
+        if not self.gradients:
+            return saliency
+
+        @functools.wraps(saliency)
+        def with_gradients(model, images, classes, indices):
+            import torch
+            with torch.enable_grad():
+                return saliency(model, images, classes, indices)
+        return with_gradients
+
+
+RESOLUTIONS = ("map", "pixels")
+
+
+def pooled_to(saliency, size):
+    """The source `saliency` with each map (B, H, W) average-pooled to size (h, w), a cell the mean of its block
+    of pixels: how the curves, which perturb the model's map cells, see a pixel-resolution source."""
+    @functools.wraps(saliency)
+    def pooled(model, images, classes, indices):
+        import torch.nn.functional as F
+        maps = saliency(model, images, classes, indices)
+        return F.adaptive_avg_pool2d(maps[:, None], tuple(size))[:, 0]
+    return pooled
 
 
 def build_cam(name):
     def build(inputs):
         from metrics.saliency_methods import cam_source
         return cam_source(name, inputs.values["batch_size"])
+    return build
+
+
+def build_captum(name):
+    def build(inputs):
+        from metrics.gradient_methods import captum_source
+        seed = inputs.values["seed"]
+        return captum_source(name, {**inputs.values, "image_seed": lambda index: image_seed(seed, index)})
     return build
 
 
@@ -151,18 +203,17 @@ def build_center(inputs):
 
 
 def build_edges(inputs):
-    """The edge floor: the Sobel gradient magnitude of the image (its channels averaged), average-pooled to
-    the map size. It knows the image, not the model (docs/METHOD.md, "Floors")."""
+    """The edge floor: the Sobel gradient magnitude of the image (its channels averaged), at pixel resolution
+    (the curves see it average-pooled to the map size). It knows the image, not the model (docs/METHOD.md,
+    "Floors")."""
     def saliency(model, images, classes, indices):
         import torch
         import torch.nn.functional as F
-        height, width = map_size(model, images)
         gray = images.float().mean(dim=1, keepdim=True).cpu()
         sobel_x = torch.tensor([[-1., 0., 1.], [-2., 0., 2.], [-1., 0., 1.]])
         kernels = torch.stack([sobel_x, sobel_x.T])[:, None]  # (2, 1, 3, 3): d/dx, d/dy
         gradients = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), kernels)
-        magnitude = gradients.pow(2).sum(dim=1, keepdim=True).sqrt()
-        return F.adaptive_avg_pool2d(magnitude, (height, width))[:, 0]
+        return gradients.pow(2).sum(dim=1).sqrt()
     return saliency
 
 
@@ -177,13 +228,42 @@ SOURCES = {source.name: source for source in [
                                         "(the product wraps modulo 256) and its topk order, to compare with "
                                         "numbers it produced"),),
                    identity=("att_metrics_saliency", "val_batch_size")),  # the released maps' test batches
-    SaliencySource("gradcam", build_cam("gradcam"), "Grad-CAM (pytorch-grad-cam)"),
-    SaliencySource("gradcampp", build_cam("gradcampp"), "Grad-CAM++ (pytorch-grad-cam)"),
-    SaliencySource("xgradcam", build_cam("xgradcam"), "XGrad-CAM (pytorch-grad-cam)"),
-    SaliencySource("scorecam", build_cam("scorecam"), "Score-CAM (pytorch-grad-cam)"),
-    SaliencySource("ablationcam", build_cam("ablationcam"), "Ablation-CAM (pytorch-grad-cam)"),
-    SaliencySource("eigencam", build_cam("eigencam"), "Eigen-CAM (pytorch-grad-cam)"),
-    SaliencySource("rise", build_rise, "RISE, seeded random masks",
+    SaliencySource("gradcam", build_cam("gradcam"), "Grad-CAM (pytorch-grad-cam)", gradients=True),
+    SaliencySource("gradcampp", build_cam("gradcampp"), "Grad-CAM++ (pytorch-grad-cam)", gradients=True),
+    SaliencySource("xgradcam", build_cam("xgradcam"), "XGrad-CAM (pytorch-grad-cam)", gradients=True),
+    SaliencySource("scorecam", build_cam("scorecam"), "Score-CAM (pytorch-grad-cam)", gradients=True),
+    SaliencySource("ablationcam", build_cam("ablationcam"), "Ablation-CAM (pytorch-grad-cam)", gradients=True),
+    SaliencySource("eigencam", build_cam("eigencam"), "Eigen-CAM (pytorch-grad-cam)", gradients=True),
+    SaliencySource("gradient", build_captum("gradient"), "the gradient's magnitude (captum Saliency)",
+                   gradients=True, resolution="pixels"),
+    SaliencySource("integratedgradients", build_captum("integratedgradients"),
+                   "Integrated Gradients from the zero baseline (captum)",
+                   options=(Option("ig_steps", int, 50, "integratedgradients: steps of the path integral (captum's "
+                                   "default)", run_defining=False, **at_least(1)),),
+                   identity=("ig_steps",), gradients=True, resolution="pixels"),
+    SaliencySource("smoothgrad", build_captum("smoothgrad"), "SmoothGrad, the gradient over noisy copies (captum "
+                   "NoiseTunnel), seeded per image",
+                   options=(Option("smoothgrad_samples", int, 5, "smoothgrad: noisy copies per image (captum's "
+                                   "default)", run_defining=False, **at_least(1)),
+                            Option("smoothgrad_noise", float, 1.0, "smoothgrad: standard deviation of the noise, in "
+                                   "normalised input units (captum's default)", run_defining=False,
+                                   **positive_finite())),
+                   identity=("smoothgrad_samples", "smoothgrad_noise", "seed"), gradients=True, resolution="pixels"),
+    SaliencySource("guidedbackprop", build_captum("guidedbackprop"), "Guided Backpropagation (captum)",
+                   gradients=True, resolution="pixels"),
+    SaliencySource("inputxgradient", build_captum("inputxgradient"), "the input times its gradient (captum)",
+                   gradients=True, resolution="pixels"),
+    SaliencySource("deeplift", build_captum("deeplift"), "DeepLIFT from the zero baseline (captum)",
+                   gradients=True, resolution="pixels"),
+    SaliencySource("occlusion", build_captum("occlusion"), "Occlusion, the logit's drop under a sliding square "
+                   "(captum)",
+                   options=(Option("occlusion_cells", float, 1.0, "occlusion: side of the occluding square, in "
+                                   "cells of the model's map (captum has no default)", run_defining=False,
+                                   **positive_finite()),
+                            Option("occlusion_stride_cells", float, 0.5, "occlusion: step of the square, in cells "
+                                   "of the model's map", run_defining=False, **positive_finite())),
+                   identity=("occlusion_cells", "occlusion_stride_cells"), resolution="pixels"),
+    SaliencySource("rise", build_rise, "RISE, seeded random masks", resolution="pixels",
                    options=(Option("rise_masks", int, 4000, "RISE: number of random masks", run_defining=False,
                                    **at_least(1)),
                             Option("rise_grid", int, 7, "RISE: side of the coarse grid of a mask",
@@ -196,7 +276,7 @@ SOURCES = {source.name: source for source in [
                    options=(Option("center_sigma", float, 0.5, "center: standard deviation of the Gaussian, in "
                                    "half-sides of the map", run_defining=False, **positive_finite()),),
                    identity=("center_sigma",)),
-    SaliencySource("edges", build_edges, "floor: the image's Sobel edges, pooled to the map size"),
+    SaliencySource("edges", build_edges, "floor: the image's Sobel edges", resolution="pixels"),
 ]}
 POST_HOC_NAMES = tuple(name for name, source in SOURCES.items() if source.post_hoc)
 

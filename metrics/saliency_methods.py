@@ -1,14 +1,13 @@
 """What the post-hoc saliency sources of metrics/saliency.py compute: the CAMs of pytorch-grad-cam at the
-feature-map resolution, RISE (batched), and the model's own maps as the authors' released code saved them.
-Each function here returns a source, saliency(model, images, classes, indices) -> (B, h, w) on the CPU; the
-table of metrics/saliency.py builds them."""
+feature-map resolution, RISE (batched, at pixel resolution), and the model's own maps as the authors' released
+code saved them. Each function here returns a source, saliency(model, images, classes, indices) -> (B, h, w) on
+the CPU, at the resolution its entry declares; the table of metrics/saliency.py builds them."""
 import contextlib
 import io
 import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from metrics.perturbation import released_saliency_map, released_uint8, topk_step_masks
 from metrics.saliency import saliencies_from_maps
@@ -46,14 +45,15 @@ def at_feature_resolution(cam_class):
 def cam_source(name, batch_size=64):
     """Source computing the pytorch-grad-cam method `name` (a key of CAM_CLASSES) on the last backbone stage,
     for the given classes; each map is ReLU'd and min-max scaled by the library. batch_size: forward passes of
-    Score-CAM and Ablation-CAM (which loop over images inside the library)."""
+    Score-CAM and Ablation-CAM (which loop over images inside the library). Called with gradients enabled (its
+    entry says so)."""
     def saliency(model, images, classes, indices):
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
         cam_class = at_feature_resolution(cam_classes()[name])
         with cam_class(model=LogitsOnly(model), target_layers=[model.backbone.layer4]) as cam:
             cam.batch_size = batch_size
             # Score-CAM draws a progress bar per image on stderr: kept out of the run's own output
-            with torch.enable_grad(), contextlib.redirect_stderr(io.StringIO()):
+            with contextlib.redirect_stderr(io.StringIO()):
                 maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in classes])
         model.eval()
         return torch.from_numpy(maps).float()
@@ -137,8 +137,8 @@ def rise_saliency(scores_of, images, classes, grids, shift_y, shift_x, keep_prob
 
 
 def rise_source(mask_nb=4000, grid=7, keep_prob=0.5, seed=0, batch_size=64):
-    """Source computing RISE with a seeded generator (the same masks for every image and every run), then
-    averaged over each feature-map cell's block of pixels to the model's map size."""
+    """Source computing RISE with a seeded generator (the same masks for every image and every run), at pixel
+    resolution (B, H, W)."""
     @torch.no_grad()  # RISE needs no gradient; without this, every masked batch's graph would be kept
     def saliency(model, images, classes, indices):
         height, width = images.shape[-2:]
@@ -148,9 +148,7 @@ def rise_source(mask_nb=4000, grid=7, keep_prob=0.5, seed=0, batch_size=64):
 
         def scores_of(batch):
             return torch.softmax(model(batch)["output"].float(), dim=1)
-        pixels = rise_saliency(scores_of, images, classes, grids, shift_y, shift_x, keep_prob, batch_size)
-        map_size = model(images[:1])["att_maps"].shape[-2:]
-        return F.adaptive_avg_pool2d(pixels[:, None], map_size)[:, 0].cpu()
+        return rise_saliency(scores_of, images, classes, grids, shift_y, shift_x, keep_prob, batch_size).cpu()
     return saliency
 
 

@@ -106,16 +106,31 @@ def as_uint8(saliency):
     return (min_max(saliency.double()) * 255).round().to(torch.uint8)
 
 
-def sanity_records(model, saliency, images, classes, indices, stages, seed):
+def partner_indices(indices, evaluated, seed):
+    """For each test index of `indices`, the test index of another image of the set (`evaluated`, the set's test
+    indices), drawn from (seed, index): the pairs of the input-invariance statistic, which do not depend on
+    the batches. An image of a set of one is its own partner."""
+    partners = []
+    for index in indices:
+        others = [other for other in evaluated if other != index] or [index]
+        partners.append(int(np.random.default_rng([seed, int(index), 1]).choice(others)))
+    return partners
+
+
+def sanity_records(model, saliency, images, classes, indices, stages, seed, partners=None):
     """{'mprt_rho': per image (S,), 'mprt_ssim': per image (S,), 'class_rho': per image scalar,
-    'randomised_maps': per image (S, h, w) uint8, 'noise_rho', 'noise_ssim': per image scalars}: the Spearman
-    correlation and SSIM between each image's original saliency and its saliency after each stage of the
-    cascading randomisation (S stages), the correlation between its saliency for its class and for another
-    class, the saliency after each stage (each min-max scaled to 0-255, for the report), and the correlation and
-    SSIM between the original saliency and a second pass of the unchanged model: 1 for a model and source that
-    draw nothing, the noise ceiling of the other statistics for one that does (BR-NPA's random-vector
-    ablations). The second pass comes last, so that the other statistics draw what they drew without it.
-    images (B, 3, H, W); classes: the class explained per image."""
+    'randomised_maps': per image (S, h, w) uint8, 'noise_rho', 'noise_ssim', 'input_rho': per image scalars}:
+    the Spearman correlation and SSIM between each image's original saliency and its saliency after each stage
+    of the cascading randomisation (S stages), the correlation between its saliency for its class and for
+    another class, the saliency after each stage (each min-max scaled to 0-255, for the report), the
+    correlation and SSIM between the original saliency and a second pass of the unchanged model (1 for a model
+    and source that draw nothing, the noise ceiling of the other statistics for one that does: BR-NPA's
+    random-vector ablations), and the correlation between its saliency and that of another image of the set
+    (input invariance: near 1 for a map that ignores the image). The second pass and the other image come last,
+    so that the other statistics draw what they drew without them.
+    images (B, 3, H, W); classes: the class explained per image; every map at the source's own resolution (h, w).
+    partners: test indices -> (the test indices of the other images, their images (B, 3, H, W), their
+    predicted classes); with None, input_rho is left out."""
     original = saliency(model, images, classes, indices).cpu()
     rho, similarity, randomised_maps = [], [], []
     for _, randomised in cascading_randomisation(model, stages, seed):
@@ -127,8 +142,17 @@ def sanity_records(model, saliency, images, classes, indices, stages, seed):
     other = saliency(model, images, other_classes(classes, class_nb, seed, indices), indices).cpu()
     repeat = saliency(model, images, classes, indices).cpu()
     rho, similarity = torch.tensor(rho, dtype=torch.float64).T, torch.tensor(similarity, dtype=torch.float64).T
-    return {"mprt_rho": list(rho), "mprt_ssim": list(similarity),
-            "class_rho": [torch.tensor(spearman(a, b), dtype=torch.float64) for a, b in zip(original, other)],
-            "randomised_maps": [torch.stack(per_image) for per_image in zip(*randomised_maps)],
-            "noise_rho": [torch.tensor(spearman(a, b), dtype=torch.float64) for a, b in zip(original, repeat)],
-            "noise_ssim": [torch.tensor(ssim(a, b), dtype=torch.float64) for a, b in zip(original, repeat)]}
+    records = {"mprt_rho": list(rho), "mprt_ssim": list(similarity),
+               "class_rho": scalars(spearman, original, other),
+               "randomised_maps": [torch.stack(per_image) for per_image in zip(*randomised_maps)],
+               "noise_rho": scalars(spearman, original, repeat), "noise_ssim": scalars(ssim, original, repeat)}
+    if partners is not None:
+        partner_inds, partner_images, partner_classes = partners(indices)
+        records["input_rho"] = scalars(spearman, original,
+                                       saliency(model, partner_images, partner_classes, partner_inds).cpu())
+    return records
+
+
+def scalars(statistic, first_maps, second_maps):
+    """[statistic(a, b) as a float64 scalar tensor] over the pairs of maps."""
+    return [torch.tensor(statistic(a, b), dtype=torch.float64) for a, b in zip(first_maps, second_maps)]

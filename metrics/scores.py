@@ -11,7 +11,8 @@ in the tables is the mean over the images, with a 95% interval. Each entry state
   out of the comparisons;
 - denominator (optional): for a ratio, {array name: array} -> (N,) per-image values it divides by. Where one
   is tiny a single image can dominate the mean: processResults.py counts such images and shows the median
-  beside the mean.
+  beside the mean;
+- note (optional): one line under the table saying how to read the column, printed where it has values.
 
 Adding a score means writing its per_image function and adding one Score here.
 """
@@ -34,6 +35,7 @@ class Score:
     per_image: Callable
     lower_is_better: Optional[bool]
     denominator: Optional[Callable] = None
+    note: Optional[str] = None
 
     @property
     def direction(self):
@@ -68,5 +70,13 @@ SCORES = {score.name: score for score in [
           lower_is_better=True),
     Score("MPRT SSIM", "MPRTssim", "Sanity", ("mprt_ssim",), lambda arrays: arrays["mprt_ssim"][:, -1],
           lower_is_better=True),
-    Score("class ρ", "ClassRho", "Sanity", ("class_rho",), lambda arrays: arrays["class_rho"], lower_is_better=None),
+    Score("class ρ", "ClassRho", "Sanity", ("class_rho",), lambda arrays: arrays["class_rho"], lower_is_better=None,
+          note="class ρ: the rank correlation between a source's map for the predicted class and for another class; "
+               "1.0 for a map that does not depend on the class (the models' own maps, the floors), lower for one "
+               "that does"),
+    # no direction: a low value is needed (a map that follows the image), not better (two images of one class
+    # may rightly share a map)
+    Score("input ρ", "InputRho", "Sanity", ("input_rho",), lambda arrays: arrays["input_rho"], lower_is_better=None,
+          note="input ρ: the rank correlation between the maps of two different test images (pairs drawn with "
+               "--seed); near 1 for a map that ignores the image (the centre floor), low for one that follows it"),
 ]}

@@ -43,14 +43,18 @@ SANITY_STAGES = ("classifier", "layer4", "layer3", "layer2", "layer1", "stem")
 @dataclasses.dataclass(frozen=True)
 class TaskContext:
     """What a task may use besides the images and their saliencies. model: the trained model; saliency: the
-    source as saliency(model, images, classes, indices) computed from the model it is given (for a model's
-    own maps, metrics.saliency.live_own_maps); indices: the test indices of the images; seed: --seed;
-    values: {option name: value} of the task's options."""
+    source as saliency(model, images, classes, indices) computed from the model it is given, at the source's
+    own resolution (for a model's own maps, metrics.saliency.live_own_maps); indices: the test indices of the
+    images; seed: --seed; values: {option name: value} of the task's options; evaluated: the test indices of
+    every image of the set; load: test indices -> (their images (B, 3, H, W) on the model's device, the
+    model's predicted classes), for a task that needs other images of the set."""
     model: Any
     saliency: Callable
     indices: list
     seed: int
     values: dict
+    evaluated: tuple = ()
+    load: Optional[Callable] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,12 +100,18 @@ def compute_sanity(forward, images, saliencies, classes, cells_per_step, batch_s
     saliency after each stage of --sanity_stages (S,), the correlation of its saliency for its class and
     for another (a scalar), the saliencies after each stage (S, h, w, uint8, drawn by the report), and the
     correlation and SSIM of two passes of the unchanged model (scalars: the noise ceiling of a model that draws
-    in its forward pass). The saliencies are computed again, from the model, with context.saliency."""
+    in its forward pass), and the correlation of its saliency with that of another image of the set (a scalar,
+    input invariance). The saliencies are computed again, from the model, with context.saliency, at the
+    source's own resolution."""
     import torch
-    from metrics.sanity import sanity_records
+    from metrics.sanity import partner_indices, sanity_records
     stages = context.values["sanity_stages"].split(",")
+
+    def partners(indices):
+        partner_inds = partner_indices(indices, context.evaluated, context.seed)
+        return (partner_inds, *context.load(partner_inds))
     return sanity_records(context.model, context.saliency, torch.stack(images), classes, context.indices, stages,
-                          context.seed)
+                          context.seed, partners)
 
 
 TASKS = {task.key: task for task in [
@@ -110,7 +120,10 @@ TASKS = {task.key: task for task in [
     PerturbationTask("Single", "get_single_step_scores.sh", "single-step scores", ("scores",), compute_single_step,
                      forwards_per_image=lambda step_nb: 3),
     PerturbationTask(SANITY_TASK, "get_sanity_scores.sh", "sanity checks",
-                     ("mprt_rho", "mprt_ssim", "class_rho", "randomised_maps", "noise_rho", "noise_ssim"),
+                     ("mprt_rho", "mprt_ssim", "class_rho", "randomised_maps", "noise_rho", "noise_ssim",
+                      "input_rho"),
+                     # 16, as before the input-invariance pass (about 2 more): the chunks, whose first image seeds
+                     # a random-vector model's draws, stay those of the sets computed before it
                      compute_sanity, forwards_per_image=lambda step_nb: 16,
                      options=(Option("sanity_stages", str, ",".join(SANITY_STAGES),
                                      "sanity: the stages re-initialised one after the other, cumulatively, "

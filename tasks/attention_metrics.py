@@ -29,7 +29,7 @@ from core.args import NOT_RUN_DEFINING, with_changes
 from core.errors import UserError
 from data.load_data import build_transform, load_rgb, make_loader, scan_test_folder
 from metrics.perturbation import cells_per_step, step_masks
-from metrics.saliency import OWN_MAPS, SourceInputs, image_seed, live_own_maps, saliency_source
+from metrics.saliency import OWN_MAPS, SourceInputs, image_seed, live_own_maps, pooled_to, saliency_source
 from metrics.tasks import TaskContext, task as perturbation_task
 from models.heads import head_class
 from models.resnet import feature_map_side
@@ -219,16 +219,23 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
         preds = [int(pred) for images, _ in make_loader(mine, transform, config.att_metrics_batch_size,
                                                          config.num_workers, pin_memory(config))
                  for pred in forward(images.to(device)).argmax(dim=1).cpu()]
-        saliency = source.build(dataclasses.replace(inputs, test_images=test_images))
-        saliencies = set_saliencies(saliency, model, load_images, mine, preds, my_inds, (first, last), source,
+        saliency = source.function(dataclasses.replace(inputs, test_images=test_images))
+        # the curves perturb map cells: a pixel-resolution source is seen pooled to the map size
+        at_map_size = pooled_to(saliency, map_size) if source.resolution == "pixels" else saliency
+        saliencies = set_saliencies(at_map_size, model, load_images, mine, preds, my_inds, (first, last), source,
                                     exp_folder, source_id, signature, config.att_metrics_batch_size)
         if saliencies and tuple(saliencies[0].shape) != tuple(map_size):
             raise ValueError(f"the {source_id} saliency is {tuple(saliencies[0].shape)}, the model's maps "
                              f"{tuple(map_size)}")
         order = source_order(saliency)
-        live = saliency if source.post_hoc else live_own_maps(inputs.head)  # for a task that changes the model
+        # for a task that changes the model (the sanity checks): the source at its own resolution
+        live = saliency if source.post_hoc else live_own_maps(inputs.head)
+        def load_with_predictions(indices):  # other images of the set, for a task that compares with them
+            images = load_images([test_samples[i] for i in indices])
+            return images, [int(pred) for pred in forward(images).argmax(dim=1).cpu()]
         context = TaskContext(model, live, my_inds, config.seed, {option.name: getattr(config, option.name)
-                                                                  for option in task.options})
+                                                                  for option in task.options},
+                              tuple(int(i) for i in image_inds), load_with_predictions)
         records = resumable_records(task, forward, load_images, mine, saliencies, preds, (step_cells, step_nb),
                                     order, partial, signature, source_id, config, context)
         records = {name: distributed.gather_in_order(values) for name, values in records.items()}

@@ -106,3 +106,41 @@ def test_unknown_method_is_a_clear_error(trained_cnn, capsys):
     err = capsys.readouterr().err
     assert "invalid choice: 'gradcam_pp'" in err and all(method in err for method in POST_HOC_NAMES)
     assert err.count("\n") == 1 and sorted(os.listdir(root / "results" / "e2e")) == before
+
+
+def test_sanity_of_a_gradient_source_at_its_own_resolution(trained_cnn, capsys):
+    """The sanity task on the plain gradient: its statistics come from the 32 x 32 pixel maps (the randomised maps
+    are saved at that size; the curves' maps are 2 x 2), and input ρ, the rank correlation of an image's map
+    with another image's, is recomputed here from the gradient computed directly (torch.autograd, scipy's
+    Spearman) for the pairs drawn as documented: for test index i, np.random.default_rng([seed, i, 1]) chooses
+    among the set's other images. processResults.py shows the column."""
+    import processResults
+    from scipy import stats
+    argv, root = trained_cnn
+    trainVal.main(argv + ["--attention_metrics", "Sanity", "--att_metrics_post_hoc", "gradient",
+                          "--sanity_stages", "classifier,stem"])
+    folder = root / "results" / "e2e"
+    assert np.load(folder / "attMetrSanity_cnn-gradient_randomisedMaps.npy").shape == (4, 2, 32, 32)
+    inds = np.load(folder / "attMetrSanity_cnn-gradient_imgInds.npy").tolist()
+    preds = np.load(folder / "attMetrSanity_cnn-gradient_preds.npy").tolist()
+    landed = lifecycle.LandedRun(str(folder), "cnn")
+    model = landed.load_model()[0].eval()
+    images, _ = transformed_test_images(landed.args)
+    with torch.no_grad():
+        all_preds = model(images)["output"].argmax(dim=1).tolist()
+    assert [all_preds[i] for i in inds] == preds
+
+    def gradient_map(index):
+        image = images[index:index + 1].clone().requires_grad_(True)
+        logit = model(image)["output"][0, all_preds[index]]
+        return torch.autograd.grad(logit, image)[0].abs().sum(dim=1)[0].numpy()
+    expected = []
+    for index in inds:
+        partner = int(np.random.default_rng([landed.args.seed, index, 1]).choice([i for i in inds if i != index]))
+        expected.append(stats.spearmanr(gradient_map(index).ravel(), gradient_map(partner).ravel()).statistic)
+    assert np.allclose(np.load(folder / "attMetrSanity_cnn-gradient_inputRho.npy"), expected, atol=1e-6)
+    capsys.readouterr()
+    processResults.main(["--exp_id", "e2e", "--results_dir", str(root / "results"), "--vis_dir",
+                         str(root / "vis")])
+    out = capsys.readouterr().out
+    assert "input ρ" in out.splitlines()[1] and "input ρ: the rank correlation between the maps" in out

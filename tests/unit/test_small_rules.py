@@ -141,16 +141,22 @@ def test_the_centre_floor_default_width_is_the_documented_one():
 
 def test_the_edge_floor_sees_horizontal_and_vertical_edges():
     """Sobel magnitude by hand: a step of 1 between two columns (or rows) gives 4 on the two columns (rows)
-    beside it (1 + 2 + 1), 0 elsewhere; pooled to 2 x 2 cells, each holding one of those columns (rows) out of
-    three: 4 / 3 everywhere, for the vertical edge and for the same edge turned horizontal."""
+    beside it (1 + 2 + 1), 0 elsewhere, at pixel resolution; as the curves see it, pooled to 2 x 2 cells, each
+    holding one of those columns (rows) out of three: 4 / 3 everywhere, for the vertical edge and for the same
+    edge turned horizontal."""
+    from metrics.saliency import pooled_to
     vertical = torch.zeros(1, 3, 8, 6)
     vertical[..., 3:] = 1  # a step between columns 2 and 3
     horizontal = vertical.transpose(2, 3).contiguous()  # 6 x 8: a step between rows 2 and 3
     edges = build("edges")
     across = edges(MapSizeModel(2, 2), vertical, [0], [0])[0]
-    down = edges(MapSizeModel(2, 2), horizontal, [0], [0])[0]
-    assert torch.allclose(across, torch.full((2, 2), 4 / 3))
-    assert torch.allclose(down, torch.full((2, 2), 4 / 3))
+    by_hand = torch.zeros(8, 6)
+    by_hand[:, 2:4] = 4
+    assert torch.allclose(across, by_hand)
+    assert torch.allclose(edges(MapSizeModel(2, 2), horizontal, [0], [0])[0], by_hand.T)
+    for image in (vertical, horizontal):
+        pooled = pooled_to(edges, (2, 2))(MapSizeModel(2, 2), image, [0], [0])[0]
+        assert torch.allclose(pooled, torch.full((2, 2), 4 / 3))
 
 
 # ---- sanity checks

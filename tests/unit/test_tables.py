@@ -17,7 +17,7 @@ from helpers import REPO_ROOT, tiny_model
 from metrics.curves import CURVE_METRICS
 from metrics.localisation import LOCALISATION_SCORES
 from metrics.perturbation import released_saliency_map, saliency_map, step_masks
-from metrics.saliency import POST_HOC_NAMES, SOURCES, SourceInputs, live_own_maps
+from metrics.saliency import POST_HOC_NAMES, RESOLUTIONS, SOURCES, SourceInputs, live_own_maps
 from metrics.scores import SCORES
 from metrics.tasks import TASKS, TaskContext
 from model_ids import MODEL_IDS, model_options
@@ -105,39 +105,56 @@ def test_legacy_head_options_map_onto_head():
     assert parse_args(["--attention", "None", "--head", "cnn"]).attention is False  # None reads back from an .ini
 
 
-def call_as_the_tasks(saliency, model, images, classes, indices):
-    """A source called as the perturbation and sanity tasks call it: under torch.no_grad() (their whole
-    computation, tasks/attention_metrics.compute_and_save_curves, runs under it), so that a source needing
-    gradients must enable them itself."""
+def call_as_the_tasks(source, inputs, model, images, classes, indices):
+    """A source called as the perturbation and sanity tasks call it: built by SourceInputs through
+    source.function (which enables gradients where the entry says gradients=True), called under
+    torch.no_grad() (the tasks' whole computation, tasks/attention_metrics.compute_and_save_curves, runs under
+    it) on a model in eval mode."""
+    saliency = source.function(inputs)
     with torch.no_grad():
-        return saliency(model, images, classes, indices)
+        return saliency(model.eval(), images, classes, indices)
 
 
-def test_a_source_that_forgets_to_enable_gradients_fails_the_contract():
-    """The plain gradient without torch.enable_grad(): the call the contract test makes refuses it."""
-    def gradient_without_enable_grad(model, images, classes, indices):
+def plain_gradient(inputs):
+    """A source's builder: the gradient of the logit, summed over the channels (B, H, W)."""
+    def saliency(model, images, classes, indices):
         images = images.clone().requires_grad_(True)
         logits = model(images)["output"]
-        return torch.autograd.grad(logits[range(len(images)), classes].sum(), images)[0].abs().sum(1)[:, :4, :4]
+        return torch.autograd.grad(logits[range(len(images)), classes].sum(), images)[0].abs().sum(1)
+    return saliency
 
+
+def test_a_source_that_does_not_say_it_needs_gradients_fails_the_contract():
+    """The plain gradient registered without gradients=True: called as the tasks call it, it fails; with it, it
+    gives the gradient computed here outside torch.no_grad()."""
+    from metrics.saliency import SaliencySource
     model = tiny_model(head="cnn", class_nb=3).eval()
+    images = torch.randn(2, 3, 32, 32)
+    forgetful = SaliencySource("mygradient", plain_gradient, "the gradient", resolution="pixels")
     with pytest.raises(RuntimeError):
-        call_as_the_tasks(gradient_without_enable_grad, model, torch.randn(2, 3, 32, 32), [0, 1], [0, 1])
+        call_as_the_tasks(forgetful, SourceInputs({}), model, images, [0, 1], [0, 1])
+    declared = SaliencySource("mygradient", plain_gradient, "the gradient", gradients=True, resolution="pixels")
+    expected = plain_gradient(None)(model, images, [0, 1], [0, 1])
+    assert torch.equal(call_as_the_tasks(declared, SourceInputs({}), model, images, [0, 1], [0, 1]), expected)
+
+
+# Option values that keep a source's unit test fast; the interface is the same with the defaults.
+FAST_VALUES = {"rise_masks": 16, "ig_steps": 4, "smoothgrad_samples": 2}
 
 
 @pytest.mark.parametrize("name", SOURCES)
 def test_every_saliency_source(name):
     """A source's options are options of trainVal.py that do not define a run; what identifies its results is
     among its values; built from SourceInputs and called as the tasks call it (call_as_the_tasks), it gives one
-    (h, w) map per image at the model's map size."""
+    map per image at its declared resolution: the model's map size ('map') or the image's ('pixels')."""
     source = SOURCES[name]
     for option in source.options:
         assert OPTIONS[option.name] is option and not option.run_defining
     values = {option.name: option.default for option in source.options}
     values.update(seed=0, batch_size=8, val_batch_size=4)
-    if name == "rise":
-        values["rise_masks"] = 16  # the default 4000 is slow for a unit test; the interface is the same
+    values.update({key: value for key, value in FAST_VALUES.items() if key in values})
     assert set(source.identity) <= set(values)
+    assert source.resolution in RESOLUTIONS
     torch.manual_seed(0)
     model = tiny_model(head="br_npa", class_nb=3).eval()
     images = torch.randn(2, 3, 32, 32)
@@ -145,9 +162,10 @@ def test_every_saliency_source(name):
     generator = torch.Generator().manual_seed(0)
     att_maps = torch.randint(0, 256, (5, 3, *map_size), dtype=torch.uint8, generator=generator)
     norms = torch.randint(0, 256, (5, 1, *map_size), dtype=torch.uint8, generator=generator)
-    saliency = source.build(SourceInputs(values, att_maps, norms, HEADS["br_npa"], test_images=lambda: [images]))
-    maps = call_as_the_tasks(saliency, model, images, [0, 2], [3, 4])
-    assert maps.shape == (2, *map_size) and torch.isfinite(maps).all()
+    inputs = SourceInputs(values, att_maps, norms, HEADS["br_npa"], test_images=lambda: [images])
+    maps = call_as_the_tasks(source, inputs, model, images, [0, 2], [3, 4])
+    size = map_size if source.resolution == "map" else images.shape[2:]
+    assert maps.shape == (2, *size) and torch.isfinite(maps).all()
     assert source.post_hoc == (name in POST_HOC_NAMES)
     if source.post_hoc:  # its results are '<model_id>-<name>': the name must read back from a file name
         assert re.fullmatch(r"[a-z0-9]+", name)
@@ -189,12 +207,13 @@ def mean_forward(images):
     return torch.stack([images.mean(dim=(1, 2, 3)), torch.zeros(len(images))], dim=1)
 
 
-def task_context(task, image_nb):
-    """The TaskContext a task's compute gets: a tiny CNN (4x4 maps at 64 px) and its live own maps, the
-    task's option defaults."""
+def task_context(task, images):
+    """The TaskContext a task's compute gets for the images, test indices 0, 1...: a tiny CNN (4x4 maps at 64 px)
+    and its live own maps, the task's option defaults, the images as the set (class 0 predicted for each)."""
     model = tiny_model(head="cnn", resnet_stride=1).eval()
-    return TaskContext(model, live_own_maps(HEADS["cnn"]), list(range(image_nb)), 0,
-                       {option.name: option.default for option in task.options})
+    return TaskContext(model, live_own_maps(HEADS["cnn"]), list(range(len(images))), 0,
+                       {option.name: option.default for option in task.options}, tuple(range(len(images))),
+                       lambda indices: (torch.stack([images[i] for i in indices]), [0] * len(indices)))
 
 
 def task_arrays(task, image_nb=3):
@@ -204,7 +223,7 @@ def task_arrays(task, image_nb=3):
     side = 64 if task.options else 8
     images, saliencies = list(torch.rand(image_nb, 3, side, side)), list(torch.rand(image_nb, 2, 2))
     computed = task.compute(mean_forward, images, saliencies, [0] * image_nb, 1, 3, step_masks,
-                            task_context(task, image_nb))
+                            task_context(task, images))
     assert set(computed) == set(task.arrays)
     assert all(len(values) == image_nb for values in computed.values())
     return {name: torch.stack(values).numpy() for name, values in computed.items()}
