@@ -173,7 +173,9 @@ def pair_intervals(values, pairs_of_sources, resamples, seed):
     return intervals
 
 
-TESTS = ("wilcoxon", "welch")
+# The tests of --test and their names in the notes and plots.
+TEST_NAMES = {"wilcoxon": "Wilcoxon signed-rank", "welch": "Welch t-test"}
+TESTS = tuple(TEST_NAMES)
 
 
 def compare_sources(values, lower_is_better, test="wilcoxon", resamples=1000, seed=0):
@@ -342,9 +344,6 @@ def score_agreement(values_per_score):
             elif i != j:
                 correlations[i, j] = math.nan
     return names, correlations, counts
-
-
-TEST_NAMES = {"wilcoxon": "Wilcoxon signed-rank", "welch": "Welch t-test"}
 
 
 def holm_matrix(pairs):

@@ -145,6 +145,12 @@ def below_floor(pairs):
     return marked
 
 
+def floor_note(how):
+    """The note under a table whose cells carry NOT_ABOVE_FLOOR; how: by which test, over what."""
+    return (f"{NOT_ABOVE_FLOOR}: not better than the same model's random floor ('<model_id>-{RANDOM_FLOOR}') on that "
+            f"score {how}")
+
+
 def marks(source, name, best, floor):
     """The marks of a source's cell on score `name`: SIGNIFICANTLY_BEST where best[name] is the source,
     NOT_ABOVE_FLOOR where the source is in floor[name]."""
@@ -295,7 +301,7 @@ def write_html_report(vis_folder, summary, title, exp_folder, experiment, galler
     if gallery_note:
         gallery.note = gallery_note + ("; " + gallery.note if gallery.note else "")
     plots = [(caption, name) for name, caption in PLOT_CAPTIONS if os.path.exists(os.path.join(vis_folder, name))]
-    table = Table(summary.header, summary.table, summary.notes + [directions()])
+    table = Table(summary.header, summary.table, summary.notes + [directions()], summary.caption)
     sections = statistics_sections(vis_folder, *statistics) if statistics and statistics[0] else []
     if os.path.exists(os.path.join(vis_folder, results_io.sanity_plot_name())):
         from analysis.report.build import Section
@@ -328,8 +334,7 @@ def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_
     summary = experiment_summary(experiment, tiny_clean_score, best, floor)
     summary.notes += comparison_notes(pairs, test, SIGNIFICANTLY_BEST) + reliability_lines(reliability)
     if floor:
-        summary.notes.append(f"{NOT_ABOVE_FLOOR}: not better than the same model's random floor "
-                             f"('<model_id>-{RANDOM_FLOOR}') on that score, by the same test")
+        summary.notes.append(floor_note("by the same test"))
     shown = {name for row in experiment.rows.values() for name in row if name in SCORES}
     summary.notes += [score.note for name, score in SCORES.items() if name in shown and score.note]
     plot_sanity(vis_folder, exp_folder, experiment)
@@ -377,9 +382,7 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
                              f"experiment ({comparisons.TEST_NAMES[test]} on each experiment's images, p "
                              f"Holm-adjusted over the score's pairs < {comparisons.ALPHA})")
     if floor:
-        summary.notes.append(f"{NOT_ABOVE_FLOOR}: not better than the same model's random floor "
-                             f"('<model_id>-{RANDOM_FLOOR}') on that score in at least one experiment, by the same "
-                             f"test")
+        summary.notes.append(floor_note("in at least one experiment, by the same test"))
     publish(summary, summary_folder, vis_folder, experiments,
             (f"{summary_id}: mean and 95% interval over {len(exp_ids)} experiments",
              results_io.exp_dir(results_dir, first), experiments[first],

@@ -25,6 +25,10 @@ ARCHITECTURE_NAMES = table_names("models.resnet", "ARCHITECTURES")
 # Keys of a resolved .ini that describe the run rather than set an option.
 RUN_METADATA = ("run_id", "search_trial", "config")
 COMMENT = re.compile(r"(^|\s)#.*$")
+# The optimisers of --optim (tasks/training.build_optimizer), in the search's order of its choices.
+OPTIMISERS = ("Adam", "AMSGrad", "SGD")
+# The pruners of --optuna_pruner (tasks/search.make_pruner).
+PRUNERS = ("none", "median")
 # The legacy encoding of the built-in heads by --attention / --br_npa: head -> (attention, br_npa).
 LEGACY_HEAD_FLAGS = {"cnn": (False, True), "b_cnn": (True, False), "br_npa": (True, True)}
 MODEL_ID = re.compile(r"[A-Za-z0-9_.]+")
@@ -149,8 +153,8 @@ OPTION_GROUPS = [
         run_option("lin_lay_bias", str2bool, False, "bias in the last layer"),
     ]),
     ("training", [
-        searched("optim", str, "SGD", "optimiser", SearchSpace("categorical", 1, choices=("Adam", "AMSGrad", "SGD")),
-                 choices=("SGD", "Adam", "AMSGrad")),
+        searched("optim", str, "SGD", "optimiser", SearchSpace("categorical", 1, choices=OPTIMISERS),
+                 choices=OPTIMISERS),
         searched("lr", float, 0.001, "learning rate of the first epochs (see --use_scheduler)",
                  SearchSpace("float", 0, 1e-4, 1e-2, log=True), **positive()),
         searched("momentum", float, 0.9, "SGD momentum", SearchSpace("float", 5, 0.0, 0.9, step=0.1, when=sgd_trial),
@@ -206,13 +210,13 @@ OPTION_GROUPS = [
                    "--always_sched); a plain run takes --use_scheduler"),
         setting("optuna_storage", optional_str, None,
                 "optuna storage URL (default: sqlite <results>/<exp_id>/<model_id>_hypSearch.db)"),
-        setting("optuna_pruner", str, "none", choices=("none", "median"),
+        setting("optuna_pruner", str, "none", choices=PRUNERS,
                 help="none: every trial runs to its end (the authors never pruned); median: stop a trial whose "
                      "validation accuracy is below the median of earlier trials (a deviation, opt-in)"),
         setting("optuna_heartbeat", int, 30, "seconds between heartbeats; a trial silent for twice this is marked "
                                              "failed", **at_least(1, " (seconds)")),
     ]),
-    ("DAUC / IAUC", [
+    ("perturbation tasks: DAUC / IAUC, single-step scores, sanity checks (--attention_metrics)", [
         setting("attention_metrics", optional_str, None, choices=(None, *TASKS),
                 help="compute a perturbation task's per-image results for a trained model instead of training: "
                      + ", ".join(f"{key} ({task.description})" for key, task in TASKS.items())),
@@ -321,6 +325,13 @@ def given_options(argv):
     return frozenset(vars(parser.parse_args(argv))) - {"config"}
 
 
+def legacy_head(attention, br_npa):
+    """The head that --attention / --br_npa describe (LEGACY_HEAD_FLAGS read backwards; --br_npa counts only
+    with --attention True, as in the released code)."""
+    return next(head for head, (with_attention, with_br_npa) in LEGACY_HEAD_FLAGS.items()
+                if bool(attention) == with_attention and (not attention or bool(br_npa) == with_br_npa))
+
+
 def resolve_derived(args):
     """Fill the options whose default depends on others: img_size from big_images, a val_batch_size of -1 from
     max_batch_size (the released rule), and head from the legacy
@@ -331,7 +342,7 @@ def resolve_derived(args):
     if args.val_batch_size == -1:  # the released test loader's rule
         args.val_batch_size = int(args.max_batch_size * 3.5)
     if args.head is None:
-        args.head = "br_npa" if args.attention and args.br_npa else "b_cnn" if args.attention else "cnn"
+        args.head = legacy_head(args.attention, args.br_npa)
     else:  # the pair describes the built-in heads only: None for any other
         args.attention, args.br_npa = LEGACY_HEAD_FLAGS.get(args.head, (None, None))
     return args
@@ -381,7 +392,7 @@ def write_config(args, path, **metadata):
 
 
 def load_config(path):
-    """Namespace of a resolved config written by write_config (used to rebuild a teacher)."""
+    """Namespace of a resolved config written by write_config (its metadata dropped: load_run_config keeps it)."""
     return load_run_config(path)[0]
 
 

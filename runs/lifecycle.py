@@ -7,7 +7,8 @@ every curve set computed from it. Each task works through a Stage (see its docst
 
 - a plain training run (tasks/train_task.py) and the search's final test (tasks/search.py) stage the model's files
   in <exp_folder>/.<model_id>.staging/ and land them, test CSV last;
-- the curve task (tasks/attention_metrics.py) stages the five files of one curve set in
+- the curve task (tasks/attention_metrics.py) stages the files of one set (the task's arrays, _imgInds,
+  _preds, _targets and the .json: 7 for a curve set) in
   <exp_folder>/.attMetr<metric>_<source>.staging/ and lands them, the .json last.
 
 Stage.opened() takes the set's lock and finishes a landing a crash interrupted; plan() decides whether
@@ -37,6 +38,8 @@ from core.errors import DiskFullError, LockedError, NotTrainedError, UserError
 from core.options import resolve_path
 
 LANDING = "LANDING"
+# The config file of the shell scripts unless CONFIG names another (model_ids.sh).
+SCRIPTS_CONFIG = "config_cub.config"
 
 
 def new_run_id():
@@ -55,11 +58,11 @@ def train_command(options, model_id, *extra, script="train.sh", config=None, sea
     config = getattr(options, "config", None) or config
     metric_keys = [key for key, task in TASKS.items() if task.script == script]
     if model_id in MODEL_IDS:
-        prefix = f"CONFIG={config} " if config and os.path.basename(config) != "config_cub.config" else ""
+        prefix = f"CONFIG={config} " if config and os.path.basename(config) != SCRIPTS_CONFIG else ""
         words = [f"{prefix}./{script} {model_id}"]
         table = model_options(model_id)
     else:
-        words = [f"python3 trainVal.py -c {config or 'config_cub.config'} --model_id {model_id}"]
+        words = [f"python3 trainVal.py -c {config or SCRIPTS_CONFIG} --model_id {model_id}"]
         words += [f"--attention_metrics {metric_keys[0]}"] if metric_keys else []
         table = []
     if options is not None:
@@ -74,7 +77,7 @@ def differing_options(options, model_id, config, table, curves=False, search_tri
     curves; not the searched ones for a search's best trial) and the paths."""
     parser = build_parser()
     try:
-        parser.set_defaults(**read_config_file(resolve_path(config or "config_cub.config"), parser))
+        parser.set_defaults(**read_config_file(resolve_path(config or SCRIPTS_CONFIG), parser))
     except (OSError, ValueError):
         pass  # the config file is gone or changed: the hint then states every option that differs from the defaults
     baseline = resolve_derived(parser.parse_args(["--model_id", model_id, *table]))

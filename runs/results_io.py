@@ -188,7 +188,8 @@ def curves_plot_name(task_key):
 
 
 def ttest_plot_name(score_key):
-    """processResults' plot of the Welch t-test p-values of a score, in its vis folder."""
+    """processResults' plot of a score's pairwise p-values (of --test, Wilcoxon by default, Holm-adjusted over the
+    score's pairs), in its vis folder; the file name is kept from the released code's t-test plot."""
     return f"ttest_{score_key}.png"
 
 

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from core import distributed
 from runs import results_io
 from runs import lifecycle
-from core.args import OPTIONS, SEARCHABLE, run_signature, with_changes, write_config
+from core.args import OPTIONS, PRUNERS, SEARCHABLE, run_signature, with_changes, write_config
 from runs.checkpoints import Checkpoints, read_checkpoint
 from core.errors import SearchError
 from core.runtime import get_device
@@ -66,13 +66,17 @@ def suggest(trial, name, space, config):
     raise ValueError(f"search space of '{name}': kind must be float, int or categorical, got '{space.kind}'")
 
 
+# --optuna_storage journal:PATH: an optuna journal file instead of a database.
+JOURNAL_PREFIX = "journal:"
+
+
 def make_pruner(name):
     """The pruner of --optuna_pruner: none (every trial runs to its end, as the authors') or median."""
     if name == "median":
         return optuna.pruners.MedianPruner()
     if name == "none":
         return optuna.pruners.NopPruner()
-    raise ValueError(f"optuna_pruner must be none or median, got '{name}'")
+    raise ValueError(f"optuna_pruner must be one of {', '.join(PRUNERS)}, got '{name}'")
 
 
 def make_storage(args):
@@ -80,9 +84,9 @@ def make_storage(args):
     url = args.optuna_storage
     if url is None:
         url = "sqlite:///" + results_io.study_path(results_io.exp_dir(args.results_dir, args.exp_id), args.model_id)
-    if url.startswith("journal:"):
+    if url.startswith(JOURNAL_PREFIX):
         from optuna.storages.journal import JournalFileBackend
-        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
+        return optuna.storages.JournalStorage(JournalFileBackend(url[len(JOURNAL_PREFIX):]))
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=args.optuna_heartbeat,
                                       grace_period=2 * args.optuna_heartbeat)
@@ -102,7 +106,7 @@ def count_trials(trials, states, below=None):
 
 def has_heartbeat(args):
     """Database storages run a heartbeat; journal files do not (optuna has none for them)."""
-    return not (args.optuna_storage or "").startswith("journal:")
+    return not (args.optuna_storage or "").startswith(JOURNAL_PREFIX)
 
 
 def make_objective(args, samples, teacher):

@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from core import distributed
 from runs import results_io
 from runs import lifecycle
-from core.args import SEARCHABLE
+from core.args import OPTIMISERS, SEARCHABLE
 from core.errors import UserError
 from data.load_data import build_transform, make_loader, make_train_loader, set_loader_epoch
 from metrics.attention import scale_to_uint8, sparsity
@@ -60,7 +60,7 @@ def build_optimizer(params, optim, lr, momentum=0.0, weight_decay=0.0):
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if optim == "AMSGrad":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, amsgrad=True)
-    raise ValueError(f"optim must be one of SGD, Adam, AMSGrad, got '{optim}'")
+    raise ValueError(f"optim must be one of {', '.join(OPTIMISERS)}, got '{optim}'")
 
 
 def distillation_loss(student_logits, teacher_logits, target, kl_interp, kl_temp):

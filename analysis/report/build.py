@@ -5,7 +5,9 @@ plots; report_assets/ holds the page's own script and style (copied from this fo
 per gallery image: test index, labels, predictions and per-image scores, for sorting and filtering), the
 chunks chunk_<k>.js (per image: each source's saliency at the map's resolution and its curves, loaded when
 the rows are shown) and the thumbnails img/<test index>.jpg. Everything is written to a
-temporary folder first and moved into place at the end, so a build that fails leaves the previous report.
+temporary folder first and swapped in at the end: a build that fails before the swap leaves the previous
+report whole. The swap removes the old report_assets/, then renames the new one and report.html into place;
+a crash inside it can leave report.html beside no assets, or beside the new ones, until a build runs again.
 """
 import base64
 import dataclasses
@@ -26,10 +28,12 @@ PAGE_FILES = ("page.js", "page.css")
 @dataclasses.dataclass
 class Table:
     """The summary table: header cells (column name, direction arrow or ''), and rows of (source, cells) where
-    each cell is (text, value used for sorting or None)."""
+    each cell is (text, value used for sorting or None); caption: what its cells are (over the images of one
+    experiment, or over experiments)."""
     header: list
     rows: list
     notes: list
+    caption: str = ""
 
 
 @dataclasses.dataclass
@@ -179,8 +183,8 @@ def page_html(title, table, plots, sections=()):
 <body>
 <h1>{html.escape(title)}</h1>
 <h2>Summary</h2>
-<p class="hint">Mean over the images with its 95% interval; ↓ lower is better, ↑ higher is better. Click a column
-header to sort.</p>
+<p class="hint">{html.escape(table.caption[:1].upper() + table.caption[1:])}; ↓ lower is better, ↑ higher is
+better. Click a column header to sort.</p>
 {table_html(table, "summary")}
 <ul class="notes">{notes}</ul>
 <h2>Plots</h2>
