@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from runs import results_io
 from runs import lifecycle
 from core.errors import run_main
+from data import layout
 from data.load_data import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb, scan_test_folder
-from metrics.saliency import saliencies_from_maps
+from metrics.perturbation import saliencies_from_maps
 from models.heads import head_class
 from core.options import REPO_ROOT, resolve_path, str2bool
 from core.runtime import data_config
@@ -52,14 +53,14 @@ def draw(opts):
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     images = [(transform(load_rgb(samples[i][0])) * std + mean).clamp(0, 1).permute(1, 2, 0).numpy() for i in shown]
     test_folder = os.path.join(first_args.data_dir, first_args.dataset_test)
-    has_masks = os.path.isdir(results_io.mask_folder(test_folder))
+    has_masks = os.path.isdir(layout.mask_folder(test_folder))
 
     rows = len(opts.model_ids) + 1
     fig, axes = plt.subplots(rows, len(shown), figsize=(1.6 * len(shown), 1.6 * rows), squeeze=False)
     for col, (index, image) in enumerate(zip(shown, images)):
         axes[0, col].imshow(image)
         if has_masks:
-            mask = load_mask_array(results_io.part_mask_path(test_folder, samples[index][0]), geometry)
+            mask = load_mask_array(layout.part_mask_path(test_folder, samples[index][0]), geometry)
             axes[0, col].contour(mask, levels=[0.5], colors="lime", linewidths=1)
     axes[0, 0].set_ylabel("image" + (" + part" if has_masks else ""), fontsize=8)
     for row, model_id in enumerate(opts.model_ids, start=1):

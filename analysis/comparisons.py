@@ -19,6 +19,8 @@ import warnings
 import numpy as np
 from scipy import stats
 
+from analysis.statistics import t_half_width
+
 ALPHA = 0.05
 # Krippendorff's thresholds for alpha (Content Analysis, 2004, section 11.4.4): at least 0.8 to rely on the
 # data, at least 0.667 for tentative conclusions only.
@@ -370,10 +372,23 @@ class SeedComparison:
     welch_p: float
 
 
+def welch_matrix(aucs):
+    """p-values of Welch's t-test between every pair of models: (model ids, (M, M) array); 1 on the diagonal
+    and where a model has fewer than 2 values (welch_p_values)."""
+    model_ids = sorted(aucs)
+    position = {model_id: k for k, model_id in enumerate(model_ids)}
+    pairs = [(first, second) for first in model_ids for second in model_ids
+             if first != second and len(aucs[first]) > 1 and len(aucs[second]) > 1]
+    values = {model_id: dict(enumerate(np.asarray(aucs[model_id], dtype=np.float64))) for model_id in model_ids}
+    p_values = np.ones((len(model_ids), len(model_ids)))
+    for (first, second), p in zip(pairs, welch_p_values(values, pairs)):
+        p_values[position[first], position[second]] = p
+    return model_ids, p_values
+
+
 def compare_seeds(means):
     """[SeedComparison] of every pair of sources. means: {source: {exp id: the score's mean over the
     experiment's images}}."""
-    from analysis.statistics import t_half_width
     sources, result = sorted(means), []
     pairs_of_sources = list(itertools.combinations(sources, 2))
     for (first, second), welch in zip(pairs_of_sources, welch_p_values(means, pairs_of_sources)):

@@ -16,6 +16,7 @@ from metrics.saliency import POST_HOC_NAMES
 from metrics.scores import SCORES
 from metrics.tasks import TASKS
 from runs import results_io
+from data import layout
 
 COLUMNS = ("accuracy", "sparsity", *SCORES, *LOCALISATION_SCORES)
 
@@ -26,12 +27,12 @@ def localisation(config, samples, saliencies, indices):
     from data.load_data import load_mask_array
     from core.runtime import data_config
     test_folder = os.path.join(config.data_dir, config.dataset_test)
-    if not os.path.isdir(results_io.mask_folder(test_folder)):
+    if not os.path.isdir(layout.mask_folder(test_folder)):
         return None
     geometry = data_config(config)[1]
     scores, areas = {name: [] for name in LOCALISATION_SCORES}, []
     for index, saliency in zip(indices, saliencies):
-        mask = load_mask_array(results_io.part_mask_path(test_folder, samples[index][0]), geometry)
+        mask = load_mask_array(layout.part_mask_path(test_folder, samples[index][0]), geometry)
         for name, value in localisation_scores(saliency, mask).items():
             scores[name].append(value)
         areas.append(mask.mean())

@@ -7,7 +7,8 @@ import os
 import numpy as np
 
 from core.errors import UserError
-from metrics.saliency import POST_HOC_NAMES, saliencies_from_maps
+from metrics.perturbation import saliencies_from_maps
+from metrics.saliency import POST_HOC_NAMES
 from metrics.scores import SCORES
 from metrics.tasks import SANITY_TASK, TASKS
 from runs import lifecycle, results_io

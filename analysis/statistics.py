@@ -36,18 +36,3 @@ def mean_ci(values):
     if len(values) < 2:
         return float(values.mean()) if len(values) else float("nan"), float("nan")
     return float(values.mean()), float(t_half_width(values))
-
-
-def welch_matrix(aucs):
-    """p-values of Welch's t-test between every pair of models: (model ids, (M, M) array); 1 on the diagonal
-    and where a model has fewer than 2 values (analysis.comparisons.welch_p_values)."""
-    from analysis.comparisons import welch_p_values
-    model_ids = sorted(aucs)
-    position = {model_id: k for k, model_id in enumerate(model_ids)}
-    pairs = [(first, second) for first in model_ids for second in model_ids
-             if first != second and len(aucs[first]) > 1 and len(aucs[second]) > 1]
-    values = {model_id: dict(enumerate(np.asarray(aucs[model_id], dtype=np.float64))) for model_id in model_ids}
-    p_values = np.ones((len(model_ids), len(model_ids)))
-    for (first, second), p in zip(pairs, welch_p_values(values, pairs)):
-        p_values[position[first], position[second]] = p
-    return model_ids, p_values

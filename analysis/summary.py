@@ -8,12 +8,13 @@ import os
 
 import numpy as np
 
+from core import files
 from analysis import comparisons
 from analysis.experiment import COLUMNS, experiment_rows, indexed_values, seed_values
 from analysis.plots import (plot_agreement, plot_band_curves, plot_critical_difference, plot_mean_curves,
                             plot_sanity_curves, plot_ttest)
 from analysis.sets import SANITY_TASK, sanity_stages, source_saliencies
-from analysis.statistics import defined, defined_mean, defined_median, mean_ci, welch_matrix
+from analysis.statistics import defined, defined_mean, defined_median, mean_ci
 from analysis.tables import (chance_note, comparison_notes, directions, fmt, fmt_number, header_names,
                              noise_ceiling_notes, print_incomplete, print_table, reliability_lines,
                              tiny_denominator_notes, write_agreement_csv, write_comparison_csv, write_experiment_csvs,
@@ -79,7 +80,7 @@ def plot_tests(vis_folder, values_per_score):
     for name, values in values_per_score.items():
         os.makedirs(vis_folder, exist_ok=True)
         plot_ttest(os.path.join(vis_folder, results_io.ttest_plot_name(SCORES[name].key)), SCORES[name],
-                   *welch_matrix(values), "Welch t-test p-values")
+                   *comparisons.welch_matrix(values), "Welch t-test p-values")
 
 
 def plot_comparisons(vis_folder, pairs, reliability, agreement):
@@ -448,10 +449,10 @@ def write_seeds_csvs(summary_folder, exp_ids, values):
         rows.append(row)
     header = ["model_id"] + [f"{column.replace(' ', '_')}_{part}" for column in COLUMNS
                              for part in ("mean", "ci95", "n")]
-    results_io.atomic_write_csv(results_io.seeds_summary_path(summary_folder), header, rows)
+    files.atomic_write_csv(results_io.seeds_summary_path(summary_folder), header, rows)
     for name, means in seed_means(values).items():
         if means:
-            results_io.atomic_write_csv(results_io.summary_paths(summary_folder, SCORES[name].key)["seeds"],
+            files.atomic_write_csv(results_io.summary_paths(summary_folder, SCORES[name].key)["seeds"],
                                         ["model_id"] + list(exp_ids),
                                         [[source] + list(source_means)
                                          for source, source_means in sorted(means.items())])

@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from core import files
 from analysis.statistics import defined_mean, defined_median
 from metrics.scores import SCORES
 from runs import results_io
@@ -85,10 +86,10 @@ def write_score_csvs(exp_folder, score, aucs):
     ratio = score.denominator is not None  # a ratio score's mean can hang on one image: its median goes beside it
     rows = [[model_id, defined_mean(values)] + ([defined_median(values)] if ratio else [])
             for model_id, values in sorted(aucs.items())]
-    results_io.atomic_write_csv(paths["mean"], ["model_id", "mean"] + (["median"] if ratio else []), rows)
+    files.atomic_write_csv(paths["mean"], ["model_id", "mean"] + (["median"] if ratio else []), rows)
     width = max(len(values) for values in aucs.values())
     pop_rows = [[model_id] + list(values) for model_id, values in sorted(aucs.items())]
-    results_io.atomic_write_csv(paths["pop"], ["model_id"] + [f"img_{i}" for i in range(width)], pop_rows)
+    files.atomic_write_csv(paths["pop"], ["model_id"] + [f"img_{i}" for i in range(width)], pop_rows)
 
 
 def write_experiment_csvs(exp_folder, rows):
@@ -110,7 +111,7 @@ def write_summary_runs(folders, experiments):
               "runs": {exp_id: experiment.run_ids for exp_id, experiment in experiments.items()}}
     for folder in folders:
         os.makedirs(folder, exist_ok=True)
-        results_io.atomic_write_json(results_io.summary_runs_path(folder), record)
+        files.atomic_write_json(results_io.summary_runs_path(folder), record)
 
 
 def print_incomplete(experiments):
@@ -127,7 +128,7 @@ def write_comparison_csv(path, pairs, test):
               "rank_biserial", "wilcoxon_p", "welch_p", "holm_p", "holm_test", "better"]
     rows = [[pair.first, pair.second, pair.n, pair.only_first, pair.only_second, pair.median_difference, pair.low,
              pair.high, pair.effect, pair.p, pair.welch_p, pair.p_holm, test, pair.better] for pair in pairs]
-    results_io.atomic_write_csv(path, header, rows)
+    files.atomic_write_csv(path, header, rows)
 
 
 def write_seed_comparison_csv(path, pairs):
@@ -135,7 +136,7 @@ def write_seed_comparison_csv(path, pairs):
     header = ["first", "second", "seeds", "mean_difference", "ci95", "welch_p_seed_means"]
     rows = [[pair.first, pair.second, pair.seeds, pair.mean_difference, pair.half_width, pair.welch_p]
             for pair in pairs]
-    results_io.atomic_write_csv(path, header, rows)
+    files.atomic_write_csv(path, header, rows)
 
 
 def write_reliability_csv(path, reliability):
@@ -143,13 +144,13 @@ def write_reliability_csv(path, reliability):
     header = ["score", "alpha", "ci95_low", "ci95_high", "images", "sources", "friedman_p"]
     rows = [[name, item.alpha, item.low, item.high, item.images, len(item.sources), item.friedman_p]
             for name, item in reliability.items()]
-    results_io.atomic_write_csv(path, header, rows)
+    files.atomic_write_csv(path, header, rows)
 
 
 def write_agreement_csv(path, names, correlations, counts):
     """metric_agreement.csv: the Spearman correlation between every two scores over their (image, source)
     pairs, one row per score."""
-    results_io.atomic_write_csv(path, ["score", *names],
+    files.atomic_write_csv(path, ["score", *names],
                                 [[name, *row] for name, row in zip(names, correlations.tolist())])
 
 

@@ -1,6 +1,6 @@
 """What flushing result files to the disk costs on the demo: the demo's pipeline (./demo.sh without the figure)
 run twice into two fresh results folders, once as it is (every atomic write and landing fsyncs) and once with
-results_io.sync_to_disk made a no-op. Prints the wall time of each, the number of fsyncs and the ratio.
+files.sync_to_disk made a no-op. Prints the wall time of each, the number of fsyncs and the ratio.
 
     python3 -m bench.fsync_cost [--models cnn ...]
 """
@@ -9,7 +9,7 @@ import os
 import tempfile
 import time
 
-from runs import results_io
+from core import files
 import run_models
 from core.options import REPO_ROOT
 
@@ -29,7 +29,7 @@ def main():
     if not os.path.isdir(os.path.join(REPO_ROOT, "data", "synth_test")):
         from data.synthetic import make_synthetic
         make_synthetic(os.path.join(REPO_ROOT, "data"))
-    real_sync = results_io.sync_to_disk
+    real_sync = files.sync_to_disk
     syncs = []
 
     def counted_sync(path):
@@ -38,13 +38,13 @@ def main():
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="fsync_bench_") as root:
-        results_io.sync_to_disk = counted_sync
+        files.sync_to_disk = counted_sync
         rows.append(("with fsync", run_demo(opts.models, os.path.join(root, "a"), os.path.join(root, "vis_a")),
                      len(syncs)))
-        results_io.sync_to_disk = lambda path: None
+        files.sync_to_disk = lambda path: None
         rows.append(("without fsync", run_demo(opts.models, os.path.join(root, "b"), os.path.join(root, "vis_b")),
                      0))
-    results_io.sync_to_disk = real_sync
+    files.sync_to_disk = real_sync
     print(f"\n{'demo pipeline':<16}{'wall s':>9}{'fsyncs':>8}")
     for name, seconds, count in rows:
         print(f"{name:<16}{seconds:>9.1f}{count:>8}")

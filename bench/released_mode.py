@@ -13,7 +13,8 @@ from runs import lifecycle
 from data.load_data import build_transform, load_rgb, scan_test_folder
 from metrics.curves import CURVE_METRICS
 from metrics.perturbation import perturbation_curves, step_masks, topk_step_masks
-from metrics.saliency import SOURCES, SourceInputs, saliencies_from_maps
+from metrics.perturbation import saliencies_from_maps
+from metrics.saliency import SOURCES, SourceInputs
 from models.heads import head_class
 from core.runtime import data_config
 from tasks.attention_metrics import step_plan

@@ -375,7 +375,7 @@ def with_changes(args, **changes):
 def write_config(args, path, **metadata):
     """Write the resolved configuration (and RUN_METADATA values, e.g. run_id) as a config file
     that read_config_file reads back."""
-    from runs.results_io import atomic_write
+    from core.files import atomic_write
 
     if args.config is not None:
         metadata = {"config": args.config, **metadata}

@@ -106,7 +106,7 @@ def check_images(paths, checked_images_file=None):
     if errors:
         raise DataError(f"{errors[0]}" + (f" (and {len(errors) - 1} more bad images)" if len(errors) > 1 else ""))
     if checked_images_file is not None and todo:
-        from runs.results_io import atomic_write_json
+        from core.files import atomic_write_json
         checked = {path: signature for path, signature in checked.items() if os.path.exists(path)}
         checked.update({path: file_signature(path) for path in todo})
         os.makedirs(os.path.dirname(checked_images_file), exist_ok=True)

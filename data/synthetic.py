@@ -27,7 +27,7 @@ from PIL import Image
 if not __package__:  # started as a file: the project's modules are importable only as a package
     sys.exit("error: run it from the repository root as python3 -m data.synthetic (or anywhere after pip install -e .)")
 
-from runs import results_io  # noqa: E402
+from data.layout import mask_folder as masks_of  # noqa: E402
 from core.errors import DataError, run_main  # noqa: E402
 from core.options import REPO_ROOT, str2bool  # noqa: E402
 
@@ -109,7 +109,7 @@ def make_synthetic(data_dir, name="synth", class_nb=6, train_per_class=200, test
     folders = {}
     for split_index, (split, per_class) in enumerate(splits.items()):
         folder = os.path.join(data_dir, f"{name}_{split}")
-        mask_folder = results_io.mask_folder(folder)
+        mask_folder = masks_of(folder)
         folders[split], folders[split + "_masks"] = folder, mask_folder
         if os.path.exists(folder) or os.path.exists(mask_folder):
             if not overwrite:

@@ -24,6 +24,14 @@ def saliency_map(att_maps, norm, head):
     return min_max(head.saliency(att_maps, norm))
 
 
+def saliencies_from_maps(att_maps, norms, head, indices):
+    """A model's own saliency (h, w) of the test images `indices`, from its saved arrays att_maps (N, M, h, w) and
+    norms (N, 1, h, w), indexed by test index; head: its head class (models.heads), whose saliency rule
+    saliency_map applies. The one place this is computed: the curve tasks (own_maps),
+    processResults.py, plot_maps.py and the released-mode bench call it."""
+    return [saliency_map(att_maps[i], norms[i], head) for i in indices]
+
+
 def released_saliency_map(att_maps, norm, combine_maps):
     """The saliency as the authors' released code computes it from its saved uint8 arrays. att_maps: (M, h, w)
     uint8, or (h, w) for a map saved without its map axis (the released CNN's): the released indexing

@@ -38,18 +38,9 @@ from typing import Any, Callable, Optional
 from core.options import Option, at_least, positive_finite, within
 
 
-def saliencies_from_maps(att_maps, norms, head, indices):
-    """A model's own saliency (h, w) of the test images `indices`, from its saved arrays att_maps (N, M, h, w) and
-    norms (N, 1, h, w), indexed by test index; head: its head class (models.heads), whose saliency rule
-    metrics.perturbation.saliency_map applies. The one place this is computed: the curve tasks (own_maps),
-    processResults.py, plot_maps.py and the released-mode bench call it."""
-    from metrics.perturbation import saliency_map
-    return [saliency_map(att_maps[i], norms[i], head) for i in indices]
-
-
 def live_own_maps(head):
     """The own-maps source computed from the model it is given (the maps and norm of its forward pass, the same
-    rule as saliencies_from_maps) rather than read from the saved arrays: for the sanity checks, where the
+    rule as metrics.perturbation.saliencies_from_maps) rather than read from the saved arrays: for the sanity checks, where the
     model is randomised. Class-agnostic, like the head's maps."""
     def saliency(model, images, classes, indices):
         import torch

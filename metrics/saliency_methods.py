@@ -9,8 +9,7 @@ import math
 import torch
 import torch.nn as nn
 
-from metrics.perturbation import released_saliency_map, released_uint8, topk_step_masks
-from metrics.saliency import saliencies_from_maps
+from metrics.perturbation import released_saliency_map, released_uint8, saliencies_from_maps, topk_step_masks
 
 
 def own_maps(att_maps, norms, head):

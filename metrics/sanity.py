@@ -14,7 +14,7 @@ import torch.nn as nn
 from scipy import stats
 
 from metrics.perturbation import min_max
-from metrics.tasks import SANITY_STAGES as STAGES
+from metrics.stages import SANITY_STAGES as STAGES
 from models.resnet import init_module
 
 

@@ -34,10 +34,10 @@ import dataclasses
 from typing import Any, Callable, Optional
 
 from core.options import Option
+from metrics.stages import SANITY_STAGES
 
-# The sanity task's key, and the stages of its cascading randomisation (metrics/sanity.py), from the top.
+# The sanity task's key (the stages of its cascading randomisation are in metrics/stages.py).
 SANITY_TASK = "Sanity"
-SANITY_STAGES = ("classifier", "layer4", "layer3", "layer2", "layer1", "stem")
 
 
 @dataclasses.dataclass(frozen=True)

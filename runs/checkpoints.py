@@ -10,7 +10,7 @@ import io
 
 import torch
 
-from runs import results_io
+from core import files
 from core.errors import CheckpointError
 
 FORMAT = 2
@@ -66,7 +66,7 @@ class Checkpoints:
     def save_best(self, model, epoch, val_accuracy, searched):
         """searched: {name: value} of the searchable options the run used (a search's best trial is
         rebuilt from them)."""
-        results_io.atomic_save_torch(self.best_path, record(
+        files.atomic_save_torch(self.best_path, record(
             BEST_KEYS, run_id=self.run_id, model=model.state_dict(), epoch=epoch, val_accuracy=val_accuracy,
             searched=searched))
 
@@ -74,7 +74,7 @@ class Checkpoints:
         """Everything a resumed run needs after this epoch, random states included."""
         if self.last_path is None:
             return
-        results_io.atomic_save_torch(self.last_path, record(
+        files.atomic_save_torch(self.last_path, record(
             LAST_KEYS, run_id=self.run_id, model=model.state_dict(), optimizer=optimizer.state_dict(),
             torch_rng=torch.get_rng_state(),
             cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],

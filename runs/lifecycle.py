@@ -30,6 +30,7 @@ import time
 import uuid
 from typing import Callable
 
+from core import files
 from runs import results_io
 from core.args import (NOT_RUN_DEFINING, RUN_METADATA, SEARCHABLE, build_parser, load_run_config, read_config_file,
                        resolve_derived, with_changes)
@@ -138,7 +139,7 @@ class Stage:
         """Replace the set's files by the staged ones (the staged names in keep stay behind, and go with the
         staging folder)."""
         staged = sorted(name for name in os.listdir(self.folder) if name != LANDING and name not in keep)
-        results_io.atomic_write_json(os.path.join(self.folder, LANDING), {"names": staged})
+        files.atomic_write_json(os.path.join(self.folder, LANDING), {"names": staged})
         self.finish_landing()
 
     def finish_landing(self):
@@ -158,7 +159,7 @@ class Stage:
                 os.remove(path)
         for name in sorted(still_staged, key=self.is_marker):
             os.replace(os.path.join(self.folder, name), os.path.join(self.exp_folder, name))
-        results_io.sync_to_disk(self.exp_folder)  # the renames are durable before the record of them goes
+        files.sync_to_disk(self.exp_folder)  # the renames are durable before the record of them goes
         shutil.rmtree(self.folder)
 
     @contextlib.contextmanager

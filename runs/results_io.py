@@ -21,19 +21,17 @@ Everything lives in <results_dir>/<exp_id>/ (exp_dir):
 A model id holds no '-' (core/args.py refuses it), so '<model_id>-<method>' reads back without ambiguity.
 This module is the one place that spells these names and parses them back.
 
-Every write goes to a temporary name first, is flushed to the disk and renamed into place; a full
-disk raises DiskFullError and leaves no temporary file behind. Saved arrays are read back with read_array.
+Every write goes through core/files.py: to a temporary name first, flushed to the disk and renamed into
+place. Saved arrays are read back with read_array.
 """
-import csv
 import glob
-import io
-import json
 import os
 import re
 
 import numpy as np
 
-from core.errors import DiskFullError, UserError, disk_full_cause
+from core.errors import UserError
+from core.files import atomic_save_npy, atomic_write_csv
 
 # Saved beside the arrays of every perturbation task: the evaluated images, the predicted and true classes.
 SHARED_ARRAYS = ("img_inds", "preds", "targets")
@@ -64,18 +62,6 @@ def all_task_file_suffixes():
 def exp_dir(results_dir, exp_id):
     """The folder of an experiment: <results_dir>/<exp_id> (and its plots' <vis_dir>/<exp_id>)."""
     return os.path.join(results_dir, exp_id)
-
-
-def mask_folder(image_folder):
-    """The folder of an image folder's part masks, beside it: <image folder>_masks (the synthetic data has one
-    per split). It holds one mask per image, at the image's path relative to the image folder."""
-    return image_folder + "_masks"
-
-
-def part_mask_path(image_folder, image_path):
-    """The part mask of an image of image_folder, or None where the folder has no masks."""
-    masks = mask_folder(image_folder)
-    return os.path.join(masks, os.path.relpath(image_path, image_folder)) if os.path.isdir(masks) else None
 
 
 def source_id(model_id, method=None):
@@ -294,36 +280,6 @@ def write_test_artifacts(folder, model_id, epoch, values, header, att_maps, norm
     return paths
 
 
-def atomic_write(path, write):
-    """write(temporary path) then rename to path. The file's bytes and then its folder's entry are flushed to
-    the disk (fsync) before and after the rename, so that a power cut after this returns cannot leave an
-    empty or missing file. On any failure, an interrupt included, the temporary file is removed; a full disk
-    becomes DiskFullError naming the file. The temporary name holds the process id, so two processes
-    writing one file do not share it."""
-    tmp_path = f"{path}.{os.getpid()}.tmp"
-    try:
-        write(tmp_path)
-        sync_to_disk(tmp_path)
-        os.replace(tmp_path, path)
-        sync_to_disk(os.path.dirname(os.path.abspath(path)))
-    except BaseException as error:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        if disk_full_cause(error) is not None:
-            raise DiskFullError(f"the disk is full: could not write {path}. Free some space and run the same "
-                                f"command again (a training resumes from its last finished epoch)") from error
-        raise
-
-
-def sync_to_disk(path):
-    """fsync a file or a folder (a folder's fsync makes the names created or renamed in it durable)."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def read_array(path, remake):
     """np.load of a saved result array, with one clear line for a missing, truncated or foreign file that
     names it and the command that remakes it (remake)."""
@@ -331,41 +287,3 @@ def read_array(path, remake):
         return np.load(path)
     except (OSError, ValueError, EOFError) as error:
         raise UserError(f"cannot read {path} ({error}): remake it with {remake}") from None
-
-
-def atomic_write_bytes(path, data):
-    def write(tmp_path):
-        with open(tmp_path, "wb") as file:
-            file.write(data)
-    atomic_write(path, write)
-
-
-def atomic_save_npy(path, array):
-    def write(tmp_path):
-        with open(tmp_path, "wb") as file:
-            np.save(file, array)
-    atomic_write(path, write)
-
-
-def atomic_save_torch(path, obj):
-    """torch.save through a buffer, so that a full disk raises an OSError rather than torch's RuntimeError."""
-    import torch  # here: naming and reading result files needs no torch (data/synthetic.py)
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getbuffer())
-
-
-def atomic_write_csv(path, header, rows):
-    def write(tmp_path):
-        with open(tmp_path, "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(header)
-            writer.writerows(rows)
-    atomic_write(path, write)
-
-
-def atomic_write_json(path, obj):
-    def write(tmp_path):
-        with open(tmp_path, "w") as file:
-            json.dump(obj, file, indent=1)
-    atomic_write(path, write)

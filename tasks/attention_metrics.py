@@ -22,6 +22,7 @@ import time
 import numpy as np
 import torch
 
+from core import files
 from core import distributed
 from runs import results_io
 from runs import lifecycle
@@ -357,8 +358,8 @@ def set_saliencies(saliency, model, load_images, mine, preds, my_inds, bounds, s
     saliencies = compute_saliencies(saliency, model, load_images, mine, preds, my_inds, batch_size)
     all_saliencies = distributed.gather_in_order(saliencies)
     if distributed.is_main():
-        results_io.atomic_save_npy(maps_paths["maps"], torch.stack(all_saliencies).numpy())
-        results_io.atomic_write_json(maps_paths["meta"], maps_signature)
+        files.atomic_save_npy(maps_paths["maps"], torch.stack(all_saliencies).numpy())
+        files.atomic_write_json(maps_paths["meta"], maps_signature)
     return saliencies
 
 
@@ -388,7 +389,7 @@ def resumable_records(task, forward, load_images, mine, saliencies, preds, steps
         bar.update(stop - done)
         done = stop
         if done - last_saved >= save_every and done < len(mine):
-            results_io.atomic_save_torch(partial, {"signature": signature, "records": records})
+            files.atomic_save_torch(partial, {"signature": signature, "records": records})
             last_saved = done
     bar.close()
     return records
@@ -399,8 +400,8 @@ def write_set(staged, records, image_inds, preds, targets, meta):
     the image indices, predictions and targets, and the .json of metadata last."""
     for name, values in records.items():
         array = torch.stack(values).numpy()
-        results_io.atomic_save_npy(staged[name], array.astype(np.float64) if array.dtype.kind == "f" else array)
-    results_io.atomic_save_npy(staged["img_inds"], image_inds)
-    results_io.atomic_save_npy(staged["preds"], np.array(preds))
-    results_io.atomic_save_npy(staged["targets"], np.array(targets))
-    results_io.atomic_write_json(staged["meta"], meta)
+        files.atomic_save_npy(staged[name], array.astype(np.float64) if array.dtype.kind == "f" else array)
+    files.atomic_save_npy(staged["img_inds"], image_inds)
+    files.atomic_save_npy(staged["preds"], np.array(preds))
+    files.atomic_save_npy(staged["targets"], np.array(targets))
+    files.atomic_write_json(staged["meta"], meta)

@@ -17,6 +17,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from core import files
 from core import distributed
 from runs import results_io
 from runs import lifecycle
@@ -299,12 +300,12 @@ def finish_search(args, samples, study):
             return
         stage.fresh()
         checkpoint_file = results_io.checkpoint_path(stage.folder, model_id)
-        results_io.atomic_write_bytes(checkpoint_file, checkpoint_data)  # the bytes tested are the bytes landed
+        files.atomic_write_bytes(checkpoint_file, checkpoint_data)  # the bytes tested are the bytes landed
         with open(results_io.epoch_metrics_path(exp_folder, model_id, best.number), "rb") as file:
-            results_io.atomic_write_bytes(results_io.epoch_metrics_path(stage.folder, model_id), file.read())
+            files.atomic_write_bytes(results_io.epoch_metrics_path(stage.folder, model_id), file.read())
         staged_config = results_io.config_path(stage.folder, model_id)
         write_config(best_config, staged_config, run_id=checkpoint["run_id"], search_trial=best.number)
-        results_io.atomic_write_json(results_io.best_params_path(stage.folder, model_id),
+        files.atomic_write_json(results_io.best_params_path(stage.folder, model_id),
                                      {"trial": best.number, "val_accuracy": best.value, "params": best.params,
                                       "searched": checkpoint["searched"]})
         test_order = {"config": best_config, "checkpoint_file": checkpoint_file, "run_id": checkpoint["run_id"],

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from core import files
 from core import distributed
-from runs import results_io
 from runs import lifecycle
 from core.args import OPTIMISERS, SEARCHABLE
 from core.errors import UserError
@@ -303,7 +303,7 @@ def train_model(config, samples, checkpoints, metrics_file, report=None, teacher
         if distributed.is_main():  # every process holds the same weights and values; one writes them
             if improved:
                 checkpoints.save_best(unwrap(model), epoch, value, searched_values(config))
-            results_io.atomic_write_csv(metrics_file, METRICS_HEADER, state["rows"])
+            files.atomic_write_csv(metrics_file, METRICS_HEADER, state["rows"])
             checkpoints.save_last(unwrap(model), optimizer, state)
             print(f"epoch {epoch}: train loss {train_values['loss']:.4f} acc {train_values['accuracy']:.4f} | "
                   f"val loss {val_values['loss']:.4f} acc {val_values['accuracy']:.4f}", file=sys.stderr)

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from runs import results_io
+from data import layout
 from data.load_data import load_mask_array, load_rgb, resize_to_crop, scan_test_folder
 from metrics.saliency import POST_HOC_NAMES
 from metrics.scores import SCORES
@@ -94,7 +95,7 @@ def experiment_gallery(exp_folder, sets, landed, saliencies):
     images = []
     for index in test_indices:
         path, label = samples[index]
-        mask_path = results_io.part_mask_path(test_folder, path)
+        mask_path = layout.part_mask_path(test_folder, path)
         preds, curves, values = {}, {}, {name: {} for name in SCORES}
         for key, per_source in sets.items():
             for source, arrays in per_source.items():

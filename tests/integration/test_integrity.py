@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from core import files
 from runs import lifecycle
 import trainVal
 from core.args import build_parser, load_run_config, parse_args, write_config
@@ -363,7 +364,6 @@ def test_curves_of_a_model_that_draws_random_numbers_do_not_depend_on_what_ran_b
     process, a user may run the script alone): the second run follows 1000 other draws, and gives the same
     curves and the same predicted classes. Nor on a resumption: a third run crashes after its second progress
     save (injected), and its rerun resumes and gives them too."""
-    from runs import results_io
     config, data, results = setup
     model_id = "br_npa_high_res_random_vectors"
     assert main("train.sh", config, data, results, model_id, "--optuna", "False") is None
@@ -376,17 +376,17 @@ def test_curves_of_a_model_that_draws_random_numbers_do_not_depend_on_what_ran_b
     for path, before in zip(arrays, first):
         assert np.array_equal(np.load(path), before)
     os.remove(arrays[0])
-    real_save, saves = results_io.atomic_save_torch, []
+    real_save, saves = files.atomic_save_torch, []
 
     def save_then_crash(*args, **kwargs):
         real_save(*args, **kwargs)
         saves.append(args[0])
         if len(saves) == 2:
             raise Crash("killed after the second progress save")
-    monkeypatch.setattr(results_io, "atomic_save_torch", save_then_crash)
+    monkeypatch.setattr(files, "atomic_save_torch", save_then_crash)
     with pytest.raises(Crash):
         main("get_dauc_scores.sh", config, data, results, *dauc)
-    monkeypatch.setattr(results_io, "atomic_save_torch", real_save)
+    monkeypatch.setattr(files, "atomic_save_torch", real_save)
     capsys.readouterr()
     assert main("get_dauc_scores.sh", config, data, results, *dauc) is None
     assert "resuming the deletion curves" in capsys.readouterr().err

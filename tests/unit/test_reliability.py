@@ -17,7 +17,8 @@ from PIL import Image
 from scipy import stats
 
 import processResults
-from analysis import statistics, tables
+from analysis import comparisons, statistics, tables
+from core import files
 from runs import results_io
 import run_models
 from runs import lifecycle
@@ -112,14 +113,14 @@ def test_an_interrupted_landing_is_never_read_as_a_finished_run(tmp_path, monkey
 def test_an_interrupt_inside_an_atomic_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     """Ctrl-C while the array is being written: the interrupt goes on, the old file stays, no .tmp is left."""
     target = tmp_path / "a.npy"
-    results_io.atomic_save_npy(str(target), np.arange(3))
+    files.atomic_save_npy(str(target), np.arange(3))
 
     def interrupted_save(file, array):
         file.write(b"half")
         raise KeyboardInterrupt
     monkeypatch.setattr(np, "save", interrupted_save)
     with pytest.raises(KeyboardInterrupt):
-        results_io.atomic_save_npy(str(target), np.arange(5))
+        files.atomic_save_npy(str(target), np.arange(5))
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["a.npy"] and np.load(target).tolist() == [0, 1, 2]
 
@@ -132,7 +133,7 @@ def test_an_atomic_write_is_flushed_before_and_after_its_rename(tmp_path, monkey
                                                  real_fsync(fd)))
     monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", str(b))), real_replace(a, b)))
     target = tmp_path / "a.json"
-    results_io.atomic_write_json(str(target), {"a": 1})
+    files.atomic_write_json(str(target), {"a": 1})
     tmp_name = f"{target}.{os.getpid()}.tmp"
     assert events == [("fsync", tmp_name), ("replace", str(target)), ("fsync", str(tmp_path))]
 
@@ -144,8 +145,8 @@ def test_a_landing_is_flushed_before_its_record_goes(tmp_path, monkeypatch):
     stage.fresh()
     write_files(tmp_path / ".m.staging", NEW_RUN, "new")
     synced = []
-    real_sync = results_io.sync_to_disk
-    monkeypatch.setattr(results_io, "sync_to_disk", lambda path: (synced.append((path, os.path.isdir(stage.folder))),
+    real_sync = files.sync_to_disk
+    monkeypatch.setattr(files, "sync_to_disk", lambda path: (synced.append((path, os.path.isdir(stage.folder))),
                                                                   real_sync(path)))
     stage.land()
     assert (str(tmp_path), True) in synced  # the folder was flushed while the staging folder still existed
@@ -198,7 +199,7 @@ def test_welch_test_with_unequal_sizes_and_variances():
     """Against the formula: t = (m1 - m2) / sqrt(v1/n1 + v2/n2), Welch-Satterthwaite degrees of freedom."""
     first = np.array([0.1, 0.2, 0.15, 0.3, 0.25, 0.22, 0.18])
     second = np.array([0.4, 0.9, 0.1])
-    _, p_values = statistics.welch_matrix({"a": first, "b": second})
+    _, p_values = comparisons.welch_matrix({"a": first, "b": second})
     v1, v2 = first.var(ddof=1) / len(first), second.var(ddof=1) / len(second)
     t = (first.mean() - second.mean()) / math.sqrt(v1 + v2)
     dof = (v1 + v2) ** 2 / (v1 ** 2 / (len(first) - 1) + v2 ** 2 / (len(second) - 1))
