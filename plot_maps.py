@@ -17,7 +17,7 @@ from data.load_data import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_ma
 from metrics.perturbation import saliencies_from_maps
 from models.heads import head_class
 from core.options import REPO_ROOT, resolve_path, str2bool
-from core.runtime import data_config
+from runs.runtime import data_config
 
 
 def main(argv=None):

@@ -21,7 +21,7 @@ def run(args, given=frozenset()):
     from core import runtime
     from data.load_data import load_samples
     from models.resnet import imagenet_state_dict
-    from core.runtime import data_config
+    from runs.runtime import data_config
 
     runtime.PROGRESS_INTERVAL["seconds"] = args.progress_interval
 

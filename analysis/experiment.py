@@ -25,7 +25,7 @@ def localisation(config, samples, saliencies, indices):
     """({score name: mean over the images} of metrics/localisation.py, uniform-saliency energy) of saliencies
     (h, w) of the test images samples[i] for i in `indices`, when the test set has part masks (None otherwise)."""
     from data.load_data import load_mask_array
-    from core.runtime import data_config
+    from runs.runtime import data_config
     test_folder = os.path.join(config.data_dir, config.dataset_test)
     if not os.path.isdir(layout.mask_folder(test_folder)):
         return None

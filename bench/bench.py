@@ -42,7 +42,7 @@ from metrics.saliency import POST_HOC_NAMES, SourceInputs, saliency_source
 from models.br_npa import representative_vectors
 from models.net import build_model
 from models.resnet import build_resnet
-from core.runtime import autocast, data_config, memory_format, model_config, prepare_model
+from runs.runtime import autocast, data_config, memory_format, model_config, prepare_model
 from tasks.training import build_optimizer, evaluate, step_config, train_one_epoch
 
 PRESETS = {

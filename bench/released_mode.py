@@ -16,7 +16,7 @@ from metrics.perturbation import perturbation_curves, step_masks, topk_step_mask
 from metrics.perturbation import saliencies_from_maps
 from metrics.saliency import SOURCES, SourceInputs
 from models.heads import head_class
-from core.runtime import data_config
+from runs.runtime import data_config
 from tasks.attention_metrics import step_plan
 
 def released_sparsity_sum(att_maps, norm):

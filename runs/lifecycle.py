@@ -322,7 +322,7 @@ def load_model_for_inference(config, checkpoint_file, run_id, reference, remake)
     which must carry run_id; on the CPU, in eval mode. The one place a trained model is loaded: the test pass,
     a teacher, the curves and the benchmarks all go through it."""
     from models.net import build_model  # torch models: imported when a model is needed
-    from core.runtime import model_config
+    from runs.runtime import model_config
     checkpoint = read_checkpoint(checkpoint_file, f"; remake it with {remake}")
     check_same_run(checkpoint_file, checkpoint.get("run_id"), run_id, reference, remake)
     model = build_model(model_config(config, pretrained=False))

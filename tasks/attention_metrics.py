@@ -34,7 +34,7 @@ from metrics.saliency import OWN_MAPS, SourceInputs, image_seed, live_own_maps, 
 from metrics.tasks import TaskContext, task as perturbation_task
 from models.heads import head_class
 from models.resnet import feature_map_side
-from core.runtime import autocast, data_config, get_device, memory_format, pin_memory, prepare_model, progress
+from runs.runtime import autocast, data_config, get_device, memory_format, pin_memory, prepare_model, progress
 
 # Progress is saved about this many times over a run (and never less often than every image).
 SAVES_PER_RUN = 20

@@ -24,7 +24,7 @@ from runs import lifecycle
 from core.args import OPTIONS, PRUNERS, SEARCHABLE, run_signature, with_changes, write_config
 from runs.checkpoints import Checkpoints, read_checkpoint
 from core.errors import SearchError
-from core.runtime import get_device
+from runs.runtime import get_device
 from tasks.train_task import load_teacher
 from tasks.training import checkpoint_bytes, test_model, train_model
 

@@ -11,7 +11,7 @@ from runs import lifecycle
 from core.args import load_run_config, run_differences, run_signature, write_config
 from runs.checkpoints import Checkpoints
 from core.errors import UserError
-from core.runtime import get_device, memory_format, prepare_model
+from runs.runtime import get_device, memory_format, prepare_model
 from tasks.training import checkpoint_bytes, test_model, train_model
 
 

@@ -63,7 +63,7 @@ def tiny_options(**overrides):
 def tiny_model(**overrides):
     """The model of tiny_options(**overrides), built through the model table like a run builds it."""
     from models.net import build_model
-    from core.runtime import model_config
+    from runs.runtime import model_config
     return build_model(model_config(tiny_options(**overrides)))
 
 

@@ -15,7 +15,7 @@ from metrics.scores import SCORES
 from metrics.tasks import TASKS
 from analysis.report.build import Gallery, GalleryImage
 from analysis.sets import SANITY_TASK, sanity_stages, set_meta
-from core.runtime import data_config
+from runs.runtime import data_config
 
 THUMBNAIL_SIDE = 128
 OUTLINE_COLOUR = (255, 230, 0)

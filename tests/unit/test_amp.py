@@ -4,7 +4,7 @@ import torch
 from helpers import tiny_model
 from metrics.curves import CURVE_METRICS
 from metrics.perturbation import perturbation_curves
-from core.runtime import autocast
+from runs.runtime import autocast
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # bf16 keeps 8 bits of mantissa: softmax scores within 0.03, predictions agree on 90% of images.

@@ -349,7 +349,7 @@ def test_high_res_demo_maps_are_16x16():
     from helpers import REPO_ROOT
     from model_ids import model_options
     from models.net import build_model
-    from core.runtime import model_config
+    from runs.runtime import model_config
     options = parse_args(["-c", os.path.join(REPO_ROOT, "config_demo.config"), "--model_id", "br_npa_high_res_distill",
                           *model_options("br_npa_high_res_distill"), "--att_metrics_few_steps", "True"])
     torch.manual_seed(0)

@@ -221,7 +221,7 @@ def test_the_released_batch_cut_keeps_the_first_missing_images():
 
 
 def test_progress_of_a_resumed_task_counts_from_where_it_stopped():
-    from core.runtime import progress
+    from runs.runtime import progress
     bar = progress(range(6), "Del", total=10, initial=4)
     for _ in bar:
         pass

@@ -192,7 +192,7 @@ def test_a_log_gets_a_progress_line_at_each_interval():
     """Ten batches of 4 images, 10 s each, a line every 30 s: lines after 3, 6 and 9 batches, with the images
     done, the rate since the start (0.4 images/s) and the time left (28 images at 0.4/s = 1:10 after 12)."""
     import io
-    from core.runtime import LogLines
+    from runs.runtime import LogLines
     now = [0.0]
 
     def clock():
