@@ -18,7 +18,7 @@ from core.errors import run_main
 def run(args, given=frozenset()):
     """The task the options ask for: DAUC / IAUC curves, a search, or a plain training run. given: the names of
     the options written on the command line (an evaluation refuses those the trained run fixes)."""
-    from core import runtime
+    from runs import runtime
     from data.load_data import load_samples
     from models.resnet import imagenet_state_dict
     from runs.runtime import data_config

@@ -26,10 +26,10 @@ from metrics.scores import SCORES
 from metrics.tasks import TASKS
 from runs import results_io
 
-PLOT_CAPTIONS = [*((results_io.curves_plot_name(key), f"mean {task.curve.name} curve") for key, task in TASKS.items()
-                   if task.curve is not None),
-                 *((results_io.ttest_plot_name(score.key), f"p-values of every pair, {name}")
-                   for name, score in SCORES.items())]
+# The report's plots (the p-value matrices, plot_pair_matrices, stay files: the report shows each comparison once,
+# in its critical-difference diagram and its table of pairs).
+PLOT_CAPTIONS = [(results_io.curves_plot_name(key), f"mean {task.curve.name} curve") for key, task in TASKS.items()
+                 if task.curve is not None]
 SIGNIFICANTLY_BEST = "*"
 NOT_ABOVE_FLOOR = "°"
 RANDOM_FLOOR = "random"  # the saliency source whose scores are chance level (metrics/saliency.py)
@@ -310,8 +310,8 @@ def write_html_report(vis_folder, summary, title, exp_folder, experiment, galler
             "Sanity", "Each source's map against its map after the model's stages are re-initialised one after "
             "the other from the top (mean Spearman ρ over the images, 95% interval): a map that stays near 1 does "
             "not depend on the trained weights. The table's MPRT columns are the last stage; class ρ compares the "
-            "maps of two classes, input ρ the maps of two images.", [("sanity: cascading model randomisation", results_io.sanity_plot_name())],
-            [], []))
+            "maps of two classes, input ρ the maps of two images.",
+            [("sanity: cascading model randomisation", results_io.sanity_plot_name())], [], []))
     path = write_report(vis_folder, title, table, plots, gallery, sections)
     print(f"report of {len(gallery.images)} test images x {len(gallery.sources)} sources: {path}")
 

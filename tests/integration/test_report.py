@@ -143,6 +143,10 @@ def test_report_in_chromium(demo_report, browser):
         return [row.find_elements(By.TAG_NAME, "td")[column].get_attribute("data-value")
                 for row in browser.find_elements(By.CSS_SELECTOR, "#summary tbody tr")]
     assert sorted(table_column(0)) == SOURCES
+    browser.set_window_size(1280, 1000)  # the summary table fits a common laptop page, without scrolling sideways
+    assert browser.execute_script("return document.getElementById('summary').getBoundingClientRect().right") <= \
+        browser.execute_script("return document.documentElement.clientWidth")
+    browser.set_window_size(1400, 1000)
     headers = [header.text for header in browser.find_elements(By.CSS_SELECTOR, "#summary th")]
     dauc_column = next(k for k, text in enumerate(headers) if text.startswith("DAUC"))
     browser.find_elements(By.CSS_SELECTOR, "#summary th")[dauc_column].click()
