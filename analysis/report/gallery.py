@@ -21,6 +21,23 @@ THUMBNAIL_SIDE = 128
 OUTLINE_COLOUR = (255, 230, 0)
 
 
+# The largest side of a map the report draws after each sanity stage: a pixel-resolution source's maps (448 x 448 on
+# CUB) are averaged down to it, so that the page stays small; the saved arrays keep them whole.
+REPORT_MAP_SIDE = 64
+
+
+def at_most(maps, side):
+    """maps (S, h, w) with values in [0, 1], each box-averaged (PIL's BOX filter) down to at most side x side,
+    keeping its aspect ratio; unchanged when they already fit."""
+    height, width = maps.shape[-2:]
+    if max(height, width) <= side:
+        return maps
+    scale = side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.stack([np.asarray(Image.fromarray(np.asarray(m, np.float32), mode="F").resize(size, Image.BOX))
+                     for m in maps])
+
+
 def read_pop_csv(path):
     """{source: per-image values} of an attMetrics_<key>_pop.csv file."""
     with open(path, newline="") as file:
@@ -108,7 +125,8 @@ def experiment_gallery(exp_folder, sets, landed, saliencies):
                 for name, score in SCORES.items():
                     if score.task == key and source in pop[name] and position < len(pop[name][source]):
                         values[name][source] = float(pop[name][source][position])
-        randomised = {source: sanity[source]["randomised_maps"][positions[SANITY_TASK][source][index]] / 255
+        randomised = {source: at_most(sanity[source]["randomised_maps"][positions[SANITY_TASK][source][index]] / 255,
+                                      REPORT_MAP_SIDE)
                       for source in with_maps if index in positions[SANITY_TASK][source]}
         images.append(GalleryImage(index, label, thumbnail(path, geometry, mask_path),
                                    {source: maps[source].get(index) for source in sources}, preds, curves, values,

@@ -294,3 +294,13 @@ def test_the_gallery_draws_the_scores_of_the_curves(tiny_synth, tmp_path):
                                  {"cnn": {0: np.zeros((2, 2)), 4: np.zeros((2, 2))}})
     assert [image.test_index for image in gallery.images] == [0, 4]
     assert gallery.images[1].curves["Del"]["cnn"].tolist() == [0.8, 0.4, 0.1]
+
+
+def test_the_report_draws_a_pixel_map_averaged_down_to_its_largest_side():
+    """A 128 x 96 map becomes 64 x 48, each value the mean of a 2 x 2 block (numpy's reshape here); a 4 x 4 map
+    is left as it is."""
+    from analysis.report.gallery import at_most
+    maps = np.random.default_rng(0).random((2, 128, 96))
+    by_hand = maps.reshape(2, 64, 2, 48, 2).mean(axis=(2, 4))
+    assert np.allclose(at_most(maps, 64), by_hand, atol=1e-6)
+    assert np.array_equal(at_most(maps[:, :4, :4], 64), maps[:, :4, :4])
