@@ -142,3 +142,20 @@ def crash_at(monkeypatch, count):
         real_replace(source, target)
     monkeypatch.setattr(os, "replace", replace)
     return calls
+
+
+def logits_module(net):
+    """An nn.Module of images -> the logits of a models.net.Net (whose forward returns a dict), as the libraries
+    the tests compare with (captum, pytorch-grad-cam, Quantus) want a model; written here, not taken from the
+    code under test."""
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self, wrapped):
+            super().__init__()
+            self.net = wrapped
+
+        def forward(self, images):
+            return self.net(images)["output"]
+    return Logits(net)
+

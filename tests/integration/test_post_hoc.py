@@ -9,7 +9,7 @@ import torch
 
 from runs import lifecycle
 import trainVal
-from helpers import TINY_CONFIG, transformed_test_images
+from helpers import TINY_CONFIG, logits_module, transformed_test_images
 from metrics.saliency import POST_HOC_NAMES
 
 
@@ -48,17 +48,10 @@ def library_maps(folder, method, image_inds, preds):
         def get_target_width_height(self, input_tensor):
             return tuple(reversed(self.activations_and_grads.activations[0].shape[-2:]))
 
-    class Logits(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, images):
-            return self.net(images)["output"]
     landed = lifecycle.LandedRun(str(folder), "cnn")
     model, _ = landed.load_model()
     images, _ = transformed_test_images(landed.args)
-    with AtFeatureSize(model=Logits(model), target_layers=[model.backbone.layer4]) as cam:
+    with AtFeatureSize(model=logits_module(model), target_layers=[model.backbone.layer4]) as cam:
         cam.batch_size = landed.args.att_metrics_batch_size
         return cam(input_tensor=images[image_inds], targets=[ClassifierOutputTarget(int(c)) for c in preds])
 

@@ -4,7 +4,7 @@ change from the baseline, SmoothGrad's noise does not depend on the batch."""
 import pytest
 import torch
 
-from helpers import tiny_model
+from helpers import logits_module, tiny_model
 from metrics import gradient_methods
 from metrics.saliency import SOURCES, SourceInputs, image_seed
 
@@ -14,18 +14,9 @@ VALUES = {"seed": 5, "batch_size": 8, "ig_steps": 6, "smoothgrad_samples": 3, "s
           "occlusion_cells": 1.0, "occlusion_stride_cells": 0.5}
 
 
-class Logits(torch.nn.Module):
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, images):
-        return self.net(images)["output"]
-
-
 def direct(name, model, images, targets, indices):
     """captum's class for the source, called here with the values above, (B, 3, H, W)."""
-    module = Logits(model)
+    module = logits_module(model)
     if name == "gradient":
         return captum_attr.Saliency(module).attribute(images, target=targets, abs=True)
     if name == "integratedgradients":
@@ -87,7 +78,7 @@ def test_attributions_add_up_to_the_change_of_the_logit(name):
     model = tiny_model(head="cnn", class_nb=3).eval()
     images, targets = torch.randn(2, 3, 32, 32), torch.tensor([0, 2])
     with torch.enable_grad():
-        attributions = gradient_methods.METHODS[name](Logits(model), images, targets,
+        attributions = gradient_methods.METHODS[name](logits_module(model), images, targets,
                                                       {**VALUES, "ig_steps": 200}, [0, 1])
     with torch.no_grad():
         change = (model(images)["output"] - model(torch.zeros_like(images))["output"])[[0, 1], targets]

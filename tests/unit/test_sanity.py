@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
-from helpers import import_or_skip_unless_ci, tiny_model
+from helpers import import_or_skip_unless_ci, logits_module, tiny_model
 from metrics import sanity
 from metrics.saliency import SOURCES, SourceInputs, live_own_maps
 from models.heads import HEADS
@@ -131,21 +131,13 @@ def test_quantus_mprt_randomises_in_the_same_order_and_agrees_after_the_classifi
     model, images = model_and_images("cnn")
     classes = model(images)["output"].argmax(dim=1).tolist()
 
-    class Logits(torch.nn.Module):  # Quantus wants a model that returns the logits
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            return self.net(x)["output"]
-
     def explain(model, inputs, targets, **kwargs):  # at image size (nearest): Spearman is unchanged
         maps = cam_saliency(model.net, torch.as_tensor(inputs), list(targets), None)[:, None]
         maps = torch.nn.functional.interpolate(maps, size=inputs.shape[-2:], mode="nearest")
         return (maps - maps.amin(dim=(1, 2, 3), keepdim=True)).numpy()  # Quantus refuses all-negative maps
 
     metric = quantus.MPRT(layer_order="top_down", seed=42, abs=False, normalise=False, disable_warnings=True)
-    scores = metric(model=Logits(model).eval(), x_batch=images.numpy(), y_batch=np.array(classes), a_batch=None,
+    scores = metric(model=logits_module(model).eval(), x_batch=images.numpy(), y_batch=np.array(classes), a_batch=None,
                     explain_func=explain, device="cpu")
     layers = [name[len("net."):] for name in scores if name != "original"]
     prefixes = {"classifier": ("classifier", "head", "aux"), "stem": ("backbone.conv1", "backbone.bn1"),
