@@ -314,7 +314,8 @@ DOCUMENTED_DEFAULTS = {
     "optuna_trial_nb": 25, "opt_data_aug": True, "optuna_pruner": "none", "optuna_heartbeat": 30,
     "resume": True, "overwrite": False, "att_metrics_img_nb": 100, "att_metrics_few_steps": False,
     "att_metrics_batch_size": 64, "att_metrics_saliency": "float", "rise_masks": 4000, "rise_grid": 7,
-    "rise_keep_prob": 0.5,
+    "rise_keep_prob": 0.5, "ig_steps": 50, "smoothgrad_samples": 5, "smoothgrad_noise": 1.0, "occlusion_cells": 1.0,
+    "occlusion_stride_cells": 0.5,
 }
 # What config_cub.config sets on top: the authors' CUB setting (docs/METHOD.md, "Training").
 AUTHORS_CUB = {"backbone": "resnet50", "pretrained": True, "img_size": 448, "stride_lay3": 1, "stride_lay4": 1,
