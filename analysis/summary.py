@@ -146,6 +146,12 @@ def below_floor(pairs):
     return marked
 
 
+def score_notes(experiments):
+    """The notes (Score.note) of the scores some source of the experiments has a value of, in table order."""
+    shown = {name for experiment in experiments for row in experiment.rows.values() for name in row}
+    return [score.note for name, score in SCORES.items() if name in shown and score.note]
+
+
 def floor_note(how):
     """The note under a table whose cells carry NOT_ABOVE_FLOOR; how: by which test, over what."""
     return (f"{NOT_ABOVE_FLOOR}: not better than the same model's random floor ('<model_id>-{RANDOM_FLOOR}') on that "
@@ -336,8 +342,7 @@ def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_
     summary.notes += comparison_notes(pairs, test, SIGNIFICANTLY_BEST) + reliability_lines(reliability)
     if floor:
         summary.notes.append(floor_note("by the same test"))
-    shown = {name for row in experiment.rows.values() for name in row if name in SCORES}
-    summary.notes += [score.note for name, score in SCORES.items() if name in shown and score.note]
+    summary.notes += score_notes([experiment])
     plot_sanity(vis_folder, exp_folder, experiment)
     publish(summary, exp_folder, vis_folder, {exp_id: experiment},
             (exp_id, exp_folder, experiment, None, (pairs, reliability, test)) if report else None)
@@ -384,6 +389,7 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
                              f"Holm-adjusted over the score's pairs < {comparisons.ALPHA})")
     if floor:
         summary.notes.append(floor_note("in at least one experiment, by the same test"))
+    summary.notes += score_notes(experiments.values())
     publish(summary, summary_folder, vis_folder, experiments,
             (f"{summary_id}: mean and 95% interval over {len(exp_ids)} experiments",
              results_io.exp_dir(results_dir, first), experiments[first],
