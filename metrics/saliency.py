@@ -40,8 +40,8 @@ from core.options import Option, at_least, positive_finite, within
 
 def live_own_maps(head):
     """The own-maps source computed from the model it is given (the maps and norm of its forward pass, the same
-    rule as metrics.perturbation.saliencies_from_maps) rather than read from the saved arrays: for the sanity checks, where the
-    model is randomised. Class-agnostic, like the head's maps."""
+    rule as metrics.perturbation.saliencies_from_maps) rather than read from the saved arrays: for the sanity
+    checks, where the model is randomised. Class-agnostic, like the head's maps."""
     def saliency(model, images, classes, indices):
         import torch
         from metrics.perturbation import saliency_map

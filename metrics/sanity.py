@@ -109,7 +109,7 @@ def as_uint8(saliency):
 def partner_indices(indices, evaluated, seed):
     """For each test index of `indices`, the test index of another image of the set (`evaluated`, the set's test
     indices), drawn from (seed, index): the pairs of the input-invariance statistic, which do not depend on
-    the batches. An image of a set of one is its own partner."""
+    the batches. An image of a set of one has no other: it is its own partner, and sanity_records gives it nan."""
     partners = []
     for index in indices:
         others = [other for other in evaluated if other != index] or [index]
@@ -148,8 +148,10 @@ def sanity_records(model, saliency, images, classes, indices, stages, seed, part
                "noise_rho": scalars(spearman, original, repeat), "noise_ssim": scalars(ssim, original, repeat)}
     if partners is not None:
         partner_inds, partner_images, partner_classes = partners(indices)
-        records["input_rho"] = scalars(spearman, original,
-                                       saliency(model, partner_images, partner_classes, partner_inds).cpu())
+        records["input_rho"] = [rho if partner != index else torch.tensor(float("nan"), dtype=torch.float64)
+                                for rho, partner, index in zip(scalars(spearman, original, saliency(
+                                    model, partner_images, partner_classes, partner_inds).cpu()), partner_inds,
+                                    indices)]
     return records
 
 

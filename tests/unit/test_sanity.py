@@ -183,3 +183,37 @@ def test_the_noise_ceiling_note_names_the_sources_that_draw():
     assert notes == ["a-random: two passes of the unchanged model agree at ρ 0.600 and SSIM 0.400 (its forward pass "
                      "draws at random): its MPRT ρ 0.600 and class ρ 0.600 are to be read against that ceiling, "
                      "not 1"]
+
+
+def test_input_rho_pairs_each_image_with_another_of_the_set_and_a_lone_image_with_none():
+    """The partner of test index i is np.random.default_rng([seed, i, 1]).choice(the set's other indices), whatever
+    the batch; the centre floor (one map for every image) gives input ρ 1, the random floor about 0; an image alone
+    in its set gets nan (no other image to compare with), not 1."""
+    from metrics.sanity import partner_indices
+    evaluated = (3, 8, 11, 20, 31)
+    partners = partner_indices([8, 20], evaluated, 4)
+    assert partners == [int(np.random.default_rng([4, i, 1]).choice([j for j in evaluated if j != i])) for i in (8, 20)]
+    assert partner_indices([20], evaluated, 4) == partners[1:]
+    torch.manual_seed(0)
+    model = tiny_model(head="cnn", class_nb=3, resnet_stride=1).eval()  # 4 x 4 maps at 64 px
+    images = torch.randn(5, 3, 64, 64)
+    position = {index: k for k, index in enumerate(evaluated)}
+
+    def load(indices):
+        found = partner_indices(indices, evaluated, 4)
+        return found, images[[position[i] for i in found]], [0] * len(found)
+    for name, expected in (("center", 1.0), ("random", 0.0)):
+        source = SOURCES[name].build(SourceInputs({"seed": 3, "center_sigma": 0.5}))
+        with torch.no_grad():
+            records = sanity.sanity_records(model, source, images, [0] * 5, list(evaluated), ["classifier"], 4, load)
+        rho = np.array([float(value) for value in records["input_rho"]])
+        if name == "center":
+            assert np.array_equal(rho, [1.0] * 5)
+        else:  # 16 cells: one ρ of independent maps has a standard deviation of about 1 / sqrt(15), their mean of
+            assert abs(rho.mean()) < 0.5  # 5 about 0.12: 0.5 is 4 of those
+
+    with torch.no_grad():
+        alone = sanity.sanity_records(model, SOURCES["center"].build(SourceInputs({"center_sigma": 0.5})), images[:1],
+                                      [0], [3], ["classifier"], 4,
+                                      lambda indices: (partner_indices(indices, (3,), 4), images[:1], [0]))
+    assert np.isnan(float(alone["input_rho"][0]))
