@@ -13,12 +13,6 @@ import torch
 
 from metrics.saliency_methods import LogitsOnly
 
-# The sources of this module, by name: captum's class each wraps (for the messages and the tests).
-CAPTUM_CLASSES = {"gradient": "Saliency", "integratedgradients": "IntegratedGradients", "smoothgrad": "NoiseTunnel",
-                  "guidedbackprop": "GuidedBackprop", "inputxgradient": "InputXGradient", "deeplift": "DeepLift",
-                  "occlusion": "Occlusion"}
-
-
 def pixel_map(attributions):
     """attributions (B, 3, H, W) -> (B, H, W) float32 on the CPU: |attribution| summed over the channels."""
     return attributions.detach().abs().sum(dim=1).float().cpu()
@@ -82,8 +76,7 @@ def occlusion(module, images, targets, values, indices):
     forward pass."""
     from captum.attr import Occlusion
     height, width = images.shape[-2:]
-    with torch.no_grad():
-        map_height, map_width = module.model(images[:1])["att_maps"].shape[-2:]
+    map_height, map_width = values["map_size"](module.model, images)
     window = tuple(max(1, round(values["occlusion_cells"] * side / cells))
                    for side, cells in ((height, map_height), (width, map_width)))
     stride = tuple(max(1, round(values["occlusion_stride_cells"] * side / cells))
@@ -100,8 +93,8 @@ METHODS = {"gradient": gradient, "integratedgradients": integrated_gradients, "s
 
 def captum_source(name, values):
     """Source computing the method `name` (a key of METHODS) with the source values `values` (its options,
-    'batch_size', and 'image_seed': test index -> the seed of its draws): (B, H, W) maps (pixel_map). Called with
-    gradients enabled (its entry says so)."""
+    'batch_size', 'image_seed': test index -> the seed of its draws, and 'map_size': (model, images) -> the
+    model's map size (h, w)): (B, H, W) maps (pixel_map). Called with gradients enabled (its entry says so)."""
     method = METHODS[name]
 
     def saliency(model, images, classes, indices):

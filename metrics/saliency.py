@@ -128,7 +128,8 @@ def build_captum(name):
     def build(inputs):
         from metrics.gradient_methods import captum_source
         seed = inputs.values["seed"]
-        return captum_source(name, {**inputs.values, "image_seed": lambda index: image_seed(seed, index)})
+        return captum_source(name, {**inputs.values, "image_seed": lambda index: image_seed(seed, index),
+                                    "map_size": map_size})
     return build
 
 

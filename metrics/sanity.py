@@ -148,10 +148,10 @@ def sanity_records(model, saliency, images, classes, indices, stages, seed, part
                "noise_rho": scalars(spearman, original, repeat), "noise_ssim": scalars(ssim, original, repeat)}
     if partners is not None:
         partner_inds, partner_images, partner_classes = partners(indices)
-        records["input_rho"] = [rho if partner != index else torch.tensor(float("nan"), dtype=torch.float64)
-                                for rho, partner, index in zip(scalars(spearman, original, saliency(
-                                    model, partner_images, partner_classes, partner_inds).cpu()), partner_inds,
-                                    indices)]
+        partner_maps = saliency(model, partner_images, partner_classes, partner_inds).cpu()
+        no_other = torch.tensor(float("nan"), dtype=torch.float64)  # an image alone in its set
+        records["input_rho"] = [rho if partner != index else no_other for rho, partner, index
+                                in zip(scalars(spearman, original, partner_maps), partner_inds, indices)]
     return records
 
 

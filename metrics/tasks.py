@@ -24,7 +24,8 @@ states:
 - curve_key: the key of a curve task's CurveMetric (metrics/curves.py), whose `curve` is used for the
   mean-curve plots; None otherwise;
 - undefined_arrays: the arrays that may hold nan where a value is not defined (SSIM of a map under 3 x 3, the
-  input correlation of a set of one image); any other non-finite value makes processResults.py leave the image out of the set's scores, with a note.
+  input correlation of a set of one image); any other non-finite value makes processResults.py leave the image
+  out of the set's scores, with a note.
 
 Adding a task means writing its compute function, adding one PerturbationTask here and its script; its
 scores go to metrics/scores.py. trainVal.py --help reads this table, so it imports no torch at its top: a

@@ -68,8 +68,9 @@ def apply_recipes(root, blocks):
 def test_the_head_and_source_recipes_pass_the_contract_tests(tmp_path):
     root = scratch_copy(tmp_path)
     apply_recipes(root, readme_blocks())
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_tables.py",
-                             "-k", "cam or cellocclusion"], cwd=root, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "tests/unit/test_tables.py", "-k", "cam or cellocclusion"], cwd=root, capture_output=True,
+                            text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     passed = re.search(r"(\d+) passed", result.stdout)
     assert passed and int(passed.group(1)) >= 5, result.stdout[-2000:]  # the head's and the source's contract tests
