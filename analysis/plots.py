@@ -33,14 +33,14 @@ def plot_ttest(path, score, model_ids, p_values, title):
 
 
 def plot_mean_curves(path, metric, curves_per_source):
-    """The mean curve of each source (curves_per_source: {source: (N, T, 2)}) of a CurveMetric, its mean AUC in
-    the legend."""
+    """The mean curve of each source (curves_per_source: {source: (N, T, 2)}) of a CurveMetric, the mean of its
+    column (the AUC, or the mean score) in the legend."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for model_id, curves in sorted(curves_per_source.items()):
         x = metric.x_axis(curves[0, :, 0])
-        mean_auc = np.mean([metric.auc(curve) for curve in curves])
-        ax.plot(x, curves[:, :, 1].mean(axis=0), label=f"{model_id} ({mean_auc:.3f})")
+        mean_summary = np.mean([metric.summarise(curve) for curve in curves])
+        ax.plot(x, curves[:, :, 1].mean(axis=0), label=f"{model_id} ({mean_summary:.3f})")
     ax.set_xlabel(f"share of the map {metric.perturbed}")
     ax.set_ylabel("score of the predicted class")
     ax.set_title(f"mean {metric.name} curve")

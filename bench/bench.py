@@ -37,7 +37,6 @@ from core.args import parse_args, with_changes
 from tasks.attention_metrics import step_plan
 from data.load_data import build_transform, load_rgb, make_loader, make_train_loader
 from metrics.curves import CURVE_METRICS
-from metrics.perturbation import perturbation_curves
 from metrics.saliency import POST_HOC_NAMES, SourceInputs, saliency_source
 from models.br_npa import representative_vectors
 from models.net import build_model
@@ -251,10 +250,10 @@ def amp_eval_auc_gap(model, samples, args, opts, device):
     images, saliencies, step_cells = dauc_inputs(model, samples, args, opts, device)
     classes = [0] * len(images)
     gaps = []
-    for metric in CURVE_METRICS.values():
-        curves = [perturbation_curves(forward_in(model, device, bf16), images, saliencies, classes, metric.substrate,
-                                      step_cells, opts.infer_batch) for bf16 in (False, True)]
-        gaps.append(max(abs(metric.auc(a.numpy()) - metric.auc(b.numpy())) for a, b in zip(*curves)))
+    for metric in (CURVE_METRICS["Del"], CURVE_METRICS["Add"]):
+        curves = [metric.records(forward_in(model, device, bf16), images, saliencies, classes, step_cells,
+                                 opts.infer_batch)["curves"] for bf16 in (False, True)]
+        gaps.append(max(abs(metric.summarise(a.numpy()) - metric.summarise(b.numpy())) for a, b in zip(*curves)))
     return gaps
 
 
@@ -270,8 +269,7 @@ def dauc_rows(model, samples, args, opts, device, bare_infer):
     def run(batch_size):
         sync(device)
         start = time.perf_counter()
-        perturbation_curves(forward, images, saliencies, classes, CURVE_METRICS["Del"].substrate, step_cells,
-                            batch_size)
+        CURVE_METRICS["Del"].records(forward, images, saliencies, classes, step_cells, batch_size)
         sync(device)
         return (time.perf_counter() - start) / len(images)
     run(opts.infer_batch)

@@ -12,7 +12,7 @@ from runs import results_io
 from runs import lifecycle
 from data.load_data import build_transform, load_rgb, scan_test_folder
 from metrics.curves import CURVE_METRICS
-from metrics.perturbation import perturbation_curves, step_masks, topk_step_masks
+from metrics.perturbation import step_masks, topk_step_masks
 from metrics.perturbation import saliencies_from_maps
 from metrics.saliency import SOURCES, SourceInputs
 from models.heads import head_class
@@ -57,12 +57,12 @@ for model_id in ("b_cnn", "br_npa_high_res_distill", "br_npa_low_res", "cnn"):
     def forward(batch):
         return model(batch)["output"]
     line = [model_id]
-    for key, metric in CURVE_METRICS.items():
+    for metric in (CURVE_METRICS["Del"], CURVE_METRICS["Add"]):  # the released code's two curves
         aucs = {}
         for name, sal, order in (("float", flt, step_masks), ("released", rel, topk_step_masks),
                                  ("released_stable", rel, step_masks)):
-            curves = perturbation_curves(forward, list(images), sal, classes, metric.substrate, cells, 64, order)
-            aucs[name] = np.array([metric.auc(c.numpy()) for c in curves])
+            curves = metric.records(forward, list(images), sal, classes, cells, 64, order)["curves"]
+            aucs[name] = np.array([metric.summarise(c.numpy()) for c in curves])
         line.append(f"{metric.name}: float {aucs['float'].mean():.4f} released {aucs['released'].mean():.4f} "
                     f"released-stable-order {aucs['released_stable'].mean():.4f} "
                     f"(largest per-image |topk - stable| {np.abs(aucs['released'] - aucs['released_stable']).max():.4f})")

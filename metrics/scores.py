@@ -14,9 +14,12 @@ in the tables is the mean over the images, with a 95% interval. Each entry state
   beside the mean;
 - note (optional): one line under the table saying how to read the column, printed where it has values.
 
-Adding a score means writing its per_image function and adding one Score here.
+The columns of the curves (metrics/curves.py) are made from their entries (curve_scores): a curve adds its
+summary and, where it has one, its step correlation. Adding another score means writing its per_image function
+and adding one Score here.
 """
 import dataclasses
+import functools
 from typing import Callable, Optional
 
 import numpy as np
@@ -48,20 +51,28 @@ class Score:
         return "" if self.lower_is_better is None else "↓" if self.lower_is_better else "↑"
 
 
-def curve_aucs(metric):
-    """per_image of an area under curve: arrays['curves'] (N, T, 2) -> (N,) AUCs of metric (a CurveMetric)."""
+def curve_summaries(metric):
+    """per_image of a curve's column: arrays['curves'] (N, T, 2) -> (N,) summaries of metric (a CurveMetric)."""
     def per_image(arrays):
-        return np.array([metric.auc(curve) for curve in arrays["curves"]], dtype=np.float64)
+        return np.array([metric.summarise(curve) for curve in arrays["curves"]], dtype=np.float64)
     return per_image
 
 
+def curve_scores():
+    """The columns of the curve metrics, the summaries first (DAUC, IAUC, ...), then the step correlations (DC,
+    IC): a summary is keyed by its curve's key, a correlation by its name. A correlation is higher-is-better:
+    what each step did to the score (a fall for deletion, a rise for insertion) follows the saliency it
+    perturbed."""
+    summaries = [Score(metric.name, metric.key, metric.key, ("curves",), curve_summaries(metric),
+                       lower_is_better=metric.lower_is_better) for metric in CURVE_METRICS.values()]
+    correlations = [Score(metric.correlation, metric.correlation, metric.key, ("curves", "start_scores", "step_saliency"),
+                          functools.partial(step_correlations, deletion=not metric.insertion), lower_is_better=False)
+                    for metric in CURVE_METRICS.values() if metric.correlation]
+    return summaries + correlations
+
+
 SCORES = {score.name: score for score in [
-    Score("DAUC", "Del", "Del", ("curves",), curve_aucs(CURVE_METRICS["Del"]), lower_is_better=True),
-    Score("IAUC", "Add", "Add", ("curves",), curve_aucs(CURVE_METRICS["Add"]), lower_is_better=False),
-    Score("DC", "DC", "Del", ("curves", "start_scores", "step_saliency"),
-          lambda arrays: step_correlations(arrays, deletion=True), lower_is_better=False),
-    Score("IC", "IC", "Add", ("curves", "start_scores", "step_saliency"),
-          lambda arrays: step_correlations(arrays, deletion=False), lower_is_better=False),
+    *curve_scores(),
     Score("AD", "AD", "Single", ("scores",), average_drop, lower_is_better=True, denominator=clean_scores),
     Score("IIC", "IIC", "Single", ("scores",), increase_in_confidence, lower_is_better=False),
     Score("ADD", "ADD", "Single", ("scores",), average_drop_in_deletion, lower_is_better=False,

@@ -1,5 +1,5 @@
 """The table of perturbation tasks: what ./get_dauc_scores.sh, ./get_iauc_scores.sh,
-./get_single_step_scores.sh and ./get_sanity_scores.sh compute, per image.
+./get_single_step_scores.sh, ./get_sanity_scores.sh and ./get_scores.sh TASK compute, per image.
 
 A task perturbs each evaluated test image as its saliency map says (or, for the sanity checks, the model
 itself) and saves per-image arrays, from which
@@ -7,7 +7,7 @@ the scores of metrics/scores.py are computed; trainVal.py --attention_metrics <k
 (tasks/attention_metrics.py), which handles the images, the saliency sources, progress and the files. Each entry
 states:
 - key: the value of --attention_metrics, and the files' name attMetr<key>_<source>...;
-- script: the shell script that runs it (./<script> MODEL_ID);
+- script: the shell script that runs it (./<script> MODEL_ID); None: the generic ./get_scores.sh <key> MODEL_ID;
 - description: what it computes, in a few words ('deletion curves'), for --help and messages;
 - arrays: the per-image arrays it saves. The first goes to attMetr<key>_<source>.npy, each other one to
   attMetr<key>_<source>_<name in camelCase>.npy (runs/results_io.py); _imgInds, _preds, _targets and a .json of
@@ -15,8 +15,8 @@ states:
 - compute(forward, images, saliencies, classes, cells_per_step, batch_size, order, context) -> {array name:
   list of one tensor per image}: forward maps (B, 3, H, W) to (B, class_nb) logits; images are (3, H, W),
   saliencies (h, w) in [0, 1], classes the predicted class of each image; order is the source's order of the
-  cells (metrics.perturbation.step_masks or topk_step_masks); context: a TaskContext, for a task that
-  computes saliencies again from a changed model;
+  cells (metrics.perturbation.step_masks or topk_step_masks); context: a TaskContext (the test indices, the
+  seed, the model for a task that computes saliencies again from a changed model);
 - options: its own trainVal.py options (core.options.Option, added to the option table by core/args.py),
   which define its sets besides the common ones (a set computed with other values is computed again);
 - forwards_per_image(step_nb) -> the images it passes through the model per evaluated image (to size the
@@ -27,14 +27,16 @@ states:
   input correlation of a set of one image); any other non-finite value makes processResults.py leave the image
   out of the set's scores, with a note.
 
-Adding a task means writing its compute function, adding one PerturbationTask here and its script; its
-scores go to metrics/scores.py. trainVal.py --help reads this table, so it imports no torch at its top: a
-compute function imports what it needs when it runs.
+A curve is added as one entry of metrics/curves.py, whose task is made here (curve_task). Another task
+is its compute function and one PerturbationTask here (and a script, or ./get_scores.sh); its scores go to
+metrics/scores.py. trainVal.py --help reads this table, so it imports no torch at its top: a compute
+function imports what it needs when it runs.
 """
 import dataclasses
 from typing import Any, Callable, Optional
 
 from core.options import Option
+from metrics.curves import CURVE_METRICS
 from metrics.stages import SANITY_STAGES
 
 # The sanity task's key (the stages of its cascading randomisation are in metrics/stages.py).
@@ -61,7 +63,7 @@ class TaskContext:
 @dataclasses.dataclass(frozen=True)
 class PerturbationTask:
     key: str
-    script: str
+    script: Optional[str]
     description: str
     arrays: tuple
     compute: Callable
@@ -73,21 +75,28 @@ class PerturbationTask:
     @property
     def curve(self):
         """The CurveMetric of a curve task (metrics/curves.py), None for another task."""
-        from metrics.curves import CURVE_METRICS
         return None if self.curve_key is None else CURVE_METRICS[self.curve_key]
 
+    @property
+    def script_call(self):
+        """How a shell runs it, before the model id: its own script, or the generic one with its key."""
+        return self.script or f"{GENERIC_SCRIPT} {self.key}"
 
-def curve_task(curve_key, script, description):
-    """The task that computes the curves of the CurveMetric CURVE_METRICS[curve_key] (its key is the task's):
-    the curves (N, T, 2), the start image's score (N,) and the saliency each step perturbs (N, T)
-    (metrics.perturbation.perturbation_records)."""
+
+# The script that runs any task: ./get_scores.sh <task key> MODEL_ID [trainVal.py options...]
+GENERIC_SCRIPT = "get_scores.sh"
+
+
+def curve_task(metric):
+    """The task of a CurveMetric (metrics/curves.py), under its key: the curves (N, T, 2), the start image's
+    score (N,) and the saliency each step perturbs (N, T) (metrics.perturbation.perturbation_records). An
+    imputer's noise is drawn per image from numpy's default_rng([--seed, test index, 2])."""
     def compute(forward, images, saliencies, classes, cells_per_step, batch_size, order, context):
-        from metrics.curves import CURVE_METRICS
-        from metrics.perturbation import perturbation_records
-        return perturbation_records(forward, images, saliencies, classes, CURVE_METRICS[curve_key].substrate,
-                                    cells_per_step, batch_size, order)
-    return PerturbationTask(curve_key, script, description, ("curves", "start_scores", "step_saliency"), compute,
-                            forwards_per_image=lambda step_nb: step_nb + 1, curve_key=curve_key)
+        seeds = None if context is None else [[context.seed, index, 2] for index in context.indices]
+        return metric.records(forward, images, saliencies, classes, cells_per_step, batch_size, order, seeds)
+    return PerturbationTask(metric.key, metric.script, metric.description, ("curves", "start_scores", "step_saliency"),
+                            compute, curve_key=metric.key,
+                            forwards_per_image=lambda step_nb: (step_nb if metric.steps == "cells" else 9) + 1)
 
 
 def compute_single_step(forward, images, saliencies, classes, cells_per_step, batch_size, order, context):
@@ -116,8 +125,7 @@ def compute_sanity(forward, images, saliencies, classes, cells_per_step, batch_s
 
 
 TASKS = {task.key: task for task in [
-    curve_task("Del", "get_dauc_scores.sh", "deletion curves"),
-    curve_task("Add", "get_iauc_scores.sh", "insertion curves"),
+    *(curve_task(metric) for metric in CURVE_METRICS.values()),
     PerturbationTask("Single", "get_single_step_scores.sh", "single-step scores", ("scores",), compute_single_step,
                      forwards_per_image=lambda step_nb: 3),
     PerturbationTask(SANITY_TASK, "get_sanity_scores.sh", "sanity checks",

@@ -48,7 +48,8 @@ def new_run_id():
 
 
 def train_command(options, model_id, *extra, script="train.sh", config=None, search_trial=False):
-    """The command that (re)makes a model's files (script train.sh) or curves (a perturbation task's script), with
+    """The command that (re)makes a model's files (script train.sh) or curves (a perturbation task's script_call,
+    'get_dauc_scores.sh' or 'get_scores.sh ROADMoRF'), with
     the options that make it reproduce `options` (a run's resolved options, or the command at hand; None:
     none): CONFIG= when the config file is not the scripts' default, every run-defining option whose value
     differs from what the config file and the model-id table give (for the curve scripts: the experiment),
@@ -57,7 +58,7 @@ def train_command(options, model_id, *extra, script="train.sh", config=None, sea
     from metrics.tasks import TASKS
     from model_ids import MODEL_IDS, model_options
     config = getattr(options, "config", None) or config
-    metric_keys = [key for key, task in TASKS.items() if task.script == script]
+    metric_keys = [key for key, task in TASKS.items() if task.script_call == script]
     if model_id in MODEL_IDS:
         prefix = f"CONFIG={config} " if config and os.path.basename(config) != SCRIPTS_CONFIG else ""
         words = [f"{prefix}./{script} {model_id}"]
@@ -398,7 +399,7 @@ class LandedRun:
         from metrics.tasks import task
         method = None if source is None else results_io.parse_source_id(source, POST_HOC_NAMES)[1]
         return train_command(self.args, self.model_id, *(("--att_metrics_post_hoc", method) if method else ()),
-                             script=task(task_key).script, config=self.config)
+                             script=task(task_key).script_call, config=self.config)
 
     def load_model(self):
         """(model on the CPU in eval mode with the run's best weights, checkpoint dict)."""

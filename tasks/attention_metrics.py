@@ -92,6 +92,14 @@ def step_plan(config, map_height, map_width):
     return step_cells, map_height * map_width // step_cells
 
 
+def curve_steps(task, step_cells, step_nb):
+    """{'step_nb', 'cells_per_step'} of the task's sets (their metadata): the step plan's for a task of the 'cells'
+    rule and any other task, 9 steps of unequal size (cells_per_step None) for the 'tenths' rule."""
+    if task.curve is not None and task.curve.steps == "tenths":
+        return {"step_nb": 9, "cells_per_step": None}
+    return {"step_nb": step_nb, "cells_per_step": step_cells}
+
+
 def images_per_chunk(forwards_per_image, batch_size):
     """Images computed between two progress checks: enough for four full forward passes."""
     return max(1, math.ceil(4 * batch_size / forwards_per_image))
@@ -242,13 +250,18 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
         records = {name: distributed.gather_in_order(values) for name, values in records.items()}
         preds = distributed.gather_in_order(preds)
         meta = {"run_id": landed.run_id, "model_id": config.model_id, "source": source_id, "metric": task.key,
-                "image_nb": len(subset), "step_nb": step_nb, "cells_per_step": step_cells,
+                "image_nb": len(subset), **curve_steps(task, step_cells, step_nb),
                 "few_steps": config.att_metrics_few_steps, "amp_eval": config.amp_eval,
                 "written": time.strftime("%Y-%m-%d %H:%M:%S"), **identity, "signature": signature}
         land_set(stage, landed, task, source_id, records, image_inds, preds, [label for _, label in subset], meta)
     if not distributed.is_main():
         return
-    steps = f" ({step_nb} steps of {step_cells} cells)" if task.curve is not None else ""
+    steps = ""
+    if task.curve is not None:
+        plan = curve_steps(task, step_cells, step_nb)
+        size = (f"of {plan['cells_per_step']} cells" if plan["cells_per_step"]
+                else f"from 10% to 90% of the {map_size[0] * map_size[1]} cells")
+        steps = f" ({plan['step_nb']} steps {size})"
     print(f"{task.description} of {len(subset)} images{steps} -> {paths[task.arrays[0]]}")
 
 

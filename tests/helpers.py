@@ -76,36 +76,98 @@ def script_env(config=None):
     return env
 
 
-def slow_curve(model, image, saliency, metric, step_cells, cells=None):
-    """A deletion ('Del') or insertion ('Add') curve computed the slow, obvious way: one forward per step,
-    cells painted with Python loops, blur by an explicit 121x121 window sum. model: images -> logits. cells:
-    the flat cell indices in the order they are perturbed (default: by decreasing saliency, ties by index)."""
+def blurred_by_hand(image):
+    """The 121x121 box blur with zero padding, by an explicit window sum per pixel. image: (3, H, W)."""
     import torch
+    _, height, width = image.shape
+    padded = torch.zeros(3, height + 120, width + 120, dtype=image.dtype)
+    padded[:, 60:60 + height, 60:60 + width] = image
+    blurred = torch.zeros_like(image)
+    for y in range(height):
+        for x in range(width):
+            blurred[:, y, x] = padded[:, y:y + 121, x:x + 121].sum(dim=(1, 2)) / 121 ** 2
+    return blurred
+
+
+def imputed_by_hand(image, removed):
+    """ROAD's linear imputation without noise, by Jacobi iterations in float64 until nothing moves: each removed
+    pixel becomes the mean of its 8 neighbours inside the image, weighted 2 (sides) and 1 (corners), the other
+    pixels fixed; 0 where every pixel is removed. image: (3, H, W); removed: (H, W) bool."""
+    import numpy as np
+    import torch
+    values, removed = image.double().numpy().copy(), removed.numpy()
+    if removed.all():
+        values[:, removed] = 0
+        return torch.from_numpy(values).to(image.dtype)
+    values[:, removed] = 0
+    height, width = removed.shape
+    offsets = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+    for _ in range(200000):
+        padded = np.pad(values, ((0, 0), (1, 1), (1, 1)))
+        inside = np.pad(np.ones((height, width)), 1)
+        total, weights = np.zeros_like(values), np.zeros((height, width))
+        for dy, dx in offsets:
+            weight = 2.0 if dy == 0 or dx == 0 else 1.0
+            total += weight * padded[:, 1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
+            weights += weight * inside[1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
+        updated = np.where(removed, total / weights, values)
+        if np.abs(updated - values).max() < 1e-11:
+            break
+        values = updated
+    return torch.from_numpy(values).to(image.dtype)
+
+
+# Each baseline of metrics.perturbation, by hand: image (3, H, W) -> a function of the removed pixels (H, W) bool
+# returning the image with those pixels replaced. A new baseline adds its line.
+BASELINES_BY_HAND = {
+    "mean": lambda image: lambda removed: image.masked_fill(removed, 0),
+    "blur": lambda image: blur_where(image),
+    "linear": lambda image: lambda removed: imputed_by_hand(image, removed),
+}
+
+
+def blur_where(image):
+    """The blur baseline by hand: the blurred image (computed once) where removed, the image elsewhere."""
+    import torch
+    blurred = blurred_by_hand(image)
+    return lambda removed: torch.where(removed, blurred, image)
+
+
+def slow_curve(model, image, saliency, metric, step_cells, cells=None):
+    """The curve of a curve metric (a metrics.curves.CurveMetric, or its key) computed the slow, obvious way from
+    what its entry declares (its baseline, deletion or insertion, the order, the step rule), without its noise:
+    one forward per step, cells painted by Python loops, the baseline by hand (BASELINES_BY_HAND). model:
+    images -> logits. cells: the flat cell indices in the order they are perturbed (default: by decreasing
+    saliency, or increasing for the least-first order, ties by index)."""
+    import math
+    import torch
+    from metrics.curves import CURVE_METRICS
+    metric = CURVE_METRICS[metric] if isinstance(metric, str) else metric
     _, height, width = image.shape
     map_h, map_w = saliency.shape
     block_h, block_w = height // map_h, width // map_w
-    if metric == "Del":
-        current = image.clone()
-    else:
-        padded = torch.zeros(3, height + 120, width + 120, dtype=image.dtype)
-        padded[:, 60:60 + height, 60:60 + width] = image
-        current = torch.zeros_like(image)
-        for y in range(height):
-            for x in range(width):
-                current[:, y, x] = padded[:, y:y + 121, x:x + 121].sum(dim=(1, 2)) / 121 ** 2
+    cell_nb = map_h * map_w
     with torch.no_grad():
         cls = model(image.unsqueeze(0)).argmax(dim=1).item()
     if cells is None:
-        cells = sorted(range(map_h * map_w), key=lambda c: (-float(saliency.flatten()[c]), c))
+        sign = 1 if metric.least_first else -1
+        cells = sorted(range(cell_nb), key=lambda c: (sign * float(saliency.flatten()[c]), c))
+    if metric.steps == "cells":
+        counts = [(step + 1) * step_cells for step in range(cell_nb // step_cells)]
+    else:
+        counts = [math.ceil(tenth * cell_nb / 10) for tenth in range(1, 10)]
+    baseline = BASELINES_BY_HAND[metric.baseline](image)
     points = []
-    for step in range(len(cells) // step_cells):
-        for cell in cells[step * step_cells:(step + 1) * step_cells]:
+    for count in counts:
+        perturbed = torch.zeros(height, width, dtype=torch.bool)
+        for cell in cells[:count]:
             row, col = divmod(cell, map_w)
-            block = (slice(None), slice(row * block_h, (row + 1) * block_h), slice(col * block_w, (col + 1) * block_w))
-            current[block] = 0 if metric == "Del" else image[block]
+            perturbed[row * block_h:(row + 1) * block_h, col * block_w:(col + 1) * block_w] = True
+        removed = ~perturbed if metric.insertion else perturbed
+        current = baseline(removed)
         with torch.no_grad():
             score = torch.softmax(model(current.unsqueeze(0)), dim=1)[0, cls].item()
-        points.append((map_h * map_w - (step + 1) * step_cells, score))
+        points.append((cell_nb - count, score))
     return torch.tensor(points, dtype=torch.float64)
 
 

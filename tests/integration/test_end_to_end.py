@@ -219,6 +219,29 @@ def test_sanity_script(trained, tiny_synth):
     assert np.all(rho[:, 0] == 1.0)  # the CNN's map is the feature norm: the classifier does not change it
 
 
+def test_road_through_the_generic_script(trained, tiny_synth, capsys):
+    """./get_scores.sh ROADMoRF MODEL_ID runs a curve that has no script of its own: 9 steps (10% to 90% of the 4
+    cells of the tiny model's 2x2 maps, rounded up: 1, 1, 2, 2, 2, 3, 3, 4, 4 cells), and processResults shows
+    its column, the mean of each curve's scores, with its direction and the command for the sets it lacks."""
+    config, results = trained
+    run("get_scores.sh", config, tiny_synth, results, "ROADMoRF", "cnn")
+    folder = results / "e2e"
+    curves = np.load(folder / "attMetrROADMoRF_cnn.npy")
+    assert curves.shape == (4, 9, 2) and curves[0, :, 0].tolist() == [3, 3, 2, 2, 2, 1, 1, 0, 0]
+    import processResults
+    capsys.readouterr()
+    processResults.main(["--exp_id", "e2e", "--results_dir", str(results), "--vis_dir", str(results / "vis")])
+    stdout = capsys.readouterr().out
+    with open(folder / "attMetrics_ROADMoRF.csv") as file:
+        rows = {row["model_id"]: float(row["mean"]) for row in csv.DictReader(file)}
+    assert rows["cnn"] == pytest.approx(curves[:, :, 1].mean(), abs=1e-9) and "ROAD MoRF ↓" in stdout
+    assert any("ROAD LeRF of cnn: run " in line and "./get_scores.sh ROADLeRF cnn" in line
+               for line in stdout.splitlines())
+    usage = subprocess.run([os.path.join(REPO_ROOT, "get_scores.sh")], env=script_env(config), capture_output=True,
+                           text=True)
+    assert usage.returncode == 2 and "usage: " in usage.stderr and "TASK MODEL_ID" in usage.stderr
+
+
 def test_curves_need_a_trained_model(tiny_config, tiny_synth, tmp_path):
     with pytest.raises(SystemExit) as exit_:  # what ./get_dauc_scores.sh runs, in this process
         in_process(tiny_config, "br_npa_high_res_no_refining", tiny_synth, tmp_path / "results",

@@ -8,7 +8,8 @@ import torch
 
 from helpers import import_or_skip_unless_ci, tiny_model
 from metrics.faithfulness import keep_mask, pearson_rows, single_step_scores
-from metrics.perturbation import box_blur, deletion_substrate, insertion_substrate, min_max, perturbation_records
+from metrics.curves import CURVE_METRICS
+from metrics.perturbation import box_blur, min_max
 from metrics.scores import SCORES
 
 # The hand-worked model: a 2x2 image, one cell per pixel; the class-0 score is a = 0.1 + 0.8 * sum_c w_c x_c
@@ -30,7 +31,7 @@ def test_deletion_correlation_by_hand():
     drops (0.32, 0.08, 0.24, 0.16) = 0.8 w; the saliency deleted per step is (1, 2/3, 1/3, 0). Centred: drops
     (0.12, -0.12, 0.04, -0.04), saliency (1/2, 1/6, -1/6, -1/2); r = 0.05333 / sqrt(0.032 * 0.5556) = 0.4."""
     saliency = torch.tensor([[1.0, 2 / 3], [1 / 3, 0.0]])
-    records = perturbation_records(weighted_model, [torch.ones(3, 2, 2)], [saliency], [0], deletion_substrate, 1, 3)
+    records = CURVE_METRICS["Del"].records(weighted_model, [torch.ones(3, 2, 2)], [saliency], [0], 1, 3)
     arrays = score_arrays(records)
     assert arrays["start_scores"][0] == pytest.approx(0.9)
     assert arrays["curves"][0, :, 1] == pytest.approx([0.58, 0.50, 0.26, 0.10])
@@ -38,8 +39,7 @@ def test_deletion_correlation_by_hand():
     assert SCORES["DC"].per_image(arrays)[0] == pytest.approx(0.4)
     # the reversed saliency deletes (1,1), (1,0), (0,1), (0,0): drops 0.8 * (0.2, 0.3, 0.1, 0.4), saliency
     # (1, 2/3, 1/3, 0); centred drops (-0.04, 0.04, -0.12, 0.12): r = (-0.02 + 0.00667 + 0.02 - 0.06) / 0.13333
-    reverse = perturbation_records(weighted_model, [torch.ones(3, 2, 2)], [1 - saliency], [0], deletion_substrate,
-                                   1, 3)
+    reverse = CURVE_METRICS["Del"].records(weighted_model, [torch.ones(3, 2, 2)], [1 - saliency], [0], 1, 3)
     assert SCORES["DC"].per_image(score_arrays(reverse))[0] == pytest.approx(-0.4)
 
 
@@ -49,7 +49,7 @@ def test_insertion_correlation_by_hand():
     saliency = torch.tensor([[1.0, 2 / 3], [1 / 3, 0.0]])
     image = torch.ones(3, 2, 2)
     blurred = 4 / 121 ** 2
-    records = perturbation_records(weighted_model, [image], [saliency], [0], insertion_substrate, 1, 3)
+    records = CURVE_METRICS["Add"].records(weighted_model, [image], [saliency], [0], 1, 3)
     arrays = score_arrays(records)
     assert arrays["start_scores"][0] == pytest.approx(0.1 + 0.8 * blurred)
     rises = np.diff(np.concatenate([arrays["start_scores"], arrays["curves"][0, :, 1]]))
@@ -121,10 +121,9 @@ def test_correlations_equal_the_reference_package(key):
 
     def forward(batch):
         return model(batch)["output"]
-    substrate = deletion_substrate if key == "Del" else insertion_substrate
     with torch.no_grad():
-        records = perturbation_records(forward, list(images), [min_max(s) for s in saliencies], classes.tolist(),
-                                       substrate, 1, 7)
+        records = CURVE_METRICS[key].records(forward, list(images), [min_max(s) for s in saliencies],
+                                             classes.tolist(), 1, 7)
     ours = SCORES["DC" if key == "Del" else "IC"].per_image(score_arrays(records))
     metric = multi_step.Deletion() if key == "Del" else multi_step.Insertion()
     for index in range(len(images)):
@@ -210,9 +209,8 @@ def test_the_reference_package_default_step_cap(key):
     images, saliencies = torch.rand(2, 3, 56, 56), torch.rand(2, 28, 28)
     with torch.no_grad():
         classes = model(images)["output"].argmax(dim=1)
-        records = perturbation_records(lambda batch: model(batch)["output"], list(images),
-                                       [min_max(s) for s in saliencies], classes.tolist(),
-                                       deletion_substrate if key == "Del" else insertion_substrate, step_cells, 64)
+        records = CURVE_METRICS[key].records(lambda batch: model(batch)["output"], list(images),
+                                             [min_max(s) for s in saliencies], classes.tolist(), step_cells, 64)
     ours = SCORES["DC" if key == "Del" else "IC"].per_image(score_arrays(records))
     metric = multi_step.Deletion() if key == "Del" else multi_step.Insertion()  # the package's defaults
     for index in range(2):

@@ -8,7 +8,7 @@ import torch.nn as nn
 from metrics.auc import curve_auc, deletion_x, insertion_x
 from metrics.curves import CURVE_METRICS
 from metrics.localisation import energy_in_mask, pointing_game
-from metrics.perturbation import box_blur, cells_per_step, perturbation_curves, saliency_map
+from metrics.perturbation import box_blur, cells_per_step, saliency_map
 from helpers import slow_curve
 from models.heads import HEADS
 
@@ -29,8 +29,8 @@ def test_batched_equals_one_forward_per_step(metric, map_size, step_cells):
     saliencies[0][0, 0] = saliencies[0][1, 1]  # a tie: the lower cell index goes first
     with torch.no_grad():
         classes = model(images).argmax(dim=1).tolist()
-        curves = perturbation_curves(model, list(images), saliencies, classes, CURVE_METRICS[metric].substrate,
-                                     step_cells, batch_size=7)
+        curves = CURVE_METRICS[metric].records(model, list(images), saliencies, classes, step_cells,
+                                               batch_size=7)["curves"]
     for image, saliency, curve in zip(images, saliencies, curves):
         expected = slow_curve(model, image, saliency, metric, step_cells)
         assert curve.shape == expected.shape
@@ -73,11 +73,10 @@ def sigmoid(x):
 def test_hand_made_region_model():
     image = torch.ones(3, 4, 4)
     saliency = torch.tensor([[0.9, 0.1], [0.5, 0.2]])  # order: TL, BL, BR, TR
-    deletion = perturbation_curves(RegionModel(), [image], [saliency], [0], CURVE_METRICS["Del"].substrate, 1, 3)[0]
+    deletion = CURVE_METRICS["Del"].records(RegionModel(), [image], [saliency], [0], 1, 3)["curves"][0]
     # TL deleted: left half mean 0.5; then BL: 0
     assert torch.allclose(deletion, torch.tensor([[3, sigmoid(0.5)], [2, 0.5], [1, 0.5], [0, 0.5]]), atol=1e-6)
-    insertion = perturbation_curves(RegionModel(), [image], [saliency], [0], CURVE_METRICS["Add"].substrate, 1,
-                                    3)[0]
+    insertion = CURVE_METRICS["Add"].records(RegionModel(), [image], [saliency], [0], 1, 3)["curves"][0]
     blurred = 16 / 121 ** 2  # every pixel of a 4x4 image of ones under the 121x121 box
     expected = [[3, sigmoid((1 + blurred) / 2)], [2, sigmoid(1.0)], [1, sigmoid(1.0)], [0, sigmoid(1.0)]]
     assert torch.allclose(insertion, torch.tensor(expected), atol=1e-6)
@@ -107,8 +106,8 @@ def test_auc_conventions():
     assert np.allclose(deletion_x(left), [0, .5, 1])
     assert np.allclose(insertion_x(left), [0, .25, .5])
     scores = np.array([[4, 1.], [3, 1.], [2, 1.]])
-    assert CURVE_METRICS["Del"].auc(scores) == pytest.approx(1.0)
-    assert CURVE_METRICS["Add"].auc(scores) == pytest.approx(0.5)
+    assert CURVE_METRICS["Del"].summarise(scores) == pytest.approx(1.0)
+    assert CURVE_METRICS["Add"].summarise(scores) == pytest.approx(0.5)
 
 
 def test_localisation_scores():

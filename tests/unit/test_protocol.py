@@ -325,7 +325,7 @@ def released_topk_cells(saliency, cells_per_step):
     return cells
 
 
-@pytest.mark.parametrize("key", [key for key, task in TASKS.items() if task.curve is not None])
+@pytest.mark.parametrize("key", ["Del", "Add"])  # the released code's two curves
 def test_a_curve_task_in_released_mode_perturbs_in_the_released_order(key):
     """A curve task run with the order of the released source (--att_metrics_saliency released) perturbs the
     cells the released topk loop picks, ties included, against a slow curve painted in that order. The

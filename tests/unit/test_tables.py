@@ -1,6 +1,7 @@
 """Contract tests: every entry of every extension table (heads, saliency sources, curve metrics,
 localisation scores, model ids, options) goes through the interface the rest of the code relies on.
 A new entry is tested here as soon as it is registered."""
+import dataclasses
 import os
 import re
 import subprocess
@@ -13,13 +14,13 @@ import torch
 from runs import results_io
 from core import options
 from core.args import OPTIONS, SEARCHABLE, parse_args
-from helpers import REPO_ROOT, tiny_model
-from metrics.curves import CURVE_METRICS
+from helpers import REPO_ROOT, slow_curve, tiny_model
+from metrics.curves import CURVE_METRICS, STEP_RULES, SUMMARIES
 from metrics.localisation import LOCALISATION_SCORES
-from metrics.perturbation import released_saliency_map, saliency_map, step_masks
+from metrics.perturbation import FIXED_BASELINES, IMPUTERS, released_saliency_map, saliency_map, step_masks
 from metrics.saliency import POST_HOC_NAMES, RESOLUTIONS, SOURCES, SourceInputs, live_own_maps
 from metrics.scores import SCORES
-from metrics.tasks import TASKS, TaskContext
+from metrics.tasks import GENERIC_SCRIPT, TASKS, TaskContext
 from model_ids import MODEL_IDS, model_options
 from models.heads import HEADS
 from models.resnet import ARCHITECTURES
@@ -172,34 +173,50 @@ def test_every_saliency_source(name):
         assert results_io.parse_source_id(f"my_model-{name}", POST_HOC_NAMES) == ("my_model", name)
 
 
-def blurred_by_hand(image):
-    """The 121x121 box blur with zero padding of an image smaller than the box: every pixel's window holds the
-    whole image, so each pixel is its channel's sum / 121^2."""
-    return image.sum(dim=(1, 2), keepdim=True).expand_as(image) / 121 ** 2
-
-
-# Each curve metric's start image and what a chosen cell becomes, and its x axis on 7 cells taken 2 at a time
-# (cells left 6, 4, 2: the last step leaves one cell, so the deletion and insertion axes differ), by hand.
-CURVES_BY_HAND = {
-    "Del": {"start": lambda image: image, "chosen": torch.zeros_like, "x": [0, 0.5, 1]},  # 1 - (left - 2) / 4
-    "Add": {"start": blurred_by_hand, "chosen": lambda image: image, "x": [0, 1 / 3, 2 / 3]},  # 1 - left / 6
+# The x axis of each step rule, worked by hand on 7 cells taken 2 at a time (cells left 5, 3, 1; the 'cells'
+# rule's deletion and insertion axes differ there) and on the nine 'tenths' steps.
+X_BY_HAND = {
+    ("cells", False): [0, 0.5, 1],  # deletion: 1 - (left - 1) / 4
+    ("cells", True): [0, 0.4, 0.8],  # insertion: 1 - left / 5
+    ("tenths", False): [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+    ("tenths", True): [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
 }
+# The cells left after each step of the 'tenths' rule on 7 cells: ceil(0.7), ceil(1.4), ... perturbed.
+TENTHS_LEFT_OF_7 = [6, 5, 4, 4, 3, 2, 2, 1, 0]
 
 
 @pytest.mark.parametrize("key", CURVE_METRICS)
-def test_every_curve_metric_as_worked_by_hand(key):
-    """A curve's start image, what its chosen cells become and its x axis, against the hand-worked table; the
-    area of a constant score of 1 is the x axis' span."""
-    assert key in CURVES_BY_HAND, f"add curve metric '{key}' to CURVES_BY_HAND"
-    metric, by_hand = CURVE_METRICS[key], CURVES_BY_HAND[key]
+def test_every_curve_metric_against_the_slow_curve(key):
+    """A curve metric's curves, computed as its task computes them (batched, several images), equal the slow
+    curve its entry describes (tests/helpers.slow_curve: its baseline by hand, deletion or insertion, its
+    order and step rule), its noise set to 0; its x axis and summary are the hand-worked ones; and a curve that
+    draws noise draws it per image, from the image's seed alone."""
+    metric = dataclasses.replace(CURVE_METRICS[key], noise=0.0)
+    assert re.fullmatch(r"[A-Za-z]+", key) and metric.name and metric.description
+    assert metric.baseline in {*FIXED_BASELINES, *IMPUTERS} and metric.steps in STEP_RULES
+    assert metric.summary in SUMMARIES and (metric.noise == 0 or metric.baseline in IMPUTERS)
     torch.manual_seed(0)
-    image = torch.rand(3, 8, 8)
-    start, chosen = metric.substrate(image)
-    assert torch.allclose(start, by_hand["start"](image), atol=1e-7)
-    assert torch.allclose(chosen, by_hand["chosen"](image))
-    assert metric.x_axis(np.array([6, 4, 2])) == pytest.approx(by_hand["x"])
-    assert metric.auc(np.array([[6, 1.], [4, 1.], [2, 1.]])) == pytest.approx(by_hand["x"][-1])
-    assert metric.name and metric.perturbed
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
+                                torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    images, saliencies = list(torch.randn(3, 3, 8, 8)), [torch.rand(2, 2) for _ in range(3)]
+    with torch.no_grad():
+        classes = model(torch.stack(images)).argmax(dim=1).tolist()
+        curves = metric.records(model, images, saliencies, classes, 1, 5, image_seeds=[[0, i] for i in range(3)])
+    for image, saliency, curve in zip(images, saliencies, curves["curves"]):
+        assert torch.allclose(curve.double(), slow_curve(model, image, saliency, metric, 1), atol=1e-5)
+    left = [5, 3, 1] if metric.steps == "cells" else TENTHS_LEFT_OF_7
+    assert metric.x_axis(np.array(left)) == pytest.approx(X_BY_HAND[metric.steps, metric.insertion])
+    constant = np.array([[cells, 1.] for cells in left])
+    expected = X_BY_HAND[metric.steps, metric.insertion][-1] - X_BY_HAND[metric.steps, metric.insertion][0]
+    assert metric.summarise(constant) == pytest.approx(expected if metric.summary == "area" else 1.0)
+    if CURVE_METRICS[key].noise:
+        noisy = CURVE_METRICS[key]
+        with torch.no_grad():
+            def first_curve(seeds, image_nb):
+                return noisy.records(model, images[:image_nb], saliencies[:image_nb], classes[:image_nb], 1, 2,
+                                     image_seeds=seeds)["curves"][0]
+            assert torch.equal(first_curve([[0, 0]], 1), first_curve([[0, 0], [0, 1]], 2))
+            assert not torch.equal(first_curve([[0, 0]], 1), first_curve([[1, 0]], 1))
 
 
 def mean_forward(images):
@@ -235,15 +252,17 @@ def test_every_task(key):
     per image (a curve task: one point per step)."""
     task = TASKS[key]
     assert re.fullmatch(r"[A-Za-z]+", key), "task keys are letters only: file names are parsed as attMetr<key>_"
-    script = os.path.join(REPO_ROOT, task.script)
-    assert os.access(script, os.X_OK), f"{task.script} is not executable"
+    script_name = task.script or GENERIC_SCRIPT
+    script = os.path.join(REPO_ROOT, script_name)
+    assert os.access(script, os.X_OK), f"{script_name} is not executable"
     with open(script) as file:
-        assert f"--attention_metrics {key}" in file.read()
+        assert (f"--attention_metrics {key}" if task.script else '--attention_metrics "$1"') in file.read()
     assert key in OPTIONS["attention_metrics"].choices and task.description
     assert task.forwards_per_image(4) >= 1
     arrays = task_arrays(task)
-    if task.curve is not None:
-        assert arrays["curves"].shape == (3, 4, 2) and arrays["curves"][0, :, 0].tolist() == [3, 2, 1, 0]
+    if task.curve is not None:  # 2x2 maps: 4 steps of 1 cell, or ceil(0.4), ceil(0.8), ... cells
+        left = [3, 2, 1, 0] if task.curve.steps == "cells" else [3, 3, 2, 2, 2, 1, 1, 0, 0]
+        assert arrays["curves"].shape == (3, len(left), 2) and arrays["curves"][0, :, 0].tolist() == left
     paths = results_io.att_metrics_paths("exp", "my_model", key)
     assert set(task.arrays) | {"img_inds", "preds", "targets", "meta"} == set(paths)
     assert len(set(paths.values())) == len(paths)
@@ -255,6 +274,15 @@ def top_left_forward(images):
     corner = torch.zeros(8, 8, dtype=torch.bool)
     corner[:4, :4] = True
     logit = 8 * (images[..., corner].mean(dim=-1) - images[..., ~corner].mean(dim=-1)).mean(dim=1)
+    return torch.stack([logit, torch.zeros_like(logit)], dim=1)
+
+
+def top_left_texture_forward(images):
+    """A two-class 'model' that reads the texture of the top-left quarter of 8x8 images: class 0's logit is
+    8 x (the standard deviation of the top-left 4x4 block, mean over the channels) - 2. Every curve baseline
+    (the mean colour, a blur, an imputation from the neighbours) smooths a removed block, so the score falls
+    when the block is removed, whatever the baseline."""
+    logit = 8 * images[..., :4, :4].flatten(start_dim=-2).std(dim=-1).mean(dim=1) - 2
     return torch.stack([logit, torch.zeros_like(logit)], dim=1)
 
 
@@ -272,15 +300,19 @@ FAITHFULNESS_SCORES = [name for name, score in SCORES.items() if score.task != "
 @pytest.mark.parametrize("name", FAITHFULNESS_SCORES)
 def test_every_score_prefers_the_faithful_saliency(name):
     """On images whose class depends on the top-left cell only, each score ranks the saliency that points there
-    above the one that points away, on every image, in its stated direction."""
+    above the one that points away, on every image, in its stated direction. The curves' scores are checked on
+    the texture model (any baseline removes a texture), the single-step ones on the mean model (whose kept
+    image, the rest of the image darkened, raises the score, which IIC needs)."""
     score = SCORES[name]
-    assert score.task in TASKS and set(score.needs) <= set(TASKS[score.task].arrays)
+    task = TASKS[score.task]
+    assert score.task in TASKS and set(score.needs) <= set(task.arrays)
+    forward = top_left_forward if task.curve is None else top_left_texture_forward
     torch.manual_seed(0)
     images = list(torch.rand(4, 3, 8, 8))
+    context = TaskContext(None, None, list(range(4)), 0, {}, tuple(range(4)))
 
     def values(saliency):
-        computed = TASKS[score.task].compute(top_left_forward, images, [saliency] * 4, [0] * 4, 1, 5, step_masks,
-                                             None)
+        computed = task.compute(forward, images, [saliency] * 4, [0] * 4, 1, 5, step_masks, context)
         values = score.per_image({name: torch.stack(per_image).numpy() for name, per_image in computed.items()})
         assert values.shape == (4,) and np.all(np.isfinite(values))
         return values
