@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The paper's comparison on the synthetic dataset:  ./paper_table.sh [--seeds N] [trainVal.py options...]
-# Trains every model id of model_ids.py (eight: the four of the demo and four ablations) for seeds 1..N
+# Trains every model id of core/model_ids.py (eight: the four of the demo and four ablations) for seeds 1..N
 # (default 3; experiment synth_s<seed> each), computes DAUC and IAUC on every test image (high-res maps with
 # --att_metrics_few_steps: as many steps as a low-res map has cells), and those of the post-hoc
 # explanations of the CNN (Grad-CAM, Grad-CAM++, Score-CAM, Ablation-CAM, RISE with 1000 masks, the gradient

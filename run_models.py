@@ -6,7 +6,7 @@ For each seed s (1..N) and each model id, in the order given, this does what
 `./train.sh ID --optuna False --seed s --exp_id <exp_id with s>` then
 `./get_dauc_scores.sh ID`, `./get_iauc_scores.sh ID` and `./get_single_step_scores.sh ID` (every
 task of metrics/tasks.py) would do, with the
-options of the model id table (model_ids.py) and the config file in CONFIG
+options of the model id table (core/model_ids.py) and the config file in CONFIG
 (default config_demo.config). Everything resumes: a model whose finished
 run has the same options is not trained again, and curves already computed
 from it with the same options are not computed again. A teacher must come
@@ -23,12 +23,12 @@ import time
 from core.errors import UserError, run_main
 from metrics.saliency import POST_HOC_NAMES
 from metrics.tasks import TASKS
-from model_ids import MODEL_IDS, model_options
+from core.model_ids import MODEL_IDS, model_options
 from core.options import str2bool
 
 
 def table_options(model_id):
-    """The trainVal.py options the model id table (model_ids.py) gives a model id."""
+    """The trainVal.py options the model id table (core/model_ids.py) gives a model id."""
     if model_id not in MODEL_IDS:
         raise UserError(f"unknown model id '{model_id}'; valid ids: {', '.join(MODEL_IDS)}")
     return model_options(model_id)

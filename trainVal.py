@@ -11,7 +11,7 @@ disk) ends the run with one line, 'error: ...', and exit status 1; --debug True 
 """
 import sys
 
-from core.args import given_options, parse_args
+from runs.args import given_options, parse_args
 from core.errors import run_main
 
 
@@ -26,17 +26,17 @@ def run(args, given=frozenset()):
     runtime.PROGRESS_INTERVAL["seconds"] = args.progress_interval
 
     if args.attention_metrics is not None:
-        from tasks.attention_metrics import run_attention_metrics
+        from jobs.attention_metrics import run_attention_metrics
         run_attention_metrics(args, given)
         return
     samples = load_samples(data_config(args)[0])  # every data check runs before anything is written
     if args.pretrained:
         imagenet_state_dict(args.backbone, args.resnet_chan)  # download (or fail) before anything is written
     if args.optuna:
-        from tasks.search import run_search
+        from jobs.search import run_search
         run_search(args, samples)
     else:
-        from tasks.train_task import train_and_test
+        from jobs.train_task import train_and_test
         train_and_test(args, samples)
 
 

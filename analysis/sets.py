@@ -20,7 +20,7 @@ def landed_runs(exp_folder):
             for model_id in results_io.tested_model_ids(exp_folder)}
 
 
-# The arrays every set has besides its task's (tasks/attention_metrics.write_set): which images, and the
+# The arrays every set has besides its task's (jobs/attention_metrics.write_set): which images, and the
 # class each one's saliency explains.
 REQUIRED_ARRAYS = ("img_inds", "preds")
 

@@ -33,8 +33,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from core.args import parse_args, with_changes
-from tasks.attention_metrics import step_plan
+from runs.args import parse_args, with_changes
+from jobs.attention_metrics import step_plan
 from data.load_data import build_transform, load_rgb, make_loader, make_train_loader
 from metrics.curves import CURVE_METRICS
 from metrics.saliency import POST_HOC_NAMES, SourceInputs, saliency_source
@@ -42,7 +42,7 @@ from models.br_npa import representative_vectors
 from models.net import build_model
 from models.resnet import build_resnet
 from runs.runtime import autocast, data_config, memory_format, model_config, prepare_model
-from tasks.training import build_optimizer, evaluate, step_config, train_one_epoch
+from jobs.training import build_optimizer, evaluate, step_config, train_one_epoch
 
 PRESETS = {
     "cpu": dict(backbone="resnet18", chan=16, img_size=64, resnet_stride=1, train_batch_low=32,

@@ -13,7 +13,7 @@ from runs import results_io
 from runs import lifecycle
 import trainVal
 from core.options import REPO_ROOT
-from model_ids import model_options
+from core.model_ids import model_options
 from analysis.statistics import mean_ci
 
 ABLATIONS = ["br_npa_high_res_no_refining", "br_npa_high_res_random_vectors",

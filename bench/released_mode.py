@@ -17,7 +17,7 @@ from metrics.perturbation import saliencies_from_maps
 from metrics.saliency import SOURCES, SourceInputs
 from models.heads import head_class
 from runs.runtime import data_config
-from tasks.attention_metrics import step_plan
+from jobs.attention_metrics import step_plan
 
 def released_sparsity_sum(att_maps, norm):
     """The released sparsity of a batch, summed over its images: maps (B, h, w) without map axis (the CNN's)

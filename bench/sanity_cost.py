@@ -18,7 +18,7 @@ import time
 
 import trainVal
 from core.options import REPO_ROOT
-from model_ids import model_options
+from core.model_ids import model_options
 
 
 def seconds(argv):

@@ -1,12 +1,11 @@
 """What one command-line option is, stated once: its type, default, help, valid range, whether it defines
 the run (two runs differing in it are different runs) and whether a search may sample it.
 
-core/args.py holds the table of trainVal.py's options; a saliency source of metrics/saliency.py declares
-its own options the same way, and core/args.py adds them to the table. This module also says where the
+runs/args.py holds the table of trainVal.py's options; a saliency source of metrics/saliency.py declares
+its own options the same way, and runs/args.py adds them to the table. This module also says where the
 repository is (REPO_ROOT, resolve_path). It imports nothing of the project, so any layer may use it.
 """
 import argparse
-import ast
 import dataclasses
 import os
 from typing import Any, Callable, Optional
@@ -62,7 +61,8 @@ def optional_int(value):
 class Option:
     """One option: --name, parsed by type, with its default and help.
 
-    valid / expected: a test of the parsed value and what the value must be (for the error message).
+    valid / expected: a test of the parsed value and what the value must be (for the error message; a function
+    giving it where it is worked out when needed, see in_table).
     run_defining: False for options that do not change what a run computes (paths, device, workers,
     the DAUC / IAUC options): a rerun differing only in them is the same run.
     search: how a search trial samples the value (a SearchSpace), or None where a search keeps it.
@@ -73,7 +73,7 @@ class Option:
     help: str = ""
     choices: Optional[tuple] = None
     valid: Optional[Callable[[Any], bool]] = None
-    expected: str = ""
+    expected: Any = ""
     run_defining: bool = True
     search: Optional["SearchSpace"] = None
 
@@ -85,7 +85,8 @@ class Option:
         """None if the value is in range, else the message saying what it must be."""
         if self.valid is None or self.valid(value):
             return None
-        return f"--{self.name} must be {self.expected}, got {value}"
+        expected = self.expected() if callable(self.expected) else self.expected
+        return f"--{self.name} must be {expected}, got {value}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,20 +140,15 @@ def within(low, high, low_open=False, high_open=False):
     return {"valid": valid, "expected": text}
 
 
-def table_names(module, table):
-    """The names (keys) of the table `table` of a module of the repository (module: 'models.heads'), read
-    from its source without importing it. The option table uses it for the tables of models/, whose modules
-    import torch, so that `--help` does not wait for torch. The table must be assigned a dict literal with
-    string keys; tests/unit/test_tables.py checks that the names read equal the imported table's keys."""
-    path = os.path.join(REPO_ROOT, *module.split(".")) + ".py"
-    with open(path) as file:
-        tree = ast.parse(file.read(), path)
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(target, "id", None) == table for target in node.targets):
-            keys = getattr(node.value, "keys", None)
-            if isinstance(node.value, ast.Dict) and all(isinstance(key, ast.Constant) and isinstance(key.value, str)
-                                                        for key in keys):
-                return tuple(key.value for key in keys)
-            break
-    raise ValueError(f"{path}: {table} must be assigned a dict literal whose keys are strings, {{'name': entry, ...}} "
-                     f"(the option table reads its names without importing the module)")
+def table_keys(module, table):
+    """The keys of the table `table` of a module of the repository (module: 'models.heads'), importing it."""
+    import importlib
+    return tuple(getattr(importlib.import_module(module), table))
+
+
+def in_table(module, table):
+    """(valid, expected) of an option whose value is None or a key of a table of the models/ modules, which
+    import torch: the table is imported when a value is checked, after parsing, never for --help."""
+    return {"valid": lambda value: value is None or value in table_keys(module, table),
+            "expected": lambda: f"one of {', '.join(table_keys(module, table))} (the keys of {table} in "
+                                f"{module.replace('.', '/')}.py)"}

@@ -33,6 +33,8 @@ from typing import Optional
 
 STEP_RULES = ("cells", "tenths")
 SUMMARIES = ("area", "mean")
+# The steps of the 'tenths' rule: k tenths of the cells, k = 1..9.
+TENTHS = range(1, 10)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,12 +62,16 @@ class CurveMetric:
         """What happens to a cell, for plot labels."""
         return "inserted" if self.insertion else "imputed" if self.baseline == "linear" else "deleted"
 
+    def step_nb(self, cells_step_nb):
+        """Its number of steps: the step plan's, cells_step_nb, for the 'cells' rule; 9 for the 'tenths' rule."""
+        return cells_step_nb if self.steps == "cells" else len(TENTHS)
+
     def cell_counts(self, cell_nb):
         """The cells perturbed after each step, cumulated, for the 'tenths' rule: ceil(k * cell_nb / 10) for
         k = 1..9 (None for the 'cells' rule, whose steps are all of one size)."""
         if self.steps == "cells":
             return None
-        return [-(-tenth * cell_nb // 10) for tenth in range(1, 10)]
+        return [-(-tenth * cell_nb // 10) for tenth in TENTHS]
 
     def x_axis(self, cells_left):
         """The x of each point of a curve, from its cells left (T,) (metrics.auc)."""

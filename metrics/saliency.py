@@ -22,7 +22,7 @@ The tasks call a source under torch.no_grad(), on the model in eval mode, with a
 enabled (SaliencySource.function), so that it can differentiate the model's output.
 
 They are registered in SOURCES, the table at the end of this module: each entry has its name, how to
-build it, its own options (added to trainVal.py's options by core/args.py), the values that identify its
+build it, its own options (added to trainVal.py's options by runs/args.py), the values that identify its
 results, whether it needs gradients and its resolution. Adding a source means writing its builder here and
 adding one SaliencySource to SOURCES.
 

@@ -4,7 +4,7 @@
 A task perturbs each evaluated test image as its saliency map says (or, for the sanity checks, the model
 itself) and saves per-image arrays, from which
 the scores of metrics/scores.py are computed; trainVal.py --attention_metrics <key> runs it
-(tasks/attention_metrics.py), which handles the images, the saliency sources, progress and the files. Each entry
+(jobs/attention_metrics.py), which handles the images, the saliency sources, progress and the files. Each entry
 states:
 - key: the value of --attention_metrics, and the files' name attMetr<key>_<source>...;
 - script: the shell script that runs it (./<script> MODEL_ID); None: the generic ./get_scores.sh <key> MODEL_ID;
@@ -17,7 +17,7 @@ states:
   saliencies (h, w) in [0, 1], classes the predicted class of each image; order is the source's order of the
   cells (metrics.perturbation.step_masks or topk_step_masks); context: a TaskContext (the test indices, the
   seed, the model for a task that computes saliencies again from a changed model);
-- options: its own trainVal.py options (core.options.Option, added to the option table by core/args.py),
+- options: its own trainVal.py options (core.options.Option, added to the option table by runs/args.py),
   which define its sets besides the common ones (a set computed with other values is computed again);
 - forwards_per_image(step_nb) -> the images it passes through the model per evaluated image (to size the
   chunks between two saves of progress);
@@ -96,7 +96,7 @@ def curve_task(metric):
         return metric.records(forward, images, saliencies, classes, cells_per_step, batch_size, order, seeds)
     return PerturbationTask(metric.key, metric.script, metric.description, ("curves", "start_scores", "step_saliency"),
                             compute, curve_key=metric.key,
-                            forwards_per_image=lambda step_nb: (step_nb if metric.steps == "cells" else 9) + 1)
+                            forwards_per_image=lambda step_nb: metric.step_nb(step_nb) + 1)
 
 
 def compute_single_step(forward, images, saliencies, classes, cells_per_step, batch_size, order, context):

@@ -17,8 +17,8 @@ Each head class (a subclass of Head) states what the rest of the code needs from
   map without its map axis (the CNN), for `--att_metrics_saliency released`.
 
 Adding a head: write its class here (or in a module of models/ imported here), add it to HEADS, and add
-a model id using it to model_ids.py. `--head NAME` chooses it. HEADS stays a dict literal
-({"name": Class, ...}): the option table reads its names from this file without importing torch.
+a model id using it to core/model_ids.py. `--head NAME` chooses it (the option table checks the name against
+HEADS once the options are parsed: --help does not import this module).
 """
 import torch
 import torch.nn as nn

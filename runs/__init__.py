@@ -1,3 +1,3 @@
 """A run's files: their names (results_io.py), checkpoints (checkpoints.py), and the life of a run from its id to
-its landed files, with the commands that remake them (lifecycle.py); and what the tasks share to run one:
+its landed files, with the commands that remake them (lifecycle.py); and what the jobs share to run one:
 device, precision, progress and the run's model and data configurations (runtime.py)."""

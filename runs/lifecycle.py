@@ -5,9 +5,9 @@ A training run gets a run id (12 hex digits) when it starts, and every file it w
 resolved .ini (`run_id = ...`), the checkpoints, the test CSV (a run_id column) and the metadata of
 every curve set computed from it. Each task works through a Stage (see its docstring):
 
-- a plain training run (tasks/train_task.py) and the search's final test (tasks/search.py) stage the model's files
+- a plain training run (jobs/train_task.py) and the search's final test (jobs/search.py) stage the model's files
   in <exp_folder>/.<model_id>.staging/ and land them, test CSV last;
-- the curve task (tasks/attention_metrics.py) stages the files of one set (the task's arrays, _imgInds,
+- the curve task (jobs/attention_metrics.py) stages the files of one set (the task's arrays, _imgInds,
   _preds, _targets and the .json: 7 for a curve set) in
   <exp_folder>/.attMetr<metric>_<source>.staging/ and lands them, the .json last.
 
@@ -32,7 +32,7 @@ from typing import Callable
 
 from core import files
 from runs import results_io
-from core.args import (NOT_RUN_DEFINING, RUN_METADATA, SEARCHABLE, build_parser, load_run_config, read_config_file,
+from runs.args import (NOT_RUN_DEFINING, RUN_METADATA, SEARCHABLE, build_parser, load_run_config, read_config_file,
                        resolve_derived, with_changes)
 from runs.checkpoints import load_weights, read_checkpoint
 from core.errors import DiskFullError, LockedError, NotTrainedError, UserError
@@ -56,7 +56,7 @@ def train_command(options, model_id, *extra, script="train.sh", config=None, sea
     and the paths. A model id outside the table gets the trainVal.py command instead of the script.
     search_trial: the run is a search's best trial, so the searched values are the search's, not options."""
     from metrics.tasks import TASKS
-    from model_ids import MODEL_IDS, model_options
+    from core.model_ids import MODEL_IDS, model_options
     config = getattr(options, "config", None) or config
     metric_keys = [key for key, task in TASKS.items() if task.script_call == script]
     if model_id in MODEL_IDS:

@@ -18,7 +18,7 @@ Everything lives in <results_dir>/<exp_id>/ (exp_dir):
     <model_id>.lock                      held by the process training the model
     attMetrics_<key>.csv, _pop.csv       summaries of a score (metrics/scores.py), by processResults.py
 
-A model id holds no '-' (core/args.py refuses it), so '<model_id>-<method>' reads back without ambiguity.
+A model id holds no '-' (runs/args.py refuses it), so '<model_id>-<method>' reads back without ambiguity.
 This module is the one place that spells these names and parses them back.
 
 Every write goes through core/files.py: to a temporary name first, flushed to the disk and renamed into

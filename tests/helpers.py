@@ -50,7 +50,7 @@ def import_or_skip_unless_ci(module):
 
 def tiny_options(**overrides):
     """trainVal.py's resolved options with a tiny model (resnet18 of width 8, 32 px, 5 classes, low-res maps)."""
-    from core.args import build_parser, resolve_derived, with_changes
+    from runs.args import build_parser, resolve_derived, with_changes
     options = build_parser().parse_args([])
     values = dict(backbone="resnet18", resnet_chan=8, class_nb=5, stride_lay3=2, stride_lay4=2, img_size=32,
                   cuda=False)

@@ -16,7 +16,7 @@ from scipy import stats
 from runs import lifecycle
 import trainVal
 from helpers import REPO_ROOT, TINY_CONFIG, script_env, slow_curve, transformed_test_images
-from model_ids import model_options
+from core.model_ids import model_options
 
 
 def run(command, config, data_dir, results_dir, *extra, check=True):

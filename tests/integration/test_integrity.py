@@ -21,9 +21,9 @@ from PIL import Image
 from core import files
 from runs import lifecycle
 import trainVal
-from core.args import build_parser, load_run_config, parse_args, write_config
+from runs.args import build_parser, load_run_config, parse_args, write_config
 from helpers import REPO_ROOT, TINY_CONFIG, Crash, script_env
-from model_ids import model_options
+from core.model_ids import model_options
 from data.load_data import load_rgb
 
 SCRIPT_OPTIONS = {"train.sh": (), "get_dauc_scores.sh": ("--optuna", "False", "--attention_metrics", "Del"),
@@ -270,7 +270,7 @@ def test_hash_in_paths_and_comments(tmp_path):
     write_config(args, str(tmp_path / "x.ini"), run_id="abc")
     back, metadata = load_run_config(str(tmp_path / "x.ini"))
     assert back.data_dir == "/data/set#2" and back.results_dir == "/results/#a" and metadata["run_id"] == "abc"
-    from core.args import read_config_file
+    from runs.args import read_config_file
     (tmp_path / "c.config").write_text("# comment\nlr = 0.5 # after a space\ndata_dir = /d#1\n")
     values = read_config_file(str(tmp_path / "c.config"), build_parser())
     assert values == {"lr": 0.5, "data_dir": "/d#1"}

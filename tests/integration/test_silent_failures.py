@@ -12,7 +12,7 @@ import processResults
 from runs import lifecycle
 import trainVal
 from helpers import Crash, crash_at
-from model_ids import model_options
+from core.model_ids import model_options
 
 CNN = ["--model_id", "cnn", *model_options("cnn"), "--optuna", "False"]
 

@@ -11,7 +11,7 @@ import pytest
 
 import processResults
 import trainVal
-from model_ids import model_options
+from core.model_ids import model_options
 
 CNN = ["--model_id", "cnn", *model_options("cnn"), "--optuna", "False"]
 

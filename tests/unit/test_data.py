@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.args import parse_args
+from runs.args import parse_args
 from data.prepare_cub import prepare_cub
 from data.load_data import DataError, load_rgb, load_samples, scan_folder
 

@@ -160,7 +160,7 @@ def test_single_step_scores_equal_the_reference_package():
 def test_an_unknown_source_or_task_lists_the_valid_ones(capsys):
     """--att_metrics_post_hoc with an unknown source (as ./get_single_step_scores.sh passes it on) names every
     source; --attention_metrics with an unknown key names every task. One line each."""
-    from core.args import parse_args
+    from runs.args import parse_args
     from metrics.saliency import POST_HOC_NAMES
     from metrics.tasks import TASKS
     for option, valid in (("--att_metrics_post_hoc", POST_HOC_NAMES), ("--attention_metrics", TASKS)):
@@ -174,7 +174,7 @@ def test_progress_and_sets_of_an_older_version_are_computed_again(tmp_path, caps
     """Saved progress without the arrays DC / IC need (an older version saved curves only) is not resumed, and
     a finished set without them is not taken as done; each says so in one line."""
     from runs import results_io
-    from tasks.attention_metrics import read_partial, saved_signature
+    from jobs.attention_metrics import read_partial, saved_signature
     from metrics.tasks import TASKS
     partial = tmp_path / "partial.pth"
     torch.save({"signature": {"run_id": "abc"}, "curves": [torch.zeros(4, 2)]}, partial)
@@ -197,7 +197,7 @@ def test_the_reference_package_default_step_cap(key):
     28x28 map it moves 784 // 196 = 4 cells per step. The project's equivalent, the step count of
     --att_metrics_few_steps at 448 px (196, the low-res map's cell count), gives the same 4 cells per step,
     and the same curves and DC / IC as the package's defaults."""
-    from tasks.attention_metrics import few_step_nb
+    from jobs.attention_metrics import few_step_nb
     from helpers import tiny_options
     from metrics.perturbation import cells_per_step
     multi_step = import_or_skip_unless_ci("saliency_maps_metrics.multi_step_metrics")

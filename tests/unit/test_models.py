@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from helpers import tiny_model
-from tasks.training import build_optimizer, compute_loss
+from jobs.training import build_optimizer, compute_loss
 
 # the legacy options of each head: --attention / --br_npa still choose it
 LEGACY_FLAGS = {"cnn": dict(attention=False), "b_cnn": dict(attention=True, br_npa=False),

@@ -9,22 +9,22 @@ import optuna
 import pytest
 import torch
 
-from tasks import search
-from tasks import training
-from core.args import parse_args, with_changes
+from jobs import search
+from jobs import training
+from runs.args import parse_args, with_changes
 from helpers import REPO_ROOT, TINY_CONFIG, slow_curve, tiny_model, tiny_options
 from metrics.attention import scale_to_uint8, sparsity
 from metrics.perturbation import released_saliency_map, saliency_map
 from metrics.tasks import TASKS
-from model_ids import model_options
+from core.model_ids import model_options
 from models.heads import HEADS
 
 BR_NPA, B_CNN = HEADS["br_npa"].combine_maps, HEADS["b_cnn"].combine_maps
 
 
 def test_shell_face_of_the_model_table_agrees():
-    """model_ids.sh (what the scripts source) gives every id the options of model_ids.py."""
-    from model_ids import MODEL_IDS
+    """model_ids.sh (what the scripts source) gives every id the options of core/model_ids.py."""
+    from core.model_ids import MODEL_IDS
     for model_id in MODEL_IDS:
         completed = subprocess.run(["bash", "-c", f"ROOT='{REPO_ROOT}'; source '{REPO_ROOT}/model_ids.sh'; "
                                                   f"model_options {model_id}"], capture_output=True, text=True,
@@ -136,7 +136,7 @@ def test_evaluation_runs_in_float32_by_default(scheduled_run, monkeypatch):
     loader = [(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]
     training.evaluate(model, loader, torch.device("cpu"), args.nll_weight, args.amp_eval, collect_maps=True)
     assert asked == [False]
-    from tasks import attention_metrics
+    from jobs import attention_metrics
     monkeypatch.setattr(attention_metrics, "autocast", spy)
     asked.clear()
     trainVal.main(argv + ["--attention_metrics", "Del", "--att_metrics_img_nb", "2"])

@@ -22,7 +22,7 @@ from core import files
 from runs import results_io
 import run_models
 from runs import lifecycle
-from core.args import build_parser, parse_args, read_config_file
+from runs.args import build_parser, parse_args, read_config_file
 from core.errors import DataError, LockedError
 from helpers import Crash, crash_at
 from data.load_data import load_rgb
@@ -160,7 +160,7 @@ def test_big_images_sets_the_authors_sizes():
 
 def test_the_seed_defines_a_run():
     """Two runs that differ only in --seed are two runs, and a remake hint keeps the seed."""
-    from core.args import run_differences, run_signature
+    from runs.args import run_differences, run_signature
     first, second = parse_args(["--seed", "1"]), parse_args(["--seed", "2"])
     assert run_signature(first) != run_signature(second) and "seed" in run_differences(first, second)
     assert "--seed 2" in lifecycle.train_command(second, "cnn")
@@ -220,7 +220,7 @@ def test_t_interval_uses_n_minus_1_degrees_of_freedom():
 def test_validation_sees_the_test_transform(tmp_path):
     """No random crop, flip or jitter in validation: two passes over one image give the same tensor, the one
     the test transform gives."""
-    from tasks import training
+    from jobs import training
     from data.load_data import Geometry, build_transform
     image_path = tmp_path / "a.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(image_path)
@@ -345,9 +345,9 @@ def test_every_parser_refuses_abbreviations():
 def test_high_res_demo_maps_are_16x16():
     """The demo config's distilled high-res model has (3, 16, 16) maps on 64 px images, and its curves take
     16 steps of 16 cells with --att_metrics_few_steps (the run_models default)."""
-    from tasks.attention_metrics import step_plan
+    from jobs.attention_metrics import step_plan
     from helpers import REPO_ROOT
-    from model_ids import model_options
+    from core.model_ids import model_options
     from models.net import build_model
     from runs.runtime import model_config
     options = parse_args(["-c", os.path.join(REPO_ROOT, "config_demo.config"), "--model_id", "br_npa_high_res_distill",

@@ -9,7 +9,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from runs import results_io
-from tasks import search
+from jobs import search
 from core.errors import SearchError
 
 

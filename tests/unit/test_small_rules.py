@@ -134,7 +134,7 @@ def test_a_centre_floor_width_that_flattens_the_map_is_refused():
 
 
 def test_the_centre_floor_default_width_is_the_documented_one():
-    from core.args import OPTIONS
+    from runs.args import OPTIONS
     method = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "METHOD.md")).read()
     assert OPTIONS["center_sigma"].default == 0.5 and re.search(r"`--center_sigma`[^.]*0\.5", method)
 
@@ -213,7 +213,7 @@ def test_the_released_split_truncates_the_train_share():
 def test_the_released_batch_cut_keeps_the_first_missing_images():
     """Batch 12 from loader batches of 9: 9 + the first 3 of the next batch, whose other 6 images are not
     trained on; 36 images give 2 steps."""
-    from tasks.training import released_step_chunks
+    from jobs.training import released_step_chunks
     loader = [(torch.arange(start, start + 9), torch.arange(start, start + 9)) for start in range(0, 36, 9)]
     steps = list(released_step_chunks(loader, 12))
     assert [[target.tolist() for _, target in step] for step in steps] == [
@@ -235,7 +235,7 @@ def test_the_task_gets_the_order_the_source_imposes(tmp_path):
     that order, not the default one."""
     from argparse import Namespace
     from metrics.tasks import TASKS, PerturbationTask, TaskContext
-    from tasks.attention_metrics import resumable_records, source_order
+    from jobs.attention_metrics import resumable_records, source_order
     seen = []
 
     def compute(forward, images, saliencies, classes, cells_per_step, batch_size, order, context):

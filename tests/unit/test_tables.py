@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from runs import results_io
-from core import options
-from core.args import OPTIONS, SEARCHABLE, parse_args
+from runs.args import OPTIONS, SEARCHABLE, parse_args
 from helpers import REPO_ROOT, slow_curve, tiny_model
 from metrics.curves import CURVE_METRICS, STEP_RULES, SUMMARIES
 from metrics.localisation import LOCALISATION_SCORES
@@ -21,7 +20,7 @@ from metrics.perturbation import FIXED_BASELINES, IMPUTERS, released_saliency_ma
 from metrics.saliency import POST_HOC_NAMES, RESOLUTIONS, SOURCES, SourceInputs, live_own_maps
 from metrics.scores import SCORES
 from metrics.tasks import GENERIC_SCRIPT, TASKS, TaskContext
-from model_ids import MODEL_IDS, model_options
+from core.model_ids import MODEL_IDS, model_options
 from models.heads import HEADS
 from models.resnet import ARCHITECTURES
 
@@ -100,7 +99,7 @@ def test_legacy_head_options_map_onto_head():
     assert parse_args([]).head == "br_npa"
     bcnn = parse_args(["--head", "b_cnn"])
     assert (bcnn.attention, bcnn.br_npa) == (True, False)  # the .ini describes one head
-    from core.args import resolve_derived, with_changes
+    from runs.args import resolve_derived, with_changes
     other = resolve_derived(with_changes(parse_args([]), head="cam"))  # a head the pair cannot describe
     assert (other.head, other.attention, other.br_npa) == ("cam", None, None)
     assert parse_args(["--attention", "None", "--head", "cnn"]).attention is False  # None reads back from an .ini
@@ -109,7 +108,7 @@ def test_legacy_head_options_map_onto_head():
 def call_as_the_tasks(source, inputs, model, images, classes, indices):
     """A source called as the perturbation and sanity tasks call it: built by SourceInputs through
     source.function (which enables gradients where the entry says gradients=True), called under
-    torch.no_grad() (the tasks' whole computation, tasks/attention_metrics.compute_and_save_curves, runs under
+    torch.no_grad() (the tasks' whole computation, jobs/attention_metrics.compute_and_save_curves, runs under
     it) on a model in eval mode."""
     saliency = source.function(inputs)
     with torch.no_grad():
@@ -386,20 +385,19 @@ def test_searched_options_are_the_ones_docs_method_lists():
 def test_help_imports_no_torch():
     """The option tables of trainVal.py and processResults.py import without torch (so --help is fast): a
     table module that imports torch at its top fails here."""
-    code = ("import sys; import core.args, processResults; processResults.build_parser(); "
-            "core.args.build_parser(); print(sorted(name for name in ('torch', 'numpy') if name in sys.modules))")
+    code = ("import sys; import runs.args, processResults; processResults.build_parser(); "
+            "runs.args.build_parser(); print(sorted(name for name in ('torch', 'numpy') if name in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
 
 
-def test_table_names_read_without_import_equal_the_tables():
-    assert options.table_names("models.heads", "HEADS") == tuple(HEADS)
-    assert options.table_names("models.resnet", "ARCHITECTURES") == tuple(ARCHITECTURES)
-
-
-def test_table_names_refuse_a_table_built_otherwise(tmp_path, monkeypatch):
-    (tmp_path / "built.py").write_text("HEADS = dict(cnn=object)\nOTHER = {'a': 1}\n")
-    monkeypatch.setattr(options, "REPO_ROOT", str(tmp_path))
-    assert options.table_names("built", "OTHER") == ("a",)
-    with pytest.raises(ValueError, match="HEADS must be assigned a dict literal"):
-        options.table_names("built", "HEADS")
+@pytest.mark.parametrize("name,table", [("head", HEADS), ("backbone", ARCHITECTURES)])
+def test_a_name_outside_its_table_is_refused_with_the_names(name, table, capsys):
+    """--head and --backbone are checked against the imported tables once parsed (not for --help): every key of
+    the table is accepted, another name is refused with the list."""
+    for key in table:
+        assert OPTIONS[name].check(key) is None
+    with pytest.raises(SystemExit):
+        parse_args([f"--{name}", "nosuch"])
+    message = capsys.readouterr().err
+    assert f"--{name} must be one of {', '.join(table)}" in message and "got nosuch" in message

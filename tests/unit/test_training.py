@@ -3,8 +3,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.args import build_parser, parse_args, read_config_file
-from tasks.training import StepConfig, build_optimizer, distillation_loss, train_one_epoch
+from runs.args import build_parser, parse_args, read_config_file
+from jobs.training import StepConfig, build_optimizer, distillation_loss, train_one_epoch
 
 
 class LinearModel(nn.Module):
@@ -98,7 +98,7 @@ def test_config_bad_values(tmp_path):
 
 
 def test_written_config_reads_back(tmp_path):
-    from core.args import load_config, write_config
+    from runs.args import load_config, write_config
     args = parse_args(["--lr", "0.02", "--m_model_id", "teacher", "--master_net", "True"])
     write_config(args, str(tmp_path / "x.ini"))
     back = load_config(str(tmp_path / "x.ini"))

@@ -26,7 +26,7 @@ from core import files
 from core import distributed
 from runs import results_io
 from runs import lifecycle
-from core.args import NOT_RUN_DEFINING, with_changes
+from runs.args import NOT_RUN_DEFINING, with_changes
 from core.errors import UserError
 from data.load_data import build_transform, load_rgb, make_loader, scan_test_folder
 from metrics.perturbation import cells_per_step, step_masks
@@ -94,9 +94,9 @@ def step_plan(config, map_height, map_width):
 
 def curve_steps(task, step_cells, step_nb):
     """{'step_nb', 'cells_per_step'} of the task's sets (their metadata): the step plan's for a task of the 'cells'
-    rule and any other task, 9 steps of unequal size (cells_per_step None) for the 'tenths' rule."""
+    rule and any other task; for the 'tenths' rule, its steps, of unequal size (cells_per_step None)."""
     if task.curve is not None and task.curve.steps == "tenths":
-        return {"step_nb": 9, "cells_per_step": None}
+        return {"step_nb": task.curve.step_nb(step_nb), "cells_per_step": None}
     return {"step_nb": step_nb, "cells_per_step": step_cells}
 
 

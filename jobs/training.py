@@ -1,6 +1,6 @@
 """The training loop, validation and the test pass of one model (docs/METHOD.md, "Training" and "Test
 artifacts"). The loop writes the per-epoch CSV and the checkpoints it is handed (checkpoints.Checkpoints);
-where a run's files go, run ids, staging and landing are tasks/train_task.py's and tasks/search.py's.
+where a run's files go, run ids, staging and landing are jobs/train_task.py's and jobs/search.py's.
 
 train_model and test_model take the run's configuration (the resolved options; for a search trial, the
 same with the sampled values replaced). train_one_epoch and evaluate take explicit arguments.
@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from core import files
 from core import distributed
 from runs import lifecycle
-from core.args import OPTIMISERS, SEARCHABLE
+from runs.args import OPTIMISERS, SEARCHABLE
 from core.errors import UserError
 from data.load_data import build_transform, make_loader, make_train_loader, set_loader_epoch
 from metrics.attention import scale_to_uint8, sparsity

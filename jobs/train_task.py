@@ -8,11 +8,11 @@ import sys
 from core import distributed
 from runs import results_io
 from runs import lifecycle
-from core.args import load_run_config, run_differences, run_signature, write_config
+from runs.args import load_run_config, run_differences, run_signature, write_config
 from runs.checkpoints import Checkpoints
 from core.errors import UserError
 from runs.runtime import get_device, memory_format, prepare_model
-from tasks.training import checkpoint_bytes, test_model, train_model
+from jobs.training import checkpoint_bytes, test_model, train_model
 
 
 def load_teacher(config, device):

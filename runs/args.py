@@ -13,21 +13,18 @@ import os
 import re
 import sys
 
-from core.options import (REPO_ROOT, OneLineParser, Option, SearchSpace, at_least, non_negative, optional_bool,
-                          optional_int, optional_str, positive, resolve_path, str2bool, table_names, within)
+from core.options import (REPO_ROOT, OneLineParser, Option, SearchSpace, at_least, in_table, non_negative,
+                          optional_bool, optional_int, optional_str, positive, resolve_path, str2bool, within)
 from metrics.saliency import POST_HOC_NAMES, SOURCES
 from metrics.tasks import TASKS
 
-# The names of the tables of models/, read without importing torch (the modules are imported when a model is built).
-HEAD_NAMES = table_names("models.heads", "HEADS")
-ARCHITECTURE_NAMES = table_names("models.resnet", "ARCHITECTURES")
 
 # Keys of a resolved .ini that describe the run rather than set an option.
 RUN_METADATA = ("run_id", "search_trial", "config")
 COMMENT = re.compile(r"(^|\s)#.*$")
-# The optimisers of --optim (tasks/training.build_optimizer), in the search's order of its choices.
+# The optimisers of --optim (jobs/training.build_optimizer), in the search's order of its choices.
 OPTIMISERS = ("Adam", "AMSGrad", "SGD")
-# The pruners of --optuna_pruner (tasks/search.make_pruner).
+# The pruners of --optuna_pruner (jobs/search.make_pruner).
 PRUNERS = ("none", "median")
 # The legacy encoding of the built-in heads by --attention / --br_npa: head -> (attention, br_npa).
 LEGACY_HEAD_FLAGS = {"cnn": (False, True), "b_cnn": (True, False), "br_npa": (True, True)}
@@ -45,7 +42,7 @@ def setting(name, type, default, help="", **more):
 
 
 def searched(name, type, default, help, space, **more):
-    """A run-defining option a search trial replaces by a value drawn from space (a SearchSpace; tasks/search.py
+    """A run-defining option a search trial replaces by a value drawn from space (a SearchSpace; jobs/search.py
     samples it)."""
     return Option(name, type, default, help, search=space, **more)
 
@@ -117,7 +114,8 @@ OPTION_GROUPS = [
         setting("num_workers", int, 4, "data loader worker processes", **non_negative()),
     ]),
     ("model", [
-        run_option("backbone", str, "resnet50", "ResNet of the backbone", choices=ARCHITECTURE_NAMES),
+        run_option("backbone", str, "resnet50", "ResNet of the backbone, a key of ARCHITECTURES in models/resnet.py",
+                   **in_table("models.resnet", "ARCHITECTURES")),
         run_option("pretrained", str2bool, False, "start from torchvision's ImageNet weights"),
         run_option("resnet_chan", int, 64, "width of the first stage (64 = standard)", **at_least(1)),
         run_option("resnet_stride", int, 2, "stride of conv1", **at_least(1)),
@@ -136,8 +134,9 @@ OPTION_GROUPS = [
         run_option("pool_stride", optional_int, 2, "stride of the stem max-pool; None: --resnet_stride (the "
                                                    "authors' models/resnet.py)",
                    valid=lambda v: v is None or v >= 1, expected="None or at least 1"),
-        run_option("head", optional_str, None, choices=(None, *HEAD_NAMES),
-                   help="attention head (models/heads.py); None: the head that --attention and --br_npa describe"),
+        run_option("head", optional_str, None, help="attention head, a key of HEADS in models/heads.py; None: the head that "
+                   "--attention and --br_npa describe",
+                   **in_table("models.heads", "HEADS")),
         run_option("attention", optional_bool, True,
                    "older way to choose a built-in head: attention head (False: plain CNN); --head wins when given, "
                    "and a head outside cnn, b_cnn and br_npa sets it to None"),

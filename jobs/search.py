@@ -21,12 +21,12 @@ from core import files
 from core import distributed
 from runs import results_io
 from runs import lifecycle
-from core.args import OPTIONS, PRUNERS, SEARCHABLE, run_signature, with_changes, write_config
+from runs.args import OPTIONS, PRUNERS, SEARCHABLE, run_signature, with_changes, write_config
 from runs.checkpoints import Checkpoints, read_checkpoint
 from core.errors import SearchError
 from runs.runtime import get_device
-from tasks.train_task import load_teacher
-from tasks.training import checkpoint_bytes, test_model, train_model
+from jobs.train_task import load_teacher
+from jobs.training import checkpoint_bytes, test_model, train_model
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # optuna flags its heartbeat as experimental; it is what resumes a study after a crash, so it is used on purpose.
@@ -42,7 +42,7 @@ class SurplusTrial(Exception):
 
 
 def trial_config(trial, config):
-    """The configuration of one trial: the run's, with every searched option of the option table (core/args.py,
+    """The configuration of one trial: the run's, with every searched option of the option table (runs/args.py,
     each with its SearchSpace) sampled in the table's order, those whose `when` says so for this trial; with
     --always_sched, the scheduler on in every trial (as the released search set it after sampling)."""
     sampled = {}
