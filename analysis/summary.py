@@ -153,9 +153,10 @@ def score_notes(experiments):
 
 
 def floor_note(how):
-    """The note under a table whose cells carry NOT_ABOVE_FLOOR; how: by which test, over what."""
+    """The note under a table whose cells carry NOT_ABOVE_FLOOR; how: by which test, over what (', by the same
+    test', ' in at least one experiment, by the same test')."""
     return (f"{NOT_ABOVE_FLOOR}: not better than the same model's random floor ('<model_id>-{RANDOM_FLOOR}') on that "
-            f"score {how}")
+            f"score{how}")
 
 
 def marks(source, name, best, floor):
@@ -341,7 +342,7 @@ def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_
     summary = experiment_summary(experiment, tiny_clean_score, best, floor)
     summary.notes += comparison_notes(pairs, test, SIGNIFICANTLY_BEST) + reliability_lines(reliability)
     if floor:
-        summary.notes.append(floor_note("by the same test"))
+        summary.notes.append(floor_note(", by the same test"))
     summary.notes += score_notes([experiment])
     plot_sanity(vis_folder, exp_folder, experiment)
     publish(summary, exp_folder, vis_folder, {exp_id: experiment},
@@ -388,7 +389,7 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
                              f"experiment ({comparisons.TEST_NAMES[test]} on each experiment's images, p "
                              f"Holm-adjusted over the score's pairs < {comparisons.ALPHA})")
     if floor:
-        summary.notes.append(floor_note("in at least one experiment, by the same test"))
+        summary.notes.append(floor_note(" in at least one experiment, by the same test"))
     summary.notes += score_notes(experiments.values())
     publish(summary, summary_folder, vis_folder, experiments,
             (f"{summary_id}: mean and 95% interval over {len(exp_ids)} experiments",
