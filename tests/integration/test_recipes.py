@@ -1,6 +1,7 @@
-"""The README's recipes for a new head and a new saliency source, pasted into a scratch copy of the repository as
-the README says (each code block where its text puts it) and run through the contract tests, so that a recipe
-that no longer works fails here."""
+"""The recipes of docs/EXTENDING.md, pasted into a scratch copy of the repository where the document says (the
+comment line `<!-- paste into FILE before|after|replacing the line: ANCHOR [; tested as: NAME] -->` above each
+code block) and run through the contract tests, so that a recipe that no longer works fails here. Every code
+block of the document must say where it goes."""
 import os
 import re
 import shutil
@@ -9,26 +10,38 @@ import sys
 
 from helpers import REPO_ROOT
 
-
-def readme_blocks():
-    with open(os.path.join(REPO_ROOT, "README.md")) as file:
-        return re.findall(r"```python\n(.*?)```", file.read(), re.S)
+MARKER = re.compile(r"<!-- paste into (?P<file>\S+) (?P<where>before|after|replacing) the line: (?P<anchor>.*?)"
+                    r"(?: ; tested as: (?P<name>\S+))? -->")
 
 
-def block_with(blocks, text):
-    found = [block for block in blocks if text in block]
-    assert len(found) == 1, f"the README should have one code block with {text!r}, it has {len(found)}"
-    return found[0]
+def recipes(text):
+    """[(markers, code)] of every ```python block of the text, markers the paste comments right above it."""
+    found = []
+    for match in re.finditer(r"((?:<!-- .*? -->\n)*)```python\n(.*?)```", text, re.S):
+        markers = [MARKER.fullmatch(line) for line in match.group(1).splitlines()]
+        assert markers and all(markers), f"this code block does not say where it goes:\n{match.group(2)}"
+        found.append((markers, match.group(2)))
+    assert len(found) == text.count("```python"), "a code block of docs/EXTENDING.md is not preceded by its place"
+    return found
 
 
-def paste(path, anchor, text, replace=False):
-    """Put text into the file before the line `anchor` (or in its place with replace)."""
+def paste(path, where, anchor, code):
+    """Put code before, after or in place of the one line of the file that starts with anchor (a top-level block
+    pasted before a line is followed by two blank lines)."""
     with open(path) as file:
-        source = file.read()
-    assert source.count(anchor) == 1, f"{anchor!r} is not once in {path}"
-    source = source.replace(anchor, text.rstrip("\n") + ("" if replace else "\n" + anchor))
+        lines = file.read().split("\n")
+    at = [index for index, line in enumerate(lines) if line.startswith(anchor)]
+    assert len(at) == 1, f"{path} should have one line starting with {anchor!r}, it has {len(at)}"
+    code = code.rstrip("\n").split("\n")
+    index = at[0]
+    if where == "before":
+        lines[index:index] = code + ["", ""]
+    elif where == "after":
+        lines[index + 1:index + 1] = code
+    else:
+        lines[index:index + 1] = code
     with open(path, "w") as file:
-        file.write(source)
+        file.write("\n".join(lines))
 
 
 def scratch_copy(tmp_path):
@@ -43,34 +56,23 @@ def scratch_copy(tmp_path):
     return root
 
 
-def apply_recipes(root, blocks):
-    """The head recipe (models/heads.py, model_ids.py, the two hand-worked lines of tests/unit/test_tables.py)
-    and the source recipe (metrics/saliency.py), as the README places each block."""
-    head = block_with(blocks, "class CAMHead(Head):")
-    head_class, heads_line = head.split("\n\nHEADS = ")
-    paste(root / "models" / "heads.py", "HEADS = {", head_class + "\n\n")
-    with open(root / "models" / "heads.py") as file:
-        source = file.read()
-    old_line = next(line for line in source.splitlines() if line.startswith("HEADS = {"))
-    paste(root / "models" / "heads.py", old_line, "HEADS = " + heads_line, replace=True)
-    paste(root / "model_ids.py", "MODEL_IDS = {\n", "MODEL_IDS = {\n" + block_with(blocks, '"cam": ["--head", "cam"'),
-          replace=True)
-    by_hand = block_with(blocks, '    "cam": [[1., 2.], [3., 4.]],')
-    for table in ("COMBINED_BY_HAND = {\n", "SALIENCY_BY_HAND = {\n"):
-        paste(root / "tests" / "unit" / "test_tables.py", table, table + by_hand, replace=True)
-    paste(root / "metrics" / "saliency.py", 'OWN_MAPS = "own_maps"',
-          block_with(blocks, "def build_cell_occlusion(inputs):") + "\n\n")
-    paste(root / "metrics" / "saliency.py", "SOURCES = {source.name: source for source in [\n",
-          "SOURCES = {source.name: source for source in [\n" + block_with(blocks, 'SaliencySource("cellocclusion"'),
-          replace=True)
+def apply_recipes(root, text):
+    """Paste every block of the document; returns the names its markers say the contract tests must cover."""
+    names = []
+    for markers, code in recipes(text):
+        for marker in markers:
+            paste(root / marker["file"], marker["where"], marker["anchor"], code)
+            names += [marker["name"]] if marker["name"] else []
+    return names
 
 
-def test_the_head_and_source_recipes_pass_the_contract_tests(tmp_path):
+def test_the_recipes_pass_the_contract_tests(tmp_path):
     root = scratch_copy(tmp_path)
-    apply_recipes(root, readme_blocks())
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             "tests/unit/test_tables.py", "-k", "cam or cellocclusion"], cwd=root, capture_output=True,
-                            text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    passed = re.search(r"(\d+) passed", result.stdout)
-    assert passed and int(passed.group(1)) >= 5, result.stdout[-2000:]  # the head's and the source's contract tests
+    with open(os.path.join(REPO_ROOT, "docs", "EXTENDING.md")) as file:
+        names = apply_recipes(root, file.read())
+    assert len(names) >= 3  # a head, a source and a curve at least
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider",
+                             "tests/unit/test_tables.py"], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    for name in names:  # each new entry went through its contract tests
+        assert re.search(rf"^PASSED \S+\[{re.escape(name)}\]$", result.stdout, re.M), f"no contract test ran {name}"
