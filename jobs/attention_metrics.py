@@ -1,8 +1,8 @@
 """The perturbation tasks (--attention_metrics KEY, metrics/tasks.py) on a trained model's saliency.
 
 Reads the model's finished run (test maps and norms, .ini and checkpoint, which must share one run id),
-draws --att_metrics_img_nb test images with the seed, and runs the task on each image (the deletion or
-insertion curve of docs/METHOD.md, "DAUC and IAUC", for Del and Add). The saliency comes from a source of
+draws --att_metrics_img_nb test images with the seed, and runs the task on each image (for a curve of
+metrics/curves.py, its curve: docs/METHOD.md, "DAUC and IAUC" and "ROAD"). The saliency comes from a source of
 metrics/saliency.py: the model's own saved maps, or a post-hoc method (--att_metrics_post_hoc), whose maps
 are saved as attMaps<model_id>-<method>_test.npy and reused by the other tasks. Progress is saved every
 few images, so a killed run started again with the same command resumes where it stopped. The task's

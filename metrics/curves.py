@@ -23,8 +23,8 @@ contract tests and the tests' slow reference curve (tests/helpers.slow_curve) ar
   did to the score and the saliency it perturbed), None for none;
 - script: its own shell script (./<script> MODEL_ID); None: ./get_scores.sh <key> MODEL_ID runs it.
 
-Its direction follows: the summary is better lower where removing the most salient cells first (deletion)
-or putting the least salient back first (insertion), higher otherwise. Adding a curve is one entry here; a
+Its direction follows: the summary is better lower for deletion of the most salient cells first and for
+insertion of the least salient first, higher otherwise. Adding a curve is one entry here; a
 new baseline is one function in metrics/perturbation.py and its line in the tests' BASELINES_BY_HAND. This
 module imports no torch (trainVal.py --help reads it): what computes imports it when it runs.
 """
@@ -53,14 +53,14 @@ class CurveMetric:
 
     @property
     def lower_is_better(self):
-        """Whether a lower summary is better: deletion of the most salient cells first, or insertion of the
-        least salient first, should make the score fall fast for a faithful saliency."""
+        """Whether a lower summary is better: for a faithful saliency, removing the most salient cells first
+        lowers the score fast, and putting the least salient cells back first raises it slowly."""
         return self.insertion == self.least_first
 
     @property
     def perturbed(self):
         """What happens to a cell, for plot labels."""
-        return "inserted" if self.insertion else "imputed" if self.baseline == "linear" else "deleted"
+        return "inserted" if self.insertion else "deleted"
 
     def step_nb(self, cells_step_nb):
         """Its number of steps: the step plan's, cells_step_nb, for the 'cells' rule; 9 for the 'tenths' rule."""
