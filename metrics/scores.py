@@ -65,7 +65,8 @@ def curve_scores():
     perturbed."""
     summaries = [Score(metric.name, metric.key, metric.key, ("curves",), curve_summaries(metric),
                        lower_is_better=metric.lower_is_better) for metric in CURVE_METRICS.values()]
-    correlations = [Score(metric.correlation, metric.correlation, metric.key, ("curves", "start_scores", "step_saliency"),
+    correlations = [Score(metric.correlation, metric.correlation, metric.key,
+                          ("curves", "start_scores", "step_saliency"),
                           functools.partial(step_correlations, deletion=not metric.insertion), lower_is_better=False)
                     for metric in CURVE_METRICS.values() if metric.correlation]
     return summaries + correlations

@@ -134,9 +134,9 @@ OPTION_GROUPS = [
         run_option("pool_stride", optional_int, 2, "stride of the stem max-pool; None: --resnet_stride (the "
                                                    "authors' models/resnet.py)",
                    valid=lambda v: v is None or v >= 1, expected="None or at least 1"),
-        run_option("head", optional_str, None, help="attention head, a key of HEADS in models/heads.py; None: the head that "
-                   "--attention and --br_npa describe",
-                   **in_table("models.heads", "HEADS")),
+        run_option("head", optional_str, None,
+                   help="attention head, a key of HEADS in models/heads.py; None: the head that --attention and "
+                        "--br_npa describe", **in_table("models.heads", "HEADS")),
         run_option("attention", optional_bool, True,
                    "older way to choose a built-in head: attention head (False: plain CNN); --head wins when given, "
                    "and a head outside cnn, b_cnn and br_npa sets it to None"),

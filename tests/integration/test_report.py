@@ -31,7 +31,8 @@ def demo_report(tmp_path_factory):
     try:
         run_models.main(["--models", *MODELS, "--seeds", "1", "--exp_id", "demo", "--data_dir", tiny_synth,
                          "--results_dir", str(root / "results"), "--vis_dir", str(root / "vis"),
-                         "--post_hoc_of", "cnn", "--post_hoc", "gradcam", "--tasks", "Del", "Add", "Single", "Sanity",
+                         "--post_hoc_of", "cnn", "--post_hoc", "gradcam",
+                         "--tasks", "Del", "Add", "ROADMoRF", "ROADLeRF", "Single", "Sanity",
                          "--sanity_stages", "classifier"])
     finally:
         del os.environ["CONFIG"]
