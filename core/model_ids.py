@@ -34,4 +34,3 @@ def model_options(model_id):
     if model_id not in MODEL_IDS:
         raise KeyError(f"unknown model id '{model_id}'; valid ids: {', '.join(MODEL_IDS)}")
     return list(MODEL_IDS[model_id])
-

@@ -101,9 +101,8 @@ class CurveMetric:
         def copies(position, image):
             rng = np.random.default_rng(image_seeds[position]) if self.noise else None
             return copies_maker(image, self.baseline, self.insertion, self.noise, rng)
-        cell_counts = None if self.steps == "cells" else self.cell_counts
         return perturbation_records(forward, images, saliencies, classes, copies, cells_per_step, batch_size,
-                                    order or step_masks, self.least_first, cell_counts)
+                                    order or step_masks, self.least_first, self.cell_counts)
 
 
 CURVE_METRICS = {metric.key: metric for metric in [
