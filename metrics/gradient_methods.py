@@ -33,10 +33,11 @@ def integrated_gradients(module, images, targets, values, indices):
 
 
 def smoothgrad(module, images, targets, values, indices):
-    """SmoothGrad (Smilkov et al. 2017): the gradient averaged over --smoothgrad_samples noisy copies (Gaussian
-    noise of standard deviation --smoothgrad_noise, in normalised input units), captum's NoiseTunnel over
-    Saliency. One image at a time, its noise drawn from its seed (values['image_seed'](test index)); its copies in
-    one pass."""
+    """SmoothGrad (Smilkov et al. 2017): the signed gradient averaged over --smoothgrad_samples noisy copies
+    (Gaussian noise of standard deviation --smoothgrad_noise, in normalised input units), its magnitude taken
+    after the mean (pixel_map), as the paper defines it; captum's NoiseTunnel over Saliency with abs=False
+    (Saliency's default, abs=True, would average the magnitudes instead). One image at a time, its noise drawn
+    from its seed (values['image_seed'](test index)); its copies in one pass."""
     from captum.attr import NoiseTunnel, Saliency
     tunnel = NoiseTunnel(Saliency(module))
     devices = [images.device] if images.device.type == "cuda" else []
@@ -45,7 +46,7 @@ def smoothgrad(module, images, targets, values, indices):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(values["image_seed"](index))
             maps.append(tunnel.attribute(image[None], nt_type="smoothgrad", nt_samples=values["smoothgrad_samples"],
-                                         stdevs=values["smoothgrad_noise"], target=int(target)))
+                                         stdevs=values["smoothgrad_noise"], target=int(target), abs=False))
     return torch.cat(maps)
 
 

@@ -16,6 +16,10 @@ Each head class (a subclass of Head) states what the rest of the code needs from
 - released_map_axis (optional, default True): False where the authors' released code handled the head's
   map without its map axis (the CNN), for `--att_metrics_saliency released`.
 
+A head applies its non-linearities (ReLU, sigmoid, softmax, max-pooling...) as modules, each module used once
+(nn.ReLU(), not torch.relu): captum's Guided Backprop and DeepLIFT change the backward pass of such modules
+only. tests/unit/test_models.py fails for a head that calls one as a function.
+
 Adding a head: write its class here (or in a module of models/ imported here), add it to HEADS, and add
 a model id using it to core/model_ids.py. `--head NAME` chooses it (the option table checks the name against
 HEADS once the options are parsed: --help does not import this module).
@@ -67,10 +71,13 @@ class BCNNHead(Head):
         self.nb_maps = config.nb_att_maps
         self.att_block = BasicBlock(chan, chan)
         self.att_conv = nn.Conv2d(chan, self.nb_maps + 1, kernel_size=1, bias=False)  # bias-free, as the authors'
+        # a module, not torch.relu: Guided Backprop and DeepLIFT (captum) change the backward pass of nn.ReLU
+        # modules only, and a functional ReLU would be differentiated as a plain ReLU
+        self.att_relu = nn.ReLU()
         self.out_dim = chan * self.nb_maps
 
     def forward(self, features, classifier):
-        maps = torch.relu(self.att_conv(self.att_block(features)))  # (B, K+1, h, w)
+        maps = self.att_relu(self.att_conv(self.att_block(features)))  # (B, K+1, h, w)
         pooled = torch.einsum("bkhw,bchw->bkc", maps[:, :self.nb_maps], features)
         pooled = pooled / (features.shape[2] * features.shape[3])
         return pooled.flatten(1), maps

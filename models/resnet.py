@@ -93,7 +93,13 @@ class MaxPool2d(nn.MaxPool2d):
     (other tensors are pooled as they are). PyTorch's channels-last CPU kernel is several times faster on the
     stem's wide maps (python3 -m bench.cpu_kernels); it visits the windows and the output positions in the same
     order as the contiguous kernel, so values, chosen positions (the first maximum on ties) and gradients are
-    the same bit for bit (tests/unit/test_resnet.py checks them)."""
+    the same bit for bit (tests/unit/test_resnet.py checks them).
+
+    Being a subclass, it is not one of the modules captum's DeepLIFT recognises by exact type, so DeepLIFT
+    passes the gradient through it (all of a window's change to its maximum) instead of captum's max-pool rule,
+    which drops contributions where windows overlap, as the stem's 3 x 3 windows of stride 2 do: with the
+    gradient, the attributions add up to the logit's change (tests/unit/test_gradient_sources.py; with captum's
+    rule they fell short by up to a quarter on a tiny model). Guided Backprop changes ReLUs only."""
 
     def forward(self, x):
         if x.device.type != "cpu" or not x.is_contiguous():

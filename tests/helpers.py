@@ -221,3 +221,53 @@ def logits_module(net):
             return self.net(images)["output"]
     return Logits(net)
 
+
+
+# The non-linear functions whose backward pass captum's Guided Backprop and DeepLIFT change when they are applied
+# by a module (nn.ReLU, nn.Sigmoid, nn.MaxPool2d...), by the name of the torch function a forward pass calls.
+NON_LINEAR_FUNCTIONS = frozenset({
+    "relu", "relu_", "relu6", "elu", "elu_", "leaky_relu", "leaky_relu_", "sigmoid", "sigmoid_", "tanh", "tanh_",
+    "softplus", "softmax", "_softmax", "log_softmax", "gelu", "silu", "hardtanh", "hardswish", "max_pool1d",
+    "max_pool2d", "max_pool3d", "_max_pool2d", "max_pool2d_with_indices", "boolean_dispatch"})
+
+
+def non_linearities_outside_modules(model, images):
+    """How a forward pass of model on images applies its non-linear functions (NON_LINEAR_FUNCTIONS), written
+    independently of captum: (functional, reused). functional: 'function name in module path' for each call made
+    outside a torch.nn activation or pooling module (a torch.relu in a head's forward); reused: the paths of the
+    activation modules called more than once (DeepLIFT's rule is set per module call)."""
+    import collections
+    import torch
+    from torch.overrides import TorchFunctionMode
+    names = {module: name or "(model)" for name, module in model.named_modules()}
+    stack, functional, calls = [], [], collections.Counter()
+
+    def is_activation(module):  # a torch.nn activation or pooling module, or a subclass of one
+        return any(cls.__module__ in ("torch.nn.modules.activation", "torch.nn.modules.pooling")
+                   for cls in type(module).__mro__)
+
+    def enter(module, args):
+        stack.append(module)
+        if is_activation(module):
+            calls[names.get(module, type(module).__name__)] += 1
+
+    def leave(module, args, output):
+        stack.pop()
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", "")
+            if name in NON_LINEAR_FUNCTIONS and not (stack and is_activation(stack[-1])):
+                where = names.get(stack[-1], type(stack[-1]).__name__) if stack else "(outside any module)"
+                functional.append(f"{name} in {where}")
+            return func(*args, **(kwargs or {}))
+
+    pre = torch.nn.modules.module.register_module_forward_pre_hook(enter)
+    post = torch.nn.modules.module.register_module_forward_hook(leave)
+    try:
+        with Watch(), torch.no_grad():
+            model(images)
+    finally:
+        pre.remove()
+        post.remove()
+    return functional, sorted(name for name, count in calls.items() if count > 1)

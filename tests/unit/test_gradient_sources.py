@@ -30,18 +30,18 @@ def direct(name, model, images, targets, indices):
     if name == "occlusion":  # 32 px, a 2 x 2 map: a cell is 16 px, the stride half a cell
         return captum_attr.Occlusion(module).attribute(images, sliding_window_shapes=(3, 16, 16),
                                                        strides=(3, 8, 8), target=targets, baselines=0)
-    if name == "smoothgrad":  # one image at a time, its noise from its own seed
+    if name == "smoothgrad":  # one image at a time, its noise from its own seed; the signed gradient averaged
         attributions = []
         for image, target, index in zip(images, targets, indices):
             torch.manual_seed(image_seed(5, index))
             attributions.append(captum_attr.NoiseTunnel(captum_attr.Saliency(module)).attribute(
-                image[None], nt_type="smoothgrad", nt_samples=3, stdevs=0.5, target=int(target)))
+                image[None], nt_type="smoothgrad", nt_samples=3, stdevs=0.5, target=int(target), abs=False))
         return torch.cat(attributions)
     raise AssertionError(f"add {name} to direct()")
 
 
 @pytest.mark.parametrize("name", gradient_methods.METHODS)
-@pytest.mark.parametrize("head", ["cnn", "br_npa"])
+@pytest.mark.parametrize("head", ["cnn", "b_cnn", "br_npa"])
 def test_each_source_is_captum_called_directly(name, head):
     """The source's map (as the tasks call it: under no_grad, through its entry) equals the sum over the colour
     channels of |captum's attribution|."""

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from helpers import tiny_model
+from helpers import non_linearities_outside_modules, tiny_model
+from models.heads import HEADS
 from jobs.training import build_optimizer, compute_loss
 
 # the legacy options of each head: --attention / --br_npa still choose it
@@ -80,3 +81,29 @@ def test_one_step_moves_the_classifier_by_the_hand_gradient(head):
     compute_loss(model(images), target, 1.0).backward()
     optimizer.step()
     assert torch.allclose(model.classifier.weight, weight - 0.1 * hand_gradient, atol=1e-5)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_every_non_linearity_of_a_model_is_a_module_used_once(head):
+    """captum's Guided Backprop and DeepLIFT change the backward pass of nn.ReLU (and the other activation and
+    pooling modules) only: a head that calls torch.relu would be differentiated as a plain gradient there, and
+    a module called twice would get DeepLIFT's rule once. Every head's whole model passes."""
+    torch.manual_seed(0)
+    model = tiny_model(head=head).eval()
+    functional, reused = non_linearities_outside_modules(model, torch.randn(2, 3, 32, 32))
+    assert functional == [] and reused == []
+
+
+def test_the_non_linearity_check_finds_a_functional_relu_and_a_reused_module():
+    """The check above on a head written the way it must not be: torch.relu in its forward, one nn.ReLU module
+    applied twice."""
+    class Functional(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 1)
+            self.act = torch.nn.ReLU()
+
+        def forward(self, images):
+            return self.act(self.act(torch.relu(self.conv(images)))).sigmoid()
+    functional, reused = non_linearities_outside_modules(Functional(), torch.randn(1, 3, 4, 4))
+    assert functional == ["relu in (model)", "sigmoid in (model)"] and reused == ["act"]
