@@ -161,6 +161,9 @@ def run_attention_metrics(args, given=frozenset()):
     source = saliency_source(config.att_metrics_post_hoc or OWN_MAPS)
     values = {option.name: getattr(config, option.name) for option in source.options}
     values.update(seed=config.seed, batch_size=config.att_metrics_batch_size, val_batch_size=config.val_batch_size)
+    refusal = source.check(values, tuple(att_maps.shape[2:])) if source.check is not None else None
+    if refusal is not None:
+        raise UserError(refusal)
     inputs = SourceInputs(values, att_maps, norms, head_class(config.head))
     compute_and_save_curves(config, landed, source, inputs, test_samples, image_inds, att_maps.shape[2:])
 

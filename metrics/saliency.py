@@ -73,7 +73,9 @@ class SaliencySource:
     identify its results (its curves are remade when one changes). post_hoc: computed from the model rather
     than read from its saved maps; its results are saved as '<model_id>-<name>' and its maps kept (at the map
     size). gradients: it differentiates the model, so it is called with gradients enabled. resolution: 'map'
-    (its maps are at the model's feature-map size) or 'pixels' (at the image's size)."""
+    (its maps are at the model's feature-map size) or 'pixels' (at the image's size). check (optional):
+    check(values, map size (h, w)) -> None, or the one-line message refusing these values on maps of that size;
+    the tasks call it before anything is computed."""
     name: str
     build: Callable[[SourceInputs], Callable]
     description: str
@@ -82,6 +84,7 @@ class SaliencySource:
     post_hoc: bool = True
     gradients: bool = False
     resolution: str = "map"
+    check: Optional[Callable] = None
 
     def identify(self, values):
         """{name: value} of the values that identify this source's results."""
@@ -131,6 +134,19 @@ def build_captum(name):
         return captum_source(name, {**inputs.values, "image_seed": lambda index: image_seed(seed, index),
                                     "map_size": map_size})
     return build
+
+
+def check_occlusion(values, map_size):
+    """Occlusion's square against its stride and the map: captum refuses a stride longer than the square and a
+    square wider than the image."""
+    cells, stride = values["occlusion_cells"], values["occlusion_stride_cells"]
+    if stride > cells:
+        return (f"--occlusion_stride_cells {stride} is longer than the square it moves (--occlusion_cells {cells}): "
+                f"some pixels would never be occluded; give a stride of at most {cells}")
+    if cells > min(map_size):
+        return (f"--occlusion_cells {cells} is wider than the model's {map_size[0]} x {map_size[1]} map: give at "
+                f"most {min(map_size)}")
+    return None
 
 
 def build_rise(inputs):
@@ -254,7 +270,8 @@ SOURCES = {source.name: source for source in [
                                    **positive_finite()),
                             Option("occlusion_stride_cells", float, 0.5, "occlusion: step of the square, in cells "
                                    "of the model's map", run_defining=False, **positive_finite())),
-                   identity=("occlusion_cells", "occlusion_stride_cells"), resolution="pixels"),
+                   identity=("occlusion_cells", "occlusion_stride_cells"), resolution="pixels",
+                   check=check_occlusion),
     SaliencySource("rise", build_rise, "RISE, seeded random masks", resolution="pixels",
                    options=(Option("rise_masks", int, 4000, "RISE: number of random masks", run_defining=False,
                                    **at_least(1)),

@@ -7,6 +7,7 @@ import torch
 from helpers import logits_module, tiny_model
 from metrics import gradient_methods
 from metrics.saliency import SOURCES, SourceInputs, image_seed
+from metrics.saliency_methods import LogitsOnly
 
 captum_attr = pytest.importorskip("captum.attr")
 
@@ -84,3 +85,27 @@ def test_attributions_add_up_to_the_change_of_the_logit(name):
         change = (model(images)["output"] - model(torch.zeros_like(images))["output"])[[0, 1], targets]
     tolerance = 1e-4 if name == "deeplift" else 2e-2
     assert torch.allclose(attributions.detach().sum(dim=(1, 2, 3)), change, atol=tolerance * change.abs().max())
+
+
+def test_occlusion_sizes_its_square_per_side_on_a_non_square_image_and_map():
+    """A 32 x 64 image whose map is 2 x 8: a cell is 16 px high and 8 px wide, so one cell's square is 16 x 8
+    and half a cell's stride 8 x 4 (worked by hand), as captum is then called directly."""
+    torch.manual_seed(0)
+    model = tiny_model(head="cnn", class_nb=3, resnet_stride=1).eval()
+    images, targets = torch.randn(2, 3, 32, 64), torch.tensor([1, 2])
+    values = {**VALUES, "map_size": lambda model, images: (2, 8)}
+    with torch.enable_grad():
+        ours = gradient_methods.occlusion(LogitsOnly(model), images, targets, values, [0, 1])
+    expected = captum_attr.Occlusion(logits_module(model)).attribute(
+        images, sliding_window_shapes=(3, 16, 8), strides=(3, 8, 4), target=targets, baselines=0)
+    assert torch.allclose(ours, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("cells,stride,map_size,refused", [
+    (1.0, 0.5, (4, 4), None), (1.0, 1.0, (1, 1), None), (1.0, 2.0, (4, 4), "--occlusion_stride_cells 2.0"),
+    (3.0, 1.0, (2, 8), "wider than the model's 2 x 8 map"), (2.0, 1.0, (2, 8), None)])
+def test_occlusion_options_are_checked_against_each_other_and_the_map(cells, stride, map_size, refused):
+    """What captum would refuse with a traceback (a stride longer than the square, a square wider than the map)
+    is one line before anything runs; what it accepts passes."""
+    message = SOURCES["occlusion"].check({"occlusion_cells": cells, "occlusion_stride_cells": stride}, map_size)
+    assert (message is None) if refused is None else (refused in message and "\n" not in message)
