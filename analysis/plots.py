@@ -41,7 +41,7 @@ def plot_mean_curves(path, metric, curves_per_source):
         x = metric.x_axis(curves[0, :, 0])
         mean_summary = np.mean([metric.summarise(curve) for curve in curves])
         ax.plot(x, curves[:, :, 1].mean(axis=0), label=f"{model_id} ({mean_summary:.3f})")
-    ax.set_xlabel(f"share of the map {metric.perturbed}")
+    ax.set_xlabel(metric.x_label)
     ax.set_ylabel("score of the predicted class")
     ax.set_title(f"mean {metric.name} curve")
     ax.legend()
@@ -68,7 +68,7 @@ def plot_band_curves(path, metric, curves_per_experiment):
         if len(means) > 1:
             half = t_half_width(means, axis=0)
             ax.fill_between(x, center - half, center + half, color=line.get_color(), alpha=0.2)
-    ax.set_xlabel(f"share of the map {metric.perturbed}")
+    ax.set_xlabel(metric.x_label)
     ax.set_ylabel("score of the predicted class")
     ax.set_title(f"mean {metric.name} curve, 95% band over experiments")
     ax.legend(fontsize=7)

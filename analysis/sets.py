@@ -69,6 +69,11 @@ def load_task_sets(exp_folder, task, landed):
         curves = arrays.get("curves")
         if task.curve is not None and (curves.ndim != 3 or curves.shape[2] != 2):
             raise UserError(f"{path} does not hold curves (shape {curves.shape}): remake it with {repair}")
+        undefined = None if task.curve is None else task.curve.undefined(curves)
+        if undefined is not None:
+            notes.append(f"the {task.description} of {source} are not a score: {undefined}; its {task.curve.name} "
+                         f"is left out")
+            continue
         arrays["non_finite"] = non_finite_images(arrays, task.undefined_arrays)
         if len(arrays["non_finite"]):
             notes.append(f"the {task.description} of {source} hold non-finite values for test images "

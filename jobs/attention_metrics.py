@@ -92,6 +92,17 @@ def step_plan(config, map_height, map_width):
     return step_cells, map_height * map_width // step_cells
 
 
+def check_curve_cells(task, config, map_height, map_width):
+    """UserError where a curve task's maps have too few cells for its curve to mean anything (CurveMetric.refusal)."""
+    if task.curve is None:
+        return
+    refusal = task.curve.refusal(map_height * map_width, step_plan(config, map_height, map_width)[0])
+    if refusal is not None:
+        raise UserError(f"the {task.curve.name} of '{config.model_id}' cannot be computed on its {map_height} x "
+                        f"{map_width} maps: {refusal}; train it on larger images (--img_size) or with smaller "
+                        f"strides")
+
+
 def curve_steps(task, step_cells, step_nb):
     """{'step_nb', 'cells_per_step'} of the task's sets (their metadata): the step plan's for a task of the 'cells'
     rule and any other task; for the 'tenths' rule, its steps, of unequal size (cells_per_step None)."""
@@ -164,6 +175,7 @@ def run_attention_metrics(args, given=frozenset()):
     refusal = source.check(values, tuple(att_maps.shape[2:])) if source.check is not None else None
     if refusal is not None:
         raise UserError(refusal)
+    check_curve_cells(perturbation_task(config.attention_metrics), config, *att_maps.shape[2:])
     inputs = SourceInputs(values, att_maps, norms, head_class(config.head))
     compute_and_save_curves(config, landed, source, inputs, test_samples, image_inds, att_maps.shape[2:])
 
@@ -259,12 +271,7 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
         land_set(stage, landed, task, source_id, records, image_inds, preds, [label for _, label in subset], meta)
     if not distributed.is_main():
         return
-    steps = ""
-    if task.curve is not None:
-        plan = curve_steps(task, step_cells, step_nb)
-        size = (f"of {plan['cells_per_step']} cells" if plan["cells_per_step"]
-                else f"from 10% to 90% of the {map_size[0] * map_size[1]} cells")
-        steps = f" ({plan['step_nb']} steps {size})"
+    steps = "" if task.curve is None else f" ({task.curve.step_words(map_size[0] * map_size[1], step_cells)})"
     print(f"{task.description} of {len(subset)} images{steps} -> {paths[task.arrays[0]]}")
 
 

@@ -62,6 +62,13 @@ class CurveMetric:
         """What happens to a cell, for plot labels."""
         return "inserted" if self.insertion else "deleted"
 
+    @property
+    def x_label(self):
+        """The label of its plots' x axis."""
+        if self.steps == "tenths":
+            return f"share of the cells {self.perturbed} (k tenths, rounded up to whole cells)"
+        return f"share of the map {self.perturbed}"
+
     def step_nb(self, cells_step_nb):
         """Its number of steps: the step plan's, cells_step_nb, for the 'cells' rule; 9 for the 'tenths' rule."""
         return cells_step_nb if self.steps == "cells" else len(TENTHS)
@@ -72,6 +79,39 @@ class CurveMetric:
         if self.steps == "cells":
             return None
         return [-(-tenth * cell_nb // 10) for tenth in TENTHS]
+
+    def refusal(self, cell_nb, cells_per_step):
+        """None where maps of cell_nb cells give a curve that means something; else why not, in a few words. The
+        'cells' rule needs two steps at least (the x axis of one point divides by zero, and its area is 0, the
+        best DAUC there is); the 'tenths' rule needs 10 cells, so that every step perturbs more cells than the one
+        before and the 90% step leaves one cell at least."""
+        if self.steps == "cells" and cell_nb // cells_per_step < 2:
+            return (f"its curve would have {cell_nb // cells_per_step} point ({cell_nb} cells, {cells_per_step} "
+                    f"per step), and a curve needs 2 at least")
+        if self.steps == "tenths" and cell_nb < len(TENTHS) + 1:
+            counts = self.cell_counts(cell_nb)
+            return (f"its steps would perturb {', '.join(map(str, counts))} of the {cell_nb} cells, not 10% to 90%: "
+                    f"it needs maps of 10 cells at least")
+        return None
+
+    def undefined(self, curves):
+        """The refusal of curves (N, T, 2) of (cells left, score) read back from a set made before the refusal
+        existed: too few points, or a 'tenths' curve whose last step left no cell (fewer than 10 cells); None
+        for curves that mean something."""
+        points = curves.shape[1]
+        if self.steps == "cells" and points < 2:
+            return f"its curves have {points} point (a curve needs 2 at least)"
+        if self.steps == "tenths" and points and (curves[:, -1, 0] < 1).any():
+            return "its maps have fewer than 10 cells (the 90% step perturbed every cell)"
+        return None
+
+    def step_words(self, cell_nb, cells_per_step):
+        """How much its steps perturb, for the line a task prints: '16 steps of 1 cells', or the cells each
+        'tenths' step really perturbs (rounded up)."""
+        if self.steps == "cells":
+            return f"{cell_nb // cells_per_step} steps of {cells_per_step} cells"
+        return (f"{len(TENTHS)} steps perturbing {', '.join(map(str, self.cell_counts(cell_nb)))} of the {cell_nb} "
+                f"cells: 10% to 90%, rounded up")
 
     def x_axis(self, cells_left):
         """The x of each point of a curve, from its cells left (T,) (metrics.auc)."""
@@ -86,6 +126,8 @@ class CurveMetric:
         from metrics.auc import curve_auc
         if self.summary == "mean":
             return float(np.asarray(curve, dtype=np.float64)[:, 1].mean())
+        if len(curve) < 2:  # no area under one point (refused when computed: refusal)
+            return float("nan")
         return curve_auc(curve, self.x_axis)
 
     def records(self, forward, images, saliencies, classes, cells_per_step, batch_size, order=None,

@@ -207,3 +207,15 @@ def test_a_read_only_experiment_is_one_line(trained):
         assert str(folder) in message and "permissions" in message
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_a_curve_on_maps_of_one_cell_is_refused_before_anything_is_written(tiny_config, tiny_synth, tmp_path):
+    """A CNN trained at 16 px has 1 x 1 maps: its deletion curve would be one point (DAUC 0, the best there is),
+    its ROAD steps would all remove the one cell. Both are one line, and no set is written."""
+    results = tmp_path / "results"
+    common = ["-c", str(tiny_config), "--data_dir", tiny_synth, "--results_dir", str(results), *CNN,
+              "--img_size", "16"]
+    trainVal.main(common)
+    assert "1 x 1 maps: its curve would have 1 point" in error_of(trainVal.main, common + ["--attention_metrics", "Del"])
+    assert "needs maps of 10 cells" in error_of(trainVal.main, common + ["--attention_metrics", "ROADMoRF"])
+    assert not [name for name in os.listdir(results / "e2e") if name.startswith("attMetr")]

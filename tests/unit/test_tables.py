@@ -197,12 +197,17 @@ def test_every_curve_metric_against_the_slow_curve(key):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
                                 torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
-    images, saliencies = list(torch.randn(3, 3, 8, 8)), [torch.rand(2, 2) for _ in range(3)]
+    # non-square images and maps (8 x 12 pixels, 2 x 3 cells of 4 x 4 pixels): a height and a width swapped fails
+    images, saliencies = list(torch.randn(3, 3, 8, 12)), [torch.rand(2, 3) for _ in range(3)]
     with torch.no_grad():
         classes = model(torch.stack(images)).argmax(dim=1).tolist()
-        curves = metric.records(model, images, saliencies, classes, 1, 5, image_seeds=[[0, i] for i in range(3)])
-    for image, saliency, curve in zip(images, saliencies, curves["curves"]):
-        assert torch.allclose(curve.double(), slow_curve(model, image, saliency, metric, 1), atol=1e-5)
+        # the entry as declared, and with deletion and insertion swapped: every baseline, the imputer included, is
+        # built both ways (no entry inserts with an imputer yet)
+        for variant in (metric, dataclasses.replace(metric, insertion=not metric.insertion)):
+            curves = variant.records(model, images, saliencies, classes, 1, 5,
+                                     image_seeds=[[0, i] for i in range(3)])
+            for image, saliency, curve in zip(images, saliencies, curves["curves"]):
+                assert torch.allclose(curve.double(), slow_curve(model, image, saliency, variant, 1), atol=1e-5)
     left = [5, 3, 1] if metric.steps == "cells" else TENTHS_LEFT_OF_7
     assert metric.x_axis(np.array(left)) == pytest.approx(X_BY_HAND[metric.steps, metric.insertion])
     constant = np.array([[cells, 1.] for cells in left])
@@ -401,3 +406,24 @@ def test_a_name_outside_its_table_is_refused_with_the_names(name, table, capsys)
         parse_args([f"--{name}", "nosuch"])
     message = capsys.readouterr().err
     assert f"--{name} must be one of {', '.join(table)}" in message and "got nosuch" in message
+
+
+@pytest.mark.parametrize("key", CURVE_METRICS)
+@pytest.mark.parametrize("height,width,step_cells", [(1, 1, 1), (1, 2, 1), (2, 2, 2), (3, 3, 1), (2, 5, 1), (4, 4, 4)])
+def test_a_curve_refuses_maps_with_too_few_cells(key, height, width, step_cells):
+    """By hand: the 'cells' rule needs 2 steps (1 x 1 maps, or 4 cells in one step of 4, give one point, whose
+    area is 0, the best DAUC there is); the 'tenths' rule needs 10 cells (on 3 x 3 maps the '90%' step perturbs
+    all 9). A curve read back with too few points, or whose 90% step left no cell, is not a score either."""
+    metric = CURVE_METRICS[key]
+    cells = height * width
+    refused = cells // step_cells < 2 if metric.steps == "cells" else cells < 10
+    assert (metric.refusal(cells, step_cells) is not None) == refused
+    steps = cells // step_cells if metric.steps == "cells" else 9
+    counts = ([(step + 1) * step_cells for step in range(steps)] if metric.steps == "cells"
+              else [int(np.ceil(k * cells / 10)) for k in range(1, 10)])
+    curves = np.array([[[cells - count, 0.5] for count in counts]] * 2, dtype=np.float64)
+    assert (metric.undefined(curves) is not None) == refused
+    if metric.summary == "area" and steps < 2:
+        assert np.isnan(metric.summarise(curves[0]))  # never 0 from a one-point curve
+    if metric.steps == "tenths":
+        assert ", ".join(map(str, counts)) in metric.step_words(cells, step_cells)
