@@ -109,14 +109,18 @@ def experiment_rows(exp_folder):
 
 def seed_values(per_experiment):
     """{model_id: {column: per-experiment values (in experiment order)}} from experiment_rows rows; a score's
-    value (DAUC, IAUC...) is the experiment's mean over images. A model missing from an experiment has fewer values."""
+    value (DAUC, IAUC...) is the experiment's mean over the images it is defined on. An experiment where a column
+    has no defined value (the model missing, no set, every image left out or undefined) adds no value to it, so
+    that a column's count is the experiments it averages."""
     values = {}
     for rows in per_experiment:
         for model_id, row in rows.items():
             model_values = values.setdefault(model_id, {column: [] for column in COLUMNS})
             for column in COLUMNS:
                 if row.get(column) is not None:
-                    model_values[column].append(defined_mean(row[column]))
+                    mean = defined_mean(row[column])
+                    if np.isfinite(mean):
+                        model_values[column].append(mean)
     return values
 
 

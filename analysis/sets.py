@@ -74,7 +74,7 @@ def load_task_sets(exp_folder, task, landed):
             notes.append(f"the {task.description} of {source} are not a score: {undefined}; its {task.curve.name} "
                          f"is left out")
             continue
-        arrays["non_finite"] = non_finite_images(arrays, task.undefined_arrays)
+        arrays["non_finite"] = non_finite_images(arrays, task)
         if len(arrays["non_finite"]):
             notes.append(f"the {task.description} of {source} hold non-finite values for test images "
                          f"{', '.join(map(str, arrays['non_finite'].tolist()))}: those images are left out of every "
@@ -83,16 +83,20 @@ def load_task_sets(exp_folder, task, landed):
     return results, notes
 
 
-def non_finite_images(arrays, undefined_arrays=()):
-    """Test indices (sorted, int array) of the images of a set whose float arrays hold a nan or an inf, the nans
-    of undefined_arrays (values that may be undefined, such as SSIM of a tiny map) aside. arrays: {array name:
+def non_finite_images(arrays, task):
+    """Test indices (sorted, int array) of the images of a set of `task` (metrics/tasks.py) whose float arrays
+    hold a nan or an inf, but for the nans its undefined_arrays allow (a value not defined on that image, such as
+    SSIM of a tiny map); every array is checked, the per-image side arrays included. arrays: {array name:
     (N, ...) array} with 'img_inds' (N,)."""
     bad = np.zeros(len(arrays["img_inds"]), dtype=bool)
     for name, array in arrays.items():
         if name == "img_inds" or array.dtype.kind != "f":
             continue
-        flagged = ~np.isnan(array) & ~np.isfinite(array) if name in undefined_arrays else ~np.isfinite(array)
-        bad |= flagged.reshape(len(array), -1).any(axis=1)
+        flagged = ~np.isfinite(array).reshape(len(array), -1)
+        if name in task.undefined_arrays:
+            allowed = task.undefined_arrays[name](arrays)[:, None] & np.isnan(array).reshape(len(array), -1)
+            flagged &= ~allowed
+        bad |= flagged.any(axis=1)
     return np.sort(np.asarray(arrays["img_inds"])[bad]).astype(np.int64)
 
 

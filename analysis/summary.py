@@ -13,7 +13,7 @@ from analysis import comparisons
 from analysis.experiment import COLUMNS, experiment_rows, indexed_values, seed_values
 from analysis.plots import (plot_agreement, plot_band_curves, plot_critical_difference, plot_mean_curves,
                             plot_sanity_curves, plot_ttest)
-from analysis.sets import SANITY_TASK, sanity_stages, source_saliencies
+from analysis.sets import SANITY_TASK, sanity_stages, source_saliencies, test_folder_samples
 from analysis.statistics import defined, defined_mean, defined_median, mean_ci
 from analysis.tables import (chance_note, comparison_notes, directions, fmt, fmt_number, header_names,
                              noise_ceiling_notes, print_incomplete, print_table, reliability_lines,
@@ -25,6 +25,7 @@ from metrics.saliency import POST_HOC_NAMES
 from metrics.scores import SCORES
 from metrics.tasks import TASKS
 from runs import results_io
+from runs.args import run_signature
 
 # The report's plots (the p-value matrices, plot_pair_matrices, stay files: the report shows each comparison once,
 # in its critical-difference diagram and its table of pairs).
@@ -222,20 +223,21 @@ def seeds_summary(exp_ids, experiments, values, tiny_clean_score, best=None, flo
               ("n", "")]
     table = []
     for source, source_values in sorted(values.items()):
-        experiment_nb = max(len(v) for v in source_values.values())
+        # each column averages the experiments where it is defined: several counts when they differ
+        counts = sorted({len(column_values) for column_values in source_values.values() if column_values})
         cells = []
         for column in COLUMNS:
             text, value = mean_cell(source_values[column])
             cells.append((text + (marks(source, column, best, floor) if column in SCORES else ""), value))
-        table.append((source, cells + [(str(experiment_nb), experiment_nb)]))
+        table.append((source, cells + [("/".join(map(str, counts)) or "-", counts[-1] if counts else None)]))
     notes = [f"{exp_id}, {note}" for exp_id, experiment in experiments.items()
              for note in tiny_denominator_notes(experiment.denominators, tiny_clean_score)
              + noise_ceiling_notes(experiment.sets.get(SANITY_TASK, {}))]
     uniform = [experiment.uniform_energy for experiment in experiments.values()
                if experiment.uniform_energy is not None]
     notes += chance_note(np.mean(uniform) if uniform else None)
-    return Summary(f"mean and 95% interval over {len(exp_ids)} experiments ({', '.join(exp_ids)})", header, table,
-                   notes)
+    return Summary(f"mean and 95% interval over {len(exp_ids)} experiments ({', '.join(exp_ids)}; n: experiments "
+                   f"per column, several counts when they differ)", header, table, notes)
 
 
 def publish(summary, out_folder, vis_folder, experiments, report=None):
@@ -398,9 +400,17 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
              (pairs, reliability, test)) if report else None)
 
 
+# The options that say which data a run saw and at what size: experiments that differ in one of them are not seeds
+# of one configuration (the test images themselves are compared too).
+DATA_OPTIONS = ("dataset_train", "dataset_val", "dataset_test", "class_nb", "train_prop", "released_split", "img_size",
+                "sq_resizing", "crop_ratio")
+
+
 def check_distinct_runs(experiments):
-    """UserError where two experiments ({exp id: Experiment}) hold the same run of a model: one folder is a copy
-    of the other, and counting it twice would make every interval over the seeds too narrow."""
+    """UserError where experiments ({exp id: Experiment}) are not independent runs of one configuration, which
+    is what a mean over seeds assumes: two hold the same run of a model (one folder is a copy of the other), two
+    runs of a model have identical run-defining options, seed included (trained twice, not two seeds), or two
+    runs of a model saw other data, image size or test images. Decided before anything is written."""
     seen = {}
     for exp_id, experiment in experiments.items():
         for model_id, run_id in sorted(experiment.run_ids.items()):
@@ -408,6 +418,43 @@ def check_distinct_runs(experiments):
                 raise UserError(f"{seen[run_id]} and {exp_id} hold the same run of '{model_id}' (run {run_id}): one "
                                 f"folder is a copy of the other, not another seed; give each seed's experiment once")
             seen[run_id] = exp_id
+    runs = {exp_id: {model_id: (run_signature(landed.args), run_test_images(landed.args))
+                     for model_id, landed in experiment.landed.items()} for exp_id, experiment in experiments.items()}
+    refusal = seed_refusal(runs)
+    if refusal is not None:
+        raise UserError(refusal)
+
+
+def run_test_images(options):
+    """The test images of a run's options: their paths in the test folder, in test order."""
+    folder = os.path.join(options.data_dir, options.dataset_test)
+    return tuple(os.path.relpath(path, folder) for path, _ in test_folder_samples(options))
+
+
+def seed_refusal(runs):
+    """Why experiments are not seeds of one configuration, or None. runs: {exp id: {model_id: (its run signature
+    (runs.args.run_signature), its test images)}}. Each model present in several experiments is compared with
+    its run in the first of them: identical signatures, but for exp_id, are one configuration trained twice;
+    a DATA_OPTIONS value or test images that differ are other data."""
+    first_run = {}
+    for exp_id, models in runs.items():
+        for model_id, (signature, images) in sorted(models.items()):
+            if model_id not in first_run:
+                first_run[model_id] = (exp_id, signature, images)
+                continue
+            first, first_signature, first_images = first_run[model_id]
+            if {**signature, "exp_id": None} == {**first_signature, "exp_id": None}:
+                return (f"{first} and {exp_id} hold runs of '{model_id}' with identical options, seed "
+                        f"{signature.get('seed')} included: one configuration trained twice, not two seeds; train "
+                        f"one of them with another --seed")
+            differ = [f"--{name} {first_signature.get(name)} / {signature.get(name)}" for name in DATA_OPTIONS
+                      if first_signature.get(name) != signature.get(name)]
+            if images != first_images:
+                differ.append(f"test images ({len(first_images)} / {len(images)} files, not the same)")
+            if differ:
+                return (f"{first} and {exp_id} are not seeds of one configuration: their runs of '{model_id}' differ "
+                        f"in {', '.join(differ)}; summarise them apart")
+    return None
 
 
 def per_seed_means(experiments):

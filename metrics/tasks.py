@@ -23,9 +23,10 @@ states:
   chunks between two saves of progress);
 - curve_key: the key of a curve task's CurveMetric (metrics/curves.py), whose `curve` is used for the
   mean-curve plots; None otherwise;
-- undefined_arrays: the arrays that may hold nan where a value is not defined (SSIM of a map under 3 x 3, the
-  input correlation of a set of one image); any other non-finite value makes processResults.py leave the image
-  out of the set's scores, with a note.
+- undefined_arrays: {array name: where(arrays) -> (N,) bool}, the arrays that may hold nan where a value is not
+  defined, and on which images of the set ({array name: (N, ...) array}, 'img_inds' among them) it is not: SSIM
+  of maps under 3 x 3, the input correlation of an image alone in its set. Any other non-finite value, in any
+  array, makes processResults.py leave the image out of the set's scores, with a note.
 
 A curve is added as one entry of metrics/curves.py, whose task is made here (curve_task). Another task
 is its compute function and one PerturbationTask here (and a script, or ./get_scores.sh); its scores go to
@@ -70,7 +71,7 @@ class PerturbationTask:
     forwards_per_image: Callable
     curve_key: Optional[str] = None
     options: tuple = ()
-    undefined_arrays: tuple = ()
+    undefined_arrays: dict = dataclasses.field(default_factory=dict)
 
     @property
     def curve(self):
@@ -124,6 +125,25 @@ def compute_sanity(forward, images, saliencies, classes, cells_per_step, batch_s
                           context.seed, partners)
 
 
+def maps_under_3x3(arrays):
+    """Where SSIM is not defined (metrics.sanity.ssim): on every image of a set whose maps, at the source's own
+    resolution (the saved randomised maps (N, S, h, w)), are under 3 x 3; nowhere else. A set without those
+    maps, of an older version, is given the benefit of the doubt."""
+    import numpy as np
+    image_nb = len(arrays["img_inds"])
+    if "randomised_maps" not in arrays:
+        return np.ones(image_nb, dtype=bool)
+    return np.full(image_nb, min(arrays["randomised_maps"].shape[-2:]) < 3)
+
+
+def alone_in_set(arrays):
+    """Where the input correlation is not defined: an image alone in its set, which has no other image to be
+    compared with (metrics.sanity.partner_indices)."""
+    import numpy as np
+    image_nb = len(arrays["img_inds"])
+    return np.full(image_nb, image_nb == 1)
+
+
 TASKS = {task.key: task for task in [
     *(curve_task(metric) for metric in CURVE_METRICS.values()),
     PerturbationTask("Single", "get_single_step_scores.sh", "single-step scores", ("scores",), compute_single_step,
@@ -139,7 +159,8 @@ TASKS = {task.key: task for task in [
                                      "comma-separated", run_defining=False,
                                      valid=lambda value: bool(value) and set(value.split(",")) <= set(SANITY_STAGES),
                                      expected=f"stages among {', '.join(SANITY_STAGES)}, comma-separated"),),
-                     undefined_arrays=("mprt_ssim", "noise_ssim", "input_rho")),
+                     undefined_arrays={"mprt_ssim": maps_under_3x3, "noise_ssim": maps_under_3x3,
+                                       "input_rho": alone_in_set}),
 ]}
 
 

@@ -219,3 +219,16 @@ def test_a_curve_on_maps_of_one_cell_is_refused_before_anything_is_written(tiny_
     assert "1 x 1 maps: its curve would have 1 point" in error_of(trainVal.main, common + ["--attention_metrics", "Del"])
     assert "needs maps of 10 cells" in error_of(trainVal.main, common + ["--attention_metrics", "ROADMoRF"])
     assert not [name for name in os.listdir(results / "e2e") if name.startswith("attMetr")]
+
+
+def test_two_runs_with_identical_options_are_not_two_seeds(trained):
+    """The same options and seed trained again under another exp_id: one configuration twice, refused before
+    anything is written; trained with another seed, it is accepted as a second seed."""
+    common, results = trained
+    trainVal.main(common + ["--exp_id", "twice"])
+    message = error_of(processResults.main, process(results, "e2e", "twice"))
+    assert "identical options, seed 1 included" in message
+    assert not (results / "e2e+twice").exists()
+    trainVal.main(common + ["--exp_id", "seed2", "--seed", "2"])
+    processResults.main(process(results, "e2e", "seed2"))
+    assert (results / "e2e+seed2" / "summary.csv").exists()

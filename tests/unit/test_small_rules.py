@@ -76,12 +76,36 @@ def test_pearson_rows_say_nan_for_a_row_with_a_nan():
 
 def test_non_finite_images_are_named_by_test_index():
     from analysis.sets import non_finite_images
-    arrays = {"img_inds": np.array([4, 9, 11]), "curves": np.zeros((3, 2, 2)), "mprt_ssim": np.zeros((3, 2)),
-              "preds": np.array([0, 1, 2])}
+    from metrics.tasks import TASKS
+    arrays = {"img_inds": np.array([4, 9, 11]), "curves": np.zeros((3, 2, 2)), "preds": np.array([0, 1, 2])}
     arrays["curves"][2, 1, 1] = np.inf
-    arrays["mprt_ssim"][0, 0] = np.nan  # undefined, allowed in this array
-    assert non_finite_images(arrays, ("mprt_ssim",)).tolist() == [11]
-    assert non_finite_images(arrays).tolist() == [4, 11]
+    arrays["curves"][0, 0, 1] = np.nan
+    assert non_finite_images(arrays, TASKS["Del"]).tolist() == [4, 11]
+
+
+def sanity_arrays(image_nb, side):
+    """A sanity set of image_nb images (test indices 3, 4...) with maps side x side and 2 stages, every value 0."""
+    return {"img_inds": np.arange(3, 3 + image_nb), "mprt_rho": np.zeros((image_nb, 2)),
+            "mprt_ssim": np.zeros((image_nb, 2)), "class_rho": np.zeros(image_nb),
+            "randomised_maps": np.zeros((image_nb, 2, side, side), dtype=np.uint8), "noise_rho": np.zeros(image_nb),
+            "noise_ssim": np.zeros(image_nb), "input_rho": np.zeros(image_nb)}
+
+
+@pytest.mark.parametrize("name,image_nb,side,left_out", [
+    ("mprt_ssim", 3, 2, False), ("mprt_ssim", 3, 4, True), ("noise_ssim", 1, 2, False), ("noise_ssim", 2, 3, True),
+    ("input_rho", 1, 4, False), ("input_rho", 3, 4, True), ("input_rho", 3, 2, True), ("mprt_rho", 3, 2, True),
+    ("class_rho", 1, 2, True), ("noise_rho", 2, 2, True)])
+def test_a_nan_is_allowed_only_where_its_value_is_undefined(name, image_nb, side, left_out):
+    """SSIM is undefined on maps under 3 x 3, input rho for an image alone in its set; by hand, a nan anywhere else
+    (input rho of a set of 3, SSIM of 4 x 4 maps, any correlation) leaves the image out, as the task's sets are
+    read (load_task_sets passes the task)."""
+    from analysis.sets import non_finite_images
+    from metrics.tasks import TASKS
+    arrays = sanity_arrays(image_nb, side)
+    arrays[name][0] = np.nan
+    assert non_finite_images(arrays, TASKS["Sanity"]).tolist() == ([3] if left_out else [])
+    arrays[name][0] = np.inf  # an inf is never an undefined value
+    assert non_finite_images(arrays, TASKS["Sanity"]).tolist() == [3]
 
 
 # ---- floors and seeds
@@ -304,3 +328,47 @@ def test_the_report_draws_a_pixel_map_averaged_down_to_its_largest_side():
     by_hand = maps.reshape(2, 64, 2, 48, 2).mean(axis=(2, 4))
     assert np.allclose(at_most(maps, 64), by_hand, atol=1e-6)
     assert np.array_equal(at_most(maps[:, :4, :4], 64), maps[:, :4, :4])
+
+
+# ---- seeds
+
+def test_a_seeds_column_averages_the_defined_values_and_counts_its_experiments():
+    """By hand: DAUC of the first experiment is the mean of its defined images (0.2 and 0.4: 0.3, the nan image
+    left out); input rho is nan for every image of the second (a set of one image), so that experiment adds
+    nothing to the column and its count is 1; a model missing from an experiment counts it nowhere."""
+    from analysis.experiment import seed_values
+    rows = [{"cnn": {"DAUC": np.array([0.2, np.nan, 0.4]), "input ρ": np.array([0.5, 0.7])}},
+            {"cnn": {"DAUC": np.array([0.5]), "input ρ": np.array([np.nan])}, "b_cnn": {"DAUC": np.array([0.1])}}]
+    values = seed_values(rows)
+    assert values["cnn"]["DAUC"] == pytest.approx([0.3, 0.5]) and values["cnn"]["input ρ"] == pytest.approx([0.6])
+    assert values["b_cnn"]["DAUC"] == pytest.approx([0.1]) and values["b_cnn"]["input ρ"] == []
+
+
+def test_the_noise_ceiling_note_leaves_out_the_images_the_table_leaves_out():
+    """Two passes agree at rho 0.5 on the kept image; the image left out (non-finite elsewhere in its set) has
+    rho 0, which would make the note say 0.25."""
+    from analysis.tables import noise_ceiling_notes
+    arrays = sanity_arrays(2, 4)
+    arrays["noise_rho"][:] = [0.5, 0.0]
+    arrays["non_finite"] = np.array([4])
+    notes = noise_ceiling_notes({"cnn": arrays})
+    assert len(notes) == 1 and "agree at ρ 0.500" in notes[0]
+
+
+def seed_runs(**changes):
+    """{model_id: (run signature, test images)} of a cnn run on dataset u at 48 px, with changes."""
+    signature = {"exp_id": "e1", "seed": 1, "dataset_test": "u_test", "img_size": 48, "lr": 0.01, **changes}
+    return {"cnn": (signature, ("a/1.png", "b/2.png"))}
+
+
+@pytest.mark.parametrize("second,refused", [
+    (seed_runs(exp_id="e2", seed=2), None),
+    (seed_runs(exp_id="e2", seed=2, lr=0.02), None),  # a search may pick other values in each seed
+    (seed_runs(exp_id="e2"), "identical options, seed 1 included"),
+    (seed_runs(exp_id="e2", seed=2, img_size=32), "--img_size 48 / 32"),
+    (seed_runs(exp_id="e2", seed=2, dataset_test="t_test"), "--dataset_test u_test / t_test"),
+    ({"cnn": (seed_runs(exp_id="e2", seed=2)["cnn"][0], ("a/1.png",))}, "test images (2 / 1 files")])
+def test_seeds_must_be_other_runs_of_one_configuration(second, refused):
+    from analysis.summary import seed_refusal
+    message = seed_refusal({"e1": seed_runs(), "e2": second})
+    assert message is None if refused is None else (refused in message and "e1 and e2" in message)
