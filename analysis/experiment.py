@@ -9,7 +9,8 @@ import torch
 
 from analysis.statistics import defined_mean
 from analysis.sets import (incomplete_models, landed_runs, load_task_sets, not_computed_notes, own_saliencies,
-                           post_hoc_saliencies, score_values, test_folder_samples, test_values)
+                           post_hoc_configuration, post_hoc_saliencies, score_values, test_folder_samples,
+                           test_values)
 from metrics.attention import sparsity
 from metrics.localisation import LOCALISATION_SCORES, localisation_scores
 from metrics.saliency import POST_HOC_NAMES
@@ -47,10 +48,11 @@ def own_map_row(landed):
             "local": localisation(landed.args, samples, saliencies, range(len(saliencies)))}
 
 
-def post_hoc_row(exp_folder, landed, source):
+def post_hoc_row(exp_folder, landed, source, tag):
     """The row of a post-hoc saliency '<model_id>-<method>': the model's accuracy; sparsity and localisation
-    scores of the saved post-hoc maps of the evaluated images (each map its own weight, norm 1)."""
-    images, maps = post_hoc_saliencies(exp_folder, landed, source)
+    scores of its saved maps of the evaluated images under the configuration `tag` (analysis.sets.
+    post_hoc_configuration; each map its own weight, norm 1)."""
+    images, maps = post_hoc_saliencies(exp_folder, landed, source, tag)
     scaled = torch.from_numpy(maps).float()[:, None]
     return {"accuracy": test_values(landed).get("accuracy"),
             "sparsity": float(sparsity(scaled, torch.ones_like(scaled)).mean()),
@@ -92,7 +94,12 @@ def experiment_rows(exp_folder):
     rows, uniform_energy = {}, None
     for source in sources:
         model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
-        base = own_map_row(landed[model_id]) if method is None else post_hoc_row(exp_folder, landed[model_id], source)
+        if method is None:
+            base = own_map_row(landed[model_id])
+        else:
+            tag, notes = post_hoc_configuration(exp_folder, source, [key for key in TASKS if source in sets[key]])
+            incomplete += notes
+            base = post_hoc_row(exp_folder, landed[model_id], source, tag)
         row = {"accuracy": base["accuracy"], "sparsity": base["sparsity"]}
         for name, per_source in values.items():
             if source in per_source:

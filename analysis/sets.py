@@ -8,7 +8,7 @@ import numpy as np
 
 from core.errors import UserError
 from metrics.perturbation import saliencies_from_maps
-from metrics.saliency import POST_HOC_NAMES
+from metrics.saliency import POST_HOC_NAMES, SOURCES
 from metrics.scores import SCORES
 from metrics.tasks import SANITY_TASK, TASKS
 from runs import lifecycle, results_io
@@ -184,11 +184,12 @@ def own_saliencies(landed):
     return samples, [saliency.numpy() for saliency in saliencies]
 
 
-def post_hoc_saliencies(exp_folder, landed, source):
+def post_hoc_saliencies(exp_folder, landed, source, tag=None):
     """(test indices of the evaluated images, their maps (N, h, w)) of a post-hoc saliency
-    '<model_id>-<method>', checked to come from the model's landed run."""
+    '<model_id>-<method>' under the configuration `tag` (post_hoc_configuration; None: the untagged maps of an
+    older version), checked to come from the model's landed run."""
     remake = landed.curves_command(next(iter(TASKS)), source)
-    paths = results_io.post_hoc_maps_paths(exp_folder, source)
+    paths = results_io.post_hoc_maps_paths(exp_folder, source, tag)
     try:
         with open(paths["meta"]) as file:
             meta = json.load(file)
@@ -202,13 +203,42 @@ def post_hoc_saliencies(exp_folder, landed, source):
     return meta["images"], maps
 
 
+def post_hoc_configuration(exp_folder, source, task_keys=None):
+    """(tag, notes) of a post-hoc source's sets, the tasks task_keys (default: every task with a landed set of
+    it): tag names the maps its row shows, those of its first set in TASKS order (None for sets of an older
+    version, whose maps are untagged); notes has one line where its sets were computed with different values of
+    the source's options (its identity), so that its row mixes configurations."""
+    method = results_io.parse_source_id(source, POST_HOC_NAMES)[1]
+    if task_keys is None:
+        task_keys = [key for key in TASKS
+                     if os.path.exists(results_io.att_metrics_paths(exp_folder, source, key)["meta"])]
+    metas = {key: set_meta(exp_folder, source, key) for key in TASKS if key in task_keys}
+    if not metas:
+        return None, []
+    configurations = {}
+    for key, meta in metas.items():
+        values = tuple((name, meta.get(name)) for name in SOURCES[method].identity)
+        configurations.setdefault(values, []).append(key)
+    first = next(iter(metas))
+    notes = []
+    if len(configurations) > 1:
+        parts = "; ".join(", ".join(f"--{name} {value}" for name, value in values) + " for " + ", ".join(keys)
+                          for values, keys in configurations.items())
+        notes.append(f"the sets of {source} were computed with different options of {method} ({parts}): its row "
+                     f"mixes them, and its sparsity, localisation and maps are those of {first}; compute the others "
+                     f"again with the options of {first} (--overwrite True)")
+    return metas[first].get("maps"), notes
+
+
 def source_saliencies(exp_folder, landed, source):
     """{test index: saliency (h, w)} of a source: a model's own maps (every test image) or a post-hoc one's
-    (the evaluated images). landed: {model_id: lifecycle.LandedRun}."""
+    (the evaluated images, the configuration of its row: post_hoc_configuration). landed: {model_id:
+    lifecycle.LandedRun}."""
     model_id, method = results_io.parse_source_id(source, POST_HOC_NAMES)
     if method is None:
         return dict(enumerate(own_saliencies(landed[model_id])[1]))
-    return dict(zip(*post_hoc_saliencies(exp_folder, landed[model_id], source)))
+    tag = post_hoc_configuration(exp_folder, source)[0]
+    return dict(zip(*post_hoc_saliencies(exp_folder, landed[model_id], source, tag)))
 
 
 def set_meta(exp_folder, source, task_key):

@@ -65,8 +65,9 @@ def noise_ceiling_notes(sanity_sets):
     for source, arrays in sorted(sanity_sets.items()):
         if "noise_rho" not in arrays:
             continue
-        kept = ~np.isin(arrays["img_inds"], arrays.get("non_finite", ()))  # the images the table keeps
-        arrays = {name: arrays[name][kept] for name in ("noise_rho", "noise_ssim", "mprt_rho", "class_rho")}
+        if len(arrays.get("non_finite", ())):  # the images the table keeps
+            kept = ~np.isin(arrays["img_inds"], arrays["non_finite"])
+            arrays = {name: arrays[name][kept] for name in ("noise_rho", "noise_ssim", "mprt_rho", "class_rho")}
         noise_rho = defined_mean(arrays["noise_rho"])
         if noise_rho < 1.0:
             notes.append(f"{source}: two passes of the unchanged model agree at ρ {noise_rho:.3f} and SSIM "

@@ -34,7 +34,8 @@ from metrics.saliency import OWN_MAPS, SourceInputs, image_seed, live_own_maps, 
 from metrics.tasks import TaskContext, task as perturbation_task
 from models.heads import head_class
 from models.resnet import feature_map_side
-from runs.runtime import autocast, data_config, get_device, memory_format, pin_memory, prepare_model, progress
+from runs.runtime import (autocast, data_config, get_device, memory_format, model_config, pin_memory, prepare_model,
+                          progress)
 
 # Progress is saved about this many times over a run (and never less often than every image).
 SAVES_PER_RUN = 20
@@ -246,8 +247,9 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
         saliency = source.function(dataclasses.replace(inputs, test_images=test_images))
         # the curves perturb map cells: a pixel-resolution source is seen pooled to the map size
         at_map_size = pooled_to(saliency, map_size) if source.resolution == "pixels" else saliency
+        draws_at_random = model_config(config).draws_at_random
         saliencies = set_saliencies(at_map_size, model, load_images, mine, preds, my_inds, (first, last), source,
-                                    exp_folder, source_id, signature, config.att_metrics_batch_size)
+                                    exp_folder, source_id, signature, config.att_metrics_batch_size, draws_at_random)
         if saliencies and tuple(saliencies[0].shape) != tuple(map_size):
             raise ValueError(f"the {source_id} saliency is {tuple(saliencies[0].shape)}, the model's maps "
                              f"{tuple(map_size)}")
@@ -264,7 +266,9 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
                                     order, partial, signature, source_id, config, context)
         records = {name: distributed.gather_in_order(values) for name, values in records.items()}
         preds = distributed.gather_in_order(preds)
-        meta = {"run_id": landed.run_id, "model_id": config.model_id, "source": source_id, "metric": task.key,
+        maps = ({"maps": results_io.maps_tag(post_hoc_maps_key(signature, source, draws_at_random))}
+                if source.post_hoc else {})
+        meta = {"run_id": landed.run_id, "model_id": config.model_id, "source": source_id, "metric": task.key, **maps,
                 "image_nb": len(subset), **curve_steps(task, step_cells, step_nb),
                 "few_steps": config.att_metrics_few_steps, "amp_eval": config.amp_eval,
                 "written": time.strftime("%Y-%m-%d %H:%M:%S"), **identity, "signature": signature}
@@ -364,17 +368,27 @@ def replacement_refusal(saved, wanted, task, paths):
             f"--overwrite True to replace them, or give the --att_metrics_img_nb they were computed with")
 
 
+def post_hoc_maps_key(signature, source, draws_at_random):
+    """What defines a post-hoc source's maps, from a set's signature: the run, the images, --amp_eval, the source
+    and its identity (its options, and the seed for a source that draws); for a model that draws in its forward
+    pass, the seed and the batches too. Not the task's options nor its steps: every task on the same images
+    shares one computation of the maps."""
+    names = {"run_id", "images", "amp_eval", "post_hoc", *source.identity}
+    if draws_at_random:
+        names |= {"seed", "batch_size"}
+    return {key: value for key, value in signature.items() if key in names}
+
+
 def set_saliencies(saliency, model, load_images, mine, preds, my_inds, bounds, source, exp_folder, source_id,
-                   signature, batch_size):
+                   signature, batch_size, draws_at_random):
     """This process's saliencies (h, w) of its images `mine`: a post-hoc source's saved maps where they were
-    computed with this signature, else computed (and, for a post-hoc source, saved for the other tasks; the
-    gather is collective, so every process computes). bounds: (first, last) of this process's share."""
+    computed with the same key (post_hoc_maps_key), else computed (and, for a post-hoc source, saved under that
+    key's tag for the other tasks; the gather is collective, so every process computes). bounds: (first, last)
+    of this process's share; draws_at_random: whether the model draws in its forward pass."""
     if not source.post_hoc:
         return compute_saliencies(saliency, model, load_images, mine, preds, my_inds, batch_size)
-    maps_paths = results_io.post_hoc_maps_paths(exp_folder, source_id)
-    # the set's seed changes a source's maps only where the source names it among what identifies them
-    left_out = ("step_cells", "batch_size") + (() if "seed" in source.identity else ("seed",))
-    maps_signature = {key: value for key, value in signature.items() if key not in left_out}
+    maps_signature = post_hoc_maps_key(signature, source, draws_at_random)
+    maps_paths = results_io.post_hoc_maps_paths(exp_folder, source_id, results_io.maps_tag(maps_signature))
     saved = saved_post_hoc_maps(maps_paths, maps_signature)
     if saved is not None:
         return saved[bounds[0]:bounds[1]]

@@ -66,6 +66,12 @@ class ModelConfig:
     dropout: float = 0.0
     lin_lay_bias: bool = False
 
+    @property
+    def draws_at_random(self):
+        """Whether its forward pass draws from torch's generator (BR-NPA's random-vector ablations): what it
+        computes then depends on the seed and on the batches."""
+        return self.head == "br_npa" and self.br_npa_randvec
+
 
 def build_model(config):
     """The model a ModelConfig describes."""

@@ -143,7 +143,7 @@ def model_file_pattern(model_id, post_hoc_names):
     return re.compile(rf"model{model}_epoch\d+_test\.csv|(attMaps|norm){model}_epoch\d+_test\.npy"
                       rf"|model{model}_best\.pth|model{model}_metrics\.csv|{model}\.ini|{model}_best_params\.json"
                       rf"|attMetr[A-Za-z]+_{model}(-({methods}))?({curve_suffixes})"
-                      rf"|attMaps{model}-({methods})_test\.(npy|json)")
+                      rf"|attMaps{model}-({methods})(_[0-9a-f]{{{MAPS_TAG_LENGTH}}})?_test\.(npy|json)")
 
 
 def task_file_names(exp_folder, task_key):
@@ -264,10 +264,24 @@ def curve_stage_name(source, metric_key):
     return f"attMetr{metric_key}_{source}"
 
 
-def post_hoc_maps_paths(exp_folder, source):
-    """Maps of a post-hoc source '<model_id>-<method>': float (N, h, w) for the evaluated images, and a .json
-    with the run id, method options and test indices of the images they were computed for."""
-    base = os.path.join(exp_folder, f"attMaps{source}_test")
+# The length of the tag that names one configuration's post-hoc maps (maps_tag).
+MAPS_TAG_LENGTH = 10
+
+
+def maps_tag(maps_key):
+    """The tag of the post-hoc maps computed under maps_key ({name: value}, JSON-serialisable: what defines
+    them): hexadecimal digits of its hash, the same for the same key."""
+    import hashlib
+    import json
+    return hashlib.sha256(json.dumps(maps_key, sort_keys=True).encode()).hexdigest()[:MAPS_TAG_LENGTH]
+
+
+def post_hoc_maps_paths(exp_folder, source, tag=None):
+    """Maps of a post-hoc source '<model_id>-<method>' under one configuration (tag: maps_tag of what defines
+    them; None for the untagged file of an older version): float (N, h, w) for the evaluated images, and a .json
+    with the run id, method options and test indices of the images they were computed for. Each configuration
+    has its own files, so that computing one never overwrites another's."""
+    base = os.path.join(exp_folder, f"attMaps{source}_test" if tag is None else f"attMaps{source}_{tag}_test")
     return {"maps": base + ".npy", "meta": base + ".json"}
 
 

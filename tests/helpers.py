@@ -271,3 +271,13 @@ def non_linearities_outside_modules(model, images):
         pre.remove()
         post.remove()
     return functional, sorted(name for name, count in calls.items() if count > 1)
+
+
+def post_hoc_maps_of_set(folder, source, task_key="Del"):
+    """The saved maps (N, h, w) of a post-hoc source that its set of task_key was computed with: the file its
+    .json names (attMaps<source>_<tag>_test.npy), read here with the file name written out."""
+    import json
+    import numpy as np
+    with open(os.path.join(folder, f"attMetr{task_key}_{source}.json")) as file:
+        tag = json.load(file)["maps"]
+    return np.load(os.path.join(folder, f"attMaps{source}_{tag}_test.npy"))

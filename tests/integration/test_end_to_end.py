@@ -220,17 +220,22 @@ def test_sanity_script(trained, tiny_synth):
 
 
 def test_road_through_the_generic_script(trained, tiny_synth, capsys):
-    """./get_scores.sh ROADMoRF MODEL_ID runs a curve that has no script of its own: 9 steps (10% to 90% of the 4
-    cells of the tiny model's 2x2 maps, rounded up: 1, 1, 2, 2, 2, 3, 3, 4, 4 cells), and processResults shows
-    its column, the mean of each curve's scores, with its direction and the command for the sets it lacks."""
+    """./get_scores.sh ROADMoRF MODEL_ID runs a curve that has no script of its own: refused in one line on the
+    tiny model's 2 x 2 maps (its steps could not perturb distinct tenths of 4 cells); on a CNN trained at 64 px,
+    4 x 4 maps, 9 steps perturbing 10% to 90% of the 16 cells, rounded up: 2, 4, 5, 7, 8, 10, 12, 13, 15 cells.
+    processResults shows its column, the mean of each curve's scores, with its direction and the command for
+    the sets it lacks."""
     config, results = trained
-    run("get_scores.sh", config, tiny_synth, results, "ROADMoRF", "cnn")
-    folder = results / "e2e"
+    refused = run("get_scores.sh", config, tiny_synth, results, "ROADMoRF", "cnn", check=False)
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1].startswith("error: the ROAD MoRF")
+    in_process(config, "cnn", tiny_synth, results, "--exp_id", "road", "--img_size", "64")
+    run("get_scores.sh", config, tiny_synth, results, "ROADMoRF", "cnn", "--exp_id", "road")
+    folder = results / "road"
     curves = np.load(folder / "attMetrROADMoRF_cnn.npy")
-    assert curves.shape == (4, 9, 2) and curves[0, :, 0].tolist() == [3, 3, 2, 2, 2, 1, 1, 0, 0]
+    assert curves.shape == (4, 9, 2) and curves[0, :, 0].tolist() == [14, 12, 11, 9, 8, 6, 4, 3, 1]
     import processResults
     capsys.readouterr()
-    processResults.main(["--exp_id", "e2e", "--results_dir", str(results), "--vis_dir", str(results / "vis")])
+    processResults.main(["--exp_id", "road", "--results_dir", str(results), "--vis_dir", str(results / "vis")])
     stdout = capsys.readouterr().out
     with open(folder / "attMetrics_ROADMoRF.csv") as file:
         rows = {row["model_id"]: float(row["mean"]) for row in csv.DictReader(file)}

@@ -9,7 +9,7 @@ import torch
 
 from runs import lifecycle
 import trainVal
-from helpers import TINY_CONFIG, logits_module, transformed_test_images
+from helpers import TINY_CONFIG, logits_module, post_hoc_maps_of_set, transformed_test_images
 from metrics.saliency import POST_HOC_NAMES
 
 
@@ -30,7 +30,7 @@ def test_every_method_gives_curves(trained_cnn, method):
     trainVal.main(argv + ["--attention_metrics", "Del", "--att_metrics_post_hoc", method, "--rise_masks", "200"])
     folder = root / "results" / "e2e"
     assert np.load(folder / f"attMetrDel_cnn-{method}.npy").shape == (4, 4, 2)
-    maps = np.load(folder / f"attMapscnn-{method}_test.npy")
+    maps = post_hoc_maps_of_set(folder, f"cnn-{method}")
     assert maps.dtype == np.float32 and maps.shape == (4, 2, 2) and np.isfinite(maps).all()
     if method in LIBRARY_CLASSES:  # the saved maps are the library's class, called here directly
         image_inds = np.load(folder / f"attMetrDel_cnn-{method}_imgInds.npy")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import run_models
-from helpers import skip_unless_ci
+from helpers import post_hoc_maps_of_set, skip_unless_ci
 from analysis.report.browser import missing, open_browser
 
 MODELS = ["br_npa_low_res", "cnn"]
@@ -24,9 +24,10 @@ def demo_report(tmp_path_factory):
     from helpers import TINY_CONFIG
     root = tmp_path_factory.mktemp("report")
     tiny_synth = str(root / "data")
-    make_synthetic(tiny_synth, "tiny", class_nb=3, train_per_class=12, test_per_class=15, img_size=32, seed=3)
+    # 64 px, 4 x 4 maps: ROAD's nine steps need 10 cells at least
+    make_synthetic(tiny_synth, "tiny", class_nb=3, train_per_class=12, test_per_class=15, img_size=64, seed=3)
     config = root / "tiny.config"
-    config.write_text(TINY_CONFIG)
+    config.write_text(TINY_CONFIG.replace("img_size = 32", "img_size = 64"))
     os.environ["CONFIG"] = str(config)
     try:
         run_models.main(["--models", *MODELS, "--seeds", "1", "--exp_id", "demo", "--data_dir", tiny_synth,
@@ -101,7 +102,7 @@ def test_report_chunks_hold_the_saved_values(demo_report):
     saved = {(key, source): np.load(folder / f"attMetr{key}_{source}.npy") for key in ("Del", "Add")
              for source in SOURCES}
     inds = {source: np.load(folder / f"attMetrDel_{source}_imgInds.npy").tolist() for source in SOURCES}
-    post_hoc_maps = np.load(folder / "attMapscnn-gradcam_test.npy")
+    post_hoc_maps = post_hoc_maps_of_set(folder, "cnn-gradcam")
     for image in index["images"]:
         payload = chunks[image["chunk"]][str(image["i"])]
         for (key, source), curves in saved.items():

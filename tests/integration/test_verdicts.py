@@ -12,6 +12,7 @@ import pytest
 import processResults
 import trainVal
 from core.model_ids import model_options
+from helpers import post_hoc_maps_of_set
 
 CNN = ["--model_id", "cnn", *model_options("cnn"), "--optuna", "False"]
 
@@ -110,9 +111,9 @@ def test_the_random_floor_seed_makes_another_set(trained):
     common, results = trained
     floor = common + ["--attention_metrics", "Del", "--att_metrics_post_hoc", "random", "--att_metrics_img_nb", "-1"]
     trainVal.main(floor)
-    first = np.load(results / "e2e" / "attMapscnn-random_test.npy")
+    first = post_hoc_maps_of_set(results / "e2e", "cnn-random")
     trainVal.main(floor + ["--seed", "5"])
-    second = np.load(results / "e2e" / "attMapscnn-random_test.npy")
+    second = post_hoc_maps_of_set(results / "e2e", "cnn-random")
     assert first.shape == second.shape and not np.array_equal(first, second)
 
 
@@ -232,3 +233,31 @@ def test_two_runs_with_identical_options_are_not_two_seeds(trained):
     trainVal.main(common + ["--exp_id", "seed2", "--seed", "2"])
     processResults.main(process(results, "e2e", "seed2"))
     assert (results / "e2e+seed2" / "summary.csv").exists()
+
+
+def test_a_post_hoc_source_computes_its_maps_once_per_configuration(trained, capsys):
+    """The curve and sanity tasks on the same images share one computation of a post-hoc source's maps (the
+    sanity task's options are not part of what defines them); another value of the source's option computes
+    and keeps maps of its own, the first ones untouched, and processResults names the mix in its row."""
+    common, results = trained
+    folder = results / "e2e"
+
+    def maps_files():
+        return sorted(name for name in os.listdir(folder) if name.startswith("attMapscnn-integratedgradients"))
+    trainVal.main(common + ["--attention_metrics", "Del", "--att_metrics_post_hoc", "integratedgradients",
+                            "--ig_steps", "2"])
+    first = maps_files()
+    assert len(first) == 2  # the maps and their .json
+    written = {name: (folder / name).stat().st_mtime_ns for name in first}
+    trainVal.main(common + ["--attention_metrics", "Sanity", "--att_metrics_post_hoc", "integratedgradients",
+                            "--ig_steps", "2", "--sanity_stages", "classifier"])
+    assert maps_files() == first and all((folder / name).stat().st_mtime_ns == mtime for name, mtime in written.items())
+    trainVal.main(common + ["--attention_metrics", "Add", "--att_metrics_post_hoc", "integratedgradients",
+                            "--ig_steps", "3"])
+    assert len(maps_files()) == 4 and all((folder / name).stat().st_mtime_ns == mtime
+                                          for name, mtime in written.items())
+    capsys.readouterr()
+    processResults.main(process(results, "e2e"))
+    out = capsys.readouterr().out
+    assert ("the sets of cnn-integratedgradients were computed with different options of integratedgradients "
+            "(--ig_steps 2 for Del, Sanity; --ig_steps 3 for Add)") in out
