@@ -50,6 +50,8 @@ def plan_plain_run(stage, config):
         return {"plan": "done", "run_id": landed.run_id, "csv": landed.paths["csv"]}
     if decision == "resume":
         return {"plan": "resume", "run_id": staged[1]["run_id"]}  # train_model says from which epoch
+    if landed is not None:
+        say_removed_sets(stage, landed, config)
     if staged is not None:
         differences = run_differences(staged[0], config)
         reason = "--resume False" if not differences else f"other values of {', '.join(differences)}"
@@ -59,6 +61,18 @@ def plan_plain_run(stage, config):
     run_id = lifecycle.new_run_id()
     write_config(config, staged_config, run_id=run_id)
     return {"plan": "fresh", "run_id": run_id}
+
+
+def say_removed_sets(stage, landed, config):
+    """The line saying that a model trained again loses, when the new run lands, the sets of scores computed from
+    its landed run (they would not describe the new model)."""
+    sets = sorted(os.path.basename(path)[:-len(".json")] for path in stage.owned()
+                  if os.path.basename(path).startswith("attMetr") and path.endswith(".json"))
+    if sets:
+        differences = run_differences(landed.args, config)
+        reason = f"other values of {', '.join(differences)}" if differences else "--overwrite True"
+        print(f"'{config.model_id}' is trained again ({reason}): its {len(sets)} sets of scores computed from run "
+              f"{landed.run_id} ({', '.join(sets)}) are removed when the new run lands", file=sys.stderr)
 
 
 def train_and_test(config, samples):

@@ -364,6 +364,16 @@ def check_args(args, parser):
         parser.error("--train_prop must be strictly between 0 and 1 when the train folder also validates")
     if args.pretrained and args.resnet_chan != 64:
         parser.error("--pretrained True needs --resnet_chan 64 (ImageNet weights have the standard width)")
+    # options that would be recorded in the run's .ini while changing nothing it computes
+    if args.always_sched and not args.optuna:
+        parser.error("--always_sched True changes a search only (--optuna True); a plain run takes --use_scheduler: "
+                     "drop it, or give --use_scheduler True")
+    if not args.end_relu and args.end_relu_blocks == "first":
+        from models.resnet import ARCHITECTURES, Bottleneck
+        if ARCHITECTURES[args.backbone][0] is not Bottleneck:
+            parser.error(f"--end_relu False --end_relu_blocks first changes nothing on {args.backbone}: its basic "
+                         f"blocks keep their final ReLU (as in the authors' code); use --end_relu_blocks last, or a "
+                         f"bottleneck ResNet (resnet50 and deeper)")
 
 
 def with_changes(args, **changes):

@@ -261,3 +261,15 @@ def test_a_post_hoc_source_computes_its_maps_once_per_configuration(trained, cap
     out = capsys.readouterr().out
     assert ("the sets of cnn-integratedgradients were computed with different options of integratedgradients "
             "(--ig_steps 2 for Del, Sanity; --ig_steps 3 for Add)") in out
+
+
+def test_a_retraining_names_the_sets_it_removes(trained, capsys):
+    """A change of a run-defining option trains again and names the sets of the old run that go."""
+    common, results = trained
+    assert (results / "e2e" / "attMetrDel_cnn.json").exists()
+    capsys.readouterr()
+    trainVal.main(common + ["--lr", "0.004"])
+    err = capsys.readouterr().err
+    assert "'cnn' is trained again (other values of lr): its 1 sets of scores computed from run" in err
+    assert "(attMetrDel_cnn) are removed when the new run lands" in err
+    assert not (results / "e2e" / "attMetrDel_cnn.json").exists()

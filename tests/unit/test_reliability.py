@@ -382,3 +382,16 @@ def test_a_tiny_clean_score_is_counted_and_the_median_shown(tmp_path):
     text = tables.fmt(add["a"].mean(), 123456.0)
     assert text == f"{add['a'].mean():.2e} ±1.23e+05" and len(text.split(" ±")[0]) <= 9
     assert tables.fmt(0.246, 0.062) == "0.246 ±0.062"  # the usual case is unchanged
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--always_sched", "True"], "--always_sched True changes a search only"),
+    (["--backbone", "resnet18", "--end_relu", "False", "--end_relu_blocks", "first"], "changes nothing on resnet18"),
+    (["--backbone", "resnet34", "--end_relu", "False", "--end_relu_blocks", "first"], "changes nothing on resnet34")])
+def test_an_option_that_would_change_nothing_is_refused(capsys, argv, fragment):
+    """Recorded in the run's .ini, these would make another run (trained again, its sets deleted) computing the
+    same thing: --always_sched outside a search, the end-ReLU placement on basic blocks. Where they do change the
+    run, they are accepted."""
+    one_line_exit(capsys, argv, fragment)
+    assert parse_args(["--always_sched", "True", "--optuna", "True"]).always_sched
+    assert not parse_args(["--backbone", "resnet50", "--end_relu", "False", "--end_relu_blocks", "first"]).end_relu
