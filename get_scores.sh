@@ -6,7 +6,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$ROOT/model_ids.sh"
 if [ -z "${1:-}" ]; then
-  echo "usage: $0 TASK MODEL_ID [trainVal.py options...]; the tasks are the choices of --attention_metrics" >&2
+  tasks=$(cd "$ROOT" && python3 -c 'from metrics.tasks import TASKS; print(", ".join(TASKS))')
+  echo "usage: $0 TASK MODEL_ID [trainVal.py options...]; TASK is one of: $tasks" >&2
   exit 2
 fi
 run_model "$0 $1" "${2:-}" "${@:3}" --optuna False --attention_metrics "$1"

@@ -17,10 +17,12 @@ run_model() {
   local script="$1" model_id="$2"
   shift 2
   local options
-  if [ -z "$model_id" ] || ! options=$(model_options "$model_id"); then
-    echo "usage: $script MODEL_ID [trainVal.py options...]" >&2
-    echo "unknown model id '${model_id}'; valid ids:" >&2
-    model_ids | sed 's/^/  /' >&2
+  if [ -z "$model_id" ]; then
+    echo "usage: $script MODEL_ID [trainVal.py options...]; MODEL_ID is one of: $(model_ids | paste -sd, - | sed 's/,/, /g')" >&2
+    exit 2
+  fi
+  if ! options=$(model_options "$model_id"); then
+    echo "error: unknown model id '${model_id}': one of $(model_ids | paste -sd, - | sed 's/,/, /g')" >&2
     exit 2
   fi
   # NPROC=N: N processes with torchrun (DistributedDataParallel), one per GPU; one process by default

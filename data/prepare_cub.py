@@ -17,7 +17,7 @@ if not __package__:  # started as a file: the project's modules are importable o
     sys.exit("error: run it from the repository root as python3 -m data.prepare_cub (or anywhere after pip install -e .)")
 
 from core.errors import DataError, run_main  # noqa: E402
-from core.options import REPO_ROOT, str2bool  # noqa: E402
+from core.options import REPO_ROOT, OneLineParser, str2bool  # noqa: E402
 
 CUB_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt")
 
@@ -61,7 +61,7 @@ def prepare_cub(cub_dir, data_dir, symlink=False, overwrite=False):
         folder = os.path.join(data_dir, f"CUB-200-2011_{name}")
         if os.path.exists(folder):
             if not overwrite:
-                raise DataError(f"{folder} exists; pass --overwrite to make it again")
+                raise DataError(f"{folder} exists; pass --overwrite True to make it again")
             shutil.rmtree(folder)
         tmp_folder = folder + ".tmp"
         shutil.rmtree(tmp_folder, ignore_errors=True)
@@ -87,12 +87,15 @@ def main(argv=None):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = OneLineParser(prog="-m data.prepare_cub", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--cub_dir", required=True, help="the CUB_200_2011 folder of the official archive")
     parser.add_argument("--data_dir", default=os.path.join(REPO_ROOT, "data"), help="where the folders go")
-    parser.add_argument("--symlink", action="store_true", help="link the images instead of copying them")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing folders")
+    parser.add_argument("--symlink", type=str2bool, nargs="?", const=True, default=False,
+                        help="True: link the images instead of copying them (default: False)")
+    # True / False like every other option; a bare --overwrite, as older versions took it, means True
+    parser.add_argument("--overwrite", type=str2bool, nargs="?", const=True, default=False,
+                        help="True: replace existing folders (default: False)")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
     return parser
 

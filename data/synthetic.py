@@ -29,7 +29,7 @@ if not __package__:  # started as a file: the project's modules are importable o
 
 from data.layout import mask_folder as masks_of  # noqa: E402
 from core.errors import DataError, run_main  # noqa: E402
-from core.options import REPO_ROOT, str2bool  # noqa: E402
+from core.options import REPO_ROOT, OneLineParser, str2bool  # noqa: E402
 
 PATTERNS = ("hstripes", "vstripes", "checker")
 COLOR_PAIRS = (((230, 40, 40), (250, 220, 40)),
@@ -113,7 +113,7 @@ def make_synthetic(data_dir, name="synth", class_nb=6, train_per_class=200, test
         folders[split], folders[split + "_masks"] = folder, mask_folder
         if os.path.exists(folder) or os.path.exists(mask_folder):
             if not overwrite:
-                raise DataError(f"{folder} exists; pass --overwrite to make it again")
+                raise DataError(f"{folder} exists; pass --overwrite True to make it again")
             shutil.rmtree(folder, ignore_errors=True)
             shutil.rmtree(mask_folder, ignore_errors=True)
         tmp_folder, tmp_mask_folder = folder + ".tmp", mask_folder + ".tmp"
@@ -132,8 +132,8 @@ def main(argv=None):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = OneLineParser(prog="-m data.synthetic", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--data_dir", default=os.path.join(REPO_ROOT, "data"), help="where the folders go")
     parser.add_argument("--name", default="synth", help="dataset name (folders <name>_train, <name>_test, ...)")
     parser.add_argument("--class_nb", type=int, default=6, help=f"number of classes (at most {MAX_CLASSES})")
@@ -142,7 +142,9 @@ def build_parser():
     parser.add_argument("--img_size", type=int, default=64, help="image side in pixels")
     parser.add_argument("--part_area", type=float, default=0.07, help="area of the part / image area")
     parser.add_argument("--seed", type=int, default=0, help="the dataset is a function of this seed")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing folders")
+    # True / False like every other option; a bare --overwrite, as older versions took it, means True
+    parser.add_argument("--overwrite", type=str2bool, nargs="?", const=True, default=False,
+                        help="True: replace existing folders (default: False)")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
     return parser
 

@@ -245,6 +245,13 @@ def test_road_through_the_generic_script(trained, tiny_synth, capsys):
     usage = subprocess.run([os.path.join(REPO_ROOT, "get_scores.sh")], env=script_env(config), capture_output=True,
                            text=True)
     assert usage.returncode == 2 and "usage: " in usage.stderr and "TASK MODEL_ID" in usage.stderr
+    assert usage.stderr.count("\n") == 1 and "TASK is one of: Del, Add, ROADMoRF, ROADLeRF" in usage.stderr
+    no_model = subprocess.run([os.path.join(REPO_ROOT, "get_scores.sh"), "ROADMoRF"], env=script_env(config),
+                              capture_output=True, text=True)
+    assert no_model.returncode == 2 and no_model.stderr.count("\n") == 1 and "MODEL_ID is one of: " in no_model.stderr
+    unknown = subprocess.run([os.path.join(REPO_ROOT, "train.sh"), "cnnn"], env=script_env(config),
+                             capture_output=True, text=True)
+    assert unknown.stderr.startswith("error: unknown model id 'cnnn': one of ") and unknown.stderr.count("\n") == 1
 
 
 def test_curves_need_a_trained_model(tiny_config, tiny_synth, tmp_path):

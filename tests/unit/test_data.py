@@ -137,3 +137,20 @@ def test_split_error_is_a_data_error(tmp_path):
                        "--dataset_test", "set", "--class_nb", "2"])
     with pytest.raises(DataError, match="cannot split the train folder"):
         load_samples(args)
+
+
+@pytest.mark.parametrize("module", ["data.synthetic", "data.prepare_cub"])
+def test_the_data_commands_take_overwrite_with_a_value_like_every_other_command(module, capsys):
+    """--overwrite True / False as trainVal.py takes it (a bare --overwrite, as before, still means True); a bad
+    value is one line."""
+    import importlib
+    parser = importlib.import_module(module).build_parser()
+    required = ["--cub_dir", "x"] if module == "data.prepare_cub" else []
+    assert parser.parse_args(required + ["--overwrite", "True"]).overwrite is True
+    assert parser.parse_args(required + ["--overwrite", "False"]).overwrite is False
+    assert parser.parse_args(required + ["--overwrite"]).overwrite is True
+    assert parser.parse_args(required).overwrite is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(required + ["--overwrite", "yes"])
+    err = capsys.readouterr().err
+    assert err.startswith("error: argument --overwrite: expected True or False") and err.count("\n") == 1
