@@ -6,7 +6,7 @@
 One exp_id: reads <results_dir>/<exp_id>/attMetr<key>_<model_id>*.npy (the
 sets of the perturbation tasks, metrics/tasks.py) and the test CSVs; writes,
 for each score, attMetrics_<key>.csv (model_id,mean) and attMetrics_<key>_pop.csv
-(model_id, then every image's value) there (key Del: DAUC, Add: IAUC), the
+(model_id, then every image's value, columns img_<test index>) there (key Del: DAUC, Add: IAUC), the
 Welch t-test matrices and mean curves to vis/<exp_id>/, and prints each
 model's numbers with a 95% interval over the test images. Where the test set
 has ground-truth part masks (<dataset_test>_masks, the synthetic data), it also

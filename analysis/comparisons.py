@@ -235,8 +235,11 @@ def ranks_per_image(matrix, lower_is_better):
 
 def friedman_p(matrix):
     """p of Friedman's test that the S sources (columns of matrix (N, S)) rank alike; nan for fewer than 3
-    sources or 2 images."""
+    sources or 2 images, or where every image ties every source (the test's tie correction is then 0, and
+    scipy divides by it)."""
     if matrix.shape[1] < 3 or matrix.shape[0] < 2:
+        return math.nan
+    if np.all(matrix == matrix[:, :1]):
         return math.nan
     return float(stats.friedmanchisquare(*matrix.T).pvalue)
 
@@ -340,11 +343,13 @@ def score_agreement(values_per_score):
                           & {(source, index) for source, per_image in values_per_score[second].items()
                              for index in per_image})
             counts[i, j] = len(keys)
-            if i != j and len(keys) > 2:
-                correlations[i, j] = stats.spearmanr([values_per_score[first][s][k] for s, k in keys],
-                                                     [values_per_score[second][s][k] for s, k in keys]).statistic
-            elif i != j:
-                correlations[i, j] = math.nan
+            if i == j:
+                continue
+            first_values = [values_per_score[first][s][k] for s, k in keys]
+            second_values = [values_per_score[second][s][k] for s, k in keys]
+            # undefined for fewer than 3 pairs, or for a constant score (scipy would warn and give nan)
+            defined = len(keys) > 2 and len(set(first_values)) > 1 and len(set(second_values)) > 1
+            correlations[i, j] = stats.spearmanr(first_values, second_values).statistic if defined else math.nan
     return names, correlations, counts
 
 

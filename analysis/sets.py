@@ -39,19 +39,21 @@ def load_task_sets(exp_folder, task, landed):
         if model_id not in landed:
             raise UserError(unknown_source_message(exp_folder, source, path, model_id, method))
         model = landed[model_id]
-        remake = model.curves_command(task.key, source)
-        repair = f"{remake} --overwrite True"  # a rerun without it takes the set's .json at its word
         paths = results_io.att_metrics_paths(exp_folder, source, task.key)
         if not os.path.exists(paths["meta"]):
+            remake = model.curves_command(task.key, source, lifecycle.progress_signature(exp_folder, source, task.key))
             notes.append(f"the {task.description} of {source} are incomplete ({path} has no .json beside "
                          f"it): run {remake} to finish them")
             continue
+        repair = f"{model.curves_command(task.key, source)} --overwrite True"
         try:
             with open(paths["meta"]) as file:
                 meta = json.load(file)
             run_id = meta["run_id"]
         except (OSError, ValueError, KeyError, TypeError):
             raise UserError(f"{path} has no readable metadata ({paths['meta']}): remake it with {repair}") from None
+        # a rerun without --overwrite True takes the set's .json at its word; with it, the same set is made
+        repair = f"{model.curves_command(task.key, source, meta.get('signature'))} --overwrite True"
         model.check_run_id(path, run_id, repair)
         named = (meta.get("source", source), meta.get("metric", task.key))
         if named != (source, task.key):
@@ -161,8 +163,26 @@ def not_computed_notes(exp_folder, sources, landed):
         for source in sources:
             if source not in present and names:
                 model_id = results_io.parse_source_id(source, POST_HOC_NAMES)[0]
-                notes.append(f"{names} of {source}: run {landed[model_id].curves_command(key, source)}")
+                refusal = curve_refusal(TASKS[key], landed[model_id])
+                if refusal is not None:
+                    notes.append(f"{names} of {source}: not computable, {refusal}")
+                    continue
+                progress = lifecycle.progress_signature(exp_folder, source, key)
+                command = landed[model_id].curves_command(key, source, progress)
+                notes.append(f"{names} of {source}: run {command}" + (
+                    f" (it resumes the progress a stopped run saved, {len(progress.get('images', ()))} images)"
+                    if progress else ""))
     return notes
+
+
+def curve_refusal(task, landed):
+    """Why a curve task cannot run on a model's maps (metrics.curves.CurveMetric.refusal, one cell per step), in
+    a few words with the map size, or None (and None for a task that is no curve)."""
+    if task.curve is None:
+        return None
+    height, width = np.load(landed.paths["att_maps"], mmap_mode="r").shape[-2:]
+    refusal = task.curve.refusal(height * width, 1)
+    return None if refusal is None else f"the model's maps are {height} x {width}: {refusal}"
 
 
 def test_folder_samples(config):

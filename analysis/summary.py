@@ -333,7 +333,7 @@ def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_
     'welch'); resamples: of each bootstrap interval."""
     exp_folder, vis_folder = results_io.exp_dir(results_dir, exp_id), results_io.exp_dir(vis_dir, exp_id)
     experiment = experiment_rows(exp_folder)
-    write_experiment_csvs(exp_folder, experiment.rows)
+    write_experiment_csvs(exp_folder, experiment)
     pairs, reliability, agreement = experiment_statistics(exp_folder, experiment, test, resamples)
     if pairs:
         plot_comparisons(vis_folder, pairs, reliability, agreement)
@@ -363,7 +363,7 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
     check_distinct_runs(experiments)
     statistics = {}
     for exp_id, experiment in experiments.items():
-        write_experiment_csvs(results_io.exp_dir(results_dir, exp_id), experiment.rows)
+        write_experiment_csvs(results_io.exp_dir(results_dir, exp_id), experiment)
         statistics[exp_id] = experiment_statistics(results_io.exp_dir(results_dir, exp_id), experiment, test,
                                                    resamples)
         write_summary_runs([results_io.exp_dir(results_dir, exp_id)], {exp_id: experiment})

@@ -82,27 +82,32 @@ def chance_note(uniform_energy):
         f"energy in part of a uniform saliency map (chance): {uniform_energy:.3f}"]
 
 
-def write_score_csvs(exp_folder, score, aucs):
+def write_score_csvs(exp_folder, score, aucs, indices):
     """attMetrics_<key>.csv (the mean, and the median for a ratio score) and attMetrics_<key>_pop.csv (every
-    image's value) of a score."""
+    image's value, one column img_<test index> per test image some source was scored on, empty where a source
+    was not) of a score. aucs: {model_id: per-image values (N,)}; indices: {model_id: their test indices (N,)}."""
     paths = results_io.summary_paths(exp_folder, score.key)
     ratio = score.denominator is not None  # a ratio score's mean can hang on one image: its median goes beside it
     rows = [[model_id, defined_mean(values)] + ([defined_median(values)] if ratio else [])
             for model_id, values in sorted(aucs.items())]
     files.atomic_write_csv(paths["mean"], ["model_id", "mean"] + (["median"] if ratio else []), rows)
-    width = max(len(values) for values in aucs.values())
-    pop_rows = [[model_id] + list(values) for model_id, values in sorted(aucs.items())]
-    files.atomic_write_csv(paths["pop"], ["model_id"] + [f"img_{i}" for i in range(width)], pop_rows)
+    columns = sorted({int(index) for model_id in aucs for index in indices[model_id]})
+    pop_rows = []
+    for model_id, values in sorted(aucs.items()):
+        by_index = dict(zip((int(index) for index in indices[model_id]), values))
+        pop_rows.append([model_id] + [by_index.get(index, "") for index in columns])
+    files.atomic_write_csv(paths["pop"], ["model_id"] + [f"img_{index}" for index in columns], pop_rows)
 
 
-def write_experiment_csvs(exp_folder, rows):
-    """attMetrics_<key>.csv and _pop.csv of every score of one experiment; returns {score name: {model_id:
-    per-image values}} for the scores that have values."""
+def write_experiment_csvs(exp_folder, experiment):
+    """attMetrics_<key>.csv and _pop.csv of every score of one experiment (an analysis.experiment.Experiment);
+    returns {score name: {model_id: per-image values}} for the scores that have values."""
     written = {}
     for name, score in SCORES.items():
-        per_image = {model_id: row[name] for model_id, row in rows.items() if name in row}
+        per_image = {model_id: row[name] for model_id, row in experiment.rows.items() if name in row}
         if per_image:
-            write_score_csvs(exp_folder, score, per_image)
+            indices = {model_id: experiment.sets[score.task][model_id]["img_inds"] for model_id in per_image}
+            write_score_csvs(exp_folder, score, per_image, indices)
             written[name] = per_image
     return written
 

@@ -349,11 +349,29 @@ def plan_set(stage, paths, partial, task, signature, config, landed):
         else:
             decision = lifecycle.plan(saved, signature, staged_signature, config.overwrite, config.resume)
             if decision == "fresh":
+                if staged_signature is not None:
+                    print(discarded_progress_line(staged_signature, signature, task, paths), file=sys.stderr)
                 stage.fresh()
     decision = distributed.broadcast(decision)
     if isinstance(decision, dict):
         raise UserError(decision["refused"])
     return decision
+
+
+def discarded_progress_line(staged, wanted, task, paths):
+    """The line saying that the progress a stopped run saved (its signature: staged) is dropped for a set of
+    another signature (wanted), and what differs."""
+    differences = []
+    for key in sorted(set(staged) | set(wanted)):
+        if staged.get(key) == wanted.get(key):
+            continue
+        if key == "images":
+            differences.append(f"{len(staged.get(key) or ())} images then, {len(wanted.get(key) or ())} now")
+        else:
+            differences.append(f"{key} {staged.get(key)} then, {wanted.get(key)} now")
+    reason = ", ".join(differences) if differences else "--resume False"
+    return (f"the progress a stopped run saved for the {task.description} in {paths[task.arrays[0]]} is dropped "
+            f"({reason}): give the options it was made with to resume it")
 
 
 def replacement_refusal(saved, wanted, task, paths):

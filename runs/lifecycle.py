@@ -331,6 +331,35 @@ def load_model_for_inference(config, checkpoint_file, run_id, reference, remake)
     return model.eval(), checkpoint
 
 
+def progress_signature(exp_folder, source, task_key):
+    """The signature of the progress a killed run of a perturbation task's set left in its staging folder (its
+    first progress file, partial*.pth, written by jobs/attention_metrics.py), or None (none, or unreadable)."""
+    folder = curve_stage(exp_folder, source, task_key).folder
+    names = sorted(name for name in os.listdir(folder) if name.startswith("partial")) if os.path.isdir(folder) else []
+    if not names:
+        return None
+    import torch
+    try:
+        return torch.load(os.path.join(folder, names[0]), map_location="cpu", weights_only=True).get("signature")
+    except Exception:  # a damaged progress file only costs its work, as when a run reads it
+        return None
+
+
+def set_options(signature, run_options):
+    """The options that make a perturbation task's set of this signature (jobs/attention_metrics.set_signature):
+    --att_metrics_img_nb (its image count), then --seed, --att_metrics_batch_size and the source's and task's
+    options where the signature's value differs from run_options'. A list of words."""
+    from runs.args import OPTIONS
+    values = {"att_metrics_img_nb": len(signature.get("images", ())), "att_metrics_batch_size": signature.get("batch_size")}
+    not_options = ("run_id", "images", "step_cells", "batch_size", "post_hoc")  # signature keys, not options
+    values.update({name: value for name, value in signature.items() if name in OPTIONS and name not in not_options})
+    words = ["--att_metrics_img_nb", str(values.pop("att_metrics_img_nb"))]
+    for name, value in values.items():
+        if value is not None and value != getattr(run_options, name, None):
+            words += [f"--{name}", str(value)]
+    return words
+
+
 class LandedRun:
     """A model's finished run, read from its files: run_id, args (the resolved options),
     metadata (of the .ini), test (the test CSV row), paths (test artifact paths), checkpoint_file,
@@ -392,14 +421,19 @@ class LandedRun:
         except (OSError, NotTrainedError):
             return False
 
-    def curves_command(self, task_key, source=None):
+    def curves_command(self, task_key, source=None, signature=None):
         """The command that remakes the set of a perturbation task (metrics/tasks.py key) of a source of this
-        model: its own maps (source None or the model id), or a post-hoc one ('<model_id>-<method>')."""
+        model: its own maps (source None or the model id), or a post-hoc one ('<model_id>-<method>'). signature:
+        the signature of the set to remake (its .json's, or its saved progress'), whose image count is written
+        out, and its seed and options where they differ from the run's: the command then makes that same set
+        (and resumes its progress) rather than one of the run's default size."""
         from metrics.saliency import POST_HOC_NAMES
         from metrics.tasks import task
         method = None if source is None else results_io.parse_source_id(source, POST_HOC_NAMES)[1]
-        return train_command(self.args, self.model_id, *(("--att_metrics_post_hoc", method) if method else ()),
-                             script=task(task_key).script_call, config=self.config)
+        extra = ["--att_metrics_post_hoc", method] if method else []
+        if signature is not None:
+            extra += set_options(signature, self.args)
+        return train_command(self.args, self.model_id, *extra, script=task(task_key).script_call, config=self.config)
 
     def load_model(self):
         """(model on the CPU in eval mode with the run's best weights, checkpoint dict)."""

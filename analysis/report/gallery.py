@@ -39,10 +39,12 @@ def at_most(maps, side):
 
 
 def read_pop_csv(path):
-    """{source: per-image values} of an attMetrics_<key>_pop.csv file."""
+    """{source: {test index: value}} of an attMetrics_<key>_pop.csv file (columns img_<test index>; an empty
+    cell: an image the source was not scored on)."""
     with open(path, newline="") as file:
-        rows = list(csv.reader(file))[1:]
-    return {row[0]: np.array([float(value) for value in row[1:] if value != ""]) for row in rows}
+        header, *rows = list(csv.reader(file))
+    indices = [int(name[len("img_"):]) for name in header[1:]]
+    return {row[0]: {index: float(value) for index, value in zip(indices, row[1:]) if value != ""} for row in rows}
 
 
 def outline(mask):
@@ -123,8 +125,8 @@ def experiment_gallery(exp_folder, sets, landed, saliencies):
                 if TASKS[key].curve is not None:
                     curves.setdefault(key, {})[source] = arrays["curves"][position, :, 1]
                 for name, score in SCORES.items():
-                    if score.task == key and source in pop[name] and position < len(pop[name][source]):
-                        values[name][source] = float(pop[name][source][position])
+                    if score.task == key and index in pop[name].get(source, {}):
+                        values[name][source] = pop[name][source][index]
         randomised = {source: at_most(sanity[source]["randomised_maps"][positions[SANITY_TASK][source][index]] / 255,
                                       REPORT_MAP_SIDE)
                       for source in with_maps if index in positions[SANITY_TASK][source]}

@@ -41,9 +41,11 @@ def demo_report(tmp_path_factory):
 
 
 def pop_values(folder, key):
-    """{source: per-image values} of attMetrics_<key>_pop.csv, as text and as floats."""
+    """{source: {test index: value as text}} of attMetrics_<key>_pop.csv, whose columns are img_<test index>."""
     with open(folder / f"attMetrics_{key}_pop.csv") as file:
-        return {row[0]: row[1:] for row in list(csv.reader(file))[1:]}
+        header, *rows = list(csv.reader(file))
+    return {row[0]: {int(name[len("img_"):]): value for name, value in zip(header[1:], row[1:]) if value != ""}
+            for row in rows}
 
 
 def misclassified(folder, source):
@@ -64,8 +66,9 @@ def test_report_files_match_the_results(demo_report):
     inds = np.load(folder / "attMetrDel_cnn_imgInds.npy").tolist()
     assert [image["i"] for image in index["images"]] == inds == sorted(inds)
     dauc = pop_values(folder, "Del")
-    for position, image in enumerate(index["images"]):
-        assert image["values"]["DAUC"]["cnn"] == float(dauc["cnn"][position])
+    assert sorted(dauc["cnn"]) == inds
+    for image in index["images"]:
+        assert image["values"]["DAUC"]["cnn"] == float(dauc["cnn"][image["i"]])
         assert (image["preds"]["cnn"] != image["label"]) == (image["i"] in misclassified(folder, "cnn"))
     # the sanity columns and their plot
     assert (folder / "attMetrics_MPRTrho.csv").exists() and (folder / "attMetrics_ClassRho.csv").exists()
@@ -193,13 +196,13 @@ def test_report_in_chromium(demo_report, browser):
     dauc = pop_values(folder, "Del")
     first = browser.find_element(By.CSS_SELECTOR,
                                  '#gallery .row[data-test-index] [data-source="cnn"] .value[data-score="DAUC"]')
-    assert float(first.get_attribute("data-value")) == float(dauc["cnn"][0])
-    assert first.text == f"{float(dauc['cnn'][0]):.4f}"
+    assert float(first.get_attribute("data-value")) == float(dauc["cnn"][inds[0]])
+    assert first.text == f"{float(dauc['cnn'][inds[0]]):.4f}"
 
     # sorted by the DAUC of the CNN: the order of its _pop.csv values
     Select(browser.find_element(By.ID, "sort-score")).select_by_value("DAUC")
     Select(browser.find_element(By.ID, "sort-first")).select_by_value("cnn")
-    by_dauc = [inds[k] for k in np.argsort([float(value) for value in dauc["cnn"]], kind="stable")]
+    by_dauc = [inds[k] for k in np.argsort([float(dauc["cnn"][index]) for index in inds], kind="stable")]
     assert shown() == by_dauc
 
     # misclassified by the CNN: exactly those of its saved predictions; by any source: the union

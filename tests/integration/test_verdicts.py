@@ -273,3 +273,36 @@ def test_a_retraining_names_the_sets_it_removes(trained, capsys):
     assert "'cnn' is trained again (other values of lr): its 1 sets of scores computed from run" in err
     assert "(attMetrDel_cnn) are removed when the new run lands" in err
     assert not (results / "e2e" / "attMetrDel_cnn.json").exists()
+
+
+def test_after_a_kill_the_hint_resumes_the_same_set_and_another_set_says_it_drops_the_progress(trained, monkeypatch,
+                                                                                                capsys):
+    """Insertion curves of 6 images, killed after their first progress save: processResults' hint names the 6
+    images (not the run's default 4) and says it resumes; following it resumes. A command for another size says
+    that it drops the saved progress, and why."""
+    from core import files
+    from helpers import Crash
+    common, results = trained
+    insertion = common + ["--attention_metrics", "Add", "--att_metrics_img_nb", "6", "--att_metrics_batch_size", "1"]
+    real_save = files.atomic_save_torch
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise Crash("killed after the first progress save")
+    monkeypatch.setattr(files, "atomic_save_torch", save_then_crash)
+    with pytest.raises(Crash):
+        trainVal.main(insertion)
+    monkeypatch.setattr(files, "atomic_save_torch", real_save)
+    capsys.readouterr()
+    processResults.main(process(results, "e2e"))
+    hint = next(line for line in capsys.readouterr().out.splitlines() if "IAUC, IC of cnn:" in line)
+    assert "--att_metrics_img_nb 6 --att_metrics_batch_size 1" in hint and "resumes" in hint and "6 images" in hint
+    trainVal.main(insertion)
+    assert "resuming the insertion curves of cnn after 1 of 6 images" in capsys.readouterr().err
+    with pytest.raises(Crash):
+        monkeypatch.setattr(files, "atomic_save_torch", save_then_crash)
+        trainVal.main(insertion + ["--overwrite", "True"])
+    monkeypatch.setattr(files, "atomic_save_torch", real_save)
+    capsys.readouterr()
+    trainVal.main(common + ["--attention_metrics", "Add", "--att_metrics_batch_size", "1", "--overwrite", "True"])
+    assert "is dropped (6 images then, 4 now)" in capsys.readouterr().err

@@ -373,7 +373,12 @@ def test_a_tiny_clean_score_is_counted_and_the_median_shown(tmp_path):
     assert notes == [f"{name}: images whose clean score is below 0.001, which can dominate the mean (the median is "
                      f"beside it): a 1" for name in ("AD", "ADD")]
     assert tables.tiny_denominator_notes(denominators, 1e-7)[0].endswith(": none")
-    tables.write_score_csvs(str(tmp_path), SCORES["ADD"], add)
+    tables.write_score_csvs(str(tmp_path), SCORES["ADD"], add, {"a": [3, 5, 8, 9], "b": [3, 5, 7, 9]})
+    with open(tmp_path / "attMetrics_ADD_pop.csv") as file:
+        pop = list(csv.reader(file))
+    # one column per test index, empty where a source was not scored on that image
+    assert pop[0] == ["model_id", "img_3", "img_5", "img_7", "img_8", "img_9"]
+    assert pop[1][3] == "" and pop[2][4] == "" and float(pop[2][3]) == pytest.approx(add["b"][2])
     with open(tmp_path / "attMetrics_ADD.csv") as file:
         rows = list(csv.reader(file))
     assert rows[0] == ["model_id", "mean", "median"]

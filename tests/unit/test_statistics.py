@@ -177,3 +177,19 @@ def test_seed_comparison_pairs_by_seed_and_keeps_welch_on_the_seed_means():
     assert pairs["a", "b"].welch_p == pytest.approx(
         stats.ttest_ind([0.20, 0.25, 0.31], [0.22, 0.30, 0.40], equal_var=False).pvalue)
     assert pairs["a", "floor"].welch_p < 0.01  # a constant floor: no warning, a p-value from the other's spread
+
+
+def test_undefined_statistics_are_nan_without_a_warning():
+    """A score constant over every (image, source) pair has no rank correlation with another, and sources tied
+    on every image give Friedman's test nothing to test: nan, where scipy would warn (ConstantInputWarning, a
+    division by zero) before giving it."""
+    import warnings
+    from analysis.comparisons import friedman_p, score_agreement
+    values = {"DAUC": {"a": {0: 0.1, 1: 0.2, 2: 0.3}, "b": {0: 0.4, 1: 0.2, 2: 0.9}},
+              "class ρ": {"a": {0: 1.0, 1: 1.0, 2: 1.0}, "b": {0: 1.0, 1: 1.0, 2: 1.0}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        names, correlations, counts = score_agreement(values)
+        tied = friedman_p(np.ones((4, 3)))
+    assert names == ["DAUC", "class ρ"] and np.isnan(correlations[0, 1]) and counts[0, 1] == 6
+    assert np.isnan(tied) and friedman_p(np.array([[1., 2., 3.], [1., 3., 2.], [2., 1., 3.]])) > 0
