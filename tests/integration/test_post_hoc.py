@@ -101,6 +101,27 @@ def test_unknown_method_is_a_clear_error(trained_cnn, capsys):
     assert err.count("\n") == 1 and sorted(os.listdir(root / "results" / "e2e")) == before
 
 
+# float32 gradients computed with another summation order (another thread count) differ by reassociation: a
+# pixel's gradient sums at most about a thousand products in the tiny CNN (8 to 64 channels, 3 x 3 kernels), so
+# by about 1e3 x 2^-24 = 6e-5 of the largest values; two values closer than this bound, rounded up, may swap.
+NEAR_TIE = 1e-4
+
+
+def rank_swap_tolerance(first, second):
+    """How far rounding can move Spearman's rho of two maps (n values each): each pair of values closer than
+    NEAR_TIE x the map's largest magnitude may swap ranks, and one swap of adjacent ranks changes the sum of rank
+    products by at most n - 1, so rho (12 / (n (n^2 - 1)) times that sum, less a constant) by at most
+    12 / (n (n + 1))."""
+    n = len(first)
+    swaps = 0
+    for values in (first, second):
+        ordered = np.sort(values)
+        close = np.diff(ordered) <= NEAR_TIE * np.abs(values).max()
+        both_zero = (ordered[:-1] == 0) & (ordered[1:] == 0)  # a dead ReLU path's 0 stays exactly 0
+        swaps += int((close & ~both_zero).sum())
+    return swaps * 12 / (n * (n + 1)) + 1e-12
+
+
 def test_sanity_of_a_gradient_source_at_its_own_resolution(trained_cnn, capsys):
     """The sanity task on the plain gradient: its statistics come from the 32 x 32 pixel maps (the randomised maps
     are saved at that size; the curves' maps are 2 x 2), and input ρ, the rank correlation of an image's map
@@ -127,11 +148,14 @@ def test_sanity_of_a_gradient_source_at_its_own_resolution(trained_cnn, capsys):
         image = images[index:index + 1].clone().requires_grad_(True)
         logit = model(image)["output"][0, all_preds[index]]
         return torch.autograd.grad(logit, image)[0].abs().sum(dim=1)[0].numpy()
-    expected = []
+    expected, tolerances = [], []
     for index in inds:
         partner = int(np.random.default_rng([landed.args.seed, index, 1]).choice([i for i in inds if i != index]))
-        expected.append(stats.spearmanr(gradient_map(index).ravel(), gradient_map(partner).ravel()).statistic)
-    assert np.allclose(np.load(folder / "attMetrSanity_cnn-gradient_inputRho.npy"), expected, atol=1e-6)
+        first, second = gradient_map(index).ravel(), gradient_map(partner).ravel()
+        expected.append(stats.spearmanr(first, second).statistic)
+        tolerances.append(rank_swap_tolerance(first, second))
+    saved = np.load(folder / "attMetrSanity_cnn-gradient_inputRho.npy")
+    assert np.all(np.abs(saved - np.array(expected)) <= np.array(tolerances)), (saved, expected, tolerances)
     capsys.readouterr()
     processResults.main(["--exp_id", "e2e", "--results_dir", str(root / "results"), "--vis_dir",
                          str(root / "vis")])
