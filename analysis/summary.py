@@ -411,18 +411,27 @@ def check_distinct_runs(experiments):
     is what a mean over seeds assumes: two hold the same run of a model (one folder is a copy of the other), two
     runs of a model have identical run-defining options, seed included (trained twice, not two seeds), or two
     runs of a model saw other data, image size or test images. Decided before anything is written."""
-    seen = {}
-    for exp_id, experiment in experiments.items():
-        for model_id, run_id in sorted(experiment.run_ids.items()):
-            if run_id in seen:
-                raise UserError(f"{seen[run_id]} and {exp_id} hold the same run of '{model_id}' (run {run_id}): one "
-                                f"folder is a copy of the other, not another seed; give each seed's experiment once")
-            seen[run_id] = exp_id
+    refusal = same_run_refusal({exp_id: experiment.run_ids for exp_id, experiment in experiments.items()})
+    if refusal is not None:
+        raise UserError(refusal)
     runs = {exp_id: {model_id: (run_signature(landed.args), run_test_images(landed.args))
                      for model_id, landed in experiment.landed.items()} for exp_id, experiment in experiments.items()}
     refusal = seed_refusal(runs)
     if refusal is not None:
         raise UserError(refusal)
+
+
+def same_run_refusal(run_ids):
+    """Why experiments are copies rather than seeds, or None. run_ids: {exp id: {model_id: run id}}; a run id
+    found in two experiments is one run counted twice (a copied folder)."""
+    seen = {}
+    for exp_id, runs in run_ids.items():
+        for model_id, run_id in sorted(runs.items()):
+            if run_id in seen:
+                return (f"{seen[run_id]} and {exp_id} hold the same run of '{model_id}' (run {run_id}): one folder "
+                        f"is a copy of the other, not another seed; give each seed's experiment once")
+            seen[run_id] = exp_id
+    return None
 
 
 def run_test_images(options):

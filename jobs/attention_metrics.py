@@ -245,8 +245,7 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
                                                          config.num_workers, pin_memory(config))
                  for pred in forward(images.to(device)).argmax(dim=1).cpu()]
         saliency = source.function(dataclasses.replace(inputs, test_images=test_images))
-        # the curves perturb map cells: a pixel-resolution source is seen pooled to the map size
-        at_map_size = pooled_to(saliency, map_size) if source.resolution == "pixels" else saliency
+        at_map_size, live = task_saliencies(source, saliency, map_size, inputs.head)
         draws_at_random = model_config(config).draws_at_random
         saliencies = set_saliencies(at_map_size, model, load_images, mine, preds, my_inds, (first, last), source,
                                     exp_folder, source_id, signature, config.att_metrics_batch_size, draws_at_random)
@@ -254,8 +253,6 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
             raise ValueError(f"the {source_id} saliency is {tuple(saliencies[0].shape)}, the model's maps "
                              f"{tuple(map_size)}")
         order = source_order(saliency)
-        # for a task that changes the model (the sanity checks): the source at its own resolution
-        live = saliency if source.post_hoc else live_own_maps(inputs.head)
         def load_with_predictions(indices):  # other images of the set, for a task that compares with them
             images = load_images([test_samples[i] for i in indices])
             return images, [int(pred) for pred in forward(images).argmax(dim=1).cpu()]
@@ -277,6 +274,16 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
         return
     steps = "" if task.curve is None else f" ({task.curve.step_words(map_size[0] * map_size[1], step_cells)})"
     print(f"{task.description} of {len(subset)} images{steps} -> {paths[task.arrays[0]]}")
+
+
+def task_saliencies(source, saliency, map_size, head):
+    """(at_map_size, live) of a built source: what the curves see, a pixel-resolution source average-pooled to
+    the map size (h, w) (they perturb map cells); and what a task that changes the model (the sanity checks) calls,
+    the source at its own resolution, computed from the model it is given (for the model's own maps, from its
+    forward pass: metrics.saliency.live_own_maps of its head class)."""
+    at_map_size = pooled_to(saliency, map_size) if source.resolution == "pixels" else saliency
+    live = saliency if source.post_hoc else live_own_maps(head)
+    return at_map_size, live
 
 
 def source_order(saliency):

@@ -372,3 +372,87 @@ def test_seeds_must_be_other_runs_of_one_configuration(second, refused):
     from analysis.summary import seed_refusal
     message = seed_refusal({"e1": seed_runs(), "e2": second})
     assert message is None if refused is None else (refused in message and "e1 and e2" in message)
+
+
+# ---- guards of runs and sets, each on a hand-worked case
+
+def test_a_copied_run_is_found_by_its_run_id_not_by_its_model_id():
+    from analysis.summary import same_run_refusal
+    assert same_run_refusal({"s1": {"cnn": "r1", "b_cnn": "r2"}, "s2": {"cnn": "r3", "b_cnn": "r4"}}) is None
+    message = same_run_refusal({"s1": {"cnn": "r1"}, "s2": {"cnn": "r1"}})
+    assert "s1 and s2 hold the same run of 'cnn' (run r1)" in message
+
+
+def test_only_the_options_written_on_the_command_line_are_given(tmp_path):
+    from runs.args import given_options
+    config = tmp_path / "c.config"
+    config.write_text("lr = 0.5\nepochs = 3\n")
+    assert given_options(["-c", str(config), "--seed", "2", "--attention_metrics", "Del"]) == {"seed",
+                                                                                               "attention_metrics"}
+    assert given_options([]) == frozenset()
+
+
+def fake_landed(**trained):
+    """What check_fixed_options reads of a landed run: its options, model id and .ini path."""
+    from types import SimpleNamespace
+    from helpers import tiny_options
+    return SimpleNamespace(args=tiny_options(**trained), model_id="cnn", config_file="cnn.ini", run_id="r1")
+
+
+def test_an_evaluation_refuses_a_run_defining_option_it_would_ignore_and_takes_its_own():
+    from core.errors import UserError
+    from helpers import tiny_options
+    from jobs.attention_metrics import check_fixed_options
+    landed = fake_landed(lr=0.01)
+    check_fixed_options(tiny_options(lr=0.01, seed=7), landed, {"lr", "seed", "att_metrics_img_nb"})  # same value
+    check_fixed_options(tiny_options(lr=0.5), landed, frozenset())  # not written: the run's value is used
+    with pytest.raises(UserError, match=r"--lr 0.5 \(trained: 0.01\)"):
+        check_fixed_options(tiny_options(lr=0.5), landed, {"lr"})
+
+
+@pytest.mark.parametrize("wanted,refused", [(3, True), (4, False), (5, False)])
+def test_a_landed_set_is_replaced_by_a_smaller_one_only_when_asked(wanted, refused):
+    """A set of 4 images: asking for 3 would lose one (refused), 4 or 5 lose none. Another run's set is no
+    loss."""
+    from jobs.attention_metrics import replacement_refusal
+    from metrics.tasks import TASKS
+    saved = {"run_id": "r1", "images": [0, 2, 5, 9], "seed": 1}
+    message = replacement_refusal(saved, {"run_id": "r1", "images": list(range(wanted))}, TASKS["Del"],
+                                  {"curves": "attMetrDel_cnn.npy"})
+    assert (message is not None) == refused
+    assert replacement_refusal(saved, {"run_id": "r2", "images": [0]}, TASKS["Del"], {"curves": "x"}) is None
+
+
+def test_the_seed_defines_a_set_and_the_maps_of_a_source_that_draws():
+    """The set's signature holds the seed; the saved maps' key holds it only for a source that draws (the random
+    floor) or a model that draws in its forward pass, and never a task's own options (the sanity stages)."""
+    from types import SimpleNamespace
+    from helpers import tiny_options
+    from jobs.attention_metrics import post_hoc_maps_key, set_signature
+    from metrics.saliency import SOURCES, SourceInputs
+    signatures = {}
+    for name in ("random", "gradient"):
+        for seed in (1, 2):
+            config = tiny_options(seed=seed, attention_metrics="Sanity", sanity_stages="classifier")
+            inputs = SourceInputs({"seed": seed, "batch_size": 6, "val_batch_size": 16})
+            signature = set_signature(SimpleNamespace(run_id="r1"), SOURCES[name], inputs, np.array([3, 4]), 1,
+                                      config)[1]
+            assert signature["seed"] == seed and signature["sanity_stages"] == "classifier"
+            signatures[name, seed] = signature
+    for name, draws in (("random", True), ("gradient", False)):
+        keys = [post_hoc_maps_key(signatures[name, seed], SOURCES[name], False) for seed in (1, 2)]
+        assert (keys[0] != keys[1]) == draws and "sanity_stages" not in keys[0] and keys[0]["images"] == [3, 4]
+    drawing_model = [post_hoc_maps_key(signatures["gradient", seed], SOURCES["gradient"], True) for seed in (1, 2)]
+    assert drawing_model[0] != drawing_model[1]
+
+
+def test_the_sanity_checks_see_a_pixel_source_at_its_own_resolution_and_the_curves_pooled():
+    """A 2 x 4 pixel map of a 1 x 2 cell model: the curves see each cell's mean (by hand), the sanity task the
+    pixels themselves."""
+    from jobs.attention_metrics import task_saliencies
+    from metrics.saliency import SOURCES
+    pixels = torch.tensor([[[1., 3., 0., 0.], [5., 7., 0., 8.]]])
+    source = SOURCES["gradient"]
+    at_map_size, live = task_saliencies(source, lambda *args: pixels, (1, 2), None)
+    assert torch.equal(at_map_size(None, None, [0], [0]), torch.tensor([[[4., 2.]]]))
+    assert torch.equal(live(None, None, [0], [0]), pixels)
