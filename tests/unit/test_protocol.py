@@ -381,7 +381,7 @@ def test_the_search_samples_what_the_released_search_sampled(max_batch_size, opt
     trial has the scheduler and none samples it."""
     args = parse_args(["--max_batch_size", str(max_batch_size), "--opt_data_aug", str(opt_data_aug),
                        "--master_net", str(master_net), "--m_model_id", "teacher", "--use_scheduler", "False",
-                       "--always_sched", str(always_sched)])
+                       "--always_sched", str(always_sched), "--optuna", "True"])
     for sampler in (optuna.samplers.RandomSampler, optuna.samplers.TPESampler):
         ours = optuna.create_study(sampler=sampler(seed=3), direction="maximize")
         released = optuna.create_study(sampler=sampler(seed=3), direction="maximize")
