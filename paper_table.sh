@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The paper's comparison on the synthetic dataset:  ./paper_table.sh [--seeds N] [trainVal.py options...]
 # Trains every model id of core/model_ids.py (eight: the four of the demo and four ablations) for seeds 1..N
-# (default 3; experiment synth_s<seed> each), computes DAUC and IAUC on every test image (high-res maps with
-# --att_metrics_few_steps: as many steps as a low-res map has cells), and those of the post-hoc
-# explanations of the CNN (Grad-CAM, Grad-CAM++, Score-CAM, Ablation-CAM, RISE with 1000 masks, the gradient
-# family of captum) and its three floors, and prints each row as mean and 95% interval over the seeds.
+# (default 3; experiment synth_s<seed> each), computes every task of metrics/tasks.py (the curves DAUC, IAUC
+# and ROAD, the single-step scores, the sanity checks) on every test image (high-res maps with
+# --att_metrics_few_steps: as many steps as a low-res map has cells), and the same for twelve post-hoc
+# explanations of the CNN (Grad-CAM, Grad-CAM++, Score-CAM, Ablation-CAM, RISE with 1000 masks, the seven of
+# captum's gradient family) and its three floors, and prints each row as mean and 95% interval over the seeds.
 # A rerun does only what is missing. The config file is config_demo.config unless CONFIG names another.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

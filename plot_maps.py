@@ -16,7 +16,7 @@ from data import layout
 from data.load_data import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb, scan_test_folder
 from metrics.perturbation import saliencies_from_maps
 from models.heads import head_class
-from core.options import REPO_ROOT, resolve_path, str2bool
+from core.options import REPO_ROOT, HelpFormatter, resolve_path, str2bool
 from runs.runtime import data_config
 
 
@@ -26,11 +26,10 @@ def main(argv=None):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
-    parser.add_argument("--exp_id", default="CUB")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
+    parser.add_argument("--exp_id", default="CUB", help="the experiment whose models are drawn")
     parser.add_argument("--model_ids", nargs="+", required=True, help="trained models, one row each")
-    parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"))
+    parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"), help="results root")
     parser.add_argument("--img_nb", type=int, default=6, help="test images shown (evenly spaced in the test set)")
     parser.add_argument("--out", default=os.path.join(REPO_ROOT, "pics", "attention.png"),
                         help="PNG written (relative paths from the repo root)")

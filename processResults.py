@@ -1,22 +1,23 @@
-"""DAUC / IAUC (and every score of metrics/scores.py) from the saved files, with tests, plots and a table.
+"""Every score (metrics/scores.py) of the saved sets, with paired tests, reliability, plots and a table.
 
     python3 processResults.py --exp_id CUB
     python3 processResults.py --exp_id synth_s1 synth_s2 synth_s3
 
-One exp_id: reads <results_dir>/<exp_id>/attMetr<key>_<model_id>*.npy (the
-sets of the perturbation tasks, metrics/tasks.py) and the test CSVs; writes,
-for each score, attMetrics_<key>.csv (model_id,mean) and attMetrics_<key>_pop.csv
-(model_id, then every image's value, columns img_<test index>) there (key Del: DAUC, Add: IAUC), the
-Welch t-test matrices and mean curves to vis/<exp_id>/, and prints each
-model's numbers with a 95% interval over the test images. Where the test set
-has ground-truth part masks (<dataset_test>_masks, the synthetic data), it also
-reports the share of saliency inside the part and the pointing game.
+One exp_id: reads <results_dir>/<exp_id>/attMetr<key>_<source>*.npy (the sets of the perturbation tasks,
+metrics/tasks.py) and the test CSVs, and writes there, for each score, attMetrics_<key>.csv (model_id, mean)
+and attMetrics_<key>_pop.csv (model_id, then every image's value, columns img_<test index>), compare_<key>.csv
+(every pair of sources on the images both scored: Wilcoxon signed-rank test, Holm-adjusted, median paired
+difference with its bootstrap interval, rank-biserial effect size) and metric_reliability.csv (Krippendorff's
+alpha of each score); to <vis_dir>/<exp_id>/ the mean curves, the critical-difference diagrams cd_<key>.png,
+the p-value matrices and the sanity plot. It prints each source's numbers with a 95% interval over the test
+images, in groups of columns that fit 160 characters (or the --columns chosen). Where the test set has part
+masks (<dataset_test>_masks, the synthetic data), it also reports the share of saliency inside the part and
+the pointing game.
 
-Several exp_ids (one per seed): each model's numbers are first computed per
-experiment, then averaged over the experiments, with a 95% t-interval over
-them; the Welch t-tests compare models on their per-experiment means, and the
-mean curves carry a band (the same interval, step by step). Written to
-<results_dir>/<exp ids joined by +>/summary.csv and vis/<the same name>/.
+Several exp_ids (one per seed, independent runs of one configuration): each source's numbers are first
+computed per experiment, then averaged over the experiments, with a 95% t-interval over them; sources are
+compared by seed (compare_<key>.csv) and with Welch tests on their per-experiment means; the mean curves carry
+a band. Written to <results_dir>/<exp ids joined by +>/summary.csv and vis/<the same name>/.
 
 Each column of the table says whether lower or higher is better.
 """
@@ -25,7 +26,7 @@ import math
 import os
 
 from core.errors import UserError, run_main
-from core.options import REPO_ROOT, OneLineParser, resolve_path, str2bool
+from core.options import REPO_ROOT, HelpFormatter, OneLineParser, resolve_path, str2bool
 
 # The fewest bootstrap resamples of a 95% percentile interval: with fewer, no resample lies beyond its 2.5% or
 # 97.5% point, and the interval is the range of a handful of draws.
@@ -38,8 +39,8 @@ def main(argv=None):
 
 
 def build_parser():
-    parser = OneLineParser(prog="processResults.py", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser = OneLineParser(prog="processResults.py", description=__doc__, formatter_class=HelpFormatter,
+                           allow_abbrev=False)
     parser.add_argument("--exp_id", nargs="+", default=["CUB"],
                         help="experiment(s) whose results are read; several are aggregated (e.g. one per seed)")
     parser.add_argument("--results_dir", default=os.path.join(REPO_ROOT, "results"), help="results root")
@@ -58,8 +59,14 @@ def build_parser():
     parser.add_argument("--resamples", type=int, default=1000,
                         help="resamples of each bootstrap interval (the median paired differences, "
                              f"Krippendorff's alpha), at least {MIN_RESAMPLES}")
+    parser.add_argument("--columns", nargs="+", default=None, metavar="NAME",
+                        help="print only these columns of the table, named as in its header without the arrow "
+                             "(e.g. DAUC IAUC 'ROAD MoRF'); default: every column, in groups (faithfulness, single "
+                             "step, sanity, localisation); the CSV files and the report hold every column either "
+                             "way")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
     return parser
+
 
 
 def summarise(opts):
@@ -83,12 +90,18 @@ def summarise(opts):
         if not results_io.tested_model_ids(exp_folder):
             raise UserError(f"no results in {exp_folder}: run ./train.sh MODEL_ID, then ./get_dauc_scores.sh "
                             f"MODEL_ID and ./get_iauc_scores.sh MODEL_ID")
+    if opts.columns is not None:
+        from analysis.summary import table_columns
+        unknown = [name for name in opts.columns if name not in table_columns(len(opts.exp_id) > 1)]
+        if unknown:
+            raise UserError(f"--columns: no column {', '.join(repr(name) for name in unknown)}; the columns are "
+                            f"{', '.join(table_columns(len(opts.exp_id) > 1))}")
     if len(opts.exp_id) == 1:
         summarise_experiment(results_dir, vis_dir, opts.exp_id[0], opts.report, opts.tiny_clean_score, opts.test,
-                             opts.resamples)
+                             opts.resamples, opts.columns)
     else:
         summarise_seeds(results_dir, vis_dir, opts.exp_id, opts.report, opts.tiny_clean_score, opts.test,
-                        opts.resamples)
+                        opts.resamples, opts.columns)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from core.errors import UserError, run_main
 from metrics.saliency import POST_HOC_NAMES
 from metrics.tasks import TASKS
 from core.model_ids import MODEL_IDS, model_options
-from core.options import str2bool
+from core.options import HelpFormatter, str2bool
 
 
 def table_options(model_id):
@@ -51,22 +51,20 @@ def main(argv=None):
 
 def build_parser():
     # no abbreviations: an unknown option goes to trainVal.py whole (--seed is not --seeds)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     parser.add_argument("--models", nargs="+", required=True, help="model ids, a teacher before its student")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N, one experiment each")
     parser.add_argument("--exp_id", default="synth_s{seed}", help="experiment of each seed ({seed} is replaced)")
     parser.add_argument("--att_metrics_img_nb", type=int, default=-1, help="test images of the curves (-1: all)")
     parser.add_argument("--few_steps", default="True", choices=["True", "False"],
                         help="--att_metrics_few_steps of the curves (as many steps as a low-res map has cells)")
-    parser.add_argument("--results_dir", default=None, help="results root (default results/)")
-    parser.add_argument("--vis_dir", default=None, help="where processResults puts its plots (default vis/)")
+    parser.add_argument("--results_dir", default=None, help="results root (None: results/ of the repository)")
+    parser.add_argument("--vis_dir", default=None, help="where processResults puts its plots (None: vis/ of the repository)")
     parser.add_argument("--post_hoc_of", default=None, help="model id whose post-hoc saliencies get curves too")
     parser.add_argument("--post_hoc", nargs="*", default=[], choices=POST_HOC_NAMES,
                         help="post-hoc methods computed for --post_hoc_of (--att_metrics_post_hoc of each)")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS),
-                        help="the perturbation tasks computed for every model and post-hoc source (default: all, "
-                             "the sanity checks included)")
+                        help="the perturbation tasks computed for every model and post-hoc source")
     parser.add_argument("--figure", default=None,
                         help="also draw the models' maps on test images of the first seed to this PNG (plot_maps.py)")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")

@@ -1,5 +1,6 @@
 """Entry point: train, validate and test one model, search its hyper-parameters,
-or compute its DAUC / IAUC curves.
+or run one perturbation task on it (--attention_metrics: the DAUC, IAUC and ROAD curves, the single-step
+scores, the sanity checks).
 
     python3 trainVal.py -c config_cub.config --model_id br_npa_low_res --stride_lay3 2 --stride_lay4 2
     python3 trainVal.py -c config_cub.config --model_id br_npa_low_res --attention_metrics Del
@@ -16,7 +17,8 @@ from core.errors import run_main
 
 
 def run(args, given=frozenset()):
-    """The task the options ask for: DAUC / IAUC curves, a search, or a plain training run. given: the names of
+    """The task the options ask for: a perturbation task (curves, single-step scores, sanity checks), a search,
+    or a plain training run. given: the names of
     the options written on the command line (an evaluation refuses those the trained run fixes)."""
     from runs import runtime
     from data.load_data import load_samples

@@ -23,8 +23,9 @@ COLUMNS = ("accuracy", "sparsity", *SCORES, *LOCALISATION_SCORES)
 
 
 def localisation(config, samples, saliencies, indices):
-    """({score name: mean over the images} of metrics/localisation.py, uniform-saliency energy) of saliencies
-    (h, w) of the test images samples[i] for i in `indices`, when the test set has part masks (None otherwise)."""
+    """({score name: per-image values (N,)} of metrics/localisation.py, uniform-saliency energy: the mean share
+    of the image the part covers) of saliencies (h, w) of the test images samples[i] for i in `indices`, when the
+    test set has part masks (None otherwise)."""
     from data.load_data import load_mask_array
     from runs.runtime import data_config
     test_folder = os.path.join(config.data_dir, config.dataset_test)
@@ -37,7 +38,7 @@ def localisation(config, samples, saliencies, indices):
         for name, value in localisation_scores(saliency, mask).items():
             scores[name].append(value)
         areas.append(mask.mean())
-    return {name: float(np.mean(values)) for name, values in scores.items()}, float(np.mean(areas))
+    return {name: np.array(values, dtype=np.float64) for name, values in scores.items()}, float(np.mean(areas))
 
 
 def own_map_row(landed):

@@ -15,8 +15,8 @@ from analysis.plots import (plot_agreement, plot_band_curves, plot_critical_diff
                             plot_sanity_curves, plot_ttest)
 from analysis.sets import SANITY_TASK, sanity_stages, source_saliencies, test_folder_samples
 from analysis.statistics import defined, defined_mean, defined_median, mean_ci
-from analysis.tables import (chance_note, comparison_notes, directions, fmt, fmt_number, header_names,
-                             noise_ceiling_notes, print_incomplete, print_table, reliability_lines,
+from analysis.tables import (chance_note, column_blocks, comparison_notes, directions, fmt, fmt_number, header_names,
+                             noise_ceiling_notes, print_incomplete, print_lines, print_table, reliability_lines,
                              tiny_denominator_notes, write_agreement_csv, write_comparison_csv, write_experiment_csvs,
                              write_reliability_csv, write_seed_comparison_csv, write_summary_runs)
 from core.errors import UserError
@@ -184,16 +184,33 @@ def seed_marks(statistics):
     return best, floor
 
 
+def experiment_header():
+    """[(name, arrow)] of the table of one experiment: the source, accuracy, sparsity, every score (a ratio score
+    with its median beside it), the image count, the localisation scores."""
+    header = [("model_id", ""), ("accuracy", ""), ("sparsity", "")]
+    for name, score in SCORES.items():
+        header += [(name, score.arrow)] + ([(f"{name} median", score.arrow)] if score.denominator else [])
+    return header + [("n", ""), *((name, "") for name in LOCALISATION_SCORES)]
+
+
+def seeds_header():
+    """[(name, arrow)] of the table of several experiments: the source, every column of COLUMNS, the count."""
+    return [("model_id", ""), *((column, SCORES[column].arrow if column in SCORES else "") for column in COLUMNS),
+            ("n", "")]
+
+
+def table_columns(several):
+    """The names of the columns of the printed table (model_id aside), of several experiments or one."""
+    return [name for name, _ in (seeds_header() if several else experiment_header())[1:]]
+
+
 def experiment_summary(experiment, tiny_clean_score, best=None, floor=None):
     """The Summary of one experiment: per source, the mean and 95% interval over the test images of each
     score (and the median of a ratio score), the image counts, and the localisation scores. best: {score name:
     the source significantly better than every other one}, whose cell is marked SIGNIFICANTLY_BEST; floor:
     {score name: the sources not better than their model's random floor}, marked NOT_ABOVE_FLOOR."""
     best, floor = best or {}, floor or {}
-    header = [("model_id", ""), ("accuracy", ""), ("sparsity", "")]
-    for name, score in SCORES.items():
-        header += [(name, score.arrow)] + ([(f"{name} median", score.arrow)] if score.denominator else [])
-    header += [("n", ""), *((name, "") for name in LOCALISATION_SCORES)]
+    header = experiment_header()
     table = []
     for source, row in sorted(experiment.rows.items()):
         cells = [(fmt(row["accuracy"]), row["accuracy"]), (fmt(row["sparsity"]), row["sparsity"])]
@@ -206,12 +223,13 @@ def experiment_summary(experiment, tiny_clean_score, best=None, floor=None):
                 cells.append((fmt(median), median))
         counts = sorted({count for count in (len(defined(row[name])) for name in SCORES if name in row) if count})
         cells.append(("/".join(map(str, counts)) or "-", counts[0] if counts else None))
-        cells += [(fmt(row.get(name)), row.get(name)) for name in LOCALISATION_SCORES]
+        cells += [mean_cell(row.get(name)) for name in LOCALISATION_SCORES]
         table.append((source, cells))
     notes = (tiny_denominator_notes(experiment.denominators, tiny_clean_score)
              + noise_ceiling_notes(experiment.sets.get(SANITY_TASK, {})) + chance_note(experiment.uniform_energy))
-    return Summary("mean and 95% interval over the test images (n: images per score; several counts when "
-                   "they differ)", header, table, notes)
+    return Summary("mean and 95% interval over the test images of every score and of energy in part and pointing "
+                   "game (accuracy, sparsity and the medians have none); n: images per score, several counts when "
+                   "they differ", header, table, notes)
 
 
 def seeds_summary(exp_ids, experiments, values, tiny_clean_score, best=None, floor=None):
@@ -219,8 +237,7 @@ def seeds_summary(exp_ids, experiments, values, tiny_clean_score, best=None, flo
     value in one experiment is its mean over the images) and its 95% t-interval, and the experiment count.
     values: seed_values of the experiments; best, floor: the marks of seed_marks."""
     best, floor = best or {}, floor or {}
-    header = [("model_id", ""), *((column, SCORES[column].arrow if column in SCORES else "") for column in COLUMNS),
-              ("n", "")]
+    header = seeds_header()
     table = []
     for source, source_values in sorted(values.items()):
         # each column averages the experiments where it is defined: several counts when they differ
@@ -236,25 +253,27 @@ def seeds_summary(exp_ids, experiments, values, tiny_clean_score, best=None, flo
     uniform = [experiment.uniform_energy for experiment in experiments.values()
                if experiment.uniform_energy is not None]
     notes += chance_note(np.mean(uniform) if uniform else None)
-    return Summary(f"mean and 95% interval over {len(exp_ids)} experiments ({', '.join(exp_ids)}; n: experiments "
-                   f"per column, several counts when they differ)", header, table, notes)
+    return Summary(f"mean and 95% interval over {len(exp_ids)} experiments ({', '.join(exp_ids)}) of every column, "
+                   f"each experiment's value its mean over its test images; n: experiments per column, several "
+                   f"counts when they differ", header, table, notes)
 
 
-def publish(summary, out_folder, vis_folder, experiments, report=None):
-    """Print the summary, write the HTML report if asked (report: the title, the folder and Experiment of
-    the images in its gallery, and a note on them or None), write summary_runs.json in out_folder and
-    vis_folder, and print what is incomplete."""
-    print(summary.caption)
-    print_table(header_names(summary.header), [[source, *(text for text, _ in cells)]
-                                               for source, cells in summary.table])
-    print(directions())
-    for note in summary.notes:
-        print(note)
+def publish(summary, out_folder, vis_folder, experiments, report=None, columns=None):
+    """Print the summary (in blocks of columns that fit a terminal: tables.column_blocks; columns: the names of
+    the only columns to print, or None), write the HTML report if asked (report: the title, the folder and
+    Experiment of the images in its gallery, and a note on them or None), write summary_runs.json in out_folder
+    and vis_folder, and print what is incomplete."""
+    print_lines(summary.caption)
+    rows = [[source, *(text for text, _ in cells)] for source, cells in summary.table]
+    for title, header, block_rows in column_blocks(summary.header, rows, columns):
+        print(f"-- {title}")
+        print_table(header, block_rows)
+    print_lines(directions(), *summary.notes)
     if report is not None:
         write_html_report(vis_folder, summary, *report)
     write_summary_runs([out_folder] + ([vis_folder] if os.path.isdir(vis_folder) else []), experiments)
     if os.path.isdir(vis_folder):
-        print(f"CSV files in {out_folder}, plots in {vis_folder}")
+        print_lines(f"CSV files in {out_folder}, plots in {vis_folder}")
     print_incomplete(experiments)
 
 
@@ -326,11 +345,12 @@ def write_html_report(vis_folder, summary, title, exp_folder, experiment, galler
 
 
 def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_score=1e-3, test="wilcoxon",
-                         resamples=1000):
+                         resamples=1000, columns=None):
     """One experiment: CSVs, plots and a table with 95% intervals over the test images, the paired comparisons
     of its sources and the reliability of its scores (and the HTML report). tiny_clean_score: the clean scores
     below it are counted, per source, in a note on AD and ADD; test: the test of the pairs ('wilcoxon' or
-    'welch'); resamples: of each bootstrap interval."""
+    'welch'); resamples: of each bootstrap interval; columns: the only columns to print (None: every column, in
+    groups)."""
     exp_folder, vis_folder = results_io.exp_dir(results_dir, exp_id), results_io.exp_dir(vis_dir, exp_id)
     experiment = experiment_rows(exp_folder)
     write_experiment_csvs(exp_folder, experiment)
@@ -348,15 +368,15 @@ def summarise_experiment(results_dir, vis_dir, exp_id, report=False, tiny_clean_
     summary.notes += score_notes([experiment])
     plot_sanity(vis_folder, exp_folder, experiment)
     publish(summary, exp_folder, vis_folder, {exp_id: experiment},
-            (exp_id, exp_folder, experiment, None, (pairs, reliability, test)) if report else None)
+            (exp_id, exp_folder, experiment, None, (pairs, reliability, test)) if report else None, columns)
 
 
 def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_score=1e-3, test="wilcoxon",
-                    resamples=1000):
+                    resamples=1000, columns=None):
     """Several experiments (seeds): each experiment's CSVs and statistics as summarise_experiment writes them
     (without its plots); per-model means over the experiments with 95% t-intervals (summary.csv), every two
     sources paired by seed (compare_<key>.csv), Welch tests on the per-experiment means, mean curves with a
-    band (tiny_clean_score, test, resamples: as summarise_experiment's)."""
+    band (tiny_clean_score, test, resamples, columns: as summarise_experiment's)."""
     summary_id = "+".join(exp_ids)
     summary_folder, vis_folder = results_io.exp_dir(results_dir, summary_id), results_io.exp_dir(vis_dir, summary_id)
     experiments = {exp_id: experiment_rows(results_io.exp_dir(results_dir, exp_id)) for exp_id in exp_ids}
@@ -397,7 +417,7 @@ def summarise_seeds(results_dir, vis_dir, exp_ids, report=False, tiny_clean_scor
             (f"{summary_id}: mean and 95% interval over {len(exp_ids)} experiments",
              results_io.exp_dir(results_dir, first), experiments[first],
              f"the images of {first}, the first of the {len(exp_ids)} experiments",
-             (pairs, reliability, test)) if report else None)
+             (pairs, reliability, test)) if report else None, columns)
 
 
 # The options that say which data a run saw and at what size: experiments that differ in one of them are not seeds

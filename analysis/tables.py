@@ -34,13 +34,77 @@ def header_names(header):
 def print_table(header, rows):
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+# The printed table's width: a terminal of 160 columns shows it without wrapping.
+TERMINAL_WIDTH = 160
+# The groups the printed table is cut into, in order; column_group says which a column is in.
+COLUMN_GROUPS = ("model", "faithfulness", "single step", "sanity", "localisation")
+
+
+def column_group(name):
+    """The group of a summary column: the scores by the kind of their task (a curve: faithfulness; the single-step
+    task; the sanity checks), the localisation scores, and the rest (accuracy, sparsity, the image count) with
+    the model."""
+    from metrics.localisation import LOCALISATION_SCORES
+    from metrics.tasks import SANITY_TASK, TASKS
+    score = SCORES.get(name[:-len(" median")] if name.endswith(" median") else name)
+    if score is not None:
+        task = TASKS[score.task]
+        return "faithfulness" if task.curve is not None else "sanity" if task.key == SANITY_TASK else "single step"
+    return "localisation" if name in LOCALISATION_SCORES else "model"
+
+
+def column_blocks(header, rows, columns=None, width=TERMINAL_WIDTH):
+    """The printed table cut into blocks that fit `width` characters: (title, header, rows) per block, each with
+    the first column (the source) and the columns of one group (COLUMN_GROUPS), a group too wide for one block
+    cut again; or, with columns (names as in header, without arrows), those columns alone. header: [(name,
+    arrow)]; rows: [[source, cell texts...]]."""
+    names = [name for name, _ in header]
+    if columns is not None:
+        groups = [("chosen columns", [names.index(column) for column in columns])]
+    else:
+        groups = [(group, [i for i in range(1, len(header)) if column_group(names[i]) == group])
+                  for group in COLUMN_GROUPS]
+    shown = header_names(header)
+
+    def cell_width(i):
+        return max(len(str(row[i])) for row in rows + [shown])
+    blocks = []
+    for title, indices in groups:
+        taken, used = [], cell_width(0)
+        for i in indices:
+            if taken and used + 2 + cell_width(i) > width:
+                blocks.append((title, taken))
+                taken, used = [], cell_width(0)
+            taken.append(i)
+            used += 2 + cell_width(i)
+        if taken:
+            blocks.append((title, taken))
+    return [(title, [shown[0]] + [shown[i] for i in indices], [[row[0]] + [row[i] for i in indices] for row in rows])
+            for title, indices in blocks]
+
+
+def wrapped(line, width=TERMINAL_WIDTH):
+    """A printed line cut at spaces into lines of at most width characters, the next ones indented (a word
+    longer than that, such as a path, stays whole)."""
+    import textwrap
+    return textwrap.wrap(line, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False) or [""]
+
+
+def print_lines(*lines):
+    """Print each line, wrapped to the terminal width."""
+    for line in lines:
+        for part in wrapped(line):
+            print(part)
 
 
 def directions():
-    """'DAUC ↓: lower is better; IAUC ↑: higher is better...' from the table of scores."""
-    return "; ".join(f"{score.name}{' ' + score.arrow if score.arrow else ''}: {score.direction}"
-                     for score in SCORES.values()) + "."
+    """'↓: lower is better, ↑: higher is better; no direction: ...' from the table of scores."""
+    none = [score.name for score in SCORES.values() if score.lower_is_better is None]
+    return (f"↓: lower is better, ↑: higher is better; no direction, information only: sparsity (how concentrated "
+            f"a map is), {', '.join(none)}.")
 
 
 def tiny_denominator_notes(denominators, threshold):
@@ -124,10 +188,8 @@ def write_summary_runs(folders, experiments):
 
 def print_incomplete(experiments):
     for exp_id, experiment in experiments.items():
-        for note in experiment.not_computed:
-            print(f"not computed in {exp_id}: {note}")
-        for note in experiment.incomplete:
-            print(f"incomplete in {exp_id}: {note}")
+        print_lines(*(f"not computed in {exp_id}: {note}" for note in experiment.not_computed),
+                    *(f"incomplete in {exp_id}: {note}" for note in experiment.incomplete))
 
 
 def write_comparison_csv(path, pairs, test):

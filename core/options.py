@@ -20,6 +20,10 @@ def resolve_path(path):
     return path if os.path.isabs(path) else os.path.join(REPO_ROOT, path)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help of the entry points: the description as written, and every option's default after its help."""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports an error in one line instead of the whole usage block."""
 

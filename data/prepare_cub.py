@@ -17,7 +17,7 @@ if not __package__:  # started as a file: the project's modules are importable o
     sys.exit("error: run it from the repository root as python3 -m data.prepare_cub (or anywhere after pip install -e .)")
 
 from core.errors import DataError, run_main  # noqa: E402
-from core.options import REPO_ROOT, OneLineParser, str2bool  # noqa: E402
+from core.options import REPO_ROOT, HelpFormatter, OneLineParser, str2bool  # noqa: E402
 
 CUB_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt")
 
@@ -88,14 +88,14 @@ def main(argv=None):
 
 def build_parser():
     parser = OneLineParser(prog="-m data.prepare_cub", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+                           formatter_class=HelpFormatter, allow_abbrev=False)
     parser.add_argument("--cub_dir", required=True, help="the CUB_200_2011 folder of the official archive")
     parser.add_argument("--data_dir", default=os.path.join(REPO_ROOT, "data"), help="where the folders go")
     parser.add_argument("--symlink", type=str2bool, nargs="?", const=True, default=False,
-                        help="True: link the images instead of copying them (default: False)")
+                        help="True: link the images instead of copying them")
     # True / False like every other option; a bare --overwrite, as older versions took it, means True
     parser.add_argument("--overwrite", type=str2bool, nargs="?", const=True, default=False,
-                        help="True: replace existing folders (default: False)")
+                        help="True: replace existing folders")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
     return parser
 

@@ -29,7 +29,7 @@ if not __package__:  # started as a file: the project's modules are importable o
 
 from data.layout import mask_folder as masks_of  # noqa: E402
 from core.errors import DataError, run_main  # noqa: E402
-from core.options import REPO_ROOT, OneLineParser, str2bool  # noqa: E402
+from core.options import REPO_ROOT, HelpFormatter, OneLineParser, str2bool  # noqa: E402
 
 PATTERNS = ("hstripes", "vstripes", "checker")
 COLOR_PAIRS = (((230, 40, 40), (250, 220, 40)),
@@ -133,7 +133,7 @@ def main(argv=None):
 
 def build_parser():
     parser = OneLineParser(prog="-m data.synthetic", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+                           formatter_class=HelpFormatter, allow_abbrev=False)
     parser.add_argument("--data_dir", default=os.path.join(REPO_ROOT, "data"), help="where the folders go")
     parser.add_argument("--name", default="synth", help="dataset name (folders <name>_train, <name>_test, ...)")
     parser.add_argument("--class_nb", type=int, default=6, help=f"number of classes (at most {MAX_CLASSES})")
@@ -144,7 +144,7 @@ def build_parser():
     parser.add_argument("--seed", type=int, default=0, help="the dataset is a function of this seed")
     # True / False like every other option; a bare --overwrite, as older versions took it, means True
     parser.add_argument("--overwrite", type=str2bool, nargs="?", const=True, default=False,
-                        help="True: replace existing folders (default: False)")
+                        help="True: replace existing folders")
     parser.add_argument("--debug", type=str2bool, default=False, help="show the traceback of an error")
     return parser
 

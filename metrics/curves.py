@@ -109,7 +109,7 @@ class CurveMetric:
         """How much its steps perturb, for the line a task prints: '16 steps of 1 cells', or the cells each
         'tenths' step really perturbs (rounded up)."""
         if self.steps == "cells":
-            return f"{cell_nb // cells_per_step} steps of {cells_per_step} cells"
+            return f"{cell_nb // cells_per_step} steps of {cells_per_step} cell{'s' if cells_per_step > 1 else ''}"
         return (f"{len(TENTHS)} steps perturbing {', '.join(map(str, self.cell_counts(cell_nb)))} of the {cell_nb} "
                 f"cells: 10% to 90%, rounded up")
 

@@ -37,7 +37,7 @@ def run_option(name, type, default, help="", **more):
 
 
 def setting(name, type, default, help="", **more):
-    """An option that does not change what a run computes (paths, device, workers, DAUC / IAUC)."""
+    """An option that does not change what a run computes (paths, device, workers, the perturbation tasks)."""
     return Option(name, type, default, help, run_defining=False, **more)
 
 
@@ -81,7 +81,7 @@ OPTION_GROUPS = [
         run_option("seed", int, 1, "seed of weights init, split and sampling (authors: 1)",
                    **within(0, 2 ** 32 - 1)),
         setting("resume", str2bool, True, "continue an interrupted run of the same command from its last epoch "
-                                          "(or image, for DAUC / IAUC); False starts over"),
+                                          "(or image, for a perturbation task); False starts over"),
         setting("overwrite", str2bool, False, "train again a model whose finished run has the same options "
                                               "(False: say where its results are and stop)"),
         setting("debug", str2bool, False, "show the traceback of an error"),
@@ -192,7 +192,7 @@ OPTION_GROUPS = [
         setting("cuda", str2bool, True, "use the GPU when there is one"),
         run_option("amp", str2bool, True, "bf16 autocast for training (CUDA only)"),
         run_option("amp_eval", str2bool, False,
-                   "bf16 autocast for validation, test and DAUC / IAUC (default float32, as the authors)"),
+                   "bf16 autocast for validation, test and the perturbation tasks (False: float32, as the authors)"),
         setting("channels_last", str2bool, True, "channels_last memory format (CUDA only)"),
         run_option("sync_bn", str2bool, False, "with several processes (torchrun), BatchNorm statistics over the "
                                                "global batch (SyncBatchNorm) instead of each process's share"),
@@ -215,7 +215,7 @@ OPTION_GROUPS = [
         setting("optuna_heartbeat", int, 30, "seconds between heartbeats; a trial silent for twice this is marked "
                                              "failed", **at_least(1, " (seconds)")),
     ]),
-    ("perturbation tasks: DAUC / IAUC, single-step scores, sanity checks (--attention_metrics)", [
+    ("perturbation tasks: the DAUC, IAUC and ROAD curves, single-step scores, sanity checks (--attention_metrics)", [
         setting("attention_metrics", optional_str, None, choices=(None, *TASKS),
                 help="compute a perturbation task's per-image results for a trained model instead of training: "
                      + ", ".join(f"{key} ({task.description})" for key, task in TASKS.items())),

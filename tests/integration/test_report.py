@@ -226,3 +226,25 @@ def test_report_in_chromium(demo_report, browser):
 
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
+
+
+def test_the_printed_table_fits_a_terminal_in_groups(demo_report, capsys):
+    """Every line processResults prints on the demo's pipeline (every task, two models, a post-hoc source) fits
+    160 columns: the table comes in groups, each with the source column, the notes are wrapped; --columns prints
+    the chosen columns alone, and an unknown one is a one-line error."""
+    import processResults
+    folder, report = demo_report
+    argv = ["--exp_id", "demo", "--results_dir", str(folder.parent), "--vis_dir", str(report.parent.parent)]
+    capsys.readouterr()
+    processResults.main(argv)
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 160
+    groups = [line for line in out.splitlines() if line.startswith("-- ")]
+    assert groups == ["-- model", "-- faithfulness", "-- single step", "-- sanity", "-- localisation"]
+    processResults.main(argv + ["--columns", "DAUC", "ROAD LeRF"])
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[lines.index("-- chosen columns") + 1]
+    assert header.split() == ["model_id", "DAUC", "↓", "ROAD", "LeRF", "↑"]
+    with pytest.raises(SystemExit) as exit_:
+        processResults.main(argv + ["--columns", "DAUCC"])
+    assert str(exit_.value.code).startswith("error: --columns: no column 'DAUCC'; the columns are accuracy")
