@@ -104,3 +104,27 @@ def test_usage_has_a_section_for_every_command():
     for command in ("demo.sh", "paper_table.sh", "run_models.py", "plot_maps.py", "processResults.py", "train.sh",
                     "get_scores.sh"):
         assert re.search(rf"^#+ .*{re.escape(command)}", usage, re.MULTILINE), command
+
+
+def heading_anchor(heading):
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("name", ["README.md", "docs/USAGE.md", "docs/METHOD.md"])
+def test_every_link_of_a_table_of_contents_reaches_a_heading(name):
+    text = document(name)
+    anchors = {heading_anchor(heading) for heading in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+    contents = next(line for line in text.splitlines() if line.startswith("**Contents:**"))
+    links = re.findall(r"\]\(#([^)]+)\)", contents)
+    assert links and set(links) <= anchors, sorted(set(links) - anchors)
+
+
+def test_the_readme_shows_before_it_tells():
+    """Its first 60 lines hold the picture, the install and demo commands with their times, the table of the
+    metrics and the table of contents."""
+    first = "\n".join(document("README.md").splitlines()[:60])
+    assert "![" in first and "pics/maps.png" in first and os.path.exists(os.path.join(REPO_ROOT, "pics", "maps.png"))
+    assert re.search(r"pip install -r requirements.txt +# .*\d+ (s|min)", first)
+    assert re.search(r"\./demo\.sh +# .*\d+ (s|min)", first)
+    assert "| metric | what it measures | better | defined by | command |" in first and "**Contents:**" in first
