@@ -10,7 +10,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export CONFIG="${CONFIG:-config_demo.config}"
 if [ ! -d "$ROOT/data/synth_train" ] || [ ! -d "$ROOT/data/synth_test" ]; then
-  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -m data.synthetic
+  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -m brnpa.data.synthetic
 fi
 exec python3 "$ROOT/run_models.py" --models br_npa_low_res br_npa_high_res_distill b_cnn cnn --seeds 1 \
   --exp_id demo --post_hoc_of cnn --post_hoc random center edges --figure pics/demo_attention.png --cuda False "$@"

@@ -1,11 +1,11 @@
-"""The table of model ids (core/model_ids.py) for the shell scripts, through model_ids.sh:
+"""The table of model ids (brnpa/core/model_ids.py) for the shell scripts, through model_ids.sh:
 
     python3 model_ids.py                 # the ids, one per line
     python3 model_ids.py br_npa_low_res  # its options (status 1 for an unknown id)
 """
 import sys
 
-from core.model_ids import MODEL_IDS
+from brnpa.core.model_ids import MODEL_IDS
 
 
 def main(argv):

@@ -1,5 +1,5 @@
 # The shell face of the table of model ids and the trainVal.py options each one adds to the config file
-# (core/model_ids.py, read through model_ids.py). Sourced by train.sh, the get_*_scores.sh scripts and
+# (brnpa/core/model_ids.py, read through model_ids.py). Sourced by train.sh, the get_*_scores.sh scripts and
 # paper_table.sh ($ROOT set).
 
 # model_options MODEL_ID: its options (status 1 for an unknown id)

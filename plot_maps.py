@@ -9,15 +9,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from runs import results_io
-from runs import lifecycle
-from core.errors import run_main
-from data import layout
-from data.load_data import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb, scan_test_folder
-from metrics.perturbation import saliencies_from_maps
-from models.heads import head_class
-from core.options import REPO_ROOT, HelpFormatter, resolve_path, str2bool
-from runs.runtime import data_config
+from brnpa.runs import results_io
+from brnpa.runs import lifecycle
+from brnpa.core.errors import run_main
+from brnpa.data import layout
+from brnpa.data.load_data import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb, scan_test_folder
+from brnpa.metrics.perturbation import saliencies_from_maps
+from brnpa.models.heads import head_class
+from brnpa.core.options import REPO_ROOT, HelpFormatter, resolve_path, str2bool
+from brnpa.runs.runtime import data_config
 
 
 def main(argv=None):

@@ -5,8 +5,8 @@
 For each seed s (1..N) and each model id, in the order given, this does what
 `./train.sh ID --optuna False --seed s --exp_id <exp_id with s>` then
 `./get_dauc_scores.sh ID`, `./get_iauc_scores.sh ID` and `./get_single_step_scores.sh ID` (every
-task of metrics/tasks.py) would do, with the
-options of the model id table (core/model_ids.py) and the config file in CONFIG
+task of brnpa/metrics/tasks.py) would do, with the
+options of the model id table (brnpa/core/model_ids.py) and the config file in CONFIG
 (default config_demo.config). Everything resumes: a model whose finished
 run has the same options is not trained again, and curves already computed
 from it with the same options are not computed again. A teacher must come
@@ -20,15 +20,15 @@ import argparse
 import os
 import time
 
-from core.errors import UserError, run_main
-from metrics.saliency import POST_HOC_NAMES
-from metrics.tasks import TASKS
-from core.model_ids import MODEL_IDS, model_options
-from core.options import HelpFormatter, str2bool
+from brnpa.core.errors import UserError, run_main
+from brnpa.metrics.saliency import POST_HOC_NAMES
+from brnpa.metrics.tasks import TASKS
+from brnpa.core.model_ids import MODEL_IDS, model_options
+from brnpa.core.options import HelpFormatter, str2bool
 
 
 def table_options(model_id):
-    """The trainVal.py options the model id table (core/model_ids.py) gives a model id."""
+    """The trainVal.py options the model id table (brnpa/core/model_ids.py) gives a model id."""
     if model_id not in MODEL_IDS:
         raise UserError(f"unknown model id '{model_id}'; valid ids: {', '.join(MODEL_IDS)}")
     return model_options(model_id)

@@ -12,11 +12,11 @@ import sys
 
 import numpy as np
 
-from analysis import comparisons
-from analysis.experiment import experiment_rows, indexed_values
-from analysis.sets import own_saliencies
-from analysis.statistics import defined_mean
-from runs import results_io
+from brnpa.analysis import comparisons
+from brnpa.analysis.experiment import experiment_rows, indexed_values
+from brnpa.analysis.sets import own_saliencies
+from brnpa.analysis.statistics import defined_mean
+from brnpa.runs import results_io
 
 
 def outer_ring_share(saliency):

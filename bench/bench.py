@@ -11,7 +11,7 @@ Prints one table and the ratios, all measured in this run on one device:
   - BR-NPA grouping time over the backbone forward at the high-res map size;
   - float32 against --amp_eval (bf16): the largest difference of one image's DAUC and IAUC,
     same model, images and saliency;
-  - seconds per image of each post-hoc saliency (metrics/saliency.py) of the cnn model.
+  - seconds per image of each post-hoc saliency (brnpa/metrics/saliency.py) of the cnn model.
 Evaluation (test pass, bare inference, DAUC) runs in float32 unless --extra has '--amp_eval True'.
 Synthetic JPEG files (CUB-like size, 500x375) are written to a temporary folder.
 
@@ -33,16 +33,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from runs.args import parse_args, with_changes
-from jobs.attention_metrics import step_plan
-from data.load_data import build_transform, load_rgb, make_loader, make_train_loader
-from metrics.curves import CURVE_METRICS
-from metrics.saliency import POST_HOC_NAMES, SourceInputs, saliency_source
-from models.br_npa import representative_vectors
-from models.net import build_model
-from models.resnet import build_resnet
-from runs.runtime import autocast, data_config, memory_format, model_config, prepare_model
-from jobs.training import build_optimizer, evaluate, step_config, train_one_epoch
+from brnpa.runs.args import parse_args, with_changes
+from brnpa.jobs.attention_metrics import step_plan
+from brnpa.data.load_data import build_transform, load_rgb, make_loader, make_train_loader
+from brnpa.metrics.curves import CURVE_METRICS
+from brnpa.metrics.saliency import POST_HOC_NAMES, SourceInputs, saliency_source
+from brnpa.models.br_npa import representative_vectors
+from brnpa.models.net import build_model
+from brnpa.models.resnet import build_resnet
+from brnpa.runs.runtime import autocast, data_config, memory_format, model_config, prepare_model
+from brnpa.jobs.training import build_optimizer, evaluate, step_config, train_one_epoch
 
 PRESETS = {
     "cpu": dict(backbone="resnet18", chan=16, img_size=64, resnet_stride=1, train_batch_low=32,

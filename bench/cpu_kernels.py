@@ -16,8 +16,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from metrics.perturbation import BLUR_KERNEL, box_blur
-from models.resnet import MaxPool2d
+from brnpa.metrics.perturbation import BLUR_KERNEL, box_blur
+from brnpa.models.resnet import MaxPool2d
 
 
 def milliseconds(function, repeats):

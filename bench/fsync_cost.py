@@ -9,9 +9,9 @@ import os
 import tempfile
 import time
 
-from core import files
+from brnpa.core import files
 import run_models
-from core.options import REPO_ROOT
+from brnpa.core.options import REPO_ROOT
 
 
 def run_demo(models, results_dir, vis_dir):
@@ -27,7 +27,7 @@ def main():
     opts = parser.parse_args()
     os.environ.setdefault("CONFIG", os.path.join(REPO_ROOT, "config_demo.config"))
     if not os.path.isdir(os.path.join(REPO_ROOT, "data", "synth_test")):
-        from data.synthetic import make_synthetic
+        from brnpa.data.synthetic import make_synthetic
         make_synthetic(os.path.join(REPO_ROOT, "data"))
     real_sync = files.sync_to_disk
     syncs = []

@@ -13,7 +13,7 @@ timeout 240 python3 -m pytest -q tests/unit/test_perturbation.py tests/unit/test
 echo "== released order (--att_metrics_saliency released) of a GPU saliency with ties: the CPU's topk order"
 timeout 60 python3 -c "
 import torch
-from metrics.perturbation import topk_step_masks
+from brnpa.metrics.perturbation import topk_step_masks
 ties = torch.tensor([[0., 1, 1, 0], [1, 0, 0, 1], [0, 1, 1, 0], [1, 0, 0, 1]])
 on_gpu = topk_step_masks(ties.cuda(), 2)
 print('same as on the CPU:', on_gpu.device.type == 'cuda' and torch.equal(on_gpu.cpu(), topk_step_masks(ties, 2)))

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from core.options import REPO_ROOT
+from brnpa.core.options import REPO_ROOT
 
 COMMANDS = {
     "trainVal.py --help": [sys.executable, "trainVal.py", "--help"],

@@ -9,12 +9,12 @@ import argparse
 import os
 import tempfile
 
-from runs import results_io
-from runs import lifecycle
+from brnpa.runs import results_io
+from brnpa.runs import lifecycle
 import trainVal
-from core.options import REPO_ROOT
-from core.model_ids import model_options
-from analysis.statistics import mean_ci
+from brnpa.core.options import REPO_ROOT
+from brnpa.core.model_ids import model_options
+from brnpa.analysis.statistics import mean_ci
 
 ABLATIONS = ["br_npa_high_res_no_refining", "br_npa_high_res_random_vectors",
              "br_npa_high_res_random_vectors_no_refining"]

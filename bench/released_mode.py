@@ -8,16 +8,16 @@ equal values moves; for the CNN also the sparsity as the released code computed 
 import sys
 import numpy as np
 import torch
-from runs import results_io
-from runs import lifecycle
-from data.load_data import build_transform, load_rgb, scan_test_folder
-from metrics.curves import CURVE_METRICS
-from metrics.perturbation import step_masks, topk_step_masks
-from metrics.perturbation import saliencies_from_maps
-from metrics.saliency import SOURCES, SourceInputs
-from models.heads import head_class
-from runs.runtime import data_config
-from jobs.attention_metrics import step_plan
+from brnpa.runs import results_io
+from brnpa.runs import lifecycle
+from brnpa.data.load_data import build_transform, load_rgb, scan_test_folder
+from brnpa.metrics.curves import CURVE_METRICS
+from brnpa.metrics.perturbation import step_masks, topk_step_masks
+from brnpa.metrics.perturbation import saliencies_from_maps
+from brnpa.metrics.saliency import SOURCES, SourceInputs
+from brnpa.models.heads import head_class
+from brnpa.runs.runtime import data_config
+from brnpa.jobs.attention_metrics import step_plan
 
 def released_sparsity_sum(att_maps, norm):
     """The released sparsity of a batch, summed over its images: maps (B, h, w) without map axis (the CNN's)

@@ -21,9 +21,9 @@ if not __package__:
 
 import numpy as np  # noqa: E402
 
-from metrics.scores import SCORES  # noqa: E402
-from analysis.report.browser import missing, open_browser  # noqa: E402
-from analysis.report.build import ASSETS, Gallery, GalleryImage, Table, write_report  # noqa: E402
+from brnpa.metrics.scores import SCORES  # noqa: E402
+from brnpa.analysis.report.browser import missing, open_browser  # noqa: E402
+from brnpa.analysis.report.build import ASSETS, Gallery, GalleryImage, Table, write_report  # noqa: E402
 
 
 def smooth_image(rng, side):

@@ -17,8 +17,8 @@ import tempfile
 import time
 
 import trainVal
-from core.options import REPO_ROOT
-from core.model_ids import model_options
+from brnpa.core.options import REPO_ROOT
+from brnpa.core.model_ids import model_options
 
 
 def seconds(argv):

@@ -17,7 +17,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory):
     """A tiny synthetic dataset (3 classes, 32 px): its data_dir."""
-    from data.synthetic import make_synthetic
+    from brnpa.data.synthetic import make_synthetic
     data_dir = tmp_path_factory.mktemp("data")
     make_synthetic(str(data_dir), "tiny", class_nb=3, train_per_class=12, test_per_class=5, img_size=32, seed=3)
     return str(data_dir)

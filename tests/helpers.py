@@ -2,7 +2,7 @@
 import os
 import sys
 
-from core.options import REPO_ROOT  # noqa: F401  (the tests import it from here)
+from brnpa.core.options import REPO_ROOT  # noqa: F401  (the tests import it from here)
 
 TINY_CONFIG = """[default]
 exp_id = e2e
@@ -50,7 +50,7 @@ def import_or_skip_unless_ci(module):
 
 def tiny_options(**overrides):
     """trainVal.py's resolved options with a tiny model (resnet18 of width 8, 32 px, 5 classes, low-res maps)."""
-    from runs.args import build_parser, resolve_derived, with_changes
+    from brnpa.runs.args import build_parser, resolve_derived, with_changes
     options = build_parser().parse_args([])
     values = dict(backbone="resnet18", resnet_chan=8, class_nb=5, stride_lay3=2, stride_lay4=2, img_size=32,
                   cuda=False)
@@ -62,8 +62,8 @@ def tiny_options(**overrides):
 
 def tiny_model(**overrides):
     """The model of tiny_options(**overrides), built through the model table like a run builds it."""
-    from models.net import build_model
-    from runs.runtime import model_config
+    from brnpa.models.net import build_model
+    from brnpa.runs.runtime import model_config
     return build_model(model_config(tiny_options(**overrides)))
 
 
@@ -141,7 +141,7 @@ def slow_curve(model, image, saliency, metric, step_cells, cells=None):
     saliency, or increasing for the least-first order, ties by index)."""
     import math
     import torch
-    from metrics.curves import CURVE_METRICS
+    from brnpa.metrics.curves import CURVE_METRICS
     metric = CURVE_METRICS[metric] if isinstance(metric, str) else metric
     _, height, width = image.shape
     map_h, map_w = saliency.shape

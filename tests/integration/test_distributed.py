@@ -62,9 +62,9 @@ def test_rank_0_announces_the_processes(two_runs):
 
 def initial_weights(run_folder):
     """The weights a run started from, built as the training task builds them: seeded, then the model."""
-    from runs.args import load_run_config
-    from runs.runtime import model_config, seed_everything
-    from models.net import build_model
+    from brnpa.runs.args import load_run_config
+    from brnpa.runs.runtime import model_config, seed_everything
+    from brnpa.models.net import build_model
     options, _ = load_run_config(run_folder / "e2e" / "br_npa_low_res.ini")
     seed_everything(options.seed)
     return build_model(model_config(options)).state_dict()

@@ -13,10 +13,10 @@ import pytest
 import torch
 from scipy import stats
 
-from runs import lifecycle
+from brnpa.runs import lifecycle
 import trainVal
 from helpers import REPO_ROOT, TINY_CONFIG, script_env, slow_curve, transformed_test_images
-from core.model_ids import model_options
+from brnpa.core.model_ids import model_options
 
 
 def run(command, config, data_dir, results_dir, *extra, check=True):

@@ -18,13 +18,13 @@ import pytest
 import torch
 from PIL import Image
 
-from core import files
-from runs import lifecycle
+from brnpa.core import files
+from brnpa.runs import lifecycle
 import trainVal
-from runs.args import build_parser, load_run_config, parse_args, write_config
+from brnpa.runs.args import build_parser, load_run_config, parse_args, write_config
 from helpers import REPO_ROOT, TINY_CONFIG, Crash, script_env
-from core.model_ids import model_options
-from data.load_data import load_rgb
+from brnpa.core.model_ids import model_options
+from brnpa.data.load_data import load_rgb
 
 SCRIPT_OPTIONS = {"train.sh": (), "get_dauc_scores.sh": ("--optuna", "False", "--attention_metrics", "Del"),
                   "get_single_step_scores.sh": ("--optuna", "False", "--attention_metrics", "Single")}
@@ -270,7 +270,7 @@ def test_hash_in_paths_and_comments(tmp_path):
     write_config(args, str(tmp_path / "x.ini"), run_id="abc")
     back, metadata = load_run_config(str(tmp_path / "x.ini"))
     assert back.data_dir == "/data/set#2" and back.results_dir == "/results/#a" and metadata["run_id"] == "abc"
-    from runs.args import read_config_file
+    from brnpa.runs.args import read_config_file
     (tmp_path / "c.config").write_text("# comment\nlr = 0.5 # after a space\ndata_dir = /d#1\n")
     values = read_config_file(str(tmp_path / "c.config"), build_parser())
     assert values == {"lr": 0.5, "data_dir": "/d#1"}
@@ -319,7 +319,7 @@ def test_killed_training_resumes_exactly(setup, tmp_path, monkeypatch, capsys):
     for first, second in zip(straight_rows, again_rows):
         assert first.keys() == second.keys() and all(abs(first[k] - second[k]) <= 1e-6 for k in first)
     # --resume False starts over (the interruption is injected in this process: a crash after epoch 1's save)
-    from runs import checkpoints
+    from brnpa.runs import checkpoints
     real_save_last = checkpoints.Checkpoints.save_last
 
     def crash_after_saving(self, *state):

@@ -20,7 +20,7 @@ def readme_blocks(section):
 
 
 def test_your_own_data_as_the_readme_says(tmp_path):
-    from data.synthetic import make_synthetic
+    from brnpa.data.synthetic import make_synthetic
     layout, config, commands = readme_blocks("Your own data")
     root = f"{tmp_path}/"
     data = tmp_path / "my_data"

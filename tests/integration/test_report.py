@@ -10,7 +10,7 @@ import pytest
 
 import run_models
 from helpers import post_hoc_maps_of_set, skip_unless_ci
-from analysis.report.browser import missing, open_browser
+from brnpa.analysis.report.browser import missing, open_browser
 
 MODELS = ["br_npa_low_res", "cnn"]
 SOURCES = ["br_npa_low_res", "cnn", "cnn-gradcam"]
@@ -20,7 +20,7 @@ SOURCES = ["br_npa_low_res", "cnn", "cnn-gradcam"]
 def demo_report(tmp_path_factory):
     """The demo's pipeline on a tiny set of 45 test images, so that the gallery has three chunks (two models and
     Grad-CAM of the CNN): (results folder, report.html)."""
-    from data.synthetic import make_synthetic
+    from brnpa.data.synthetic import make_synthetic
     from helpers import TINY_CONFIG
     root = tmp_path_factory.mktemp("report")
     tiny_synth = str(root / "data")

@@ -8,9 +8,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from jobs import search
+from brnpa.jobs import search
 import trainVal
-from runs.args import parse_args, with_changes
+from brnpa.runs.args import parse_args, with_changes
 from helpers import REPO_ROOT
 
 
@@ -111,7 +111,7 @@ def test_killed_search_resumes(config, tiny_synth, tmp_path, capsys, monkeypatch
         """The dead trial stays within its grace period (2 s) until the rerun has completed a trial of its own
         and looked at the study once more, however long that takes on a loaded machine: the rerun then holds
         as many trials as it needs, one of them the dead one, and must say it waits. Every later check
-        (jobs/search.py's and optuna's own before each trial) is optuna's."""
+        (brnpa/jobs/search.py's and optuna's own before each trial) is optuna's."""
         if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
             checks_after_a_complete_trial.append(1)
         if len(checks_after_a_complete_trial) > 1:
@@ -174,7 +174,7 @@ def test_sampled_parameters_stay_in_spec_ranges(optim_aug_teacher):
 
 def test_distillation_needs_the_teacher(tiny_synth, tmp_path, config):
     """What ./train.sh br_npa_high_res_distill runs (in this process) without a trained teacher."""
-    from core.model_ids import model_options
+    from brnpa.core.model_ids import model_options
     with pytest.raises(SystemExit) as exit_:
         trainVal.main(["-c", config, "--model_id", "br_npa_high_res_distill",
                        *model_options("br_npa_high_res_distill"), "--data_dir", tiny_synth,

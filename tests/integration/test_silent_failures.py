@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import processResults
-from runs import lifecycle
+from brnpa.runs import lifecycle
 import trainVal
 from helpers import Crash, crash_at
-from core.model_ids import model_options
+from brnpa.core.model_ids import model_options
 
 CNN = ["--model_id", "cnn", *model_options("cnn"), "--optuna", "False"]
 

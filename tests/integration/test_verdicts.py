@@ -11,7 +11,7 @@ import pytest
 
 import processResults
 import trainVal
-from core.model_ids import model_options
+from brnpa.core.model_ids import model_options
 from helpers import post_hoc_maps_of_set
 
 CNN = ["--model_id", "cnn", *model_options("cnn"), "--optuna", "False"]
@@ -280,7 +280,7 @@ def test_after_a_kill_the_hint_resumes_the_same_set_and_another_set_says_it_drop
     """Insertion curves of 6 images, killed after their first progress save: processResults' hint names the 6
     images (not the run's default 4) and says it resumes; following it resumes. A command for another size says
     that it drops the saved progress, and why."""
-    from core import files
+    from brnpa.core import files
     from helpers import Crash
     common, results = trained
     insertion = common + ["--attention_metrics", "Add", "--att_metrics_img_nb", "6", "--att_metrics_batch_size", "1"]

@@ -2,8 +2,8 @@
 import torch
 
 from helpers import tiny_model
-from metrics.curves import CURVE_METRICS
-from runs.runtime import autocast
+from brnpa.metrics.curves import CURVE_METRICS
+from brnpa.runs.runtime import autocast
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # bf16 keeps 8 bits of mantissa: softmax scores within 0.03, predictions agree on 90% of images.

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from models.br_npa import representative_vectors
+from brnpa.models.br_npa import representative_vectors
 
 
 def slow_representative_vectors(features, nb_vec, refine=True, picks=None):

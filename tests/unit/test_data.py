@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runs.args import parse_args
-from data.prepare_cub import prepare_cub
-from data.load_data import DataError, load_rgb, load_samples, scan_folder
+from brnpa.runs.args import parse_args
+from brnpa.data.prepare_cub import prepare_cub
+from brnpa.data.load_data import DataError, load_rgb, load_samples, scan_folder
 
 
 def make_tree(root, layout):
@@ -30,7 +30,7 @@ def test_order_and_extensions(tmp_path):
 
 
 def test_missing_folder_prints_layout(tmp_path):
-    with pytest.raises(DataError, match=r"not found.*one sub-folder per class.*python3 -m data.synthetic"):
+    with pytest.raises(DataError, match=r"not found.*one sub-folder per class.*python3 -m brnpa.data.synthetic"):
         scan_folder(str(tmp_path), "nothing")
 
 
@@ -139,13 +139,13 @@ def test_split_error_is_a_data_error(tmp_path):
         load_samples(args)
 
 
-@pytest.mark.parametrize("module", ["data.synthetic", "data.prepare_cub"])
+@pytest.mark.parametrize("module", ["brnpa.data.synthetic", "brnpa.data.prepare_cub"])
 def test_the_data_commands_take_overwrite_with_a_value_like_every_other_command(module, capsys):
     """--overwrite True / False as trainVal.py takes it (a bare --overwrite, as before, still means True); a bad
     value is one line."""
     import importlib
     parser = importlib.import_module(module).build_parser()
-    required = ["--cub_dir", "x"] if module == "data.prepare_cub" else []
+    required = ["--cub_dir", "x"] if module == "brnpa.data.prepare_cub" else []
     assert parser.parse_args(required + ["--overwrite", "True"]).overwrite is True
     assert parser.parse_args(required + ["--overwrite", "False"]).overwrite is False
     assert parser.parse_args(required + ["--overwrite"]).overwrite is True

@@ -14,7 +14,7 @@ DOCUMENTS = ["README.md", *sorted(os.path.relpath(path, REPO_ROOT)
 # Options of other programs that the documents show in commands (torchrun, PostgreSQL's createuser and createdb).
 OTHER_PROGRAMS = {"nproc_per_node", "standalone", "owner", "pwprompt"}
 # The entry points whose parsers hold the options a user types.
-PARSERS = ["processResults", "run_models", "plot_maps", "data.synthetic", "data.prepare_cub"]
+PARSERS = ["processResults", "run_models", "plot_maps", "brnpa.data.synthetic", "brnpa.data.prepare_cub"]
 
 
 def document(name):
@@ -25,7 +25,7 @@ def document(name):
 def option_defaults():
     """{option name: its defaults (a list)} over trainVal.py's option table and the other entry points'
     parsers."""
-    from runs.args import OPTIONS
+    from brnpa.runs.args import OPTIONS
     defaults = {name: [option.default] for name, option in OPTIONS.items()}
     for module in PARSERS:
         for action in importlib.import_module(module).build_parser()._actions:
@@ -85,7 +85,7 @@ CONTRADICTIONS = [
     ("docs/USAGE.md", "7 scores"),
     ("trainVal.py", "DAUC / IAUC curves"),
     ("pyproject.toml", "DAUC / IAUC"),
-    ("runs/args.py", "perturbation tasks: DAUC / IAUC, single-step"),
+    ("brnpa/runs/args.py", "perturbation tasks: DAUC / IAUC, single-step"),
     ("README.md", "unknown id prints the list"),
 ]
 

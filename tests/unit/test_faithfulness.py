@@ -1,4 +1,4 @@
-"""DC, IC, AD, IIC and ADD (metrics/faithfulness.py) against hand-worked examples and against the reference
+"""DC, IC, AD, IIC and ADD (brnpa/metrics/faithfulness.py) against hand-worked examples and against the reference
 package saliency-maps-metrics (skipped where it is not installed)."""
 import math
 
@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from helpers import import_or_skip_unless_ci, tiny_model
-from metrics.faithfulness import keep_mask, pearson_rows, single_step_scores
-from metrics.curves import CURVE_METRICS
-from metrics.perturbation import box_blur, min_max
-from metrics.scores import SCORES
+from brnpa.metrics.faithfulness import keep_mask, pearson_rows, single_step_scores
+from brnpa.metrics.curves import CURVE_METRICS
+from brnpa.metrics.perturbation import box_blur, min_max
+from brnpa.metrics.scores import SCORES
 
 # The hand-worked model: a 2x2 image, one cell per pixel; the class-0 score is a = 0.1 + 0.8 * sum_c w_c x_c
 # (x_c: the cell's value averaged over the channels), given as logits (log a, log(1 - a)).
@@ -160,9 +160,9 @@ def test_single_step_scores_equal_the_reference_package():
 def test_an_unknown_source_or_task_lists_the_valid_ones(capsys):
     """--att_metrics_post_hoc with an unknown source (as ./get_single_step_scores.sh passes it on) names every
     source; --attention_metrics with an unknown key names every task. One line each."""
-    from runs.args import parse_args
-    from metrics.saliency import POST_HOC_NAMES
-    from metrics.tasks import TASKS
+    from brnpa.runs.args import parse_args
+    from brnpa.metrics.saliency import POST_HOC_NAMES
+    from brnpa.metrics.tasks import TASKS
     for option, valid in (("--att_metrics_post_hoc", POST_HOC_NAMES), ("--attention_metrics", TASKS)):
         with pytest.raises(SystemExit):
             parse_args(["--attention_metrics", "Single", option, "nothing"])
@@ -173,9 +173,9 @@ def test_an_unknown_source_or_task_lists_the_valid_ones(capsys):
 def test_progress_and_sets_of_an_older_version_are_computed_again(tmp_path, capsys):
     """Saved progress without the arrays DC / IC need (an older version saved curves only) is not resumed, and
     a finished set without them is not taken as done; each says so in one line."""
-    from runs import results_io
-    from jobs.attention_metrics import read_partial, saved_signature
-    from metrics.tasks import TASKS
+    from brnpa.runs import results_io
+    from brnpa.jobs.attention_metrics import read_partial, saved_signature
+    from brnpa.metrics.tasks import TASKS
     partial = tmp_path / "partial.pth"
     torch.save({"signature": {"run_id": "abc"}, "curves": [torch.zeros(4, 2)]}, partial)
     assert read_partial(str(partial), TASKS["Del"].arrays, explain=True) == (None, {name: [] for name in
@@ -197,9 +197,9 @@ def test_the_reference_package_default_step_cap(key):
     28x28 map it moves 784 // 196 = 4 cells per step. The project's equivalent, the step count of
     --att_metrics_few_steps at 448 px (196, the low-res map's cell count), gives the same 4 cells per step,
     and the same curves and DC / IC as the package's defaults."""
-    from jobs.attention_metrics import few_step_nb
+    from brnpa.jobs.attention_metrics import few_step_nb
     from helpers import tiny_options
-    from metrics.perturbation import cells_per_step
+    from brnpa.metrics.perturbation import cells_per_step
     multi_step = import_or_skip_unless_ci("saliency_maps_metrics.multi_step_metrics")
     assert few_step_nb(tiny_options(img_size=448, resnet_stride=2)) == 196
     step_cells = cells_per_step(28, 28, 196)

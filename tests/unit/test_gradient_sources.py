@@ -1,13 +1,13 @@
-"""The gradient family of saliency sources (metrics/gradient_methods.py) against captum called directly, and the
+"""The gradient family of saliency sources (brnpa/metrics/gradient_methods.py) against captum called directly, and the
 properties the methods are known by: DeepLIFT's and Integrated Gradients' attributions add up to the logit's
 change from the baseline, SmoothGrad's noise does not depend on the batch."""
 import pytest
 import torch
 
 from helpers import logits_module, tiny_model
-from metrics import gradient_methods
-from metrics.saliency import SOURCES, SourceInputs, image_seed
-from metrics.saliency_methods import LogitsOnly
+from brnpa.metrics import gradient_methods
+from brnpa.metrics.saliency import SOURCES, SourceInputs, image_seed
+from brnpa.metrics.saliency_methods import LogitsOnly
 
 captum_attr = pytest.importorskip("captum.attr")
 

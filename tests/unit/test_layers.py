@@ -1,14 +1,14 @@
 """The packages form layers, each importing only from the ones below it, and no two modules import each other:
-core < data, models < metrics < runs < analysis < jobs, with the entry points (trainVal.py, processResults.py,
-...) above all. Every import statement counts, also one inside a function."""
+core < data, models < metrics < runs < analysis < jobs < cli in the package brnpa, with the root's scripts
+(trainVal.py, processResults.py, ...) above all. Every import statement counts, also one inside a function."""
 import ast
 import os
 import subprocess
 
 from helpers import REPO_ROOT
 
-LAYERS = {"core": 0, "data": 1, "models": 1, "metrics": 2, "runs": 3, "analysis": 4, "jobs": 5}
-TOP = max(LAYERS.values()) + 1  # the entry points and scripts at the repository's root
+LAYERS = {"core": 0, "data": 1, "models": 1, "metrics": 2, "runs": 3, "analysis": 4, "jobs": 5, "cli": 6}
+TOP = max(LAYERS.values()) + 1  # the brnpa package itself, and the scripts at the repository's root
 
 
 def module_imports():
@@ -33,12 +33,14 @@ def module_imports():
 
 
 def layer(module):
-    return LAYERS.get(module.split(".")[0], TOP)
+    """The layer of a module of the package (brnpa.<layer>....); TOP for brnpa itself and the root's scripts."""
+    parts = module.split(".")
+    return LAYERS.get(parts[1], TOP) if parts[0] == "brnpa" and len(parts) > 1 else TOP
 
 
 def test_no_module_imports_one_above_it():
     graph = module_imports()
-    assert {"runs.args", "metrics.curves", "core.model_ids"} <= set(graph)  # the scan sees the packages
+    assert {"brnpa.runs.args", "brnpa.metrics.curves", "brnpa.core.model_ids"} <= set(graph)  # it sees the package
     upward = sorted((module, used) for module, uses in graph.items() for used in uses if layer(used) > layer(module))
     assert not upward, f"imports of a higher layer: {upward}"
 

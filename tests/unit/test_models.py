@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from helpers import non_linearities_outside_modules, tiny_model
-from models.heads import HEADS
-from jobs.training import build_optimizer, compute_loss
+from brnpa.models.heads import HEADS
+from brnpa.jobs.training import build_optimizer, compute_loss
 
 # the legacy options of each head: --attention / --br_npa still choose it
 LEGACY_FLAGS = {"cnn": dict(attention=False), "b_cnn": dict(attention=True, br_npa=False),

@@ -5,12 +5,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from metrics.auc import curve_auc, deletion_x, insertion_x
-from metrics.curves import CURVE_METRICS
-from metrics.localisation import energy_in_mask, pointing_game
-from metrics.perturbation import box_blur, cells_per_step, saliency_map
+from brnpa.metrics.auc import curve_auc, deletion_x, insertion_x
+from brnpa.metrics.curves import CURVE_METRICS
+from brnpa.metrics.localisation import energy_in_mask, pointing_game
+from brnpa.metrics.perturbation import box_blur, cells_per_step, saliency_map
 from helpers import slow_curve
-from models.heads import HEADS
+from brnpa.models.heads import HEADS
 
 
 def tiny_model():

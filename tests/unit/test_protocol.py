@@ -9,22 +9,22 @@ import optuna
 import pytest
 import torch
 
-from jobs import search
-from jobs import training
-from runs.args import parse_args, with_changes
+from brnpa.jobs import search
+from brnpa.jobs import training
+from brnpa.runs.args import parse_args, with_changes
 from helpers import REPO_ROOT, TINY_CONFIG, slow_curve, tiny_model, tiny_options
-from metrics.attention import scale_to_uint8, sparsity
-from metrics.perturbation import released_saliency_map, saliency_map
-from metrics.tasks import TASKS
-from core.model_ids import model_options
-from models.heads import HEADS
+from brnpa.metrics.attention import scale_to_uint8, sparsity
+from brnpa.metrics.perturbation import released_saliency_map, saliency_map
+from brnpa.metrics.tasks import TASKS
+from brnpa.core.model_ids import model_options
+from brnpa.models.heads import HEADS
 
 BR_NPA, B_CNN = HEADS["br_npa"].combine_maps, HEADS["b_cnn"].combine_maps
 
 
 def test_shell_face_of_the_model_table_agrees():
-    """model_ids.sh (what the scripts source) gives every id the options of core/model_ids.py."""
-    from core.model_ids import MODEL_IDS
+    """model_ids.sh (what the scripts source) gives every id the options of brnpa/core/model_ids.py."""
+    from brnpa.core.model_ids import MODEL_IDS
     for model_id in MODEL_IDS:
         completed = subprocess.run(["bash", "-c", f"ROOT='{REPO_ROOT}'; source '{REPO_ROOT}/model_ids.sh'; "
                                                   f"model_options {model_id}"], capture_output=True, text=True,
@@ -136,7 +136,7 @@ def test_evaluation_runs_in_float32_by_default(scheduled_run, monkeypatch):
     loader = [(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]
     training.evaluate(model, loader, torch.device("cpu"), args.nll_weight, args.amp_eval, collect_maps=True)
     assert asked == [False]
-    from jobs import attention_metrics
+    from brnpa.jobs import attention_metrics
     monkeypatch.setattr(attention_metrics, "autocast", spy)
     asked.clear()
     trainVal.main(argv + ["--attention_metrics", "Del", "--att_metrics_img_nb", "2"])
@@ -198,7 +198,7 @@ def test_repository_points_to_no_missing_document():
 
 def test_grouping_runs_in_float32_under_autocast():
     """BR-NPA's grouping under bf16 autocast (as training on CUDA runs it) equals the float32 one."""
-    from models.br_npa import representative_vectors
+    from brnpa.models.br_npa import representative_vectors
     torch.manual_seed(0)
     features = torch.relu(torch.randn(2, 64, 8, 8))
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -223,7 +223,7 @@ def test_search_distributions_are_the_released_kinds():
 
 
 def test_resize_side_is_truncated():
-    from data.load_data import Geometry, resize_to_crop
+    from brnpa.data.load_data import Geometry, resize_to_crop
     assert resize_to_crop(Geometry(448, 0.9)).size == (497, 497)  # 497.78
     assert resize_to_crop(Geometry(448, 0.95)).size == (471, 471)  # 471.58
     assert resize_to_crop(Geometry(448, 0.9, sq_resizing=False)).size == 497
@@ -241,7 +241,7 @@ def test_rise_upsampling_mirrors_the_border():
     """Each RISE grid is upsampled as the reference's bilinear resize with 'reflect' borders does, i.e. scipy's
     map_coordinates with mode 'mirror' at the pixel-centre positions; then cropped at its shift."""
     from scipy import ndimage
-    from metrics.saliency_methods import upsample_masks
+    from brnpa.metrics.saliency_methods import upsample_masks
     generator = torch.Generator().manual_seed(0)
     grids = (torch.rand(3, 1, 4, 4, generator=generator) < 0.5).float()
     shift_y, shift_x = torch.tensor([0, 2, 4]), torch.tensor([4, 1, 0])
@@ -295,8 +295,8 @@ def released_transcription(model, batches, head, index, cells_per_step):
 def test_released_mode_equals_a_transcription_of_the_released_code(head):
     """--att_metrics_saliency released: the maps as the released test pass saved them (in its batches), its
     arithmetic and its topk order, against the literal expressions, on a tiny model of each head."""
-    from metrics.perturbation import topk_step_masks
-    from metrics.saliency import SOURCES, SourceInputs
+    from brnpa.metrics.perturbation import topk_step_masks
+    from brnpa.metrics.saliency import SOURCES, SourceInputs
     torch.manual_seed(0)
     model = tiny_model(head=head, resnet_stride=1).eval()  # 4x4 maps at 32 px
     images = torch.randn(6, 3, 32, 32)
@@ -330,7 +330,7 @@ def test_a_curve_task_in_released_mode_perturbs_in_the_released_order(key):
     """A curve task run with the order of the released source (--att_metrics_saliency released) perturbs the
     cells the released topk loop picks, ties included, against a slow curve painted in that order. The
     saliency is all ties, where topk's order and the stable order differ."""
-    from metrics.saliency import SOURCES, SourceInputs
+    from brnpa.metrics.saliency import SOURCES, SourceInputs
     torch.manual_seed(0)
     model = tiny_model(head="br_npa", resnet_stride=1).eval()  # 4x4 maps at 32 px
     image = torch.randn(3, 32, 32)

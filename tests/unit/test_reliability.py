@@ -17,16 +17,16 @@ from PIL import Image
 from scipy import stats
 
 import processResults
-from analysis import comparisons, statistics, tables
-from core import files
-from runs import results_io
+from brnpa.analysis import comparisons, statistics, tables
+from brnpa.core import files
+from brnpa.runs import results_io
 import run_models
-from runs import lifecycle
-from runs.args import build_parser, parse_args, read_config_file
-from core.errors import DataError, LockedError
+from brnpa.runs import lifecycle
+from brnpa.runs.args import build_parser, parse_args, read_config_file
+from brnpa.core.errors import DataError, LockedError
 from helpers import Crash, crash_at
-from data.load_data import load_rgb
-from metrics.saliency import POST_HOC_NAMES
+from brnpa.data.load_data import load_rgb
+from brnpa.metrics.saliency import POST_HOC_NAMES
 
 
 def one_line_exit(capsys, argv, *fragments):
@@ -160,7 +160,7 @@ def test_big_images_sets_the_authors_sizes():
 
 def test_the_seed_defines_a_run():
     """Two runs that differ only in --seed are two runs, and a remake hint keeps the seed."""
-    from runs.args import run_differences, run_signature
+    from brnpa.runs.args import run_differences, run_signature
     first, second = parse_args(["--seed", "1"]), parse_args(["--seed", "2"])
     assert run_signature(first) != run_signature(second) and "seed" in run_differences(first, second)
     assert "--seed 2" in lifecycle.train_command(second, "cnn")
@@ -220,8 +220,8 @@ def test_t_interval_uses_n_minus_1_degrees_of_freedom():
 def test_validation_sees_the_test_transform(tmp_path):
     """No random crop, flip or jitter in validation: two passes over one image give the same tensor, the one
     the test transform gives."""
-    from jobs import training
-    from data.load_data import Geometry, build_transform
+    from brnpa.jobs import training
+    from brnpa.data.load_data import Geometry, build_transform
     image_path = tmp_path / "a.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(image_path)
     options = parse_args(["--img_size", "32", "--crop_ratio", "0.8", "--num_workers", "0", "--brightness", "0.5"])
@@ -330,10 +330,11 @@ def test_run_models_passes_seed_to_trainval(monkeypatch, capsys):
 
 
 def test_every_parser_refuses_abbreviations():
-    import data.prepare_cub
-    import data.synthetic
+    import brnpa.data.prepare_cub
+    import brnpa.data.synthetic
     import plot_maps
-    for main in (processResults.main, run_models.main, plot_maps.main, data.synthetic.main, data.prepare_cub.main):
+    for main in (processResults.main, run_models.main, plot_maps.main, brnpa.data.synthetic.main,
+                 brnpa.data.prepare_cub.main):
         with pytest.raises(SystemExit) as raised:
             main(["--debu", "True"])
         assert raised.value.code == 2, main
@@ -345,11 +346,11 @@ def test_every_parser_refuses_abbreviations():
 def test_high_res_demo_maps_are_16x16():
     """The demo config's distilled high-res model has (3, 16, 16) maps on 64 px images, and its curves take
     16 steps of 16 cells with --att_metrics_few_steps (the run_models default)."""
-    from jobs.attention_metrics import step_plan
+    from brnpa.jobs.attention_metrics import step_plan
     from helpers import REPO_ROOT
-    from core.model_ids import model_options
-    from models.net import build_model
-    from runs.runtime import model_config
+    from brnpa.core.model_ids import model_options
+    from brnpa.models.net import build_model
+    from brnpa.runs.runtime import model_config
     options = parse_args(["-c", os.path.join(REPO_ROOT, "config_demo.config"), "--model_id", "br_npa_high_res_distill",
                           *model_options("br_npa_high_res_distill"), "--att_metrics_few_steps", "True"])
     torch.manual_seed(0)
@@ -362,7 +363,7 @@ def test_a_tiny_clean_score_is_counted_and_the_median_shown(tmp_path):
     """AD and ADD divide by the clean score: an image whose clean score is 1e-6 gives an ADD of about -2e5 that
     swamps the mean. The note counts such images per source, the CSV holds the median beside the mean, and the
     table prints the number in scientific notation instead of widening the column."""
-    from metrics.scores import SCORES
+    from brnpa.metrics.scores import SCORES
     scores = {"a": np.array([[0.9, 0.8, 0.45], [0.8, 0.8, 0.4], [1e-6, 0.5, 0.2], [0.5, 0.6, 0.25]]),
               "b": np.array([[0.9, 0.9, 0.3], [0.6, 0.3, 0.3], [0.7, 0.7, 0.35], [0.8, 0.6, 0.4]])}
     add = {source: SCORES["ADD"].per_image({"scores": array}) for source, array in scores.items()}

@@ -1,12 +1,12 @@
-"""The report builder's pieces (analysis/report/build.py, analysis/report/gallery.py) without a browser."""
+"""The report builder's pieces (brnpa/analysis/report/build.py, brnpa/analysis/report/gallery.py) without a browser."""
 import base64
 import os
 
 import numpy as np
 import pytest
 
-from analysis.report.build import Gallery, GalleryImage, Table, encode_uint8, write_report
-from analysis.report.gallery import outline
+from brnpa.analysis.report.build import Gallery, GalleryImage, Table, encode_uint8, write_report
+from brnpa.analysis.report.gallery import outline
 
 
 def test_encode_uint8_rounds_to_bytes():

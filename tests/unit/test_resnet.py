@@ -2,7 +2,7 @@ import pytest
 import torch
 import torchvision
 
-from models.resnet import MaxPool2d, build_resnet
+from brnpa.models.resnet import MaxPool2d, build_resnet
 
 
 def torchvision_features(net, x):
@@ -66,13 +66,13 @@ def test_pretrained_without_internet_gives_clear_error(monkeypatch, tmp_path):
     def refuse(*args, **kwargs):
         raise OSError("network unreachable")
     monkeypatch.setattr(api.WeightsEnum, "get_state_dict", refuse)
-    from core.errors import UserError, WeightsDownloadError
+    from brnpa.core.errors import UserError, WeightsDownloadError
     with pytest.raises(WeightsDownloadError, match="--pretrained False") as raised:
         build_resnet("resnet18", pretrained=True)
     assert isinstance(raised.value, UserError)  # reported in one line by every entry point
     # through the entry point: a message, no traceback, nothing written
     import trainVal
-    from data.synthetic import make_synthetic
+    from brnpa.data.synthetic import make_synthetic
     make_synthetic(str(tmp_path), "s", class_nb=2, train_per_class=4, test_per_class=2, img_size=32)
     with pytest.raises(SystemExit, match="could not download the ImageNet weights"):
         trainVal.main(["--data_dir", str(tmp_path), "--results_dir", str(tmp_path / "results"),
@@ -123,7 +123,7 @@ def test_the_authors_backbone_as_described(name, layer_sizes, bottleneck, stride
     """--padding_mode circular --pool_stride None --end_relu_blocks first --end_relu False against the hand-built
     reference, on random weights and BatchNorm statistics (so that every choice shows in the features); the
     feature map's side is feature_map_side's."""
-    from models.resnet import feature_map_side
+    from brnpa.models.resnet import feature_map_side
     torch.manual_seed(0)
     net = build_resnet(name, chan=8, stride=stride, stride_lay2=2, stride_lay3=1, stride_lay4=2, end_relu=False,
                        padding_mode="circular", pool_stride=None, end_relu_blocks="first").eval()

@@ -1,4 +1,4 @@
-"""ROAD (metrics/curves.py 'ROADMoRF', 'ROADLeRF') against pytorch-grad-cam's implementation
+"""ROAD (brnpa/metrics/curves.py 'ROADMoRF', 'ROADLeRF') against pytorch-grad-cam's implementation
 (pytorch_grad_cam.metrics.road), on the same tiny model, images and maps. The two differ where these tests
 say: grad-cam draws its noise from torch's global generator (here seeded per image, so the noise is set to 0
 on both sides to compare), returns the score minus the clean image's score (here the score itself), and
@@ -15,8 +15,8 @@ from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
 from helpers import logits_module, tiny_model
-from metrics.curves import CURVE_METRICS
-from metrics.perturbation import linear_imputation
+from brnpa.metrics.curves import CURVE_METRICS
+from brnpa.metrics.perturbation import linear_imputation
 
 # grad-cam passes a tensor to numpy (np.float32(mask < threshold)), which numpy 2 warns about: its code, not ours
 pytestmark = pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")

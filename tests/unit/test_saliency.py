@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 from helpers import tiny_model
-from metrics.saliency_methods import cam_source, rise_masks, rise_saliency, rise_source, upsample_masks
+from brnpa.metrics.saliency_methods import cam_source, rise_masks, rise_saliency, rise_source, upsample_masks
 
 
 def test_gradcam_equals_hand_computation():

@@ -1,4 +1,4 @@
-"""The sanity task (metrics/sanity.py) and the floor sources (metrics/saliency.py): which stages each step of
+"""The sanity task (brnpa/metrics/sanity.py) and the floor sources (brnpa/metrics/saliency.py): which stages each step of
 the cascading randomisation re-initialises, sources that ignore the model or the class, a gradient that
 depends on both, and the seeded random floor."""
 import numpy as np
@@ -7,9 +7,9 @@ import torch
 from scipy import stats
 
 from helpers import import_or_skip_unless_ci, logits_module, tiny_model
-from metrics import sanity
-from metrics.saliency import SOURCES, SourceInputs, live_own_maps
-from models.heads import HEADS
+from brnpa.metrics import sanity
+from brnpa.metrics.saliency import SOURCES, SourceInputs, live_own_maps
+from brnpa.models.heads import HEADS
 
 
 def model_and_images(head="br_npa"):
@@ -175,7 +175,7 @@ def test_the_noise_ceiling_is_one_for_a_deterministic_source_and_the_last_pass_o
 
 
 def test_the_noise_ceiling_note_names_the_sources_that_draw():
-    from analysis.tables import noise_ceiling_notes
+    from brnpa.analysis.tables import noise_ceiling_notes
     drawing = {"noise_rho": np.array([0.5, 0.7]), "noise_ssim": np.array([0.4, np.nan]),
                "mprt_rho": np.array([[0.9, 0.55], [0.8, 0.65]]), "class_rho": np.array([0.6, 0.6])}
     steady = {**drawing, "noise_rho": np.ones(2), "noise_ssim": np.ones(2)}
@@ -189,7 +189,7 @@ def test_input_rho_pairs_each_image_with_another_of_the_set_and_a_lone_image_wit
     """The partner of test index i is np.random.default_rng([seed, i, 1]).choice(the set's other indices), whatever
     the batch; the centre floor (one map for every image) gives input ρ 1, the random floor about 0; an image alone
     in its set gets nan (no other image to compare with), not 1."""
-    from metrics.sanity import partner_indices
+    from brnpa.metrics.sanity import partner_indices
     evaluated = (3, 8, 11, 20, 31)
     partners = partner_indices([8, 20], evaluated, 4)
     assert partners == [int(np.random.default_rng([4, i, 1]).choice([j for j in evaluated if j != i])) for i in (8, 20)]

@@ -8,9 +8,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from runs import results_io
-from jobs import search
-from core.errors import SearchError
+from brnpa.runs import results_io
+from brnpa.jobs import search
+from brnpa.core.errors import SearchError
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The paired comparisons and reliability measures of analysis/comparisons.py, each against an independent
+"""The paired comparisons and reliability measures of brnpa/analysis/comparisons.py, each against an independent
 computation: scipy called directly, a hand-worked example, or a published worked example."""
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis import comparisons
+from brnpa.analysis import comparisons
 
 
 def paired_example():
@@ -149,7 +149,7 @@ def test_score_agreement_is_spearman_over_image_source_pairs():
 
 
 def test_the_marks_over_seeds_need_every_experiment():
-    from analysis.summary import seed_marks
+    from brnpa.analysis.summary import seed_marks
 
     def pair(first, second, better):
         return comparisons.PairedComparison(first, second, 10, 0, 0, 0.0, 0.0, 0.0, 0.5, 0.001, 0.5, 0.001, better)
@@ -184,7 +184,7 @@ def test_undefined_statistics_are_nan_without_a_warning():
     on every image give Friedman's test nothing to test: nan, where scipy would warn (ConstantInputWarning, a
     division by zero) before giving it."""
     import warnings
-    from analysis.comparisons import friedman_p, score_agreement
+    from brnpa.analysis.comparisons import friedman_p, score_agreement
     values = {"DAUC": {"a": {0: 0.1, 1: 0.2, 2: 0.3}, "b": {0: 0.4, 1: 0.2, 2: 0.9}},
               "class ρ": {"a": {0: 1.0, 1: 1.0, 2: 1.0}, "b": {0: 1.0, 1: 1.0, 2: 1.0}}}
     with warnings.catch_warnings():

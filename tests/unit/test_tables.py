@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from runs import results_io
-from runs.args import OPTIONS, SEARCHABLE, parse_args
+from brnpa.runs import results_io
+from brnpa.runs.args import OPTIONS, SEARCHABLE, parse_args
 from helpers import REPO_ROOT, slow_curve, tiny_model
-from metrics.curves import CURVE_METRICS, STEP_RULES, SUMMARIES
-from metrics.localisation import LOCALISATION_SCORES
-from metrics.perturbation import FIXED_BASELINES, IMPUTERS, released_saliency_map, saliency_map, step_masks
-from metrics.saliency import POST_HOC_NAMES, RESOLUTIONS, SOURCES, SourceInputs, live_own_maps
-from metrics.scores import SCORES
-from metrics.tasks import GENERIC_SCRIPT, TASKS, TaskContext
-from core.model_ids import MODEL_IDS, model_options
-from models.heads import HEADS
-from models.resnet import ARCHITECTURES
+from brnpa.metrics.curves import CURVE_METRICS, STEP_RULES, SUMMARIES
+from brnpa.metrics.localisation import LOCALISATION_SCORES
+from brnpa.metrics.perturbation import FIXED_BASELINES, IMPUTERS, released_saliency_map, saliency_map, step_masks
+from brnpa.metrics.saliency import POST_HOC_NAMES, RESOLUTIONS, SOURCES, SourceInputs, live_own_maps
+from brnpa.metrics.scores import SCORES
+from brnpa.metrics.tasks import GENERIC_SCRIPT, TASKS, TaskContext
+from brnpa.core.model_ids import MODEL_IDS, model_options
+from brnpa.models.heads import HEADS
+from brnpa.models.resnet import ARCHITECTURES
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -99,7 +99,7 @@ def test_legacy_head_options_map_onto_head():
     assert parse_args([]).head == "br_npa"
     bcnn = parse_args(["--head", "b_cnn"])
     assert (bcnn.attention, bcnn.br_npa) == (True, False)  # the .ini describes one head
-    from runs.args import resolve_derived, with_changes
+    from brnpa.runs.args import resolve_derived, with_changes
     other = resolve_derived(with_changes(parse_args([]), head="cam"))  # a head the pair cannot describe
     assert (other.head, other.attention, other.br_npa) == ("cam", None, None)
     assert parse_args(["--attention", "None", "--head", "cnn"]).attention is False  # None reads back from an .ini
@@ -127,7 +127,7 @@ def plain_gradient(inputs):
 def test_a_source_that_does_not_say_it_needs_gradients_fails_the_contract():
     """The plain gradient registered without gradients=True: called as the tasks call it, it fails; with it, it
     gives the gradient computed here outside torch.no_grad()."""
-    from metrics.saliency import SaliencySource
+    from brnpa.metrics.saliency import SaliencySource
     model = tiny_model(head="cnn", class_nb=3).eval()
     images = torch.randn(2, 3, 32, 32)
     forgetful = SaliencySource("mygradient", plain_gradient, "the gradient", resolution="pixels")
@@ -390,8 +390,8 @@ def test_searched_options_are_the_ones_docs_method_lists():
 def test_help_imports_no_torch():
     """The option tables of trainVal.py and processResults.py import without torch (so --help is fast): a
     table module that imports torch at its top fails here."""
-    code = ("import sys; import runs.args, processResults; processResults.build_parser(); "
-            "runs.args.build_parser(); print(sorted(name for name in ('torch', 'numpy') if name in sys.modules))")
+    code = ("import sys; import brnpa.runs.args, processResults; processResults.build_parser(); "
+            "brnpa.runs.args.build_parser(); print(sorted(name for name in ('torch', 'numpy') if name in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
 

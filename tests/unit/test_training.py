@@ -3,8 +3,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from runs.args import build_parser, parse_args, read_config_file
-from jobs.training import StepConfig, build_optimizer, distillation_loss, train_one_epoch
+from brnpa.runs.args import build_parser, parse_args, read_config_file
+from brnpa.jobs.training import StepConfig, build_optimizer, distillation_loss, train_one_epoch
 
 
 class LinearModel(nn.Module):
@@ -98,7 +98,7 @@ def test_config_bad_values(tmp_path):
 
 
 def test_written_config_reads_back(tmp_path):
-    from runs.args import load_config, write_config
+    from brnpa.runs.args import load_config, write_config
     args = parse_args(["--lr", "0.02", "--m_model_id", "teacher", "--master_net", "True"])
     write_config(args, str(tmp_path / "x.ini"))
     back = load_config(str(tmp_path / "x.ini"))
@@ -192,7 +192,7 @@ def test_a_log_gets_a_progress_line_at_each_interval():
     """Ten batches of 4 images, 10 s each, a line every 30 s: lines after 3, 6 and 9 batches, with the images
     done, the rate since the start (0.4 images/s) and the time left (28 images at 0.4/s = 1:10 after 12)."""
     import io
-    from runs.runtime import LogLines
+    from brnpa.runs.runtime import LogLines
     now = [0.0]
 
     def clock():
