@@ -13,7 +13,8 @@ from brnpa.runs import results_io
 from brnpa.runs import lifecycle
 from brnpa.core.errors import run_main
 from brnpa.data import layout
-from brnpa.data.load_data import IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb, scan_test_folder
+from brnpa.data.load_data import (IMAGENET_MEAN, IMAGENET_STD, build_transform, load_mask_array, load_rgb,
+                                  scan_test_folder)
 from brnpa.metrics.perturbation import saliencies_from_maps
 from brnpa.models.heads import head_class
 from brnpa.core.options import REPO_ROOT, HelpFormatter, resolve_path, str2bool

@@ -59,7 +59,8 @@ def build_parser():
     parser.add_argument("--few_steps", default="True", choices=["True", "False"],
                         help="--att_metrics_few_steps of the curves (as many steps as a low-res map has cells)")
     parser.add_argument("--results_dir", default=None, help="results root (None: results/ of the repository)")
-    parser.add_argument("--vis_dir", default=None, help="where processResults puts its plots (None: vis/ of the repository)")
+    parser.add_argument("--vis_dir", default=None,
+                        help="where processResults puts its plots (None: vis/ of the repository)")
     parser.add_argument("--post_hoc_of", default=None, help="model id whose post-hoc saliencies get curves too")
     parser.add_argument("--post_hoc", nargs="*", default=[], choices=POST_HOC_NAMES,
                         help="post-hoc methods computed for --post_hoc_of (--att_metrics_post_hoc of each)")

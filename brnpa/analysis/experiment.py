@@ -9,8 +9,8 @@ import torch
 
 from brnpa.analysis.statistics import defined_mean
 from brnpa.analysis.sets import (incomplete_models, landed_runs, load_task_sets, not_computed_notes, own_saliencies,
-                           post_hoc_configuration, post_hoc_saliencies, score_values, test_folder_samples,
-                           test_values)
+                                 post_hoc_configuration, post_hoc_saliencies, score_values, test_folder_samples,
+                                 test_values)
 from brnpa.metrics.attention import sparsity
 from brnpa.metrics.localisation import LOCALISATION_SCORES, localisation_scores
 from brnpa.metrics.saliency import POST_HOC_NAMES

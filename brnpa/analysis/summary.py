@@ -12,13 +12,14 @@ from brnpa.core import files
 from brnpa.analysis import comparisons
 from brnpa.analysis.experiment import COLUMNS, experiment_rows, indexed_values, seed_values
 from brnpa.analysis.plots import (plot_agreement, plot_band_curves, plot_critical_difference, plot_mean_curves,
-                            plot_sanity_curves, plot_ttest)
+                                  plot_sanity_curves, plot_ttest)
 from brnpa.analysis.sets import SANITY_TASK, sanity_stages, source_saliencies, test_folder_samples
 from brnpa.analysis.statistics import defined, defined_mean, defined_median, mean_ci
-from brnpa.analysis.tables import (chance_note, column_blocks, comparison_notes, directions, fmt, fmt_number, header_names,
-                             noise_ceiling_notes, print_incomplete, print_lines, print_table, reliability_lines,
-                             tiny_denominator_notes, write_agreement_csv, write_comparison_csv, write_experiment_csvs,
-                             write_reliability_csv, write_seed_comparison_csv, write_summary_runs)
+from brnpa.analysis.tables import (chance_note, column_blocks, comparison_notes, directions, fmt, fmt_number,
+                                   header_names, noise_ceiling_notes, print_incomplete, print_lines, print_table,
+                                   reliability_lines, tiny_denominator_notes, write_agreement_csv, write_comparison_csv,
+                                   write_experiment_csvs, write_reliability_csv, write_seed_comparison_csv,
+                                   write_summary_runs)
 from brnpa.core.errors import UserError
 from brnpa.metrics.localisation import LOCALISATION_SCORES
 from brnpa.metrics.saliency import POST_HOC_NAMES

@@ -14,7 +14,8 @@ import shutil
 import sys
 
 if not __package__:  # started as a file: the project's modules are importable only as a package
-    sys.exit("error: run it from the repository root as python3 -m brnpa.data.prepare_cub (or anywhere after pip install -e .)")
+    sys.exit("error: run it from the repository root as python3 -m brnpa.data.prepare_cub (or anywhere after "
+             "pip install .)")
 
 from brnpa.core.errors import DataError, run_main  # noqa: E402
 from brnpa.core.options import REPO_ROOT, HelpFormatter, OneLineParser, str2bool  # noqa: E402

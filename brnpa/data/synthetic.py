@@ -25,7 +25,8 @@ import numpy as np
 from PIL import Image
 
 if not __package__:  # started as a file: the project's modules are importable only as a package
-    sys.exit("error: run it from the repository root as python3 -m brnpa.data.synthetic (or anywhere after pip install -e .)")
+    sys.exit("error: run it from the repository root as python3 -m brnpa.data.synthetic (or anywhere after "
+             "pip install .)")
 
 from brnpa.data.layout import mask_folder as masks_of  # noqa: E402
 from brnpa.core.errors import DataError, run_main  # noqa: E402

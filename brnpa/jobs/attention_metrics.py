@@ -34,8 +34,8 @@ from brnpa.metrics.saliency import OWN_MAPS, SourceInputs, image_seed, live_own_
 from brnpa.metrics.tasks import TaskContext, task as perturbation_task
 from brnpa.models.heads import head_class
 from brnpa.models.resnet import feature_map_side
-from brnpa.runs.runtime import (autocast, data_config, get_device, memory_format, model_config, pin_memory, prepare_model,
-                          progress)
+from brnpa.runs.runtime import (autocast, data_config, get_device, memory_format, model_config, pin_memory,
+                                prepare_model, progress)
 
 # Progress is saved about this many times over a run (and never less often than every image).
 SAVES_PER_RUN = 20

@@ -25,8 +25,8 @@ from brnpa.core.errors import UserError
 from brnpa.data.load_data import build_transform, make_loader, make_train_loader, set_loader_epoch
 from brnpa.metrics.attention import scale_to_uint8, sparsity
 from brnpa.models.net import AUX_SLICES, build_model
-from brnpa.runs.runtime import (autocast, data_config, get_device, memory_format, model_config, pin_memory, prepare_model,
-                     progress, seed_everything, train_amp)
+from brnpa.runs.runtime import (autocast, data_config, get_device, memory_format, model_config, pin_memory,
+                                prepare_model, progress, seed_everything, train_amp)
 
 METRICS_HEADER = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 

@@ -241,9 +241,9 @@ def perturbation_records(forward, images, saliencies, classes, copies, cells_per
     (T, h, w) -> perturbed copies (T, 3, H, W), e.g. copies_maker's; order: saliency -> step masks (step_masks,
     or topk_step_masks for the released code's order), applied to -saliency where least_first (the least
     salient cells first); cell_counts: cell number -> the cells perturbed after each step, cumulated, for
-    steps of unequal size, or None (cell_counts itself None, or its value) for cells_per_step cells per step. Returns {'curves': list of (T, 2)
-    tensors, per step (cells left, softmax score of the class after the step); 'start_scores': list of ()
-    tensors, the score of the start image (the clean image for deletion, the baseline for insertion; not a
+    steps of unequal size, or None (cell_counts itself None, or its value) for cells_per_step cells per step.
+    Returns {'curves': list of (T, 2) tensors, per step (cells left, softmax score of the class after the
+    step); 'start_scores': list of () tensors, the score of the start image (the clean image for deletion, the baseline for insertion; not a
     point of the curve); 'step_saliency': list of (T,) tensors, the saliency summed over the cells each step
     perturbs}.
     """

@@ -26,7 +26,7 @@ import numpy as np
 
 from brnpa.metrics.curves import CURVE_METRICS
 from brnpa.metrics.faithfulness import (average_drop, average_drop_in_deletion, clean_scores, increase_in_confidence,
-                                  step_correlations)
+                                        step_correlations)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ import re
 import sys
 
 from brnpa.core.options import (REPO_ROOT, OneLineParser, Option, SearchSpace, at_least, in_table, non_negative,
-                          optional_bool, optional_int, optional_str, positive, resolve_path, str2bool, within)
+                                optional_bool, optional_int, optional_str, positive, resolve_path, str2bool, within)
 from brnpa.metrics.saliency import POST_HOC_NAMES, SOURCES
 from brnpa.metrics.tasks import TASKS
 
@@ -114,7 +114,8 @@ OPTION_GROUPS = [
         setting("num_workers", int, 4, "data loader worker processes", **non_negative()),
     ]),
     ("model", [
-        run_option("backbone", str, "resnet50", "ResNet of the backbone, a key of ARCHITECTURES in brnpa/models/resnet.py",
+        run_option("backbone", str, "resnet50",
+                   "ResNet of the backbone, a key of ARCHITECTURES in brnpa/models/resnet.py",
                    **in_table("brnpa.models.resnet", "ARCHITECTURES")),
         run_option("pretrained", str2bool, False, "start from torchvision's ImageNet weights"),
         run_option("resnet_chan", int, 64, "width of the first stage (64 = standard)", **at_least(1)),

@@ -5,8 +5,8 @@ A training run gets a run id (12 hex digits) when it starts, and every file it w
 resolved .ini (`run_id = ...`), the checkpoints, the test CSV (a run_id column) and the metadata of
 every curve set computed from it. Each task works through a Stage (see its docstring):
 
-- a plain training run (brnpa/jobs/train_task.py) and the search's final test (brnpa/jobs/search.py) stage the model's files
-  in <exp_folder>/.<model_id>.staging/ and land them, test CSV last;
+- a plain training run (brnpa/jobs/train_task.py) and the search's final test (brnpa/jobs/search.py) stage the
+  model's files in <exp_folder>/.<model_id>.staging/ and land them, test CSV last;
 - the curve task (brnpa/jobs/attention_metrics.py) stages the files of one set (the task's arrays, _imgInds,
   _preds, _targets and the .json: 7 for a curve set) in
   <exp_folder>/.attMetr<metric>_<source>.staging/ and lands them, the .json last.
@@ -32,8 +32,8 @@ from typing import Callable
 
 from brnpa.core import files
 from brnpa.runs import results_io
-from brnpa.runs.args import (NOT_RUN_DEFINING, RUN_METADATA, SEARCHABLE, build_parser, load_run_config, read_config_file,
-                       resolve_derived, with_changes)
+from brnpa.runs.args import (NOT_RUN_DEFINING, RUN_METADATA, SEARCHABLE, build_parser, load_run_config,
+                             read_config_file, resolve_derived, with_changes)
 from brnpa.runs.checkpoints import load_weights, read_checkpoint
 from brnpa.core.errors import DiskFullError, LockedError, NotTrainedError, UserError
 from brnpa.core.options import resolve_path
@@ -350,7 +350,8 @@ def set_options(signature, run_options):
     --att_metrics_img_nb (its image count), then --seed, --att_metrics_batch_size and the source's and task's
     options where the signature's value differs from run_options'. A list of words."""
     from brnpa.runs.args import OPTIONS
-    values = {"att_metrics_img_nb": len(signature.get("images", ())), "att_metrics_batch_size": signature.get("batch_size")}
+    values = {"att_metrics_img_nb": len(signature.get("images", ())),
+              "att_metrics_batch_size": signature.get("batch_size")}
     not_options = ("run_id", "images", "step_cells", "batch_size", "post_hoc")  # signature keys, not options
     values.update({name: value for name, value in signature.items() if name in OPTIONS and name not in not_options})
     words = ["--att_metrics_img_nb", str(values.pop("att_metrics_img_nb"))]

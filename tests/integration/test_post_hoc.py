@@ -161,4 +161,5 @@ def test_sanity_of_a_gradient_source_at_its_own_resolution(trained_cnn, capsys):
                          str(root / "vis")])
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert "input ρ" in lines[lines.index("-- sanity") + 1] and "input ρ: the rank correlation between the maps" in out
+    assert "input ρ" in lines[lines.index("-- sanity") + 1]
+    assert "input ρ: the rank correlation between the maps" in out

@@ -217,7 +217,8 @@ def test_a_curve_on_maps_of_one_cell_is_refused_before_anything_is_written(tiny_
     common = ["-c", str(tiny_config), "--data_dir", tiny_synth, "--results_dir", str(results), *CNN,
               "--img_size", "16"]
     trainVal.main(common)
-    assert "1 x 1 maps: its curve would have 1 point" in error_of(trainVal.main, common + ["--attention_metrics", "Del"])
+    deletion = error_of(trainVal.main, common + ["--attention_metrics", "Del"])
+    assert "1 x 1 maps: its curve would have 1 point" in deletion
     assert "needs maps of 10 cells" in error_of(trainVal.main, common + ["--attention_metrics", "ROADMoRF"])
     assert not [name for name in os.listdir(results / "e2e") if name.startswith("attMetr")]
 

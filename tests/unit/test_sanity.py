@@ -1,5 +1,5 @@
-"""The sanity task (brnpa/metrics/sanity.py) and the floor sources (brnpa/metrics/saliency.py): which stages each step of
-the cascading randomisation re-initialises, sources that ignore the model or the class, a gradient that
+"""The sanity task (brnpa/metrics/sanity.py) and the floor sources (brnpa/metrics/saliency.py): which stages
+each step of the cascading randomisation re-initialises, sources that ignore the model or the class, a gradient that
 depends on both, and the seeded random floor."""
 import numpy as np
 import pytest
