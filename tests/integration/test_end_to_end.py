@@ -252,6 +252,9 @@ def test_road_through_the_generic_script(trained, tiny_synth, capsys):
     unknown = subprocess.run([os.path.join(REPO_ROOT, "train.sh"), "cnnn"], env=script_env(config),
                              capture_output=True, text=True)
     assert unknown.stderr.startswith("error: unknown model id 'cnnn': one of ") and unknown.stderr.count("\n") == 1
+    alone = subprocess.run([os.path.join(REPO_ROOT, "train.sh")], env=script_env(config), capture_output=True,
+                           text=True)
+    assert alone.stderr.startswith("usage: ") and "MODEL_ID is one of: br_npa_low_res" in alone.stderr
 
 
 def test_curves_need_a_trained_model(tiny_config, tiny_synth, tmp_path):

@@ -87,6 +87,9 @@ CONTRADICTIONS = [
     ("pyproject.toml", "DAUC / IAUC"),
     ("brnpa/runs/args.py", "perturbation tasks: DAUC / IAUC, single-step"),
     ("README.md", "unknown id prints the list"),
+    ("README.md", "Four kinds of test need a tool beside\nPython"),
+    ("docs/USAGE.md", "its per-image scores (DAUC, IAUC, DC, IC, AD, IIC, ADD)"),
+    ("docs/METHOD.md", "the mean over the images of DAUC, IAUC, DC,\nIC, AD, IIC and ADD"),
 ]
 
 
