@@ -279,5 +279,5 @@ def post_hoc_maps_of_set(folder, source, task_key="Del"):
     import json
     import numpy as np
     with open(os.path.join(folder, f"attMetr{task_key}_{source}.json")) as file:
-        tag = json.load(file)["maps"]
+        tag = json.load(file)["maps_tag"]
     return np.load(os.path.join(folder, f"attMaps{source}_{tag}_test.npy"))

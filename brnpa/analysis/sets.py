@@ -237,7 +237,7 @@ def post_hoc_configuration(exp_folder, source, task_keys=None):
         return None, []
     configurations = {}
     for key, meta in metas.items():
-        values = tuple((name, meta.get(name)) for name in SOURCES[method].identity)
+        values = tuple((name, meta.get(name)) for name in SOURCES[results_io.method_base(method)].identity)
         configurations.setdefault(values, []).append(key)
     first = next(iter(metas))
     notes = []
@@ -247,7 +247,7 @@ def post_hoc_configuration(exp_folder, source, task_keys=None):
         notes.append(f"the sets of {source} were computed with different options of {method} ({parts}): its row "
                      f"mixes them, and its sparsity, localisation and maps are those of {first}; compute the others "
                      f"again with the options of {first} (--overwrite True)")
-    return metas[first].get("maps"), notes
+    return metas[first].get("maps_tag"), notes
 
 
 def source_saliencies(exp_folder, landed, source):

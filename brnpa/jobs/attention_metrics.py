@@ -1,16 +1,16 @@
 """The perturbation tasks (--attention_metrics KEY, brnpa/metrics/tasks.py) on a trained model's saliency.
 
-Reads the model's finished run (test maps and norms, .ini and checkpoint, which must share one run id),
-draws --att_metrics_img_nb test images with the seed, and runs the task on each image (for a curve of
+Reads the model's finished run (test maps and norms, .ini and checkpoint, which must share one run id), draws
+--att_metrics_img_nb test images with the seed, and runs the task on each image (for a curve of
 brnpa/metrics/curves.py, its curve: docs/METHOD.md, "DAUC and IAUC" and "ROAD"). The saliency comes from a source of
-brnpa/metrics/saliency.py: the model's own saved maps, or a post-hoc method (--att_metrics_post_hoc), whose maps
-are saved as attMaps<model_id>-<method>_test.npy and reused by the other tasks. Progress is saved every
-few images, so a killed run started again with the same command resumes where it stopped. The task's
-arrays are written as attMetr<key>_<source>.npy (and _<array>.npy; source: <model_id> or
+brnpa/metrics/saliency.py: the model's own saved maps, or a post-hoc method (--att_metrics_post_hoc), whose maps are
+saved as attMaps<model_id>-<method>_<tag>_test.npy (one file per configuration) and reused by the other tasks.
+Progress is saved every few images, so a killed run started again with the same command resumes where it stopped.
+The task's arrays are written as attMetr<key>_<source>.npy (and _<array>.npy; source: <model_id> or
 <model_id>-<method>) with _imgInds, _preds and _targets beside them and a .json of metadata (run id, steps,
-options). The files are staged and land together, the .json last (lifecycle.Stage): a killed run leaves the
-previous set or none, never a mix. A task that recomputes saliencies from a changed model (the sanity checks)
-gets the model and the source's live function through a TaskContext (brnpa/metrics/tasks.py).
+options). The files are staged and land together, the .json last (lifecycle.Stage): a killed run leaves the previous
+set or none, never a mix. A task that recomputes saliencies from a changed model (the sanity checks) gets the model
+and the source's live function through a TaskContext (brnpa/metrics/tasks.py).
 """
 import dataclasses
 import json
@@ -172,7 +172,8 @@ def run_attention_metrics(args, given=frozenset()):
     image_inds = choose_images(config.att_metrics_img_nb, len(test_samples), config.seed)
     source = saliency_source(config.att_metrics_post_hoc or OWN_MAPS)
     values = {option.name: getattr(config, option.name) for option in source.options}
-    values.update(seed=config.seed, batch_size=config.att_metrics_batch_size, val_batch_size=config.val_batch_size)
+    values.update(seed=config.seed, batch_size=config.att_metrics_batch_size, val_batch_size=config.val_batch_size,
+                  test_nb=len(test_samples), task=config.attention_metrics)
     refusal = source.check(values, tuple(att_maps.shape[2:])) if source.check is not None else None
     if refusal is not None:
         raise UserError(refusal)
@@ -216,7 +217,7 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
     predict, saliencies (computed or read back), the resumable loop, land."""
     exp_folder = results_io.exp_dir(config.results_dir, config.exp_id)
     task = perturbation_task(config.attention_metrics)
-    source_id = results_io.source_id(config.model_id, source.name if source.post_hoc else None)
+    source_id = results_io.source_id(config.model_id, config.att_metrics_post_hoc if source.post_hoc else None)
     paths = results_io.att_metrics_paths(exp_folder, source_id, task.key)
     device = get_device(config.cuda)
     layout = memory_format(config.channels_last, device)
@@ -263,7 +264,7 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
                                     order, partial, signature, source_id, config, context)
         records = {name: distributed.gather_in_order(values) for name, values in records.items()}
         preds = distributed.gather_in_order(preds)
-        maps = ({"maps": results_io.maps_tag(post_hoc_maps_key(signature, source, draws_at_random))}
+        maps = ({"maps_tag": results_io.maps_tag(post_hoc_maps_key(signature, source, draws_at_random))}
                 if source.post_hoc else {})
         meta = {"run_id": landed.run_id, "model_id": config.model_id, "source": source_id, "metric": task.key, **maps,
                 "image_nb": len(subset), **curve_steps(task, step_cells, step_nb),
@@ -281,7 +282,7 @@ def task_saliencies(source, saliency, map_size, head):
     the map size (h, w) (they perturb map cells); and what a task that changes the model (the sanity checks) calls,
     the source at its own resolution, computed from the model it is given (for the model's own maps, from its
     forward pass: metrics.saliency.live_own_maps of its head class)."""
-    at_map_size = pooled_to(saliency, map_size) if source.resolution == "pixels" else saliency
+    at_map_size = saliency if source.resolution == "map" else pooled_to(saliency, map_size)
     live = saliency if source.post_hoc else live_own_maps(head)
     return at_map_size, live
 
@@ -295,7 +296,7 @@ def source_order(saliency):
 def set_signature(landed, source, inputs, image_inds, step_cells, config):
     """(identity: what names the source's results, signature: what defines the set; a set or saved progress of
     another signature is computed again)."""
-    identity = {"post_hoc": source.name} if source.post_hoc else {}
+    identity = {"post_hoc": config.att_metrics_post_hoc} if source.post_hoc else {}
     identity.update(source.identify(inputs.values))
     task_values = {option.name: getattr(config, option.name)
                    for option in perturbation_task(config.attention_metrics).options}

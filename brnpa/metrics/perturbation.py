@@ -243,9 +243,9 @@ def perturbation_records(forward, images, saliencies, classes, copies, cells_per
     salient cells first); cell_counts: cell number -> the cells perturbed after each step, cumulated, for
     steps of unequal size, or None (cell_counts itself None, or its value) for cells_per_step cells per step.
     Returns {'curves': list of (T, 2) tensors, per step (cells left, softmax score of the class after the
-    step); 'start_scores': list of () tensors, the score of the start image (the clean image for deletion, the baseline for insertion; not a
-    point of the curve); 'step_saliency': list of (T,) tensors, the saliency summed over the cells each step
-    perturbs}.
+    step); 'start_scores': list of () tensors, the score of the start image (the clean image for deletion, the
+    baseline for insertion; not a point of the curve); 'step_saliency': list of (T,) tensors, the saliency
+    summed over the cells each step perturbs}.
     """
     scores, masses, lefts, buffer, owners = [], [], [], [], []
     filled = 0

@@ -35,7 +35,7 @@ import dataclasses
 import functools
 from typing import Any, Callable, Optional
 
-from brnpa.core.options import Option, at_least, positive_finite, within
+from brnpa.core.options import Option, at_least, optional_str, positive_finite, within
 
 
 def live_own_maps(head):
@@ -73,7 +73,8 @@ class SaliencySource:
     identify its results (its curves are remade when one changes). post_hoc: computed from the model rather
     than read from its saved maps; its results are saved as '<model_id>-<name>' and its maps kept (at the map
     size). gradients: it differentiates the model, so it is called with gradients enabled. resolution: 'map'
-    (its maps are at the model's feature-map size) or 'pixels' (at the image's size). check (optional):
+    (its maps are at the model's feature-map size), 'pixels' (at the image's size) or 'given' (at the size of the
+    precomputed maps it reads). check (optional):
     check(values, map size (h, w)) -> None, or the one-line message refusing these values on maps of that size;
     the tasks call it before anything is computed."""
     name: str
@@ -106,7 +107,9 @@ class SaliencySource:
         return with_gradients
 
 
-RESOLUTIONS = ("map", "pixels")
+# 'given': the size the maps were given at (precomputed maps), seen by the curves pooled to the map size as
+# 'pixels' is.
+RESOLUTIONS = ("map", "pixels", "given")
 
 
 def pooled_to(saliency, size):
@@ -147,6 +150,49 @@ def check_occlusion(values, map_size):
         return (f"--occlusion_cells {cells} is wider than the model's {map_size[0]} x {map_size[1]} map: give at "
                 f"most {min(map_size)}")
     return None
+
+
+def check_maps(values, map_size):
+    """Precomputed maps: a file given, holding one map per test image (values['test_nb']), and not asked for the
+    sanity checks, which need maps computed again from a randomised model."""
+    path = values["maps"]
+    if path is None:
+        return ("--att_metrics_post_hoc maps needs --maps FILE.npy, the maps (N, h, w) of the N test images in "
+                "test order")
+    if values.get("task") == "Sanity":
+        return (f"the sanity checks need maps computed again from a randomised model, which {path} cannot give: "
+                f"score precomputed maps with the other tasks")
+    return maps_file_refusal(path, values["test_nb"])
+
+
+def maps_file_refusal(path, test_nb):
+    """Why a precomputed maps file cannot be scored (one line), or None: it must be a .npy of (N, h, w) numbers,
+    N the test images, in test order."""
+    import numpy as np
+    try:
+        maps = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        return f"--maps {path} is not a readable .npy file ({error})"
+    if maps.ndim != 3 or maps.dtype.kind not in "fiu":
+        return (f"--maps {path} holds {maps.dtype} {tuple(maps.shape)}; expected numbers (N, h, w), one map per test "
+                f"image")
+    if len(maps) != test_nb:
+        return (f"--maps {path} holds {len(maps)} maps but the test folder has {test_nb} images: one map per test "
+                f"image, in test order (sorted classes, then sorted file names)")
+    return None
+
+
+def build_maps(inputs):
+    """Precomputed maps, read from --maps (N, h, w), one per test image in test order: each image's map is its
+    row, whatever the model. At the size they were given at ('given'): the curves see them average-pooled to the
+    model's map size (unchanged when they already have its size)."""
+    import numpy as np
+    maps = np.load(inputs.values["maps"], mmap_mode="r", allow_pickle=False)
+
+    def saliency(model, images, classes, indices):
+        import torch
+        return torch.from_numpy(np.stack([np.asarray(maps[int(index)], dtype=np.float32) for index in indices]))
+    return saliency
 
 
 def build_rise(inputs):
@@ -280,6 +326,11 @@ SOURCES = {source.name: source for source in [
                             Option("rise_keep_prob", float, 0.5, "RISE: probability of keeping a grid cell",
                                    run_defining=False, **within(0, 1, low_open=True))),
                    identity=("rise_masks", "rise_grid", "rise_keep_prob", "seed")),
+    SaliencySource("maps", build_maps, "precomputed maps of the test images (--maps), named with a label: maps.mine",
+                   options=(Option("maps", optional_str, None, "maps: a .npy file of the maps (N, h, w) of the N test "
+                                   "images in test order, scored as --att_metrics_post_hoc maps.LABEL",
+                                   run_defining=False),),
+                   identity=("maps",), resolution="given", check=check_maps),
     SaliencySource("random", build_random, "floor: uniform noise, seeded per image", identity=("seed",)),
     SaliencySource("center", build_center, "floor: a centred Gaussian, the same for every image",
                    options=(Option("center_sigma", float, 0.5, "center: standard deviation of the Gaussian, in "
@@ -291,7 +342,9 @@ POST_HOC_NAMES = tuple(name for name, source in SOURCES.items() if source.post_h
 
 
 def saliency_source(name):
-    """The source registered under name; ValueError listing the post-hoc sources otherwise."""
-    if name not in SOURCES:
+    """The source registered under name, or under its part before a '.LABEL' (a labelled post-hoc method);
+    ValueError listing the post-hoc sources otherwise."""
+    base = name.split(".", 1)[0]
+    if base not in SOURCES:
         raise ValueError(f"--att_metrics_post_hoc must be one of {', '.join(POST_HOC_NAMES)}, got '{name}'")
-    return SOURCES[name]
+    return SOURCES[base]

@@ -47,6 +47,13 @@ def searched(name, type, default, help, space, **more):
     return Option(name, type, default, help, search=space, **more)
 
 
+def post_hoc_name_is_valid(name):
+    """Whether --att_metrics_post_hoc names a post-hoc source, with or without a '.LABEL'."""
+    import re
+    base, dot, label = name.partition(".")
+    return base in POST_HOC_NAMES and (not dot or re.fullmatch(r"[A-Za-z0-9_]+", label) is not None)
+
+
 def batch_size_floor(options):
     """Lower bound of the searched batch size: 12, or 4 when --max_batch_size is 12 or less (the authors' rule)."""
     return 12 if options.max_batch_size > 12 else 4
@@ -226,10 +233,14 @@ OPTION_GROUPS = [
                 "as many steps as the low-res map of the same input has cells (196 at 448 px) instead of one "
                 "cell per step"),
         setting("att_metrics_batch_size", int, 64, "perturbed images per forward pass", **at_least(1)),
-        setting("att_metrics_post_hoc", optional_str, None, choices=(None, *POST_HOC_NAMES),
+        setting("att_metrics_post_hoc", optional_str, None,
                 help="a perturbation task on a post-hoc saliency of the model instead of its own maps, one of: "
                      + "; ".join(f"{name} ({SOURCES[name].description})" for name in POST_HOC_NAMES)
-                     + ". Files attMetr<task>_<model_id>-<method>.npy"),
+                     + ". A method may carry a label, METHOD.LABEL (letters, digits, _): maps.mine names "
+                       "precomputed maps, gradcam.a and gradcam.b keep two configurations apart. Files "
+                       "attMetr<task>_<model_id>-<method>.npy",
+                valid=lambda value: value is None or post_hoc_name_is_valid(value),
+                expected=f"one of {', '.join(repr(name) for name in POST_HOC_NAMES)}, optionally followed by .LABEL"),
     ]),
     ("saliency sources", [option for source in SOURCES.values() for option in source.options]),
     ("perturbation tasks", [option for task in TASKS.values() for option in task.options]),

@@ -13,7 +13,7 @@ Everything lives in <results_dir>/<exp_id>/ (exp_dir):
                                          attMetr<key>_<model_id>_<array>.npy, with _imgInds, _preds,
                                          _targets and a .json of metadata (run id, options) beside them
     attMetr<key>_<model_id>-<method>.npy       the same for a post-hoc saliency of the model, whose
-    attMaps<model_id>-<method>_test.npy        float maps (and .json) of the evaluated images are kept
+    attMaps<model_id>-<method>_<tag>_test.npy  float maps (and .json) of the evaluated images, per configuration
     .<model_id>.staging/                 the files of a run in progress (see brnpa/runs/lifecycle.py)
     <model_id>.lock                      held by the process training the model
     attMetrics_<key>.csv, _pop.csv       summaries of a score (brnpa/metrics/scores.py), by processResults.py
@@ -70,11 +70,22 @@ def source_id(model_id, method=None):
     return model_id if method is None else f"{model_id}-{method}"
 
 
+# A post-hoc method may carry a label, '<method>.<label>' (letters, digits, '_'): precomputed maps named by the user
+# ('maps.mymethod'), or two configurations of one method kept apart.
+METHOD_LABEL = re.compile(r"[A-Za-z0-9_]+")
+
+
+def method_base(method):
+    """The method of the source table a (possibly labelled) post-hoc method is: 'maps' of 'maps.mine'."""
+    return method.split(".", 1)[0]
+
+
 def parse_source_id(source, post_hoc_names):
     """(model id, method or None) of a source id; a suffix after the last '-' that is not one of
-    post_hoc_names belongs to the model id."""
+    post_hoc_names, or one of them with a '.<label>', belongs to the model id."""
     model_id, _, method = source.rpartition("-")
-    if model_id and method in post_hoc_names:
+    base, _, label = method.partition(".")
+    if model_id and base in post_hoc_names and (not label or METHOD_LABEL.fullmatch(label)):
         return model_id, method
     return source, None
 
@@ -142,8 +153,8 @@ def model_file_pattern(model_id, post_hoc_names):
     curve_suffixes = "|".join(re.escape(suffix) for suffix in all_task_file_suffixes())
     return re.compile(rf"model{model}_epoch\d+_test\.csv|(attMaps|norm){model}_epoch\d+_test\.npy"
                       rf"|model{model}_best\.pth|model{model}_metrics\.csv|{model}\.ini|{model}_best_params\.json"
-                      rf"|attMetr[A-Za-z]+_{model}(-({methods}))?({curve_suffixes})"
-                      rf"|attMaps{model}-({methods})(_[0-9a-f]{{{MAPS_TAG_LENGTH}}})?_test\.(npy|json)")
+                      rf"|attMetr[A-Za-z]+_{model}(-({methods})(\.\w+)?)?({curve_suffixes})"
+                      rf"|attMaps{model}-({methods})(\.\w+)?(_[0-9a-f]{{{MAPS_TAG_LENGTH}}})?_test\.(npy|json)")
 
 
 def task_file_names(exp_folder, task_key):

@@ -307,3 +307,47 @@ def test_after_a_kill_the_hint_resumes_the_same_set_and_another_set_says_it_drop
     capsys.readouterr()
     trainVal.main(common + ["--attention_metrics", "Add", "--att_metrics_batch_size", "1", "--overwrite", "True"])
     assert "is dropped (6 images then, 4 now)" in capsys.readouterr().err
+
+
+def test_a_models_own_maps_scored_as_precomputed_maps_give_the_same_curves(trained, capsys):
+    """The CNN's own saliency maps of every test image, exported to one .npy (N, h, w) in test order and scored
+    as --att_metrics_post_hoc maps.own, give deletion and insertion curves equal bit for bit to its own-maps
+    sets, and a row of their own in processResults. A wrong count, a wrong shape or the sanity task are one line,
+    and write nothing."""
+    from brnpa.metrics.perturbation import saliencies_from_maps
+    from brnpa.models.heads import HEADS
+    common, results = trained
+    folder = results / "e2e"
+    att_maps = np.load(next(folder.glob("attMapscnn_epoch*_test.npy")))
+    norms = np.load(next(folder.glob("normcnn_epoch*_test.npy")))
+    own = np.stack([saliency.numpy() for saliency in saliencies_from_maps(att_maps, norms, HEADS["cnn"],
+                                                                           range(len(att_maps)))])
+    np.save(folder.parent / "own.npy", own)
+    precomputed = ["--att_metrics_post_hoc", "maps.own", "--maps", str(folder.parent / "own.npy")]
+    trainVal.main(common + ["--attention_metrics", "Add"])
+    for key in ("Del", "Add"):
+        trainVal.main(common + ["--attention_metrics", key, *precomputed])
+        for suffix in ("", "_imgInds", "_stepSaliency", "_startScores"):
+            assert np.array_equal(np.load(folder / f"attMetr{key}_cnn-maps.own{suffix}.npy"),
+                                  np.load(folder / f"attMetr{key}_cnn{suffix}.npy"))
+    capsys.readouterr()
+    processResults.main(process(results, "e2e"))
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(("cnn ", "cnn-maps.own"))]
+    # the model group: the same accuracy and n (the sparsity of post-hoc maps is computed without the norm); the
+    # faithfulness group: the same DAUC, IAUC, DC and IC, intervals included
+    assert [rows[0][1], rows[0][3]] == [rows[1][1], rows[1][3]] and rows[2][1:] == rows[3][1:]
+    np.save(folder.parent / "short.npy", own[:-1])
+    np.save(folder.parent / "flat.npy", own.reshape(len(own), -1))
+    before = sorted(os.listdir(folder))
+    for path, expected in (("short.npy", f"holds {len(own) - 1} maps but the test folder has {len(own)} images"),
+                           ("flat.npy", "expected numbers (N, h, w)")):
+        message = error_of(trainVal.main, common + ["--attention_metrics", "Del", "--att_metrics_post_hoc",
+                                                    "maps.other", "--maps", str(folder.parent / path)])
+        assert expected in message
+    assert "the sanity checks need maps computed again" in error_of(
+        trainVal.main, common + ["--attention_metrics", "Sanity", *precomputed])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        trainVal.main(common + ["--att_metrics_post_hoc", "maps.a-b"])
+    assert "optionally followed by .LABEL, got maps.a-b" in capsys.readouterr().err
+    assert sorted(os.listdir(folder)) == before

@@ -143,7 +143,7 @@ FAST_VALUES = {"rise_masks": 16, "ig_steps": 4, "smoothgrad_samples": 2}
 
 
 @pytest.mark.parametrize("name", SOURCES)
-def test_every_saliency_source(name):
+def test_every_saliency_source(name, tmp_path):
     """A source's options are options of trainVal.py that do not define a run; what identifies its results is
     among its values; built from SourceInputs and called as the tasks call it (call_as_the_tasks), it gives one
     map per image at its declared resolution: the model's map size ('map') or the image's ('pixels')."""
@@ -153,6 +153,10 @@ def test_every_saliency_source(name):
     values = {option.name: option.default for option in source.options}
     values.update(seed=0, batch_size=8, val_batch_size=4)
     values.update({key: value for key, value in FAST_VALUES.items() if key in values})
+    given_size = (3, 5)  # precomputed maps (a source whose resolution is 'given'): of 5 test images, 3 x 5 each
+    if "maps" in values:
+        values["maps"] = str(tmp_path / "maps.npy")
+        np.save(values["maps"], np.random.default_rng(0).random((5, *given_size)))
     assert set(source.identity) <= set(values)
     assert source.resolution in RESOLUTIONS
     torch.manual_seed(0)
@@ -164,7 +168,7 @@ def test_every_saliency_source(name):
     norms = torch.randint(0, 256, (5, 1, *map_size), dtype=torch.uint8, generator=generator)
     inputs = SourceInputs(values, att_maps, norms, HEADS["br_npa"], test_images=lambda: [images])
     maps = call_as_the_tasks(source, inputs, model, images, [0, 2], [3, 4])
-    size = map_size if source.resolution == "map" else images.shape[2:]
+    size = {"map": map_size, "pixels": images.shape[2:], "given": given_size}[source.resolution]
     assert maps.shape == (2, *size) and torch.isfinite(maps).all()
     assert source.post_hoc == (name in POST_HOC_NAMES)
     if source.post_hoc:  # its results are '<model_id>-<name>': the name must read back from a file name
