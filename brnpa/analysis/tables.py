@@ -164,15 +164,24 @@ def write_score_csvs(exp_folder, score, aucs, indices):
 
 
 def write_experiment_csvs(exp_folder, experiment):
-    """attMetrics_<key>.csv and _pop.csv of every score of one experiment (an analysis.experiment.Experiment);
-    returns {score name: {model_id: per-image values}} for the scores that have values."""
-    written = {}
+    """attMetrics_<key>.csv and _pop.csv of every score of one experiment (an analysis.experiment.Experiment), and
+    scores_long.csv, every per-image value in one table (image, model, source, score, value: pandas reads it with
+    read_csv; a value left out or undefined on an image is empty); returns {score name: {model_id: per-image
+    values}} for the scores that have values."""
+    from brnpa.metrics.saliency import POST_HOC_NAMES
+    written, long_rows = {}, []
     for name, score in SCORES.items():
         per_image = {model_id: row[name] for model_id, row in experiment.rows.items() if name in row}
         if per_image:
             indices = {model_id: experiment.sets[score.task][model_id]["img_inds"] for model_id in per_image}
             write_score_csvs(exp_folder, score, per_image, indices)
             written[name] = per_image
+            for source, values in sorted(per_image.items()):
+                model_id = results_io.parse_source_id(source, POST_HOC_NAMES)[0]
+                long_rows += [[int(index), model_id, source, name, value if np.isfinite(value) else ""]
+                              for index, value in zip(indices[source], values)]
+    files.atomic_write_csv(results_io.long_scores_path(exp_folder), ["image", "model", "source", "score", "value"],
+                           long_rows)
     return written
 
 

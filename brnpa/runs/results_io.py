@@ -232,6 +232,12 @@ def parse_curve_stage_name(name):
     return (match.group("key"), match.group("source")) if match else None
 
 
+def long_scores_path(folder):
+    """processResults' per-image values of every score of one experiment, one row per (image, source, score):
+    image (test index), model, source, score, value."""
+    return os.path.join(folder, "scores_long.csv")
+
+
 def seeds_summary_path(folder):
     """processResults' table over several experiments."""
     return os.path.join(folder, "summary.csv")

@@ -351,3 +351,20 @@ def test_a_models_own_maps_scored_as_precomputed_maps_give_the_same_curves(train
         trainVal.main(common + ["--att_metrics_post_hoc", "maps.a-b"])
     assert "optionally followed by .LABEL, got maps.a-b" in capsys.readouterr().err
     assert sorted(os.listdir(folder)) == before
+
+
+def test_every_per_image_value_is_in_one_long_table(trained):
+    """scores_long.csv: pandas reads it in one line; the DAUC of each image is its curve's area recomputed here
+    (trapezoid rule over x = 1 - minmax(cells left)), keyed by test index."""
+    import pandas
+    _, results = trained
+    processResults.main(process(results, "e2e"))
+    table = pandas.read_csv(results / "e2e" / "scores_long.csv")
+    assert list(table.columns) == ["image", "model", "source", "score", "value"]
+    dauc = table[(table.score == "DAUC") & (table.source == "cnn")].set_index("image").value
+    curves = np.load(results / "e2e" / "attMetrDel_cnn.npy")
+    for index, curve in zip(np.load(results / "e2e" / "attMetrDel_cnn_imgInds.npy"), curves):
+        left = curve[:, 0]
+        x = 1 - (left - left.min()) / (left.max() - left.min())
+        assert dauc[int(index)] == pytest.approx(np.trapezoid(curve[:, 1], x), abs=1e-12)
+    assert set(table.model) == {"cnn"} and len(dauc) == len(curves)
