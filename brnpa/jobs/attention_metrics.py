@@ -173,7 +173,8 @@ def run_attention_metrics(args, given=frozenset()):
     source = saliency_source(config.att_metrics_post_hoc or OWN_MAPS)
     values = {option.name: getattr(config, option.name) for option in source.options}
     values.update(seed=config.seed, batch_size=config.att_metrics_batch_size, val_batch_size=config.val_batch_size,
-                  test_nb=len(test_samples), task=config.attention_metrics)
+                  test_files=[os.path.relpath(path, os.path.join(config.data_dir, config.dataset_test))
+                              for path, _ in test_samples], task=config.attention_metrics)
     refusal = source.check(values, tuple(att_maps.shape[2:])) if source.check is not None else None
     if refusal is not None:
         raise UserError(refusal)

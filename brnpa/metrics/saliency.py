@@ -33,6 +33,7 @@ the option table imports without torch.
 """
 import dataclasses
 import functools
+import os
 from typing import Any, Callable, Optional
 
 from brnpa.core.options import Option, at_least, optional_str, positive_finite, within
@@ -162,7 +163,37 @@ def check_maps(values, map_size):
     if values.get("task") == "Sanity":
         return (f"the sanity checks need maps computed again from a randomised model, which {path} cannot give: "
                 f"score precomputed maps with the other tasks")
-    return maps_file_refusal(path, values["test_nb"])
+    if os.path.isdir(path):
+        return maps_folder_refusal(path, values["test_files"])
+    return maps_file_refusal(path, len(values["test_files"]))
+
+
+def map_file_of(folder, test_file):
+    """The precomputed map of a test image in a folder of maps: its path relative to the test folder, with .npy
+    for its extension (class_03/bird_17.jpg -> <folder>/class_03/bird_17.npy)."""
+    return os.path.join(folder, os.path.splitext(test_file)[0] + ".npy")
+
+
+def maps_folder_refusal(folder, test_files):
+    """Why a folder of precomputed maps cannot be scored (one line), or None: one .npy (h, w) per test image
+    (map_file_of), all of one size."""
+    import numpy as np
+    shapes = set()
+    for test_file in test_files:
+        path = map_file_of(folder, test_file)
+        if not os.path.isfile(path):
+            return (f"--maps {folder} has no map for test image {test_file}: expected {path}, one .npy (h, w) per "
+                    f"test image at its path in the test folder")
+        try:
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        except (OSError, ValueError) as error:
+            return f"--maps: {path} is not a readable .npy file ({error})"
+        if len(shape) != 2:
+            return f"--maps: {path} holds {shape}; expected one map (h, w)"
+        shapes.add(shape)
+    if len(shapes) > 1:
+        return f"--maps {folder} holds maps of several sizes ({', '.join(map(str, sorted(shapes)))}): give one size"
+    return None
 
 
 def maps_file_refusal(path, test_nb):
@@ -183,15 +214,24 @@ def maps_file_refusal(path, test_nb):
 
 
 def build_maps(inputs):
-    """Precomputed maps, read from --maps (N, h, w), one per test image in test order: each image's map is its
-    row, whatever the model. At the size they were given at ('given'): the curves see them average-pooled to the
-    model's map size (unchanged when they already have its size)."""
+    """Precomputed maps, read from --maps: a .npy (N, h, w), one map per test image in test order (each image's
+    map is its row), or a folder of one .npy (h, w) per test image (map_file_of), whatever the model. At the
+    size they were given at ('given'): the curves see them average-pooled to the model's map size (unchanged
+    when they already have its size)."""
     import numpy as np
-    maps = np.load(inputs.values["maps"], mmap_mode="r", allow_pickle=False)
+    path, test_files = inputs.values["maps"], inputs.values["test_files"]
+    if os.path.isdir(path):
+        def read(index):
+            return np.load(map_file_of(path, test_files[index]), allow_pickle=False)
+    else:
+        maps = np.load(path, mmap_mode="r", allow_pickle=False)
+
+        def read(index):
+            return maps[index]
 
     def saliency(model, images, classes, indices):
         import torch
-        return torch.from_numpy(np.stack([np.asarray(maps[int(index)], dtype=np.float32) for index in indices]))
+        return torch.from_numpy(np.stack([np.asarray(read(int(index)), dtype=np.float32) for index in indices]))
     return saliency
 
 
@@ -328,7 +368,8 @@ SOURCES = {source.name: source for source in [
                    identity=("rise_masks", "rise_grid", "rise_keep_prob", "seed")),
     SaliencySource("maps", build_maps, "precomputed maps of the test images (--maps), named with a label: maps.mine",
                    options=(Option("maps", optional_str, None, "maps: a .npy file of the maps (N, h, w) of the N test "
-                                   "images in test order, scored as --att_metrics_post_hoc maps.LABEL",
+                                   "images in test order, or a folder of one .npy (h, w) per test image at its "
+                                   "path in the test folder, scored as --att_metrics_post_hoc maps.LABEL",
                                    run_defining=False),),
                    identity=("maps",), resolution="given", check=check_maps),
     SaliencySource("random", build_random, "floor: uniform noise, seeded per image", identity=("seed",)),

@@ -330,6 +330,18 @@ def test_a_models_own_maps_scored_as_precomputed_maps_give_the_same_curves(train
         for suffix in ("", "_imgInds", "_stepSaliency", "_startScores"):
             assert np.array_equal(np.load(folder / f"attMetr{key}_cnn-maps.own{suffix}.npy"),
                                   np.load(folder / f"attMetr{key}_cnn{suffix}.npy"))
+    # the same maps as a folder of one .npy per test image, at its path in the test folder (listed here in test
+    # order: sorted classes, then sorted files)
+    data_dir = common[common.index("--data_dir") + 1]
+    test_folder = os.path.join(data_dir, "tiny_test")
+    test_files = [os.path.join(name, file) for name in sorted(os.listdir(test_folder))
+                  for file in sorted(os.listdir(os.path.join(test_folder, name)))]
+    for index, test_file in enumerate(test_files):
+        os.makedirs(folder.parent / "own_maps" / os.path.dirname(test_file), exist_ok=True)
+        np.save(folder.parent / "own_maps" / (os.path.splitext(test_file)[0] + ".npy"), own[index])
+    trainVal.main(common + ["--attention_metrics", "Del", "--att_metrics_post_hoc", "maps.folder", "--maps",
+                            str(folder.parent / "own_maps")])
+    assert np.array_equal(np.load(folder / "attMetrDel_cnn-maps.folder.npy"), np.load(folder / "attMetrDel_cnn.npy"))
     capsys.readouterr()
     processResults.main(process(results, "e2e"))
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(("cnn ", "cnn-maps.own"))]
@@ -339,8 +351,10 @@ def test_a_models_own_maps_scored_as_precomputed_maps_give_the_same_curves(train
     np.save(folder.parent / "short.npy", own[:-1])
     np.save(folder.parent / "flat.npy", own.reshape(len(own), -1))
     before = sorted(os.listdir(folder))
+    os.remove(folder.parent / "own_maps" / (os.path.splitext(test_files[2])[0] + ".npy"))
     for path, expected in (("short.npy", f"holds {len(own) - 1} maps but the test folder has {len(own)} images"),
-                           ("flat.npy", "expected numbers (N, h, w)")):
+                           ("flat.npy", "expected numbers (N, h, w)"),
+                           ("own_maps", f"has no map for test image {test_files[2]}")):
         message = error_of(trainVal.main, common + ["--attention_metrics", "Del", "--att_metrics_post_hoc",
                                                     "maps.other", "--maps", str(folder.parent / path)])
         assert expected in message

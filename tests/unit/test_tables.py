@@ -155,6 +155,7 @@ def test_every_saliency_source(name, tmp_path):
     values.update({key: value for key, value in FAST_VALUES.items() if key in values})
     given_size = (3, 5)  # precomputed maps (a source whose resolution is 'given'): of 5 test images, 3 x 5 each
     if "maps" in values:
+        values["test_files"] = [f"c/{index}.png" for index in range(5)]
         values["maps"] = str(tmp_path / "maps.npy")
         np.save(values["maps"], np.random.default_rng(0).random((5, *given_size)))
     assert set(source.identity) <= set(values)
