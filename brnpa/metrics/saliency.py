@@ -56,7 +56,8 @@ def live_own_maps(head):
 @dataclasses.dataclass(frozen=True)
 class SourceInputs:
     """What a source's builder may use. values: the source's own options (by name) plus 'seed', 'batch_size'
-    (images per forward pass) and 'val_batch_size' (images per batch of the test pass); att_maps, norms: the
+    (images per forward pass), 'val_batch_size' (images per batch of the test pass), 'test_files' (the test
+    images' paths in the test folder, in test order) and 'task' (the key of the task asked for); att_maps, norms: the
     model's saved test maps (N, M, h, w) and norms (N, 1, h, w); head: the model's head class (models.heads);
     test_images: () -> iterable of batches (B, 3, H, W) of the whole test set in test order, on the model's
     device (the batches of the test pass)."""
@@ -154,8 +155,9 @@ def check_occlusion(values, map_size):
 
 
 def check_maps(values, map_size):
-    """Precomputed maps: a file given, holding one map per test image (values['test_nb']), and not asked for the
-    sanity checks, which need maps computed again from a randomised model."""
+    """Precomputed maps: a file or folder given, holding one finite map per test image (values['test_files'], the
+    test images' paths in the test folder), and not asked for the sanity checks (values['task']), which need maps
+    computed again from a randomised model."""
     path = values["maps"]
     if path is None:
         return ("--att_metrics_post_hoc maps needs --maps FILE.npy, the maps (N, h, w) of the N test images in "
@@ -190,6 +192,8 @@ def maps_folder_refusal(folder, test_files):
             return f"--maps: {path} is not a readable .npy file ({error})"
         if len(shape) != 2:
             return f"--maps: {path} holds {shape}; expected one map (h, w)"
+        if not np.isfinite(np.load(path, allow_pickle=False)).all():
+            return f"--maps: {path} holds a nan or an inf: a map ranks its cells by finite values"
         shapes.add(shape)
     if len(shapes) > 1:
         return f"--maps {folder} holds maps of several sizes ({', '.join(map(str, sorted(shapes)))}): give one size"
@@ -210,6 +214,10 @@ def maps_file_refusal(path, test_nb):
     if len(maps) != test_nb:
         return (f"--maps {path} holds {len(maps)} maps but the test folder has {test_nb} images: one map per test "
                 f"image, in test order (sorted classes, then sorted file names)")
+    bad = [index for index, single in enumerate(maps) if not np.isfinite(single).all()]
+    if bad:
+        return (f"--maps {path} holds a nan or an inf in the maps of test images {', '.join(map(str, bad[:5]))}"
+                f"{' ...' if len(bad) > 5 else ''}: a map ranks its cells by finite values")
     return None
 
 

@@ -350,10 +350,14 @@ def test_a_models_own_maps_scored_as_precomputed_maps_give_the_same_curves(train
     assert [rows[0][1], rows[0][3]] == [rows[1][1], rows[1][3]] and rows[2][1:] == rows[3][1:]
     np.save(folder.parent / "short.npy", own[:-1])
     np.save(folder.parent / "flat.npy", own.reshape(len(own), -1))
+    with_nan = own.copy()
+    with_nan[3, 0, 0] = np.nan
+    np.save(folder.parent / "nan.npy", with_nan)
     before = sorted(os.listdir(folder))
     os.remove(folder.parent / "own_maps" / (os.path.splitext(test_files[2])[0] + ".npy"))
     for path, expected in (("short.npy", f"holds {len(own) - 1} maps but the test folder has {len(own)} images"),
                            ("flat.npy", "expected numbers (N, h, w)"),
+                           ("nan.npy", "holds a nan or an inf in the maps of test images 3"),
                            ("own_maps", f"has no map for test image {test_files[2]}")):
         message = error_of(trainVal.main, common + ["--attention_metrics", "Del", "--att_metrics_post_hoc",
                                                     "maps.other", "--maps", str(folder.parent / path)])
