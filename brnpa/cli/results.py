@@ -8,8 +8,9 @@ brnpa/metrics/tasks.py) and the test CSVs, and writes there, for each score, att
 and attMetrics_<key>_pop.csv (model_id, then every image's value, columns img_<test index>), compare_<key>.csv
 (every pair of sources on the images both scored: Wilcoxon signed-rank test, Holm-adjusted, median paired
 difference with its bootstrap interval, rank-biserial effect size), metric_reliability.csv (Krippendorff's
-alpha of each score) and scores_long.csv (every per-image value: image, model, source, score, value); to <vis_dir>/<exp_id>/ the mean curves, the critical-difference diagrams cd_<key>.png,
-the p-value matrices and the sanity plot. It prints each source's numbers with a 95% interval over the test
+alpha of each score) and scores_long.csv (every per-image value: image, model, source, score, value); to
+<vis_dir>/<exp_id>/ the mean curves, the critical-difference diagrams cd_<key>.png, the p-value matrices and the
+sanity plot. It prints each source's numbers with a 95% interval over the test
 images, in groups of columns that fit 160 characters (or the --columns chosen). Where the test set has part
 masks (<dataset_test>_masks, the synthetic data), it also reports the share of saliency inside the part and
 the pointing game.
