@@ -8,7 +8,7 @@ import numpy as np
 
 from brnpa.core.errors import UserError
 from brnpa.metrics.perturbation import saliencies_from_maps
-from brnpa.metrics.saliency import POST_HOC_NAMES, SOURCES
+from brnpa.metrics.saliency import POST_HOC_NAMES, saliency_source
 from brnpa.metrics.scores import SCORES
 from brnpa.metrics.tasks import SANITY_TASK, TASKS
 from brnpa.runs import lifecycle, results_io
@@ -237,7 +237,7 @@ def post_hoc_configuration(exp_folder, source, task_keys=None):
         return None, []
     configurations = {}
     for key, meta in metas.items():
-        values = tuple((name, meta.get(name)) for name in SOURCES[results_io.method_base(method)].identity)
+        values = tuple((name, meta.get(name)) for name in saliency_source(method).identity)
         configurations.setdefault(values, []).append(key)
     first = next(iter(metas))
     notes = []

@@ -16,8 +16,8 @@ from brnpa.analysis.plots import (plot_agreement, plot_band_curves, plot_critica
 from brnpa.analysis.sets import SANITY_TASK, sanity_stages, source_saliencies, test_folder_samples
 from brnpa.analysis.statistics import defined, defined_mean, defined_median, mean_ci
 from brnpa.analysis.tables import (chance_note, column_blocks, comparison_notes, directions, fmt, fmt_number,
-                                   header_names, noise_ceiling_notes, print_incomplete, print_lines, print_table,
-                                   reliability_lines, tiny_denominator_notes, write_agreement_csv, write_comparison_csv,
+                                   noise_ceiling_notes, print_incomplete, print_lines, print_table, reliability_lines,
+                                   tiny_denominator_notes, write_agreement_csv, write_comparison_csv,
                                    write_experiment_csvs, write_reliability_csv, write_seed_comparison_csv,
                                    write_summary_runs)
 from brnpa.core.errors import UserError
@@ -434,7 +434,14 @@ def check_distinct_runs(experiments):
     refusal = same_run_refusal({exp_id: experiment.run_ids for exp_id, experiment in experiments.items()})
     if refusal is not None:
         raise UserError(refusal)
-    runs = {exp_id: {model_id: (run_signature(landed.args), run_test_images(landed.args))
+    scanned = {}  # the test images of each test folder, listed once: every model of an experiment shares one
+
+    def test_images(options):
+        folder = (options.data_dir, options.dataset_test, options.class_nb)
+        if folder not in scanned:
+            scanned[folder] = run_test_images(options)
+        return scanned[folder]
+    runs = {exp_id: {model_id: (run_signature(landed.args), test_images(landed.args))
                      for model_id, landed in experiment.landed.items()} for exp_id, experiment in experiments.items()}
     refusal = seed_refusal(runs)
     if refusal is not None:

@@ -22,7 +22,6 @@ a band. Written to <results_dir>/<exp ids joined by +>/summary.csv and vis/<the 
 
 Each column of the table says whether lower or higher is better.
 """
-import argparse
 import math
 import os
 

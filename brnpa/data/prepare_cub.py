@@ -8,7 +8,6 @@ data/CUB-200-2011_test/<class>/<img> (5794 images), 200 classes each. Files
 are copied (or symlinked with --symlink) into temporary folders renamed at
 the end, so an interrupted run leaves nothing half-written.
 """
-import argparse
 import os
 import shutil
 import sys

@@ -16,7 +16,6 @@ Layout written (ImageFolder, as the seed README wants for CUB):
 
     python3 -m brnpa.data.synthetic --name synth --class_nb 6
 """
-import argparse
 import os
 import shutil
 import sys

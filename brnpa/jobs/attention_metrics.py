@@ -45,11 +45,6 @@ SAVES_PER_RUN = 20
 EVALUATION_OPTIONS = frozenset({"exp_id", "model_id", "seed", "amp_eval", "optuna"})
 
 
-def partial_name(rank, world_size):
-    """The progress file of one process, in the curve set's staging folder."""
-    return "partial.pth" if world_size == 1 else f"partial.rank{rank}of{world_size}.pth"
-
-
 def choose_images(image_nb, total, seed):
     """Sorted indices of the evaluated test images: a seeded choice without replacement (-1: all)."""
     if image_nb == -1 or image_nb >= total:
@@ -122,20 +117,19 @@ def read_partial(path, array_names, explain=False):
     lists) (a damaged file only costs its work). explain: say so when the file is of an older version that
     did not save all these arrays."""
     empty = {name: [] for name in array_names}
-    if not os.path.exists(path):
+    saved = lifecycle.read_progress(path)
+    if saved is None:
         return None, empty
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        records = saved.get("records", {})
-        missing = [name for name in array_names if name not in records]
-        if missing:
-            if explain:
-                print(f"the progress saved in {path} is of an older version, which did not save "
-                      f"{', '.join(missing)}: its images are computed again", file=sys.stderr)
-            return None, empty
-        return saved["signature"], {name: list(records[name]) for name in array_names}
-    except Exception:
+    records = saved.get("records", {})
+    if not isinstance(records, dict):
         return None, empty
+    missing = [name for name in array_names if name not in records]
+    if missing:
+        if explain:
+            print(f"the progress saved in {path} is of an older version, which did not save "
+                  f"{', '.join(missing)}: its images are computed again", file=sys.stderr)
+        return None, empty
+    return saved["signature"], {name: list(records[name]) for name in array_names}
 
 
 def saved_signature(paths):
@@ -227,7 +221,7 @@ def compute_and_save_curves(config, landed, source, inputs, test_samples, image_
     subset = [test_samples[i] for i in image_inds]
     identity, signature = set_signature(landed, source, inputs, image_inds, step_cells, config)
     stage = lifecycle.curve_stage(exp_folder, source_id, task.key)
-    partial = os.path.join(stage.folder, partial_name(distributed.rank(), distributed.world_size()))
+    partial = os.path.join(stage.folder, lifecycle.progress_name(distributed.rank(), distributed.world_size()))
     with distributed.main_only(stage.opened()):
         if plan_set(stage, paths, partial, task, signature, config, landed) == "done":
             if distributed.is_main():
@@ -320,7 +314,7 @@ def land_set(stage, landed, task, source_id, records, image_inds, preds, targets
     write_set(results_io.att_metrics_paths(stage.folder, source_id, task.key), records, image_inds, preds, targets,
               meta)
     distributed.barrier()  # every process is done with its progress file
-    stage.land(keep=[name for name in os.listdir(stage.folder) if name.startswith("partial")])
+    stage.land(keep=[name for name in os.listdir(stage.folder) if name.startswith(lifecycle.PROGRESS_PREFIX)])
 
 
 def model_io(model, device, layout, transform, test_samples, config):

@@ -34,6 +34,7 @@ the option table imports without torch.
 import dataclasses
 import functools
 import os
+import re
 from typing import Any, Callable, Optional
 
 from brnpa.core.options import Option, at_least, optional_str, positive_finite, within
@@ -187,14 +188,14 @@ def maps_folder_refusal(folder, test_files):
             return (f"--maps {folder} has no map for test image {test_file}: expected {path}, one .npy (h, w) per "
                     f"test image at its path in the test folder")
         try:
-            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            single = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as error:
             return f"--maps: {path} is not a readable .npy file ({error})"
-        if len(shape) != 2:
-            return f"--maps: {path} holds {shape}; expected one map (h, w)"
-        if not np.isfinite(np.load(path, allow_pickle=False)).all():
+        if single.ndim != 2:
+            return f"--maps: {path} holds {single.shape}; expected one map (h, w)"
+        if not np.isfinite(single).all():
             return f"--maps: {path} holds a nan or an inf: a map ranks its cells by finite values"
-        shapes.add(shape)
+        shapes.add(single.shape)
     if len(shapes) > 1:
         return f"--maps {folder} holds maps of several sizes ({', '.join(map(str, sorted(shapes)))}): give one size"
     return None
@@ -390,10 +391,21 @@ SOURCES = {source.name: source for source in [
 POST_HOC_NAMES = tuple(name for name, source in SOURCES.items() if source.post_hoc)
 
 
+# A post-hoc method may carry a label, '<method>.<label>': precomputed maps named by the user ('maps.mine'), or
+# two configurations of one method kept apart ('gradcam.a').
+METHOD_LABEL = re.compile(r"[A-Za-z0-9_]+")
+
+
+def is_post_hoc_method(name, post_hoc_names=POST_HOC_NAMES):
+    """Whether name is a post-hoc method of post_hoc_names, alone or with a '.<label>' of METHOD_LABEL."""
+    base, dot, label = name.partition(".")
+    return base in post_hoc_names and (not dot or METHOD_LABEL.fullmatch(label) is not None)
+
+
 def saliency_source(name):
     """The source registered under name, or under its part before a '.LABEL' (a labelled post-hoc method);
     ValueError listing the post-hoc sources otherwise."""
-    base = name.split(".", 1)[0]
+    base = name.partition(".")[0]
     if base not in SOURCES:
         raise ValueError(f"--att_metrics_post_hoc must be one of {', '.join(POST_HOC_NAMES)}, got '{name}'")
     return SOURCES[base]

@@ -15,7 +15,7 @@ import sys
 
 from brnpa.core.options import (REPO_ROOT, OneLineParser, Option, SearchSpace, at_least, in_table, non_negative,
                                 optional_bool, optional_int, optional_str, positive, resolve_path, str2bool, within)
-from brnpa.metrics.saliency import POST_HOC_NAMES, SOURCES
+from brnpa.metrics.saliency import POST_HOC_NAMES, SOURCES, is_post_hoc_method
 from brnpa.metrics.tasks import TASKS
 
 
@@ -45,13 +45,6 @@ def searched(name, type, default, help, space, **more):
     """A run-defining option a search trial replaces by a value drawn from space (a SearchSpace; brnpa/jobs/search.py
     samples it)."""
     return Option(name, type, default, help, search=space, **more)
-
-
-def post_hoc_name_is_valid(name):
-    """Whether --att_metrics_post_hoc names a post-hoc source, with or without a '.LABEL'."""
-    import re
-    base, dot, label = name.partition(".")
-    return base in POST_HOC_NAMES and (not dot or re.fullmatch(r"[A-Za-z0-9_]+", label) is not None)
 
 
 def batch_size_floor(options):
@@ -239,7 +232,7 @@ OPTION_GROUPS = [
                      + ". A method may carry a label, METHOD.LABEL (letters, digits, _): maps.mine names "
                        "precomputed maps, gradcam.a and gradcam.b keep two configurations apart. Files "
                        "attMetr<task>_<model_id>-<method>.npy",
-                valid=lambda value: value is None or post_hoc_name_is_valid(value),
+                valid=lambda value: value is None or is_post_hoc_method(value),
                 expected=f"one of {', '.join(repr(name) for name in POST_HOC_NAMES)}, optionally followed by .LABEL"),
     ]),
     ("saliency sources", [option for source in SOURCES.values() for option in source.options]),

@@ -331,18 +331,36 @@ def load_model_for_inference(config, checkpoint_file, run_id, reference, remake)
     return model.eval(), checkpoint
 
 
-def progress_signature(exp_folder, source, task_key):
-    """The signature of the progress a killed run of a perturbation task's set left in its staging folder (its
-    first progress file, partial*.pth, written by brnpa/jobs/attention_metrics.py), or None (none, or unreadable)."""
-    folder = curve_stage(exp_folder, source, task_key).folder
-    names = sorted(name for name in os.listdir(folder) if name.startswith("partial")) if os.path.isdir(folder) else []
-    if not names:
+# The progress files of a perturbation task's set, in its staging folder, start with this (progress_name).
+PROGRESS_PREFIX = "partial"
+
+
+def progress_name(rank, world_size):
+    """The progress file of one process of a perturbation task, in the set's staging folder."""
+    return f"{PROGRESS_PREFIX}.pth" if world_size == 1 else f"{PROGRESS_PREFIX}.rank{rank}of{world_size}.pth"
+
+
+def read_progress(path):
+    """What a progress file holds, {'signature': ..., 'records': {array name: per-image tensors}}, or None where
+    there is none or it cannot be read (a damaged file only costs its work)."""
+    if not os.path.exists(path):
         return None
     import torch
     try:
-        return torch.load(os.path.join(folder, names[0]), map_location="cpu", weights_only=True).get("signature")
-    except Exception:  # a damaged progress file only costs its work, as when a run reads it
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
         return None
+    return saved if isinstance(saved, dict) and "signature" in saved else None
+
+
+def progress_signature(exp_folder, source, task_key):
+    """The signature of the progress a stopped run of a perturbation task's set left in its staging folder (its
+    first progress file), or None (none, or unreadable)."""
+    folder = curve_stage(exp_folder, source, task_key).folder
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    names = [name for name in names if name.startswith(PROGRESS_PREFIX)]
+    saved = read_progress(os.path.join(folder, names[0])) if names else None
+    return None if saved is None else saved["signature"]
 
 
 def set_options(signature, run_options):

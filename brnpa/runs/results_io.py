@@ -32,6 +32,7 @@ import numpy as np
 
 from brnpa.core.errors import UserError
 from brnpa.core.files import atomic_save_npy, atomic_write_csv
+from brnpa.metrics.saliency import is_post_hoc_method
 
 # Saved beside the arrays of every perturbation task: the evaluated images, the predicted and true classes.
 SHARED_ARRAYS = ("img_inds", "preds", "targets")
@@ -70,22 +71,11 @@ def source_id(model_id, method=None):
     return model_id if method is None else f"{model_id}-{method}"
 
 
-# A post-hoc method may carry a label, '<method>.<label>' (letters, digits, '_'): precomputed maps named by the user
-# ('maps.mymethod'), or two configurations of one method kept apart.
-METHOD_LABEL = re.compile(r"[A-Za-z0-9_]+")
-
-
-def method_base(method):
-    """The method of the source table a (possibly labelled) post-hoc method is: 'maps' of 'maps.mine'."""
-    return method.split(".", 1)[0]
-
-
 def parse_source_id(source, post_hoc_names):
     """(model id, method or None) of a source id; a suffix after the last '-' that is not one of
-    post_hoc_names, or one of them with a '.<label>', belongs to the model id."""
+    post_hoc_names, alone or with a '.<label>' (metrics.saliency.is_post_hoc_method), belongs to the model id."""
     model_id, _, method = source.rpartition("-")
-    base, _, label = method.partition(".")
-    if model_id and base in post_hoc_names and (not label or METHOD_LABEL.fullmatch(label)):
+    if model_id and is_post_hoc_method(method, post_hoc_names):
         return model_id, method
     return source, None
 
